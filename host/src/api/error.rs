@@ -1,0 +1,127 @@
+//! The one error type of the HTTP API: every failure becomes a status code and a JSON body
+//! `{"error": {"code": "...", "message": "..."}}`. Messages say what the caller can act on; internal
+//! details are logged, never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::page::PageError;
+use crate::pool::PoolError;
+use crate::render::RenderError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message }
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The browser relaunches in well under a second; a pool slot frees within a render.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<RenderError> for ApiError {
+    fn from(error: RenderError) -> Self {
+        match error {
+            RenderError::Page(error) => error.into(),
+            RenderError::Pool(error) => error.into(),
+        }
+    }
+}
+
+impl From<PageError> for ApiError {
+    fn from(error: PageError) -> Self {
+        let message = error.to_string();
+        match error {
+            PageError::InvalidInput(_) => Self::bad_request("invalid_input", message),
+            PageError::Timeout { step: "navigation" } => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, "navigation_timeout", message)
+            }
+            PageError::Timeout { .. } => {
+                Self::new(StatusCode::REQUEST_TIMEOUT, "render_timeout", message)
+            }
+            PageError::Navigation { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "navigation_failed", message)
+            }
+            PageError::NotFound(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "element_not_found",
+                message,
+            ),
+            PageError::Script(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "script_error", message)
+            }
+            PageError::TooLarge(_) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "output_too_large", message)
+            }
+            PageError::Crashed => Self::new(StatusCode::BAD_GATEWAY, "page_crashed", message),
+            PageError::BrowserGone { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "browser_unavailable",
+                message,
+            ),
+            PageError::Cdp { step, .. } => {
+                tracing::error!(error = %message, "browser command failed");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "browser_error",
+                    format!("the browser failed during {step}"),
+                )
+            }
+        }
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(error: PoolError) -> Self {
+        let message = error.to_string();
+        match error {
+            PoolError::Timeout(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_capacity", message)
+            }
+            PoolError::Closed => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            PoolError::Browser(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "browser_unavailable",
+                message,
+            ),
+            PoolError::CreateContext(_) | PoolError::CreatePage(_) => {
+                tracing::error!(error = %message, "opening a page failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "browser_unavailable",
+                    "the browser could not open a page",
+                )
+            }
+        }
+    }
+}

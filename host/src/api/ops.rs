@@ -1,0 +1,52 @@
+//! Operational endpoints: `/health` for load balancers, `/v1/status` for people, `/metrics` for
+//! Prometheus.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::browser::BrowserState;
+
+/// 200 while a browser is connected, 503 otherwise.
+pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.browser.current() {
+        Some(_) => Ok(Json(json!({ "status": "ok" }))),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "browser_unavailable",
+            "the browser is not connected",
+        )),
+    }
+}
+
+pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let browser = match state.browser.state() {
+        BrowserState::Starting => json!({ "state": "starting" }),
+        BrowserState::Ready(session) => json!({
+            "state": if session.is_alive() { "connected" } else { "down" },
+            "generation": session.generation,
+            "pid": session.pid,
+            "version": session.version,
+        }),
+        BrowserState::Down { reason } => json!({ "state": "down", "reason": reason }),
+        BrowserState::Stopped => json!({ "state": "stopped" }),
+    };
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "browser": { "restarts": state.browser.restarts(), "current": browser },
+        "pool": state.pool.status(),
+    }))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

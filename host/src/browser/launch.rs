@@ -1,0 +1,145 @@
+//! Starting one Chromium process and connecting chromiumoxide to it.
+//!
+//! We spawn Chromium ourselves instead of `chromiumoxide::Browser::launch` so that we own the process:
+//! its pid (for memory figures and kill-on-failure), its stderr (drained, so a chatty browser never blocks
+//! on a full pipe), and later its CPU affinity (NUMA shards). chromiumoxide then connects to the
+//! DevTools address that Chromium prints on stderr.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chromiumoxide::handler::HandlerConfig;
+use chromiumoxide::{Browser, Handler};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStderr, Command};
+
+use super::BrowserError;
+
+/// Flags for every launch. The first group is required on this kind of machine (measured): without the
+/// background-networking flags Chromium keeps dialling Google hosts that a closed network refuses.
+/// The rest keep a headless render farm deterministic and lean.
+const FLAGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    // Each browser context opens a window with an omnibox renderer unless these are off: ~50 MB per
+    // context with them, ~22 MB without (measured).
+    "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,TranslateUI,MediaRouter",
+    // /dev/shm is small in containers; Chromium falls back to /tmp with this.
+    "--disable-dev-shm-usage",
+    // Pages in the pool are never visible: without these Chromium throttles their timers and renderers.
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
+    "--disable-ipc-flooding-protection",
+    "--disable-hang-monitor",
+    "--disable-breakpad",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--disable-client-side-phishing-detection",
+    "--metrics-recording-only",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--force-color-profile=srgb",
+    "--hide-scrollbars",
+    "--mute-audio",
+    // Port 0: Chromium picks a free port and prints it, so several browsers (tests, shards) never clash.
+    "--remote-debugging-port=0",
+];
+
+/// A running Chromium with chromiumoxide attached. Dropping it kills the process.
+pub(crate) struct Launched {
+    pub browser: Browser,
+    pub handler: Handler,
+    pub child: Child,
+    pub pid: u32,
+    /// Kept alive for the life of the process; removed when dropped.
+    pub _user_data_dir: tempfile::TempDir,
+}
+
+/// Starts Chromium with a fresh profile directory and connects to it.
+pub(crate) async fn launch(executable: &Path, timeout: Duration) -> Result<Launched, BrowserError> {
+    // A fresh profile per launch: a shared one makes a second Chromium refuse with `SingletonLock`.
+    let user_data_dir = tempfile::Builder::new()
+        .prefix("pagewright-chromium-")
+        .tempdir()
+        .map_err(BrowserError::Profile)?;
+    let mut child = Command::new(executable)
+        .args(FLAGS)
+        .arg(format!(
+            "--user-data-dir={}",
+            user_data_dir.path().display()
+        ))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| BrowserError::Spawn {
+            executable: executable.display().to_string(),
+            source,
+        })?;
+    let pid = child.id().unwrap_or_default();
+    let stderr = child.stderr.take().ok_or(BrowserError::NoDevtoolsAddress {
+        stderr: String::new(),
+    })?;
+
+    let ws_url = match tokio::time::timeout(timeout, read_devtools_address(stderr)).await {
+        Ok(result) => result?,
+        Err(_) => return Err(BrowserError::LaunchTimeout(timeout)),
+    };
+
+    let config = HandlerConfig {
+        // Pages get their viewport from each job; chromiumoxide's 800x600 default would be one more
+        // override to undo at reset.
+        viewport: None,
+        // Chromium 156 sends `Network.requestWillBeSentExtraInfo` in a shape chromiumoxide cannot
+        // decode; ignoring undecodable messages keeps the connection up.
+        ignore_invalid_messages: true,
+        ..HandlerConfig::default()
+    };
+    let (browser, handler) = Browser::connect_with_config(ws_url.clone(), config)
+        .await
+        .map_err(|source| BrowserError::Connect {
+            url: ws_url,
+            source,
+        })?;
+    Ok(Launched {
+        browser,
+        handler,
+        child,
+        pid,
+        _user_data_dir: user_data_dir,
+    })
+}
+
+/// Reads stderr until Chromium prints `DevTools listening on ws://...`, then keeps draining it in the
+/// background (a full pipe would stall the browser) and logs what it says at debug level.
+async fn read_devtools_address(stderr: ChildStderr) -> Result<String, BrowserError> {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    while let Some(line) = lines.next_line().await.map_err(BrowserError::Profile)? {
+        if let Some(url) = line.strip_prefix("DevTools listening on ") {
+            let url = url.trim().to_owned();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(target: "chromium", "{line}");
+                }
+            });
+            return Ok(url);
+        }
+        // Keep the start of what it said for the error message if it exits instead.
+        if seen.len() < 4096 {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
+    Err(BrowserError::NoDevtoolsAddress { stderr: seen })
+}

@@ -1,0 +1,278 @@
+//! Command line and environment configuration, validated once into [`Settings`].
+//!
+//! Every flag is also an environment variable so the same binary runs from a shell, a unit file or a
+//! container without a wrapper script. Defaults are chosen to work out of the box on a small machine and
+//! each says where its number comes from.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// pagewright: a render platform over a shared headless Chromium.
+#[derive(Debug, Parser)]
+#[command(name = "pagewright", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP render service.
+    Serve(ServeArgs),
+}
+
+/// Flags of `pagewright serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Loopback by default: exposing a browser to a network is a decision to make
+    /// on purpose.
+    #[arg(long, env = "PAGEWRIGHT_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub browser: BrowserArgs,
+
+    #[command(flatten)]
+    pub pool: PoolArgs,
+
+    /// Default time budget of one render job (navigation, waits, output), in milliseconds. A request
+    /// may ask for less or more, up to `--max-job-timeout-ms`.
+    #[arg(long, env = "PAGEWRIGHT_JOB_TIMEOUT_MS", default_value_t = 30_000)]
+    pub job_timeout_ms: u64,
+
+    /// Largest job time budget a request may ask for, in milliseconds.
+    #[arg(long, env = "PAGEWRIGHT_MAX_JOB_TIMEOUT_MS", default_value_t = 120_000)]
+    pub max_job_timeout_ms: u64,
+
+    /// Largest accepted request body in bytes (inline HTML counts). 10 MiB holds any hand-written page;
+    /// larger documents should be served and rendered by URL.
+    #[arg(long, env = "PAGEWRIGHT_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Refuse URLs whose host resolves to a loopback, private, link-local or otherwise internal address.
+    /// Off by default so local pages work; turn it on when untrusted users submit URLs.
+    #[arg(
+        long,
+        env = "PAGEWRIGHT_DENY_PRIVATE_NETWORKS",
+        default_value_t = false
+    )]
+    pub deny_private_networks: bool,
+
+    /// On SIGINT/SIGTERM: how long in-flight jobs may take to finish before the server stops anyway,
+    /// in milliseconds.
+    #[arg(long, env = "PAGEWRIGHT_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+/// Where Chromium comes from and how it starts.
+#[derive(Debug, Clone, Args)]
+pub struct BrowserArgs {
+    /// Chromium executable. When unset: `$CHROME`, else `/usr/bin/chromium` (Debian's wrapper is
+    /// bypassed for the real binary next to it, which starts ~70 ms faster).
+    #[arg(long = "chrome", env = "CHROME")]
+    pub chrome: Option<PathBuf>,
+
+    /// How long Chromium may take to print its DevTools address, in milliseconds. It takes ~270 ms on a
+    /// 2-core machine; a loaded machine can take seconds.
+    #[arg(
+        long,
+        env = "PAGEWRIGHT_BROWSER_LAUNCH_TIMEOUT_MS",
+        default_value_t = 20_000
+    )]
+    pub browser_launch_timeout_ms: u64,
+}
+
+/// Page pool sizing and recycling.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// Most pages alive at once (idle and leased). Default: one per 128 MiB of memory, between 8 and
+    /// 512 (a page costs ~10.5 MB PSS measured, plus headroom for heavy real-world pages).
+    #[arg(long, env = "PAGEWRIGHT_MAX_PAGES")]
+    pub max_pages: Option<usize>,
+
+    /// Most renders running at once. Chromium saturates at 4-8 concurrent renders on 2 cores (measured);
+    /// beyond that more concurrency only adds latency. Default: 4 per CPU core.
+    #[arg(long, env = "PAGEWRIGHT_MAX_CONCURRENT_RENDERS")]
+    pub max_concurrent_renders: Option<usize>,
+
+    /// How long a page may sit idle before it is closed, in milliseconds.
+    #[arg(
+        long,
+        env = "PAGEWRIGHT_PAGE_IDLE_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub page_idle_timeout_ms: u64,
+
+    /// Jobs one page serves before it is closed and replaced: long-lived pages accumulate memory and
+    /// slow down.
+    #[arg(long, env = "PAGEWRIGHT_PAGE_REUSE_LIMIT", default_value_t = 200)]
+    pub page_reuse_limit: u32,
+
+    /// Jobs one browser context (one isolation key) serves before it is retired and replaced.
+    #[arg(long, env = "PAGEWRIGHT_CONTEXT_REUSE_LIMIT", default_value_t = 5_000)]
+    pub context_reuse_limit: u32,
+
+    /// How long a job may wait for a free render slot before it fails, in milliseconds.
+    #[arg(long, env = "PAGEWRIGHT_LEASE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub lease_timeout_ms: u64,
+}
+
+/// Validated settings, passed down explicitly.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub browser: BrowserSettings,
+    pub pool: PoolSettings,
+    pub job_timeout: Duration,
+    pub max_job_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub deny_private_networks: bool,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrowserSettings {
+    pub executable: PathBuf,
+    pub launch_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_pages: usize,
+    pub max_concurrent_renders: usize,
+    pub idle_timeout: Duration,
+    pub page_reuse_limit: u32,
+    pub context_reuse_limit: u32,
+    pub lease_timeout: Duration,
+}
+
+/// A configuration that cannot work, named by the flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "Chromium not found: set --chrome or $CHROME, or install it at /usr/bin/chromium \
+         (Debian: apt-get install chromium); looked at {0}"
+    )]
+    ChromeMissing(String),
+    #[error("--{flag} must be {rule}, got {value}")]
+    Invalid {
+        flag: &'static str,
+        rule: &'static str,
+        value: String,
+    },
+}
+
+impl ServeArgs {
+    /// Checks the flags against each other and the machine, and fills in derived defaults.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let pool = self.pool.validate()?;
+        if self.job_timeout_ms == 0 || self.job_timeout_ms > self.max_job_timeout_ms {
+            return Err(ConfigError::Invalid {
+                flag: "job-timeout-ms",
+                rule: "positive and at most --max-job-timeout-ms",
+                value: self.job_timeout_ms.to_string(),
+            });
+        }
+        Ok(Settings {
+            listen: self.listen,
+            browser: self.browser.validate()?,
+            pool,
+            job_timeout: Duration::from_millis(self.job_timeout_ms),
+            max_job_timeout: Duration::from_millis(self.max_job_timeout_ms),
+            max_body_bytes: self.max_body_bytes,
+            deny_private_networks: self.deny_private_networks,
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        })
+    }
+}
+
+impl BrowserArgs {
+    pub fn validate(&self) -> Result<BrowserSettings, ConfigError> {
+        Ok(BrowserSettings {
+            executable: find_chrome(self.chrome.clone())?,
+            launch_timeout: Duration::from_millis(self.browser_launch_timeout_ms),
+        })
+    }
+}
+
+impl PoolArgs {
+    pub fn validate(&self) -> Result<PoolSettings, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let max_concurrent_renders = self.max_concurrent_renders.unwrap_or(4 * cores);
+        let max_pages = self
+            .max_pages
+            .unwrap_or_else(|| (total_memory_bytes() / (128 << 20)).clamp(8, 512) as usize);
+        if max_concurrent_renders == 0 {
+            return Err(ConfigError::Invalid {
+                flag: "max-concurrent-renders",
+                rule: "at least 1",
+                value: "0".into(),
+            });
+        }
+        // Every running render holds a page, so fewer pages than renders would leave renders waiting for
+        // pages that no one gives back.
+        if max_pages < max_concurrent_renders {
+            return Err(ConfigError::Invalid {
+                flag: "max-pages",
+                rule: "at least --max-concurrent-renders",
+                value: max_pages.to_string(),
+            });
+        }
+        if self.page_reuse_limit == 0 || self.context_reuse_limit == 0 {
+            return Err(ConfigError::Invalid {
+                flag: "page-reuse-limit/context-reuse-limit",
+                rule: "at least 1",
+                value: "0".into(),
+            });
+        }
+        Ok(PoolSettings {
+            max_pages,
+            max_concurrent_renders,
+            idle_timeout: Duration::from_millis(self.page_idle_timeout_ms),
+            page_reuse_limit: self.page_reuse_limit,
+            context_reuse_limit: self.context_reuse_limit,
+            lease_timeout: Duration::from_millis(self.lease_timeout_ms),
+        })
+    }
+}
+
+/// `--chrome`/`$CHROME` if given, else Debian's location. Debian's `/usr/bin/chromium` is a shell wrapper;
+/// the binary it runs lives in `/usr/lib/chromium/chromium` and starts faster without the wrapper's checks.
+fn find_chrome(explicit: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = explicit {
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(ConfigError::ChromeMissing(format!(
+                "{} (from --chrome/$CHROME)",
+                path.display()
+            )))
+        };
+    }
+    let wrapper = PathBuf::from("/usr/bin/chromium");
+    let binary = PathBuf::from("/usr/lib/chromium/chromium");
+    if wrapper.exists() && binary.exists() {
+        Ok(binary)
+    } else if wrapper.exists() {
+        Ok(wrapper)
+    } else {
+        Err(ConfigError::ChromeMissing(
+            "$CHROME (unset) and /usr/bin/chromium".into(),
+        ))
+    }
+}
+
+/// Physical memory from `/proc/meminfo`; 4 GiB when it cannot be read (a conservative guess).
+fn total_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(4 << 30)
+}

@@ -1,0 +1,145 @@
+//! Prometheus metrics: one registry per server instance (no global recorder, so tests that start
+//! several servers in one process keep their figures apart), rendered as text at `GET /metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+/// Every metric the server exports. Cheap to clone: the handles share their values.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Finished HTTP requests by endpoint and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by endpoint.
+    pub request_seconds: Family<EndpointLabels, Histogram>,
+    /// Browser relaunches after the browser died.
+    pub browser_restarts: Counter,
+    /// Pages in the pool by state (`idle`, `active`).
+    pub pool_pages: Family<StateLabels, Gauge>,
+    /// Browser contexts (isolation keys) alive.
+    pub pool_contexts: Gauge,
+    /// Pages opened.
+    pub pages_created: Counter,
+    /// Leases served by an idle page instead of a new one.
+    pub pages_reused: Counter,
+    /// Pages closed, by why (`idle`, `lru`, `reuse_limit`, `crashed`, `failed`, `browser_died`).
+    pub pages_evicted: Family<ReasonLabels, Counter>,
+    /// Jobs retried once because the browser died under them.
+    pub jobs_retried: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pagewright");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "Finished HTTP requests", requests.clone());
+        // Buckets from 5 ms to ~40 s: a content call takes ~2 ms, a cold navigation tens of seconds.
+        let request_seconds = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.005, 2.0, 14,
+            ))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            request_seconds.clone(),
+        );
+        let browser_restarts = Counter::default();
+        registry.register(
+            "browser_restarts",
+            "Browser relaunches after the browser died",
+            browser_restarts.clone(),
+        );
+        let pool_pages = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "pool_pages",
+            "Pages in the pool by state",
+            pool_pages.clone(),
+        );
+        let pool_contexts = Gauge::default();
+        registry.register(
+            "pool_contexts",
+            "Browser contexts (isolation keys) alive",
+            pool_contexts.clone(),
+        );
+        let pages_created = Counter::default();
+        registry.register("pool_pages_created", "Pages opened", pages_created.clone());
+        let pages_reused = Counter::default();
+        registry.register(
+            "pool_pages_reused",
+            "Leases served by an idle page",
+            pages_reused.clone(),
+        );
+        let pages_evicted = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "pool_evictions",
+            "Pages closed, by reason",
+            pages_evicted.clone(),
+        );
+        let jobs_retried = Counter::default();
+        registry.register(
+            "jobs_retried",
+            "Jobs retried because the browser died under them",
+            jobs_retried.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            requests,
+            request_seconds,
+            browser_restarts,
+            pool_pages,
+            pool_contexts,
+            pages_created,
+            pages_reused,
+            pages_evicted,
+            jobs_retried,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    pub fn evicted(&self, reason: &'static str) {
+        self.pages_evicted
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

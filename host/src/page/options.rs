@@ -1,0 +1,493 @@
+//! Options of the page operations, as plain data: what a request body (and later a plugin through the
+//! WIT `page` resource) says it wants. Every struct rejects unknown fields, so a typo is a 400 naming
+//! the field instead of a silently ignored option. Range checks live in `validate` methods and run
+//! before any browser work.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::PageError;
+
+/// When a navigation counts as done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitUntil {
+    /// The `load` event: the document and its subresources are in.
+    #[default]
+    Load,
+    /// `DOMContentLoaded`: the document is parsed; images may still be loading.
+    #[serde(alias = "dom_content_loaded")]
+    DomContentLoaded,
+    /// No network connections for 500 ms (Chromium's `networkIdle` lifecycle event).
+    #[serde(alias = "network_idle")]
+    NetworkIdle,
+}
+
+/// How to navigate and what to wait for before the output is taken.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GotoOptions {
+    #[serde(default)]
+    pub wait_until: WaitUntil,
+    /// Navigation time budget in milliseconds; the job's own budget still applies.
+    pub timeout_ms: Option<u64>,
+    /// `Referer` header of the navigation.
+    pub referrer: Option<String>,
+    /// After navigating, wait until an element matching this CSS selector exists.
+    pub wait_for_selector: Option<WaitForSelector>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForSelector {
+    pub selector: String,
+    /// Also wait until it has a non-empty box and is not `visibility: hidden`.
+    #[serde(default)]
+    pub visible: bool,
+    pub timeout_ms: Option<u64>,
+}
+
+/// How the page is set up before it navigates.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageOptions {
+    #[serde(default)]
+    pub viewport: Viewport,
+    /// Extra HTTP headers sent with every request of the page.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub user_agent: Option<String>,
+    /// Cookies set before navigating; without `url` or `domain` they apply to the target URL.
+    #[serde(default)]
+    pub cookies: Vec<Cookie>,
+    /// CSS media type to emulate.
+    pub media: Option<MediaType>,
+    /// CSS media features to emulate, e.g. `{"prefers-color-scheme": "dark"}`.
+    #[serde(default)]
+    pub media_features: BTreeMap<String, String>,
+    /// Run the page's JavaScript.
+    #[serde(default = "yes")]
+    pub javascript: bool,
+    /// Requests to fail before they leave the browser.
+    #[serde(default)]
+    pub block: BlockOptions,
+    /// Jobs with the same key share a browser context (cookies, storage, cache); jobs with different
+    /// keys never share anything. Defaults to one shared key.
+    pub isolation_key: Option<String>,
+    /// Clear the key's cookies and the target origin's storage before navigating.
+    #[serde(default)]
+    pub fresh_session: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for PageOptions {
+    fn default() -> Self {
+        Self {
+            viewport: Viewport::default(),
+            headers: BTreeMap::new(),
+            user_agent: None,
+            cookies: Vec::new(),
+            media: None,
+            media_features: BTreeMap::new(),
+            javascript: true,
+            block: BlockOptions::default(),
+            isolation_key: None,
+            fresh_session: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Viewport {
+    pub width: u32,
+    pub height: u32,
+    #[serde(default = "one")]
+    pub device_scale_factor: f64,
+    #[serde(default)]
+    pub mobile: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for Viewport {
+    /// 1280x720: the most common desktop viewport class, and what most render APIs default to.
+    fn default() -> Self {
+        Self {
+            width: 1280,
+            height: 720,
+            device_scale_factor: 1.0,
+            mobile: false,
+        }
+    }
+}
+
+/// Largest viewport side and screenshot side in CSS pixels: Chromium's compositor cannot capture
+/// beyond 16384 px (a full-page capture of a longer page fails with "Unable to capture screenshot").
+pub const MAX_PIXELS: u32 = 16_384;
+
+impl Viewport {
+    pub fn validate(&self) -> Result<(), PageError> {
+        if !(1..=MAX_PIXELS).contains(&self.width) || !(1..=MAX_PIXELS).contains(&self.height) {
+            return Err(PageError::InvalidInput(format!(
+                "viewport width and height must be between 1 and {MAX_PIXELS}, got {}x{}",
+                self.width, self.height
+            )));
+        }
+        if !(0.1..=4.0).contains(&self.device_scale_factor) {
+            return Err(PageError::InvalidInput(format!(
+                "viewport.device_scale_factor must be between 0.1 and 4, got {}",
+                self.device_scale_factor
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cookie {
+    pub name: String,
+    pub value: String,
+    pub url: Option<String>,
+    pub domain: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub secure: bool,
+    #[serde(default)]
+    pub http_only: bool,
+    pub same_site: Option<SameSite>,
+    /// Expiry as seconds since the Unix epoch; a session cookie when absent.
+    pub expires: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaType {
+    Screen,
+    Print,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockOptions {
+    /// Resource types to block, e.g. `["image", "font", "media"]`.
+    #[serde(default)]
+    pub resource_types: Vec<ResourceType>,
+    /// URL patterns to block; `*` matches any run of characters, e.g. `*://ads.example.com/*`.
+    #[serde(default)]
+    pub url_patterns: Vec<String>,
+}
+
+impl BlockOptions {
+    pub fn is_empty(&self) -> bool {
+        self.resource_types.is_empty() && self.url_patterns.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceType {
+    Document,
+    Stylesheet,
+    Image,
+    Media,
+    Font,
+    Script,
+    Xhr,
+    Fetch,
+    Websocket,
+    Manifest,
+    Other,
+}
+
+/// Screenshot output.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreenshotOptions {
+    #[serde(default)]
+    pub format: ImageFormat,
+    /// 0-100, for `jpeg` and `webp` only.
+    pub quality: Option<u8>,
+    /// The whole scrollable page instead of the viewport.
+    #[serde(default)]
+    pub full_page: bool,
+    /// A rectangle of the page in CSS pixels.
+    pub clip: Option<Clip>,
+    /// The box of the first element matching this CSS selector.
+    pub selector: Option<String>,
+    /// Transparent instead of white where the page has no background (`png` and `webp`).
+    #[serde(default)]
+    pub omit_background: bool,
+}
+
+impl ScreenshotOptions {
+    pub fn validate(&self) -> Result<(), PageError> {
+        let targets = [self.full_page, self.clip.is_some(), self.selector.is_some()];
+        if targets.iter().filter(|&&set| set).count() > 1 {
+            return Err(PageError::InvalidInput(
+                "choose at most one of full_page, clip and selector".into(),
+            ));
+        }
+        match (self.format, self.quality) {
+            (ImageFormat::Png, Some(_)) => Err(PageError::InvalidInput(
+                "quality applies to jpeg and webp only".into(),
+            )),
+            (_, Some(quality)) if quality > 100 => Err(PageError::InvalidInput(format!(
+                "quality must be 0-100, got {quality}"
+            ))),
+            _ => Ok(()),
+        }?;
+        if let Some(clip) = &self.clip
+            && (clip.width <= 0.0
+                || clip.height <= 0.0
+                || clip.width > f64::from(MAX_PIXELS)
+                || clip.height > f64::from(MAX_PIXELS))
+        {
+            return Err(PageError::InvalidInput(format!(
+                "clip width and height must be above 0 and at most {MAX_PIXELS}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    #[default]
+    Png,
+    #[serde(alias = "jpg")]
+    Jpeg,
+    Webp,
+}
+
+impl ImageFormat {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::Webp => "image/webp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clip {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// PDF output.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PdfOptions {
+    /// A named paper size; `width`/`height` override it. Letter when neither is given.
+    pub paper: Option<PaperFormat>,
+    pub width: Option<Length>,
+    pub height: Option<Length>,
+    #[serde(default)]
+    pub landscape: bool,
+    /// Print background colours and images.
+    #[serde(default)]
+    pub print_background: bool,
+    /// 0.1-2.
+    pub scale: Option<f64>,
+    #[serde(default)]
+    pub margin: Margins,
+    /// e.g. `"1-5, 8, 11-13"`.
+    pub page_ranges: Option<String>,
+    /// HTML template for the header, with `date`, `title`, `url`, `pageNumber`, `totalPages` classes.
+    pub header_template: Option<String>,
+    pub footer_template: Option<String>,
+    /// Use the page's CSS `@page` size over `paper`/`width`/`height`.
+    #[serde(default)]
+    pub prefer_css_page_size: bool,
+}
+
+impl PdfOptions {
+    pub fn validate(&self) -> Result<(), PageError> {
+        if let Some(scale) = self.scale
+            && !(0.1..=2.0).contains(&scale)
+        {
+            return Err(PageError::InvalidInput(format!(
+                "scale must be between 0.1 and 2, got {scale}"
+            )));
+        }
+        for length in [self.width, self.height].into_iter().flatten() {
+            if length.inches() <= 0.0 || length.inches() > 200.0 {
+                return Err(PageError::InvalidInput(
+                    "paper width and height must be above 0 and at most 200 inches".into(),
+                ));
+            }
+        }
+        for margin in [
+            self.margin.top,
+            self.margin.right,
+            self.margin.bottom,
+            self.margin.left,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if margin.inches() < 0.0 {
+                return Err(PageError::InvalidInput("margins cannot be negative".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Paper width and height in inches, before `landscape` is applied (Chromium swaps them).
+    pub fn paper_inches(&self) -> (f64, f64) {
+        let (width, height) = self.paper.unwrap_or(PaperFormat::Letter).inches();
+        (
+            self.width.map_or(width, Length::inches),
+            self.height.map_or(height, Length::inches),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaperFormat {
+    Letter,
+    Legal,
+    Tabloid,
+    Ledger,
+    A0,
+    A1,
+    A2,
+    A3,
+    A4,
+    A5,
+    A6,
+}
+
+impl PaperFormat {
+    /// Width and height in inches (the sizes Chromium's and Puppeteer's print dialogs use).
+    pub fn inches(self) -> (f64, f64) {
+        match self {
+            Self::Letter => (8.5, 11.0),
+            Self::Legal => (8.5, 14.0),
+            Self::Tabloid => (11.0, 17.0),
+            Self::Ledger => (17.0, 11.0),
+            Self::A0 => (33.1, 46.8),
+            Self::A1 => (23.4, 33.1),
+            Self::A2 => (16.54, 23.4),
+            Self::A3 => (11.7, 16.54),
+            Self::A4 => (8.27, 11.7),
+            Self::A5 => (5.83, 8.27),
+            Self::A6 => (4.13, 5.83),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Margins {
+    pub top: Option<Length>,
+    pub right: Option<Length>,
+    pub bottom: Option<Length>,
+    pub left: Option<Length>,
+}
+
+/// A print length: a number of inches, or a string with a unit: `"1in"`, `"2.5cm"`, `"10mm"`, `"96px"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Length(f64);
+
+impl Length {
+    pub fn inches(self) -> f64 {
+        self.0
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let value: f64 = number.trim().parse().map_err(|_| {
+            format!("`{text}` is not a length such as \"1in\", \"2cm\", \"10mm\" or \"96px\"")
+        })?;
+        let per_inch = match unit {
+            "" | "in" => 1.0,
+            "cm" => 2.54,
+            "mm" => 25.4,
+            "px" => 96.0,
+            _ => {
+                return Err(format!(
+                    "unknown length unit `{unit}` (use in, cm, mm or px)"
+                ));
+            }
+        };
+        Ok(Self(value / per_inch))
+    }
+}
+
+impl<'de> Deserialize<'de> for Length {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Inches(f64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Inches(inches) => Ok(Self(inches)),
+            Raw::Text(text) => Self::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// HTML output.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentOptions {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_parse_with_units() {
+        assert_eq!(Length::parse("1in"), Ok(Length(1.0)));
+        assert_eq!(Length::parse("2.54cm"), Ok(Length(1.0)));
+        assert_eq!(Length::parse("25.4 mm"), Ok(Length(1.0)));
+        assert_eq!(Length::parse("96px"), Ok(Length(1.0)));
+        assert!(Length::parse("3furlongs").is_err());
+        assert!(Length::parse("wide").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let error = serde_json::from_str::<ScreenshotOptions>(r#"{"fullpage": true}"#)
+            .expect_err("unknown field must fail");
+        assert!(error.to_string().contains("fullpage"), "{error}");
+    }
+
+    #[test]
+    fn screenshot_targets_are_exclusive() {
+        let options = ScreenshotOptions {
+            full_page: true,
+            selector: Some("h1".into()),
+            ..ScreenshotOptions::default()
+        };
+        assert!(options.validate().is_err());
+    }
+}

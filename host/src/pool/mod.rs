@@ -1,0 +1,703 @@
+//! pool: reusable Chromium pages, leased one job at a time.
+//!
+//! A page moves through three states: **Active** (leased to a job), **Idle** (reset, waiting for the next
+//! job of its isolation key) and **Evicted** (closed). A lease takes, in order: an idle page of the same
+//! isolation key (the most recently used, it is the warmest); a new page while fewer than `max_pages`
+//! live; a new page in place of the coldest idle page of any key ([`policy`]: LRU-K with time decay).
+//! Running renders are capped separately by a semaphore (`max_concurrent_renders`): Chromium on two
+//! cores saturates at 4-8 concurrent renders and more only adds latency.
+//!
+//! Isolation keys never share pages. Each key has a browser context (cookies, storage, cache) shared by
+//! its pages; contexts are never created per job (~22 MB and tens of ms each). Pages and contexts are
+//! recycled after a number of jobs, pages closed after an idle timeout.
+//!
+//! Returning a page happens in [`Lease`]'s `Drop`: a background task resets it ([`reset`]) and puts it
+//! back idle, or closes it if the job asked for that (a timeout, a hung script), the renderer crashed, or
+//! the page reached its reuse limit. Everything that belonged to a dead browser is forgotten when the
+//! pool first sees the browser's next generation.
+
+mod policy;
+mod reset;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::target::{
+    CloseTargetParams, CreateBrowserContextParams, CreateTargetParams, DisposeBrowserContextParams,
+    EventTargetCrashed,
+};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::browser::{BrowserError, BrowserSession, BrowserSupervisor};
+use crate::config::PoolSettings;
+use crate::metrics::{Metrics, StateLabels};
+use policy::AccessHistory;
+
+/// Why a page could not be leased, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no render slot became free within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Browser(#[from] BrowserError),
+    #[error("creating a browser context failed: {0}")]
+    CreateContext(#[source] chromiumoxide::error::CdpError),
+    #[error("opening a page failed: {0}")]
+    CreatePage(#[source] chromiumoxide::error::CdpError),
+    #[error("the pool is closed")]
+    Closed,
+}
+
+/// The isolation key of jobs that do not name one.
+pub const DEFAULT_ISOLATION_KEY: &str = "default";
+
+/// Handle to the page pool. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PagePool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    browser: BrowserSupervisor,
+    settings: PoolSettings,
+    metrics: Metrics,
+    /// One permit per render that may run at once.
+    render_slots: Arc<Semaphore>,
+    state: Mutex<PoolState>,
+    /// Signalled when a page comes back, for leases waiting on the page cap.
+    page_returned: Notify,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    /// Browser generation every entry below belongs to.
+    generation: u64,
+    idle: Vec<IdlePage>,
+    /// Pages alive: idle, leased, being created or being reset.
+    live: usize,
+    leased: usize,
+    contexts: HashMap<String, ContextEntry>,
+    /// The context new pages of each isolation key go into.
+    current_context: HashMap<String, String>,
+    /// Crash flags of every open page, by target id, set by the crash listener.
+    crash_flags: HashMap<String, Arc<AtomicBool>>,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct ContextEntry {
+    id: BrowserContextId,
+    key: String,
+    jobs: u32,
+    pages: usize,
+    /// Reached its reuse limit: no new pages, disposed when its last page closes.
+    retired: bool,
+    last_used: Instant,
+}
+
+#[derive(Debug)]
+struct IdlePage {
+    page: PooledPage,
+    since: Instant,
+}
+
+/// A page owned by the pool, with what the pool tracks about it.
+#[derive(Debug)]
+pub(crate) struct PooledPage {
+    pub cdp: chromiumoxide::Page,
+    pub key: String,
+    context: String,
+    generation: u64,
+    uses: u32,
+    history: AccessHistory,
+    crashed: Arc<AtomicBool>,
+    /// Script ids added with `Page.addScriptToEvaluateOnNewDocument`, removed at reset.
+    pub(crate) init_scripts: Mutex<Vec<String>>,
+    /// The task failing blocked requests while a job that blocks requests runs; aborted at reset.
+    pub(crate) request_blocker: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Figures for `/v1/status`.
+#[derive(Debug, Serialize)]
+pub struct PoolStatus {
+    pub live_pages: usize,
+    pub idle_pages: usize,
+    pub leased_pages: usize,
+    pub max_pages: usize,
+    pub running_renders: usize,
+    pub max_concurrent_renders: usize,
+    pub contexts: usize,
+    pub idle_timeout_ms: u64,
+    pub page_reuse_limit: u32,
+    pub context_reuse_limit: u32,
+}
+
+impl PagePool {
+    /// Creates the pool and its maintenance task (idle eviction), which stops when the pool is dropped.
+    pub fn new(browser: BrowserSupervisor, settings: PoolSettings, metrics: Metrics) -> Self {
+        let inner = Arc::new(PoolInner {
+            browser,
+            render_slots: Arc::new(Semaphore::new(settings.max_concurrent_renders)),
+            settings,
+            metrics,
+            state: Mutex::new(PoolState::default()),
+            page_returned: Notify::new(),
+        });
+        tokio::spawn(maintain(Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    /// Leases a page of `key`, waiting for a render slot and a browser until `deadline` at the latest.
+    pub async fn lease(&self, key: &str, deadline: Instant) -> Result<Lease, PoolError> {
+        let inner = &self.inner;
+        let slot_deadline = deadline.min(Instant::now() + inner.settings.lease_timeout);
+        let permit = match tokio::time::timeout_at(
+            slot_deadline,
+            inner.render_slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(PoolError::Closed),
+            Err(_) => return Err(PoolError::Timeout(inner.settings.lease_timeout)),
+        };
+        let session = inner.browser.ready(deadline).await?;
+        inner.adopt(&session);
+        let page = tokio::time::timeout_at(deadline, inner.take_page(&session, key))
+            .await
+            .map_err(|_| {
+                PoolError::Timeout(deadline.saturating_duration_since(Instant::now()))
+            })??;
+        Ok(Lease {
+            page: Some(page),
+            session,
+            pool: self.inner.clone(),
+            permit: Some(permit),
+            discard: None,
+        })
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let state = self.inner.lock();
+        let settings = &self.inner.settings;
+        PoolStatus {
+            live_pages: state.live,
+            idle_pages: state.idle.len(),
+            leased_pages: state.leased,
+            max_pages: settings.max_pages,
+            running_renders: settings.max_concurrent_renders
+                - self.inner.render_slots.available_permits(),
+            max_concurrent_renders: settings.max_concurrent_renders,
+            contexts: state.contexts.len(),
+            idle_timeout_ms: settings.idle_timeout.as_millis() as u64,
+            page_reuse_limit: settings.page_reuse_limit,
+            context_reuse_limit: settings.context_reuse_limit,
+        }
+    }
+
+    /// Stops leasing and closes every idle page. Leased pages close when their leases end.
+    pub async fn close(&self) {
+        let idle = {
+            let mut state = self.inner.lock();
+            state.closed = true;
+            std::mem::take(&mut state.idle)
+        };
+        self.inner.render_slots.close();
+        let session = self.inner.browser.current();
+        for entry in idle {
+            self.inner.forget(&entry.page, "shutdown");
+            if let Some(session) = &session {
+                close_target(session, &entry.page).await;
+            }
+        }
+    }
+}
+
+impl PoolInner {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // No code holding this lock can panic half-way through an update.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets everything that belonged to an older browser, and starts listening for renderer crashes
+    /// of this one. Pages of a dead browser need no closing: their process is gone.
+    fn adopt(self: &Arc<Self>, session: &Arc<BrowserSession>) {
+        let mut state = self.lock();
+        if state.generation == session.generation {
+            return;
+        }
+        let dropped = state.idle.len();
+        for _ in 0..dropped {
+            self.metrics.evicted("browser_died");
+        }
+        let closed = state.closed;
+        *state = PoolState {
+            generation: session.generation,
+            closed,
+            ..PoolState::default()
+        };
+        self.publish(&state);
+        drop(state);
+        tokio::spawn(watch_crashes(Arc::downgrade(self), session.clone()));
+    }
+
+    /// An idle page of `key`, else a new one (after evicting the coldest idle page if at the cap).
+    async fn take_page(
+        self: &Arc<Self>,
+        session: &Arc<BrowserSession>,
+        key: &str,
+    ) -> Result<PooledPage, PoolError> {
+        loop {
+            let notified = self.page_returned.notified();
+            let decision = {
+                let mut state = self.lock();
+                if state.closed {
+                    return Err(PoolError::Closed);
+                }
+                if let Some(index) = state.idle.iter().rposition(|idle| idle.page.key == key) {
+                    let mut page = state.idle.remove(index).page;
+                    page.history.record(Instant::now());
+                    state.leased += 1;
+                    self.publish(&state);
+                    self.metrics.pages_reused.inc();
+                    return Ok(page);
+                }
+                if state.live < self.settings.max_pages {
+                    state.live += 1;
+                    state.leased += 1;
+                    self.publish(&state);
+                    Decision::Open
+                } else if let Some(index) = policy::coldest(
+                    state.idle.iter().map(|idle| &idle.page.history),
+                    Instant::now(),
+                    policy::HALF_LIFE,
+                ) {
+                    // Take the victim's place: `live` stays the same.
+                    let victim = state.idle.remove(index).page;
+                    state.leased += 1;
+                    self.forget_locked(&mut state, &victim);
+                    state.live += 1;
+                    self.publish(&state);
+                    Decision::Replace(victim)
+                } else {
+                    Decision::Wait
+                }
+            };
+            match decision {
+                Decision::Open => {}
+                Decision::Replace(victim) => {
+                    self.metrics.evicted("lru");
+                    let session = session.clone();
+                    tokio::spawn(async move { close_target(&session, &victim).await });
+                }
+                Decision::Wait => {
+                    // Every page is leased or being reset: wait for one to come back.
+                    notified.await;
+                    continue;
+                }
+            }
+            return match self.open_page(session, key).await {
+                Ok(page) => Ok(page),
+                Err(error) => {
+                    let mut state = self.lock();
+                    if state.generation == session.generation {
+                        state.live -= 1;
+                        state.leased -= 1;
+                        self.publish(&state);
+                    }
+                    drop(state);
+                    self.page_returned.notify_one();
+                    Err(error)
+                }
+            };
+        }
+    }
+
+    /// Opens a page in the current context of `key`, creating the context if needed.
+    async fn open_page(
+        &self,
+        session: &Arc<BrowserSession>,
+        key: &str,
+    ) -> Result<PooledPage, PoolError> {
+        let context = self.context_for(session, key).await?;
+        let params = CreateTargetParams::builder()
+            .url("about:blank")
+            .browser_context_id(context.clone())
+            .build()
+            .map_err(|error| {
+                PoolError::CreatePage(chromiumoxide::error::CdpError::ChromeMessage(error))
+            })?;
+        let cdp = match session.cdp().new_page(params).await {
+            Ok(page) => page,
+            Err(error) => {
+                self.context_page_closed(session.generation, context.inner());
+                return Err(PoolError::CreatePage(error));
+            }
+        };
+        let crashed = Arc::new(AtomicBool::new(false));
+        let mut history = AccessHistory::default();
+        history.record(Instant::now());
+        let mut state = self.lock();
+        if state.generation == session.generation {
+            state
+                .crash_flags
+                .insert(cdp.target_id().inner().clone(), crashed.clone());
+        }
+        drop(state);
+        self.metrics.pages_created.inc();
+        Ok(PooledPage {
+            cdp,
+            key: key.to_owned(),
+            context: context.inner().clone(),
+            generation: session.generation,
+            uses: 0,
+            history,
+            crashed,
+            init_scripts: Mutex::new(Vec::new()),
+            request_blocker: Mutex::new(None),
+        })
+    }
+
+    /// The context new pages of `key` go into; counts the page against it.
+    async fn context_for(
+        &self,
+        session: &Arc<BrowserSession>,
+        key: &str,
+    ) -> Result<BrowserContextId, PoolError> {
+        {
+            let mut state = self.lock();
+            if let Some(id) = state.current_context.get(key).cloned()
+                && let Some(context) = state.contexts.get_mut(&id)
+                && !context.retired
+            {
+                context.pages += 1;
+                context.last_used = Instant::now();
+                return Ok(context.id.clone());
+            }
+        }
+        // Created outside the lock: this is a CDP round trip. Two leases racing here may each create
+        // one; the loser's context is simply used for its own page and disposed when idle.
+        let created = session
+            .cdp()
+            .execute(CreateBrowserContextParams::default())
+            .await
+            .map_err(PoolError::CreateContext)?
+            .result
+            .browser_context_id;
+        let mut state = self.lock();
+        if state.generation == session.generation {
+            state.contexts.insert(
+                created.inner().clone(),
+                ContextEntry {
+                    id: created.clone(),
+                    key: key.to_owned(),
+                    jobs: 0,
+                    pages: 1,
+                    retired: false,
+                    last_used: Instant::now(),
+                },
+            );
+            state
+                .current_context
+                .insert(key.to_owned(), created.inner().clone());
+            self.publish(&state);
+        }
+        Ok(created)
+    }
+
+    /// Bookkeeping for a page that leaves the pool (closed or lost). Caller holds the lock.
+    fn forget_locked(&self, state: &mut PoolState, page: &PooledPage) {
+        if page.generation != state.generation {
+            return;
+        }
+        state.live -= 1;
+        state.crash_flags.remove(page.cdp.target_id().inner());
+        if let Some(context) = state.contexts.get_mut(&page.context) {
+            context.pages = context.pages.saturating_sub(1);
+        }
+    }
+
+    fn forget(&self, page: &PooledPage, reason: &'static str) {
+        let mut state = self.lock();
+        self.forget_locked(&mut state, page);
+        self.publish(&state);
+        drop(state);
+        self.metrics.evicted(reason);
+    }
+
+    fn context_page_closed(&self, generation: u64, context: &str) {
+        let mut state = self.lock();
+        if state.generation == generation
+            && let Some(entry) = state.contexts.get_mut(context)
+        {
+            entry.pages = entry.pages.saturating_sub(1);
+        }
+    }
+
+    /// Puts a reset page back, or closes it. Runs in the background after a lease ends.
+    async fn give_back(
+        self: Arc<Self>,
+        mut page: PooledPage,
+        session: Arc<BrowserSession>,
+        discard: Option<&'static str>,
+    ) {
+        page.uses += 1;
+        let reason = if !session.is_alive() {
+            Some("browser_died")
+        } else if page.crashed.load(Ordering::Relaxed) {
+            Some("crashed")
+        } else if discard.is_some() {
+            discard
+        } else if page.uses >= self.settings.page_reuse_limit {
+            Some("reuse_limit")
+        } else {
+            self.count_context_job(&page)
+        };
+        if let Some(reason) = reason {
+            {
+                let mut state = self.lock();
+                state.leased = state.leased.saturating_sub(1);
+                self.forget_locked(&mut state, &page);
+                self.publish(&state);
+            }
+            self.metrics.evicted(reason);
+            if session.is_alive() {
+                close_target(&session, &page).await;
+            }
+            self.page_returned.notify_one();
+            return;
+        }
+        if let Err(error) = reset::reset(&page).await {
+            tracing::warn!(%error, "resetting a page failed; closing it");
+            {
+                let mut state = self.lock();
+                state.leased = state.leased.saturating_sub(1);
+                self.forget_locked(&mut state, &page);
+                self.publish(&state);
+            }
+            self.metrics.evicted("reset_failed");
+            close_target(&session, &page).await;
+            self.page_returned.notify_one();
+            return;
+        }
+        let unwanted = {
+            let mut state = self.lock();
+            if state.generation != page.generation || state.closed {
+                Some(page)
+            } else {
+                state.leased = state.leased.saturating_sub(1);
+                state.idle.push(IdlePage {
+                    page,
+                    since: Instant::now(),
+                });
+                self.publish(&state);
+                None
+            }
+        };
+        if let Some(page) = unwanted {
+            close_target(&session, &page).await;
+            return;
+        }
+        self.page_returned.notify_one();
+    }
+
+    /// Counts a finished job against the page's context; a context at its reuse limit retires, and its
+    /// pages leave with it.
+    fn count_context_job(&self, page: &PooledPage) -> Option<&'static str> {
+        let mut state = self.lock();
+        if state.generation != page.generation {
+            return Some("browser_died");
+        }
+        let limit = self.settings.context_reuse_limit;
+        let context = state.contexts.get_mut(&page.context)?;
+        context.jobs += 1;
+        context.last_used = Instant::now();
+        if context.jobs >= limit {
+            context.retired = true;
+        }
+        context.retired.then_some("context_retired")
+    }
+
+    /// Closes idle pages past the idle timeout and disposes of contexts that have no pages left and are
+    /// retired or idle.
+    async fn evict_idle(&self) {
+        let Some(session) = self.browser.current() else {
+            return;
+        };
+        let now = Instant::now();
+        let timeout = self.settings.idle_timeout;
+        let (expired, contexts) = {
+            let mut state = self.lock();
+            if state.generation != session.generation {
+                return;
+            }
+            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|idle| now.duration_since(idle.since) >= timeout);
+            state.idle = kept;
+            for idle in &expired {
+                self.forget_locked(&mut state, &idle.page);
+            }
+            let empty: Vec<String> = state
+                .contexts
+                .iter()
+                .filter(|(_, c)| {
+                    c.pages == 0 && (c.retired || now.duration_since(c.last_used) >= timeout)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut contexts = Vec::new();
+            for id in empty {
+                if let Some(context) = state.contexts.remove(&id) {
+                    if state.current_context.get(&context.key) == Some(&id) {
+                        state.current_context.remove(&context.key);
+                    }
+                    contexts.push(context.id);
+                }
+            }
+            self.publish(&state);
+            (expired, contexts)
+        };
+        for idle in expired {
+            self.metrics.evicted("idle");
+            close_target(&session, &idle.page).await;
+        }
+        for id in contexts {
+            let _ = tokio::time::timeout(
+                CDP_CLEANUP_TIMEOUT,
+                session.cdp().execute(DisposeBrowserContextParams::new(id)),
+            )
+            .await;
+        }
+    }
+
+    fn publish(&self, state: &PoolState) {
+        let gauge = |state_label| {
+            self.metrics
+                .pool_pages
+                .get_or_create(&StateLabels { state: state_label })
+        };
+        gauge("idle").set(state.idle.len() as i64);
+        gauge("active").set(state.leased as i64);
+        self.metrics.pool_contexts.set(state.contexts.len() as i64);
+    }
+}
+
+/// What a lease does when no idle page of its key is there.
+enum Decision {
+    Open,
+    Replace(PooledPage),
+    Wait,
+}
+
+/// Upper bound for closing a page or context: a hung renderer must not hold up the pool.
+const CDP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes a page through the browser target, which still answers when the page's own session does not
+/// (a page spinning in JavaScript after a navigation was sent to it; measured).
+async fn close_target(session: &BrowserSession, page: &PooledPage) {
+    let close = session
+        .cdp()
+        .execute(CloseTargetParams::new(page.cdp.target_id().clone()));
+    if tokio::time::timeout(CDP_CLEANUP_TIMEOUT, close)
+        .await
+        .is_err()
+    {
+        tracing::warn!(target = ?page.cdp.target_id(), "closing a page timed out");
+    }
+}
+
+/// Marks pages whose renderer crashed, so they are discarded instead of reused. Ends with the browser.
+async fn watch_crashes(pool: Weak<PoolInner>, session: Arc<BrowserSession>) {
+    let Ok(mut crashes) = session.cdp().event_listener::<EventTargetCrashed>().await else {
+        return;
+    };
+    loop {
+        let event = tokio::select! {
+            event = crashes.next() => event,
+            _ = session.died() => None,
+        };
+        let (Some(event), Some(pool)) = (event, pool.upgrade()) else {
+            return;
+        };
+        tracing::warn!(target = ?event.target_id, status = %event.status, "a renderer crashed");
+        if let Some(flag) = pool.lock().crash_flags.get(event.target_id.inner()) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Idle eviction once a second until the pool goes away. A tick, not a wait on a resource: the pool's
+/// waits are all on `Notify` and the semaphore.
+async fn maintain(pool: Weak<PoolInner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        pool.evict_idle().await;
+    }
+}
+
+/// A leased page. Dropping it returns the page to the pool (reset in the background) or closes it.
+#[derive(Debug)]
+pub struct Lease {
+    page: Option<PooledPage>,
+    session: Arc<BrowserSession>,
+    pool: Arc<PoolInner>,
+    permit: Option<OwnedSemaphorePermit>,
+    discard: Option<&'static str>,
+}
+
+impl Lease {
+    pub(crate) fn page(&self) -> &PooledPage {
+        // Present from construction until Drop.
+        self.page
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("lease used after drop"))
+    }
+
+    /// The browser this page lives in.
+    pub fn session(&self) -> &Arc<BrowserSession> {
+        &self.session
+    }
+
+    /// The isolation key this page belongs to.
+    pub fn key(&self) -> &str {
+        &self.page().key
+    }
+
+    /// Has the page's renderer crashed during this lease?
+    pub fn crashed(&self) -> bool {
+        self.page().crashed.load(Ordering::Relaxed)
+    }
+
+    /// Close the page instead of reusing it (the job timed out, a script hung, the page misbehaved).
+    pub fn discard(&mut self, reason: &'static str) {
+        self.discard = Some(reason);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(page) = self.page.take() else {
+            return;
+        };
+        // The render slot frees now: the reset below is cheap CDP work that should not hold back the
+        // next job.
+        drop(self.permit.take());
+        let pool = self.pool.clone();
+        let session = self.session.clone();
+        let discard = self.discard;
+        tokio::spawn(pool.give_back(page, session, discard));
+    }
+}
