@@ -140,14 +140,20 @@ impl<'a> Page<'a> {
     ) -> Result<T, PageError> {
         match tokio::time::timeout_at(deadline, future).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(self.classify(step, source)),
+            Ok(Err(source)) => Err(self.classify(step, source).await),
             Err(_) if self.lease.crashed() => Err(PageError::Crashed),
             Err(_) => Err(PageError::Timeout { step }),
         }
     }
 
-    fn classify(&self, step: &'static str, source: CdpError) -> PageError {
-        if !self.lease.session().is_alive() {
+    async fn classify(&self, step: &'static str, source: CdpError) -> PageError {
+        // When the browser dies, a pending call can fail a moment before the supervisor has noticed:
+        // give it that moment, so a dead browser is reported as one (and the job retried).
+        let died = self.lease.session().died();
+        if tokio::time::timeout(Duration::from_millis(500), died)
+            .await
+            .is_ok()
+        {
             PageError::BrowserGone { step }
         } else if self.lease.crashed() {
             PageError::Crashed
@@ -263,8 +269,15 @@ impl<'a> Page<'a> {
                 }
                 tokio::select! {
                     result = &mut navigate, if !navigated => {
-                        let result = result.map_err(|source| self.classify("navigate", source))?.result;
-                        if let Some(reason) = result.error_text {
+                        let result = match result {
+                            Ok(response) => response.result,
+                            Err(source) => return Err(self.classify("navigate", source).await),
+                        };
+                        // An HTTP error status with an empty body comes back as this "error", but the
+                        // server did answer: that is a page with its status, not a failed navigation.
+                        if let Some(reason) = result.error_text
+                            && reason != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
+                        {
                             return Err(PageError::Navigation { url: url.to_owned(), reason });
                         }
                         navigated = true;

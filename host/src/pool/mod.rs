@@ -666,6 +666,12 @@ impl Lease {
             .unwrap_or_else(|| unreachable!("lease used after drop"))
     }
 
+    /// The chromiumoxide page, for host tools and tests that need a CDP call the page operations do not
+    /// offer.
+    pub fn cdp(&self) -> &chromiumoxide::Page {
+        &self.page().cdp
+    }
+
     /// The browser this page lives in.
     pub fn session(&self) -> &Arc<BrowserSession> {
         &self.session

@@ -1,0 +1,155 @@
+//! Pages and browsers that misbehave: each gets a clear error and the service keeps serving.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{FixtureSite, TestServer, error_code};
+
+#[tokio::test]
+async fn unreachable_and_slow_sites() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+
+    // A closed port on loopback.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let response = server
+        .post(
+            "/v1/screenshot",
+            json!({ "url": format!("http://127.0.0.1:{port}/") }),
+        )
+        .await;
+    assert_eq!(error_code(response, 502).await, "navigation_failed");
+
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "url": site.url("/slow?ms=5000"), "goto": { "timeout_ms": 500 } }),
+        )
+        .await;
+    assert_eq!(error_code(response, 504).await, "navigation_timeout");
+
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "url": site.url("/slow?ms=5000"), "timeout_ms": 700 }),
+        )
+        .await;
+    assert_eq!(error_code(response, 504).await, "navigation_timeout");
+
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "url": site.url("/"), "goto": { "wait_for_selector": { "selector": "#never", "timeout_ms": 300 } } }),
+        )
+        .await;
+    assert_eq!(error_code(response, 408).await, "render_timeout");
+
+    let ok = server
+        .post("/v1/screenshot", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(ok.status(), 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_spinning_page_times_out_and_others_keep_rendering() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+
+    let started = Instant::now();
+    let spinning = server
+        .post(
+            "/v1/screenshot",
+            json!({ "url": site.url("/spin"), "timeout_ms": 2000 }),
+        )
+        .await;
+    assert_eq!(error_code(spinning, 408).await, "render_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "ends at its deadline"
+    );
+
+    let inline = server
+        .post(
+            "/v1/content",
+            json!({ "html": "<script>while(true){}</script>", "timeout_ms": 1500 }),
+        )
+        .await;
+    assert_eq!(error_code(inline, 408).await, "render_timeout");
+
+    for _ in 0..3 {
+        let ok = server
+            .post("/v1/screenshot", json!({ "url": site.url("/") }))
+            .await;
+        assert_eq!(ok.status(), 200);
+    }
+    let metrics = server.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("pagewright_pool_evictions_total{reason=\"failed\"} 2"),
+        "both spinning pages were closed, not reused:\n{metrics}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn killing_the_browser_mid_job_fails_or_retries_and_service_recovers() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let first_pid = server.browser_pid();
+
+    let client = server.client.clone();
+    let url = format!("{}/v1/content", server.base);
+    let slow = site.url("/slow?ms=1500");
+    let in_flight =
+        tokio::spawn(async move { client.post(url).json(&json!({ "url": slow })).send().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &first_pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+
+    let response = in_flight.await.expect("task").expect("answered");
+    // Retried once on the relaunched browser, or a clear 503: never a hang or a 500.
+    match response.status().as_u16() {
+        200 => {}
+        503 => assert_eq!(error_code(response, 503).await, "browser_unavailable"),
+        other => panic!("unexpected status {other}: {:?}", response.text().await),
+    }
+
+    server
+        .state
+        .browser
+        .ready(tokio::time::Instant::now() + Duration::from_secs(30))
+        .await
+        .expect("relaunched");
+    assert_ne!(server.browser_pid(), first_pid);
+    assert_eq!(server.get("/health").await.status(), 200);
+    let ok = server
+        .post("/v1/screenshot", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(ok.status(), 200);
+    let metrics = server.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("pagewright_browser_restarts_total 1"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_browser_is_a_clear_startup_error() {
+    let args = ["pagewright", "serve", "--chrome", "/nonexistent/chromium"];
+    let pagewright::config::Command::Serve(serve) =
+        <pagewright::config::Cli as clap::Parser>::try_parse_from(args)
+            .expect("parses")
+            .command;
+    let error = serve.validate().expect_err("no such browser").to_string();
+    assert!(
+        error.contains("/nonexistent/chromium") && error.contains("/usr/bin/chromium"),
+        "{error}"
+    );
+}

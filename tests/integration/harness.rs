@@ -1,0 +1,236 @@
+//! Test harness: a real pagewright server on 127.0.0.1:0 with a real Chromium, and a fixture site the
+//! tests serve themselves on another loopback port.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::http::{HeaderMap, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use clap::Parser;
+use pagewright::api::AppState;
+use pagewright::config::{Cli, Command};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestServer {
+    pub base: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with `pagewright serve` flags (plus a loopback port) and waits for its browser.
+    pub async fn start(flags: &[&str]) -> Self {
+        let mut argv = vec!["pagewright", "serve", "--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(flags);
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command;
+        let settings = args.validate().expect("settings are valid");
+        let listener = TcpListener::bind(settings.listen).await.expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let state = pagewright::start_services(settings);
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(pagewright::serve(state.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        state
+            .browser
+            .ready(tokio::time::Instant::now() + Duration::from_secs(30))
+            .await
+            .expect("Chromium starts");
+        Self {
+            base: format!("http://{address}"),
+            state,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request is answered")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request is answered")
+    }
+
+    /// Stops the server as SIGTERM would and waits for it to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+
+    pub fn browser_pid(&self) -> u32 {
+        self.state.browser.current().expect("a browser is up").pid
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts a JSON error response and returns its code.
+pub async fn error_code(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body: serde_json::Value = response.json().await.expect("error body is JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error.message: {body}"
+    );
+    code
+}
+
+/// Width and height from a PNG header.
+pub fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let width = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+    let height = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+    (width, height)
+}
+
+/// The fixture site. Pages:
+/// - `/`: a small page with a heading, links and a form;
+/// - `/tall`: 3000 px tall;
+/// - `/slow?ms=N`: answers after N ms;
+/// - `/echo`: shows the request headers (cookies, user agent, extras) as JSON in the page;
+/// - `/late`: adds `#late` 300 ms after load;
+/// - `/spin`: loops forever in JavaScript after load;
+/// - `/image`: a page with an image, and `/pixel.png` counts its requests.
+pub struct FixtureSite {
+    pub base: String,
+    pub pixel_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Deserialize)]
+struct SlowQuery {
+    ms: u64,
+}
+
+const INDEX: &str = r#"<!doctype html><html><head><title>Fixture</title></head>
+<body style="background:#fff;margin:0">
+<h1 id="title">Hello pagewright</h1>
+<ul><li><a class="link" href="/one" data-n="1">One</a></li><li><a class="link" href="/two" data-n="2">Two</a></li></ul>
+<input id="name" value=""><button id="go" onclick="document.getElementById('out').textContent = 'clicked ' + document.getElementById('name').value">Go</button>
+<p id="out"></p>
+<noscript><p id="noscript">scripts are off</p></noscript>
+<div id="box" style="position:absolute;left:100px;top:200px;width:120px;height:80px;background:#c00"></div>
+</body></html>"#;
+
+impl FixtureSite {
+    pub async fn start() -> Self {
+        let pixel_requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pixel_requests.clone();
+        let app = Router::new()
+            .route("/", get(|| async { Html(INDEX) }))
+            .route(
+                "/tall",
+                get(|| async {
+                    Html("<!doctype html><body style='margin:0'><div style='height:3000px;background:linear-gradient(#fff,#00f)'>tall</div></body>")
+                }),
+            )
+            .route(
+                "/slow",
+                get(|Query(query): Query<SlowQuery>| async move {
+                    tokio::time::sleep(Duration::from_millis(query.ms)).await;
+                    Html("<!doctype html><p id='slow'>finally</p>")
+                }),
+            )
+            .route(
+                "/echo",
+                get(|headers: HeaderMap| async move {
+                    let map: std::collections::BTreeMap<String, String> = headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                        .collect();
+                    let json = serde_json::to_string(&map).unwrap_or_default();
+                    Html(format!("<!doctype html><pre id='headers'>{}</pre>", html_escape(&json)))
+                }),
+            )
+            .route(
+                "/late",
+                get(|| async {
+                    Html("<!doctype html><body><script>setTimeout(() => { const p = document.createElement('p'); p.id = 'late'; p.textContent = 'here'; document.body.appendChild(p); }, 300)</script></body>")
+                }),
+            )
+            .route(
+                "/spin",
+                get(|| async {
+                    Html("<!doctype html><body><p>spinning</p><script>addEventListener('load', () => setTimeout(() => { while (true) {} }, 0))</script></body>")
+                }),
+            )
+            .route(
+                "/image",
+                get(|| async { Html("<!doctype html><body><img id='pixel' src='/pixel.png'></body>") }),
+            )
+            .route(
+                "/pixel.png",
+                get(move || {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async {
+                        // A 1x1 transparent PNG.
+                        const PIXEL: &[u8] = &[
+                            0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
+                            0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
+                            0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00,
+                            0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49,
+                            0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+                        ];
+                        ([(header::CONTENT_TYPE, "image/png")], PIXEL).into_response()
+                    }
+                }),
+            );
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind fixture site");
+        let address = listener.local_addr().expect("fixture address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{address}"),
+            pixel_requests,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

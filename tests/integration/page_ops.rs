@@ -1,0 +1,290 @@
+//! The page operations that the WIT `page` resource will expose, through the Rust API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pagewright::page::options::{
+    BlockOptions, Cookie, GotoOptions, MediaType, PageOptions, ResourceType, WaitForSelector,
+    WaitUntil,
+};
+use pagewright::page::{Page, PageError, ScrollTarget};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::harness::{FixtureSite, TestServer};
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
+#[tokio::test]
+async fn evaluate_query_click_type_scroll() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let lease = server
+        .state
+        .pool
+        .lease("k", deadline())
+        .await
+        .expect("lease");
+    let page = Page::new(&lease, deadline());
+    let navigation = page
+        .goto(&site.url("/"), &GotoOptions::default())
+        .await
+        .expect("goto");
+    assert_eq!(navigation.status, 200);
+
+    assert_eq!(page.evaluate("1 + 2").await.expect("evaluate"), json!(3));
+    assert_eq!(
+        page.evaluate("Promise.resolve({a: [1]})")
+            .await
+            .expect("promise"),
+        json!({ "a": [1] })
+    );
+    assert_eq!(
+        page.evaluate("undefined").await.expect("undefined"),
+        json!(null)
+    );
+    match page.evaluate("throw new Error('boom')").await {
+        Err(PageError::Script(message)) => assert!(message.contains("boom"), "{message}"),
+        other => panic!("expected a script error, got {other:?}"),
+    }
+
+    let links = page
+        .query(
+            "a.link",
+            &["href".into(), "data-n".into(), "missing".into()],
+        )
+        .await
+        .expect("query");
+    assert_eq!(links.len(), 2);
+    assert_eq!(links[0].text, "One");
+    assert_eq!(links[1].attributes["data-n"].as_deref(), Some("2"));
+    assert_eq!(links[0].attributes["missing"], None);
+    assert!(matches!(
+        page.query("a[", &[]).await,
+        Err(PageError::InvalidInput(_))
+    ));
+
+    page.type_text("#name", "Ada").await.expect("type");
+    page.click("#go").await.expect("click");
+    assert_eq!(
+        page.evaluate("document.getElementById('out').textContent")
+            .await
+            .expect("out"),
+        "clicked Ada"
+    );
+    assert!(matches!(
+        page.click("#absent").await,
+        Err(PageError::NotFound(_))
+    ));
+
+    page.scroll(&ScrollTarget::By { x: 0.0, y: 50.0 })
+        .await
+        .expect("scroll");
+    assert!(
+        page.content()
+            .await
+            .expect("content")
+            .starts_with("<!DOCTYPE html>")
+    );
+    drop(lease);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn page_options_apply_and_reset() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&["--max-concurrent-renders", "1", "--max-pages", "1"]).await;
+    let pool = &server.state.pool;
+    let echo = site.url("/echo");
+
+    {
+        let lease = pool.lease("k", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        let options = PageOptions {
+            headers: BTreeMap::from([("x-test".into(), "yes".into())]),
+            user_agent: Some("pagewright-test/1".into()),
+            cookies: vec![Cookie {
+                name: "session".into(),
+                value: "abc".into(),
+                url: None,
+                domain: None,
+                path: None,
+                secure: false,
+                http_only: false,
+                same_site: None,
+                expires: None,
+            }],
+            media: Some(MediaType::Print),
+            media_features: BTreeMap::from([("prefers-color-scheme".into(), "dark".into())]),
+            ..PageOptions::default()
+        };
+        page.apply(&options, Some(&echo)).await.expect("apply");
+        page.goto(&echo, &GotoOptions::default())
+            .await
+            .expect("goto");
+        let headers: serde_json::Value = serde_json::from_str(
+            page.evaluate("document.getElementById('headers').textContent")
+                .await
+                .expect("headers")
+                .as_str()
+                .expect("text"),
+        )
+        .expect("JSON");
+        assert_eq!(headers["x-test"], "yes");
+        assert_eq!(headers["user-agent"], "pagewright-test/1");
+        assert_eq!(headers["cookie"], "session=abc");
+        assert_eq!(
+            page.evaluate("matchMedia('print').matches")
+                .await
+                .expect("media"),
+            json!(true)
+        );
+        assert_eq!(
+            page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
+                .await
+                .expect("dark"),
+            json!(true)
+        );
+        let cookies = page.cookies().await.expect("cookies");
+        assert!(cookies.iter().any(|cookie| cookie.name == "session"));
+    }
+    // The next job on the same (only) page sees none of it but the key's cookies.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    {
+        let lease = pool.lease("k", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        page.goto(&echo, &GotoOptions::default())
+            .await
+            .expect("goto");
+        let headers: serde_json::Value = serde_json::from_str(
+            page.evaluate("document.getElementById('headers').textContent")
+                .await
+                .expect("headers")
+                .as_str()
+                .expect("text"),
+        )
+        .expect("JSON");
+        assert!(
+            headers.get("x-test").is_none(),
+            "extra headers were reset: {headers}"
+        );
+        assert_ne!(
+            headers["user-agent"], "pagewright-test/1",
+            "user agent was reset"
+        );
+        assert_eq!(
+            page.evaluate("matchMedia('print').matches")
+                .await
+                .expect("media"),
+            json!(false)
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn blocking_javascript_and_waits() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let pool = &server.state.pool;
+
+    {
+        let lease = pool.lease("k", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        let options = PageOptions {
+            block: BlockOptions {
+                resource_types: vec![ResourceType::Image],
+                url_patterns: vec![],
+            },
+            ..PageOptions::default()
+        };
+        page.apply(&options, None).await.expect("apply");
+        page.goto(&site.url("/image"), &GotoOptions::default())
+            .await
+            .expect("goto");
+        assert_eq!(
+            page.evaluate("document.getElementById('pixel').naturalWidth")
+                .await
+                .expect("img"),
+            json!(0)
+        );
+    }
+    assert_eq!(
+        site.pixel_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the image never left the browser"
+    );
+
+    {
+        let lease = pool.lease("k2", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        let options = PageOptions {
+            block: BlockOptions {
+                resource_types: vec![],
+                url_patterns: vec!["*pixel.png*".into()],
+            },
+            ..PageOptions::default()
+        };
+        page.apply(&options, None).await.expect("apply");
+        page.goto(&site.url("/image"), &GotoOptions::default())
+            .await
+            .expect("goto");
+    }
+    assert_eq!(
+        site.pixel_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "blocked by URL pattern"
+    );
+
+    {
+        let lease = pool.lease("k3", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        page.apply(
+            &PageOptions {
+                javascript: false,
+                ..PageOptions::default()
+            },
+            None,
+        )
+        .await
+        .expect("apply");
+        page.goto(&site.url("/"), &GotoOptions::default())
+            .await
+            .expect("goto");
+        let found = page.query("#noscript", &[]).await.expect("query");
+        assert_eq!(found.len(), 1, "noscript content shows with JavaScript off");
+    }
+
+    {
+        let lease = pool.lease("k4", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        for wait_until in [
+            WaitUntil::Load,
+            WaitUntil::DomContentLoaded,
+            WaitUntil::NetworkIdle,
+        ] {
+            let goto = GotoOptions {
+                wait_until,
+                wait_for_selector: Some(WaitForSelector {
+                    selector: "#late".into(),
+                    visible: true,
+                    timeout_ms: Some(5000),
+                }),
+                ..GotoOptions::default()
+            };
+            page.goto(&site.url("/late"), &goto)
+                .await
+                .expect("waits for #late");
+            assert_eq!(
+                page.query("#late", &[]).await.expect("query").len(),
+                1,
+                "{wait_until:?}"
+            );
+        }
+    }
+    server.shutdown().await;
+}

@@ -1,0 +1,202 @@
+//! The page pool against a real browser: reuse, isolation, idle eviction, reuse limits, crashes.
+
+use std::time::Duration;
+
+use chromiumoxide::cdp::browser_protocol::page::CrashParams;
+use pagewright::page::Page;
+use pagewright::page::options::GotoOptions;
+use tokio::time::Instant;
+
+use crate::harness::{FixtureSite, TestServer};
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
+/// Waits until the background reset of returned pages has settled.
+async fn settle(server: &TestServer) {
+    for _ in 0..100 {
+        if server.state.pool.status().leased_pages == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("pages never came back: {:?}", server.state.pool.status());
+}
+
+#[tokio::test]
+async fn pages_are_reused_within_a_key_and_never_across_keys() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let pool = &server.state.pool;
+
+    let first = {
+        let lease = pool.lease("tenant-a", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        page.goto(&site.url("/"), &GotoOptions::default())
+            .await
+            .expect("goto");
+        page.evaluate("document.cookie = 'who=a; path=/'")
+            .await
+            .expect("set cookie");
+        lease.cdp().target_id().clone()
+    };
+    settle(&server).await;
+    let second = {
+        let lease = pool.lease("tenant-a", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        // Reset left the page on about:blank.
+        assert_eq!(
+            page.evaluate("location.href").await.expect("href"),
+            "about:blank"
+        );
+        page.goto(&site.url("/"), &GotoOptions::default())
+            .await
+            .expect("goto");
+        assert_eq!(
+            page.evaluate("document.cookie").await.expect("cookie"),
+            "who=a",
+            "same key shares cookies"
+        );
+        lease.cdp().target_id().clone()
+    };
+    assert_eq!(first, second, "an idle page of the same key is reused");
+    settle(&server).await;
+
+    let lease = pool.lease("tenant-b", deadline()).await.expect("lease");
+    assert_ne!(
+        lease.cdp().target_id(),
+        &first,
+        "another key gets another page"
+    );
+    let page = Page::new(&lease, deadline());
+    page.goto(&site.url("/"), &GotoOptions::default())
+        .await
+        .expect("goto");
+    assert_eq!(
+        page.evaluate("document.cookie").await.expect("cookie"),
+        "",
+        "keys do not share cookies"
+    );
+    drop(lease);
+    settle(&server).await;
+    let status = pool.status();
+    assert_eq!((status.live_pages, status.contexts), (2, 2));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_pages_expire_and_reuse_limits_recycle() {
+    let server =
+        TestServer::start(&["--page-idle-timeout-ms", "1000", "--page-reuse-limit", "2"]).await;
+    let pool = &server.state.pool;
+
+    let mut targets = Vec::new();
+    for _ in 0..3 {
+        let lease = pool.lease("k", deadline()).await.expect("lease");
+        targets.push(lease.cdp().target_id().clone());
+        drop(lease);
+        settle(&server).await;
+    }
+    assert_eq!(targets[0], targets[1], "reused once");
+    assert_ne!(targets[1], targets[2], "replaced after two jobs");
+
+    assert_eq!(pool.status().idle_pages, 1);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let status = pool.status();
+    assert_eq!(
+        (status.live_pages, status.idle_pages),
+        (0, 0),
+        "idle page closed: {status:?}"
+    );
+    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains("pagewright_pool_evictions_total{reason=\"reuse_limit\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pagewright_pool_evictions_total{reason=\"idle\"} 1"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn crashed_pages_are_discarded() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let pool = &server.state.pool;
+
+    let crashed_target = {
+        let lease = pool.lease("k", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        page.goto(&site.url("/"), &GotoOptions::default())
+            .await
+            .expect("goto");
+        // `Page.crash` never answers: the renderer is gone.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            lease.cdp().execute(CrashParams::default()),
+        )
+        .await;
+        for _ in 0..100 {
+            if lease.crashed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(lease.crashed(), "the crash event reached the pool");
+        let short = Page::new(&lease, Instant::now() + Duration::from_millis(500));
+        assert!(
+            short.evaluate("1").await.is_err(),
+            "a crashed page fails fast"
+        );
+        lease.cdp().target_id().clone()
+    };
+    settle(&server).await;
+    let lease = pool.lease("k", deadline()).await.expect("lease");
+    assert_ne!(
+        lease.cdp().target_id(),
+        &crashed_target,
+        "the crashed page was not reused"
+    );
+    let page = Page::new(&lease, deadline());
+    page.goto(&site.url("/"), &GotoOptions::default())
+        .await
+        .expect("a fresh page works");
+    drop(lease);
+    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains("pagewright_pool_evictions_total{reason=\"crashed\"} 1"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_the_page_cap_the_coldest_idle_page_is_evicted() {
+    let server = TestServer::start(&["--max-pages", "2", "--max-concurrent-renders", "1"]).await;
+    let pool = &server.state.pool;
+
+    // Key "hot" is used twice, "cold" once; a third key needs a page: "cold" goes.
+    for key in ["hot", "cold", "hot"] {
+        drop(pool.lease(key, deadline()).await.expect("lease"));
+        settle(&server).await;
+    }
+    drop(pool.lease("new", deadline()).await.expect("lease"));
+    settle(&server).await;
+    let hot_again = pool.lease("hot", deadline()).await.expect("lease");
+    drop(hot_again);
+    settle(&server).await;
+    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains("pagewright_pool_evictions_total{reason=\"lru\"} 1"),
+        "only cold was evicted:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("pagewright_pool_pages_created_total 3"),
+        "hot was kept:\n{metrics}"
+    );
+    assert_eq!(pool.status().live_pages, 2);
+    server.shutdown().await;
+}
