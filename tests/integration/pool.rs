@@ -16,7 +16,8 @@ fn deadline() -> Instant {
 /// Waits until the background reset of returned pages has settled.
 async fn settle(server: &TestServer) {
     for _ in 0..100 {
-        if server.state.pool.status().leased_pages == 0 {
+        let status = server.state.pool.status();
+        if status.leased_pages == 0 && status.returning_pages == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -45,11 +46,9 @@ async fn pages_are_reused_within_a_key_and_never_across_keys() {
     let second = {
         let lease = pool.lease("tenant-a", deadline()).await.expect("lease");
         let page = Page::new(&lease, deadline());
-        // Reset left the page on about:blank.
-        assert_eq!(
-            page.evaluate("location.href").await.expect("href"),
-            "about:blank"
-        );
+        // Reused at once: the last document is still there (the job navigates anyway), and the lease
+        // says so.
+        assert!(!lease.is_pristine());
         page.goto(&site.url("/"), &GotoOptions::default())
             .await
             .expect("goto");
@@ -61,6 +60,21 @@ async fn pages_are_reused_within_a_key_and_never_across_keys() {
         lease.cdp().target_id().clone()
     };
     assert_eq!(first, second, "an idle page of the same key is reused");
+    settle(&server).await;
+
+    // Left idle, a used page is parked on about:blank.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    settle(&server).await;
+    {
+        let lease = pool.lease("tenant-a", deadline()).await.expect("lease");
+        assert_eq!(lease.cdp().target_id(), &first);
+        assert!(lease.is_pristine(), "parked after idling");
+        let page = Page::new(&lease, deadline());
+        assert_eq!(
+            page.evaluate("location.href").await.expect("href"),
+            "about:blank"
+        );
+    }
     settle(&server).await;
 
     let lease = pool.lease("tenant-b", deadline()).await.expect("lease");
@@ -198,5 +212,36 @@ async fn at_the_page_cap_the_coldest_idle_page_is_evicted() {
         "hot was kept:\n{metrics}"
     );
     assert_eq!(pool.status().live_pages, 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn inline_html_on_a_used_page_starts_from_a_clean_window() {
+    let server = TestServer::start(&["--max-pages", "1", "--max-concurrent-renders", "1"]).await;
+    let pool = &server.state.pool;
+    {
+        let lease = pool.lease("k", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        page.set_html(
+            "<script>window.leak = 'secret'</script>",
+            &GotoOptions::default(),
+        )
+        .await
+        .expect("html");
+        assert_eq!(page.evaluate("window.leak").await.expect("leak"), "secret");
+    }
+    settle(&server).await;
+    let lease = pool.lease("k", deadline()).await.expect("lease");
+    assert!(!lease.is_pristine(), "the same page, reused at once");
+    let page = Page::new(&lease, deadline());
+    page.set_html("<p>next job</p>", &GotoOptions::default())
+        .await
+        .expect("html");
+    assert_eq!(
+        page.evaluate("typeof window.leak").await.expect("typeof"),
+        "undefined",
+        "the previous job's globals are gone"
+    );
+    drop(lease);
     server.shutdown().await;
 }

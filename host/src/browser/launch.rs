@@ -19,7 +19,7 @@ use super::BrowserError;
 /// Flags for every launch. The first group is required on this kind of machine (measured): without the
 /// background-networking flags Chromium keeps dialling Google hosts that a closed network refuses.
 /// The rest keep a headless render farm deterministic and lean.
-const FLAGS: &[&str] = &[
+pub const CHROMIUM_FLAGS: &[&str] = &[
     "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
@@ -71,7 +71,7 @@ pub(crate) async fn launch(executable: &Path, timeout: Duration) -> Result<Launc
         .tempdir()
         .map_err(BrowserError::Profile)?;
     let mut child = Command::new(executable)
-        .args(FLAGS)
+        .args(CHROMIUM_FLAGS)
         .arg(format!(
             "--user-data-dir={}",
             user_data_dir.path().display()

@@ -10,6 +10,8 @@
 
 mod launch;
 
+pub use launch::CHROMIUM_FLAGS;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -352,6 +352,15 @@ impl<'a> Page<'a> {
         options: &GotoOptions,
     ) -> Result<Navigation, PageError> {
         let deadline = self.sub_deadline(options.timeout_ms);
+        if !self.lease.is_pristine() {
+            // Writing a document into a used page would keep the last job's window and its globals.
+            self.step(
+                "clear the page",
+                deadline,
+                self.cdp().execute(NavigateParams::new("about:blank")),
+            )
+            .await?;
+        }
         let frame = self
             .step("find the main frame", deadline, self.cdp().mainframe())
             .await?

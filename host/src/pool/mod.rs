@@ -86,6 +86,13 @@ struct PoolState {
     contexts: HashMap<String, ContextEntry>,
     /// The context new pages of each isolation key go into.
     current_context: HashMap<String, String>,
+    /// Pages of each isolation key that a finished job is handing back (being reset). A lease waits for
+    /// one of these rather than opening a new page: a reset takes milliseconds, a new tab ~60 ms and
+    /// ~10 MB.
+    returning: HashMap<String, usize>,
+    /// Leases waiting for a returning page, by key, so that each returning page is awaited by at most
+    /// one lease and the rest open pages of their own.
+    waiting: HashMap<String, usize>,
     /// Crash flags of every open page, by target id, set by the crash listener.
     crash_flags: HashMap<String, Arc<AtomicBool>>,
     closed: bool,
@@ -118,6 +125,10 @@ pub(crate) struct PooledPage {
     uses: u32,
     history: AccessHistory,
     crashed: Arc<AtomicBool>,
+    /// On a fresh `about:blank` document: newly opened, or parked after idling. A used page keeps the
+    /// last job's document until it is parked, which costs a navigation that the next job (which
+    /// navigates anyway) would make redundant.
+    pristine: bool,
     /// Script ids added with `Page.addScriptToEvaluateOnNewDocument`, removed at reset.
     pub(crate) init_scripts: Mutex<Vec<String>>,
     /// The task failing blocked requests while a job that blocks requests runs; aborted at reset.
@@ -130,6 +141,8 @@ pub struct PoolStatus {
     pub live_pages: usize,
     pub idle_pages: usize,
     pub leased_pages: usize,
+    /// Pages on their way back to idle (being reset or parked).
+    pub returning_pages: usize,
     pub max_pages: usize,
     pub running_renders: usize,
     pub max_concurrent_renders: usize,
@@ -170,13 +183,15 @@ impl PagePool {
         };
         let session = inner.browser.ready(deadline).await?;
         inner.adopt(&session);
-        let page = tokio::time::timeout_at(deadline, inner.take_page(&session, key))
+        let mut page = tokio::time::timeout_at(deadline, inner.take_page(&session, key))
             .await
             .map_err(|_| {
                 PoolError::Timeout(deadline.saturating_duration_since(Instant::now()))
             })??;
+        let pristine = std::mem::replace(&mut page.pristine, false);
         Ok(Lease {
             page: Some(page),
+            pristine,
             session,
             pool: self.inner.clone(),
             permit: Some(permit),
@@ -191,6 +206,7 @@ impl PagePool {
             live_pages: state.live,
             idle_pages: state.idle.len(),
             leased_pages: state.leased,
+            returning_pages: state.returning.values().sum(),
             max_pages: settings.max_pages,
             running_renders: settings.max_concurrent_renders
                 - self.inner.render_slots.available_permits(),
@@ -269,7 +285,12 @@ impl PoolInner {
                     self.metrics.pages_reused.inc();
                     return Ok(page);
                 }
-                if state.live < self.settings.max_pages {
+                let returning = state.returning.get(key).copied().unwrap_or(0);
+                if returning > state.waiting.get(key).copied().unwrap_or(0) {
+                    // A page of this key is on its way back: wait for it instead of opening one.
+                    *state.waiting.entry(key.to_owned()).or_default() += 1;
+                    Decision::WaitForReturn
+                } else if state.live < self.settings.max_pages {
                     state.live += 1;
                     state.leased += 1;
                     self.publish(&state);
@@ -302,6 +323,14 @@ impl PoolInner {
                     notified.await;
                     continue;
                 }
+                Decision::WaitForReturn => {
+                    notified.await;
+                    let mut state = self.lock();
+                    if let Some(waiting) = state.waiting.get_mut(key) {
+                        *waiting = waiting.saturating_sub(1);
+                    }
+                    continue;
+                }
             }
             return match self.open_page(session, key).await {
                 Ok(page) => Ok(page),
@@ -313,7 +342,7 @@ impl PoolInner {
                         self.publish(&state);
                     }
                     drop(state);
-                    self.page_returned.notify_one();
+                    self.page_returned.notify_waiters();
                     Err(error)
                 }
             };
@@ -360,6 +389,7 @@ impl PoolInner {
             uses: 0,
             history,
             crashed,
+            pristine: true,
             init_scripts: Mutex::new(Vec::new()),
             request_blocker: Mutex::new(None),
         })
@@ -460,52 +490,53 @@ impl PoolInner {
         } else {
             self.count_context_job(&page)
         };
-        if let Some(reason) = reason {
-            {
-                let mut state = self.lock();
-                state.leased = state.leased.saturating_sub(1);
-                self.forget_locked(&mut state, &page);
-                self.publish(&state);
+        let outcome = match reason {
+            Some(reason) => Err(reason),
+            None => reset::reset(&page).await.map_err(|error| {
+                tracing::warn!(%error, "resetting a page failed; closing it");
+                "reset_failed"
+            }),
+        };
+        self.finish_return(page, &session, outcome, Instant::now())
+            .await;
+    }
+
+    /// Ends a page's way back from a job or from parking: idle again (idle since `since`), or closed
+    /// for `reason`. Wakes the leases waiting for a page.
+    async fn finish_return(
+        &self,
+        page: PooledPage,
+        session: &BrowserSession,
+        outcome: Result<(), &'static str>,
+        since: Instant,
+    ) {
+        let close = {
+            let mut state = self.lock();
+            let current = state.generation == page.generation;
+            if current && let Some(returning) = state.returning.get_mut(&page.key) {
+                *returning = returning.saturating_sub(1);
             }
+            let close = match outcome {
+                Ok(()) if current && !state.closed => {
+                    state.idle.push(IdlePage { page, since });
+                    None
+                }
+                Ok(()) => Some((page, "shutdown")),
+                Err(reason) => {
+                    self.forget_locked(&mut state, &page);
+                    Some((page, reason))
+                }
+            };
+            self.publish(&state);
+            close
+        };
+        self.page_returned.notify_waiters();
+        if let Some((page, reason)) = close {
             self.metrics.evicted(reason);
             if session.is_alive() {
-                close_target(&session, &page).await;
+                close_target(session, &page).await;
             }
-            self.page_returned.notify_one();
-            return;
         }
-        if let Err(error) = reset::reset(&page).await {
-            tracing::warn!(%error, "resetting a page failed; closing it");
-            {
-                let mut state = self.lock();
-                state.leased = state.leased.saturating_sub(1);
-                self.forget_locked(&mut state, &page);
-                self.publish(&state);
-            }
-            self.metrics.evicted("reset_failed");
-            close_target(&session, &page).await;
-            self.page_returned.notify_one();
-            return;
-        }
-        let unwanted = {
-            let mut state = self.lock();
-            if state.generation != page.generation || state.closed {
-                Some(page)
-            } else {
-                state.leased = state.leased.saturating_sub(1);
-                state.idle.push(IdlePage {
-                    page,
-                    since: Instant::now(),
-                });
-                self.publish(&state);
-                None
-            }
-        };
-        if let Some(page) = unwanted {
-            close_target(&session, &page).await;
-            return;
-        }
-        self.page_returned.notify_one();
     }
 
     /// Counts a finished job against the page's context; a context at its reuse limit retires, and its
@@ -533,7 +564,7 @@ impl PoolInner {
         };
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
-        let (expired, contexts) = {
+        let (expired, parking, contexts) = {
             let mut state = self.lock();
             if state.generation != session.generation {
                 return;
@@ -541,7 +572,16 @@ impl PoolInner {
             let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.idle)
                 .into_iter()
                 .partition(|idle| now.duration_since(idle.since) >= timeout);
+            // Pages idle for a moment and still holding their last document get parked on
+            // about:blank: its scripts and timers stop and its memory goes, at the cost of a navigation
+            // that was not worth paying while jobs kept coming.
+            let (to_park, kept): (Vec<_>, Vec<_>) = kept.into_iter().partition(|idle| {
+                !idle.page.pristine && now.duration_since(idle.since) >= PARK_AFTER
+            });
             state.idle = kept;
+            for idle in &to_park {
+                *state.returning.entry(idle.page.key.clone()).or_default() += 1;
+            }
             for idle in &expired {
                 self.forget_locked(&mut state, &idle.page);
             }
@@ -563,11 +603,19 @@ impl PoolInner {
                 }
             }
             self.publish(&state);
-            (expired, contexts)
+            (expired, to_park, contexts)
         };
         for idle in expired {
             self.metrics.evicted("idle");
             close_target(&session, &idle.page).await;
+        }
+        for IdlePage { mut page, since } in parking {
+            let outcome = reset::park(&page).await.map_err(|error| {
+                tracing::warn!(%error, "parking an idle page failed; closing it");
+                "reset_failed"
+            });
+            page.pristine = outcome.is_ok();
+            self.finish_return(page, &session, outcome, since).await;
         }
         for id in contexts {
             let _ = tokio::time::timeout(
@@ -595,7 +643,11 @@ enum Decision {
     Open,
     Replace(PooledPage),
     Wait,
+    WaitForReturn,
 }
+
+/// How long a used page idles before it is parked on about:blank.
+const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Upper bound for closing a page or context: a hung renderer must not hold up the pool.
 const CDP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -656,9 +708,15 @@ pub struct Lease {
     pool: Arc<PoolInner>,
     permit: Option<OwnedSemaphorePermit>,
     discard: Option<&'static str>,
+    pristine: bool,
 }
 
 impl Lease {
+    /// Is the page on a fresh `about:blank` document, with nothing of an earlier job in it?
+    pub fn is_pristine(&self) -> bool {
+        self.pristine
+    }
+
     pub(crate) fn page(&self) -> &PooledPage {
         // Present from construction until Drop.
         self.page
@@ -701,6 +759,14 @@ impl Drop for Lease {
         // The render slot frees now: the reset below is cheap CDP work that should not hold back the
         // next job.
         drop(self.permit.take());
+        {
+            let mut state = self.pool.lock();
+            if state.generation == page.generation {
+                state.leased = state.leased.saturating_sub(1);
+                *state.returning.entry(page.key.clone()).or_default() += 1;
+                self.pool.publish(&state);
+            }
+        }
         let pool = self.pool.clone();
         let session = self.session.clone();
         let discard = self.discard;

@@ -1,6 +1,9 @@
 //! Putting a page back the way a new job expects it: nothing of the previous job may leak into the next
 //! except what its isolation key shares on purpose (cookies and storage of the browser context).
 //!
+//! The document itself stays until the page is parked (see [`park`]): the next job navigates anyway,
+//! and a navigation to `about:blank` in between would cost as much as the job's own (measured).
+//!
 //! Each step undoes one kind of page option unconditionally: a CDP round trip costs well under a
 //! millisecond, and undoing what was never set is cheaper than a bug where a flag leaks between jobs.
 
@@ -96,9 +99,21 @@ async fn reset_steps(page: &PooledPage) -> Result<(), ResetError> {
     cdp.execute(ClearDeviceMetricsOverrideParams::default())
         .await
         .map_err(step("clear viewport"))?;
-    // Off the last document: its timers and sockets stop, and its memory goes.
-    cdp.execute(NavigateParams::new("about:blank"))
-        .await
-        .map_err(step("navigate to about:blank"))?;
+    Ok(())
+}
+
+/// Moves an idle page off its last document onto `about:blank`: the document's timers and sockets
+/// stop and its memory goes.
+pub(crate) async fn park(page: &PooledPage) -> Result<(), ResetError> {
+    tokio::time::timeout(
+        RESET_TIMEOUT,
+        page.cdp.execute(NavigateParams::new("about:blank")),
+    )
+    .await
+    .map_err(|_| ResetError::Timeout)?
+    .map_err(|source| ResetError::Step {
+        step: "navigate to about:blank",
+        source,
+    })?;
     Ok(())
 }

@@ -1,1 +1,78 @@
-fn main() {}
+//! pagewright benchmarks: figures and ratios against baselines, measured in one run.
+//!
+//! `cargo run --release -p pagewright-bench -- pool` renders a local page (served by the bench on
+//! 127.0.0.1) as viewport PNG screenshots for a fixed time at several concurrencies, four ways:
+//! 1. through pagewright's HTTP API (the server runs as a child process, this same binary in `serve` mode,
+//!    so its memory is measured apart from the load generator);
+//! 2. a raw chromiumoxide loop on pre-opened pages (goto + screenshot): the limit;
+//! 3. a new browser process per render: the naive approach;
+//! 4. a new tab per render in one browser: what browserless, Gotenberg and prerender do.
+//!
+//! Memory is the sum of PSS (not RSS, which counts shared pages once per process) over the process tree.
+
+mod memory;
+mod scenarios;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "pagewright benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Render throughput, latency and memory: pagewright vs raw chromiumoxide, browser per render,
+    /// tab per render.
+    Pool {
+        /// Seconds each scenario runs at each concurrency.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+        concurrency: Vec<usize>,
+        /// Seconds for the browser-per-render baseline at each level (it is ~15x slower, and each
+        /// render costs a full browser start).
+        #[arg(long, default_value_t = 10)]
+        naive_seconds: u64,
+    },
+    /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
+    #[command(hide = true)]
+    Serve {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        BenchCommand::Pool {
+            seconds,
+            concurrency,
+            naive_seconds,
+        } => runtime.block_on(scenarios::pool_bench(
+            Duration::from_secs(seconds),
+            Duration::from_secs(naive_seconds),
+            &concurrency,
+        )),
+        BenchCommand::Serve { args } => runtime.block_on(async move {
+            tracing_subscriber::fmt()
+                .with_env_filter("warn")
+                .with_writer(std::io::stderr)
+                .init();
+            let argv = ["pagewright", "serve"]
+                .into_iter()
+                .map(String::from)
+                .chain(args);
+            let pagewright::config::Command::Serve(serve) =
+                <pagewright::config::Cli as Parser>::try_parse_from(argv)?.command;
+            pagewright::run_server(serve.validate()?).await
+        }),
+    }
+}
