@@ -1,6 +1,7 @@
 //! The page operations that the WIT `page` resource will expose, through the Rust API.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pagewright::page::options::{
@@ -181,6 +182,46 @@ async fn page_options_apply_and_reset() {
             json!(false)
         );
     }
+    // JavaScript off and blocked images in one job; both are back on for the next.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    {
+        let lease = pool.lease("k", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        let options = PageOptions {
+            javascript: false,
+            block: BlockOptions {
+                resource_types: vec![ResourceType::Image],
+                url_patterns: vec![],
+            },
+            ..PageOptions::default()
+        };
+        page.apply(&options, None).await.expect("apply");
+        page.goto(&site.url("/image"), &GotoOptions::default())
+            .await
+            .expect("goto");
+    }
+    assert_eq!(site.pixel_requests.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    {
+        let lease = pool.lease("k", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        page.goto(&site.url("/image"), &GotoOptions::default())
+            .await
+            .expect("goto");
+        assert_eq!(
+            site.pixel_requests.load(Ordering::SeqCst),
+            1,
+            "images are no longer blocked"
+        );
+        page.goto(&site.url("/"), &GotoOptions::default())
+            .await
+            .expect("goto");
+        assert_eq!(
+            page.query("#noscript", &[]).await.expect("query").len(),
+            0,
+            "JavaScript is back on"
+        );
+    }
     server.shutdown().await;
 }
 
@@ -213,7 +254,7 @@ async fn blocking_javascript_and_waits() {
     }
     assert_eq!(
         site.pixel_requests
-            .load(std::sync::atomic::Ordering::SeqCst),
+            .load(Ordering::SeqCst),
         0,
         "the image never left the browser"
     );
@@ -235,7 +276,7 @@ async fn blocking_javascript_and_waits() {
     }
     assert_eq!(
         site.pixel_requests
-            .load(std::sync::atomic::Ordering::SeqCst),
+            .load(Ordering::SeqCst),
         0,
         "blocked by URL pattern"
     );

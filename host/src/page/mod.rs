@@ -545,6 +545,10 @@ impl<'a> Page<'a> {
 
     pub async fn set_viewport(&self, viewport: &Viewport) -> Result<(), PageError> {
         viewport.validate()?;
+        if self.lease.page().changes().viewport == Some(*viewport) {
+            // Already in force (the last job used the same one): an override relayouts the page.
+            return Ok(());
+        }
         let params = SetDeviceMetricsOverrideParams::new(
             i64::from(viewport.width),
             i64::from(viewport.height),
@@ -553,6 +557,7 @@ impl<'a> Page<'a> {
         );
         self.step("set viewport", self.deadline, self.cdp().execute(params))
             .await?;
+        self.lease.page().changes().viewport = Some(*viewport);
         Ok(())
     }
 
@@ -561,6 +566,7 @@ impl<'a> Page<'a> {
         headers: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), PageError> {
         let params = SetExtraHttpHeadersParams::new(Headers::new(serde_json::json!(headers)));
+        self.lease.page().changes().headers = true;
         self.step("set headers", self.deadline, self.cdp().execute(params))
             .await?;
         Ok(())
@@ -571,6 +577,7 @@ impl<'a> Page<'a> {
             return Err(PageError::InvalidInput("user_agent cannot be empty".into()));
         }
         let params = SetUserAgentOverrideParams::new(user_agent);
+        self.lease.page().changes().user_agent = true;
         self.step("set user agent", self.deadline, self.cdp().execute(params))
             .await?;
         Ok(())
@@ -665,6 +672,7 @@ impl<'a> Page<'a> {
                     .collect::<Vec<_>>(),
             )
             .build();
+        self.lease.page().changes().media = true;
         self.step("emulate media", self.deadline, self.cdp().execute(params))
             .await?;
         Ok(())
@@ -672,6 +680,7 @@ impl<'a> Page<'a> {
 
     pub async fn set_javascript_enabled(&self, enabled: bool) -> Result<(), PageError> {
         let params = SetScriptExecutionDisabledParams::new(!enabled);
+        self.lease.page().changes().javascript_disabled |= !enabled;
         self.step(
             "toggle JavaScript",
             self.deadline,
@@ -713,14 +722,13 @@ impl<'a> Page<'a> {
                 let _ = cdp.execute(fail).await;
             }
         });
-        if let Some(previous) = self
+        let previous = self
             .lease
             .page()
+            .changes()
             .request_blocker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .replace(blocker.abort_handle())
-        {
+            .replace(blocker.abort_handle());
+        if let Some(previous) = previous {
             previous.abort();
         }
         let enable = fetch::EnableParams::builder().patterns(patterns).build();
@@ -743,9 +751,8 @@ impl<'a> Page<'a> {
             .identifier;
         self.lease
             .page()
+            .changes()
             .init_scripts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(identifier.inner().clone());
         Ok(())
     }

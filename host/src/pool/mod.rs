@@ -129,10 +129,31 @@ pub(crate) struct PooledPage {
     /// last job's document until it is parked, which costs a navigation that the next job (which
     /// navigates anyway) would make redundant.
     pristine: bool,
-    /// Script ids added with `Page.addScriptToEvaluateOnNewDocument`, removed at reset.
-    pub(crate) init_scripts: Mutex<Vec<String>>,
-    /// The task failing blocked requests while a job that blocks requests runs; aborted at reset.
-    pub(crate) request_blocker: Mutex<Option<tokio::task::AbortHandle>>,
+    /// What jobs changed on the page since its last reset, so the reset undoes exactly that.
+    pub(crate) changes: Mutex<PageChanges>,
+}
+
+/// Page state that jobs change and reset undoes. Page operations record here what they set.
+#[derive(Debug, Default)]
+pub(crate) struct PageChanges {
+    /// Script ids added with `Page.addScriptToEvaluateOnNewDocument`.
+    pub init_scripts: Vec<String>,
+    /// The task failing blocked requests while request blocking is on.
+    pub request_blocker: Option<tokio::task::AbortHandle>,
+    pub headers: bool,
+    pub user_agent: bool,
+    pub media: bool,
+    pub javascript_disabled: bool,
+    /// The viewport in force. Not undone: every job sets its own, and setting the one already in force
+    /// again is skipped, since a metrics override relayouts the page.
+    pub viewport: Option<crate::page::options::Viewport>,
+}
+
+impl PooledPage {
+    pub(crate) fn changes(&self) -> MutexGuard<'_, PageChanges> {
+        // Nothing holding this lock can panic half-way through an update.
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Figures for `/v1/status`.
@@ -390,8 +411,7 @@ impl PoolInner {
             history,
             crashed,
             pristine: true,
-            init_scripts: Mutex::new(Vec::new()),
-            request_blocker: Mutex::new(None),
+            changes: Mutex::new(PageChanges::default()),
         })
     }
 

@@ -1,27 +1,26 @@
 //! Putting a page back the way a new job expects it: nothing of the previous job may leak into the next
 //! except what its isolation key shares on purpose (cookies and storage of the browser context).
 //!
-//! The document itself stays until the page is parked (see [`park`]): the next job navigates anyway,
-//! and a navigation to `about:blank` in between would cost as much as the job's own (measured).
-//!
-//! Each step undoes one kind of page option unconditionally: a CDP round trip costs well under a
-//! millisecond, and undoing what was never set is cheaper than a bug where a flag leaks between jobs.
+//! Page operations record what they change ([`PageChanges`]); the reset undoes exactly that, so a plain
+//! job costs two CDP calls to reset, not ten. The document itself stays until the page is parked (see
+//! [`park`]): the next job navigates anyway, and a navigation to `about:blank` in between cost as much as
+//! the job's own (measured: 0.49x the throughput of a raw chromiumoxide loop with it, 1.1x without).
 
 use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::emulation::SetUserAgentOverrideParams;
 use chromiumoxide::cdp::browser_protocol::emulation::{
-    ClearDeviceMetricsOverrideParams, MediaFeature, SetEmulatedMediaParams,
-    SetScriptExecutionDisabledParams,
+    MediaFeature, SetEmulatedMediaParams, SetScriptExecutionDisabledParams,
+    SetUserAgentOverrideParams,
 };
 use chromiumoxide::cdp::browser_protocol::fetch;
 use chromiumoxide::cdp::browser_protocol::network::{Headers, SetExtraHttpHeadersParams};
 use chromiumoxide::cdp::browser_protocol::page::{
     NavigateParams, RemoveScriptToEvaluateOnNewDocumentParams, StopLoadingParams,
 };
+
 use chromiumoxide::cdp::js_protocol::runtime::TerminateExecutionParams;
 
-use super::PooledPage;
+use super::{PageChanges, PooledPage};
 
 /// A reset that takes longer than this means the page is unhealthy: it is closed instead.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,58 +46,65 @@ pub(crate) async fn reset(page: &PooledPage) -> Result<(), ResetError> {
 async fn reset_steps(page: &PooledPage) -> Result<(), ResetError> {
     let cdp = &page.cdp;
     let step = |step: &'static str| move |source| ResetError::Step { step, source };
-    // Stop whatever the last job left running: a script still spinning, then a load in flight.
+    // Take the record, keeping only what is never undone; a failed step closes the page anyway.
+    let changes = {
+        let mut changes = page.changes();
+        let viewport = changes.viewport;
+        std::mem::replace(
+            &mut *changes,
+            PageChanges {
+                viewport,
+                ..PageChanges::default()
+            },
+        )
+    };
+    // A script the page started after the job finished may be spinning; the next job's navigation
+    // would hang behind it. Answered in milliseconds even then (measured).
     cdp.execute(TerminateExecutionParams::default())
         .await
         .map_err(step("terminate scripts"))?;
+    // Subresources of a job that did not wait for `load` may still be coming in.
     cdp.execute(StopLoadingParams::default())
         .await
         .map_err(step("stop loading"))?;
-    let scripts = std::mem::take(
-        &mut *page
-            .init_scripts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
-    for identifier in scripts {
+    for identifier in changes.init_scripts {
         cdp.execute(RemoveScriptToEvaluateOnNewDocumentParams::new(identifier))
             .await
             .map_err(step("remove injected script"))?;
     }
-    if let Some(blocker) = page
-        .request_blocker
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
-    {
+    if let Some(blocker) = changes.request_blocker {
         blocker.abort();
+        cdp.execute(fetch::DisableParams::default())
+            .await
+            .map_err(step("stop request blocking"))?;
     }
-    cdp.execute(fetch::DisableParams::default())
+    if changes.headers {
+        cdp.execute(SetExtraHttpHeadersParams::new(Headers::new(
+            serde_json::json!({}),
+        )))
         .await
-        .map_err(step("stop request blocking"))?;
-    cdp.execute(SetExtraHttpHeadersParams::new(Headers::new(
-        serde_json::json!({}),
-    )))
-    .await
-    .map_err(step("clear extra headers"))?;
-    cdp.execute(SetScriptExecutionDisabledParams::new(false))
-        .await
-        .map_err(step("enable JavaScript"))?;
-    // An empty user agent removes the override (Chromium treats "" as "no override").
-    cdp.execute(SetUserAgentOverrideParams::new(""))
-        .await
-        .map_err(step("clear user agent"))?;
-    cdp.execute(
-        SetEmulatedMediaParams::builder()
+        .map_err(step("clear extra headers"))?;
+    }
+    if changes.javascript_disabled {
+        cdp.execute(SetScriptExecutionDisabledParams::new(false))
+            .await
+            .map_err(step("enable JavaScript"))?;
+    }
+    if changes.user_agent {
+        // An empty user agent removes the override (Chromium treats "" as "no override").
+        cdp.execute(SetUserAgentOverrideParams::new(""))
+            .await
+            .map_err(step("clear user agent"))?;
+    }
+    if changes.media {
+        let clear = SetEmulatedMediaParams::builder()
             .media("")
             .features(Vec::<MediaFeature>::new())
-            .build(),
-    )
-    .await
-    .map_err(step("clear emulated media"))?;
-    cdp.execute(ClearDeviceMetricsOverrideParams::default())
-        .await
-        .map_err(step("clear viewport"))?;
+            .build();
+        cdp.execute(clear)
+            .await
+            .map_err(step("clear emulated media"))?;
+    }
     Ok(())
 }
 
