@@ -253,8 +253,7 @@ async fn blocking_javascript_and_waits() {
         );
     }
     assert_eq!(
-        site.pixel_requests
-            .load(Ordering::SeqCst),
+        site.pixel_requests.load(Ordering::SeqCst),
         0,
         "the image never left the browser"
     );
@@ -275,8 +274,7 @@ async fn blocking_javascript_and_waits() {
             .expect("goto");
     }
     assert_eq!(
-        site.pixel_requests
-            .load(Ordering::SeqCst),
+        site.pixel_requests.load(Ordering::SeqCst),
         0,
         "blocked by URL pattern"
     );

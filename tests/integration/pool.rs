@@ -245,3 +245,14 @@ async fn inline_html_on_a_used_page_starts_from_a_clean_window() {
     drop(lease);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_first_leases_of_a_key_share_one_context() {
+    let server = TestServer::start(&[]).await;
+    let pool = &server.state.pool;
+    let leases = futures::future::join_all((0..6).map(|_| pool.lease("fresh", deadline()))).await;
+    assert!(leases.iter().all(Result::is_ok));
+    assert_eq!(pool.status().contexts, 1, "one context for one key");
+    drop(leases);
+    server.shutdown().await;
+}

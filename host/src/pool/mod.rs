@@ -71,6 +71,9 @@ struct PoolInner {
     /// One permit per render that may run at once.
     render_slots: Arc<Semaphore>,
     state: Mutex<PoolState>,
+    /// Held while a browser context is created, so leases racing for a new key share one context
+    /// instead of each creating their own (contexts are rare and cost ~22 MB each).
+    context_creation: tokio::sync::Mutex<()>,
     /// Signalled when a page comes back, for leases waiting on the page cap.
     page_returned: Notify,
 }
@@ -182,6 +185,7 @@ impl PagePool {
             settings,
             metrics,
             state: Mutex::new(PoolState::default()),
+            context_creation: tokio::sync::Mutex::new(()),
             page_returned: Notify::new(),
         });
         tokio::spawn(maintain(Arc::downgrade(&inner)));
@@ -421,19 +425,14 @@ impl PoolInner {
         session: &Arc<BrowserSession>,
         key: &str,
     ) -> Result<BrowserContextId, PoolError> {
-        {
-            let mut state = self.lock();
-            if let Some(id) = state.current_context.get(key).cloned()
-                && let Some(context) = state.contexts.get_mut(&id)
-                && !context.retired
-            {
-                context.pages += 1;
-                context.last_used = Instant::now();
-                return Ok(context.id.clone());
-            }
+        if let Some(id) = self.claim_context(key) {
+            return Ok(id);
         }
-        // Created outside the lock: this is a CDP round trip. Two leases racing here may each create
-        // one; the loser's context is simply used for its own page and disposed when idle.
+        // One creation at a time; whoever waited finds the context the first one made.
+        let _creating = self.context_creation.lock().await;
+        if let Some(id) = self.claim_context(key) {
+            return Ok(id);
+        }
         let created = session
             .cdp()
             .execute(CreateBrowserContextParams::default())
@@ -460,6 +459,19 @@ impl PoolInner {
             self.publish(&state);
         }
         Ok(created)
+    }
+
+    /// The current, unretired context of `key`, counting one more page against it.
+    fn claim_context(&self, key: &str) -> Option<BrowserContextId> {
+        let mut state = self.lock();
+        let id = state.current_context.get(key)?.clone();
+        let context = state.contexts.get_mut(&id)?;
+        if context.retired {
+            return None;
+        }
+        context.pages += 1;
+        context.last_used = Instant::now();
+        Some(context.id.clone())
     }
 
     /// Bookkeeping for a page that leaves the pool (closed or lost). Caller holds the lock.

@@ -26,6 +26,9 @@ body { font-family: sans-serif; margin: 40px; background: linear-gradient(#fff, 
 <p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt.</p>
 </body></html>"#;
 
+/// The longest a single render may take before it counts as failed.
+const RENDER_LIMIT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 struct Measured {
     scenario: &'static str,
@@ -119,7 +122,7 @@ where
     let warm: Vec<_> = (0..concurrency)
         .map(|worker| {
             let render = render.clone();
-            tokio::spawn(async move { render(worker).await })
+            tokio::spawn(async move { tokio::time::timeout(RENDER_LIMIT, render(worker)).await })
         })
         .collect();
     for task in warm {
@@ -135,7 +138,14 @@ where
                 let mut failures = 0;
                 while Instant::now() < end {
                     let began = Instant::now();
-                    match render(worker).await {
+                    // A render that never finishes (a browser launch that hangs under 16-fold
+                    // oversubscription, seen) counts as a failure instead of stalling the bench.
+                    let result = tokio::time::timeout(RENDER_LIMIT, render(worker))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!("no result within {RENDER_LIMIT:?}"))
+                        });
+                    match result {
                         Ok(()) => latencies.push(began.elapsed()),
                         Err(error) => {
                             failures += 1;
