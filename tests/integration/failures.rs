@@ -86,11 +86,9 @@ async fn a_spinning_page_times_out_and_others_keep_rendering() {
             .await;
         assert_eq!(ok.status(), 200);
     }
-    let metrics = server.get("/metrics").await.text().await.expect("text");
-    assert!(
-        metrics.contains("pagewright_pool_evictions_total{reason=\"failed\"} 2"),
-        "both spinning pages were closed, not reused:\n{metrics}"
-    );
+    server
+        .assert_metric("pagewright_pool_evictions_total{reason=\"failed\"} 2")
+        .await;
     server.shutdown().await;
 }
 
@@ -132,11 +130,9 @@ async fn killing_the_browser_mid_job_fails_or_retries_and_service_recovers() {
         .post("/v1/screenshot", json!({ "url": site.url("/") }))
         .await;
     assert_eq!(ok.status(), 200);
-    let metrics = server.get("/metrics").await.text().await.expect("text");
-    assert!(
-        metrics.contains("pagewright_browser_restarts_total 1"),
-        "{metrics}"
-    );
+    server
+        .assert_metric("pagewright_browser_restarts_total 1")
+        .await;
     server.shutdown().await;
 }
 

@@ -70,6 +70,17 @@ impl TestServer {
             .expect("request is answered")
     }
 
+    /// Asserts that `/metrics` has a line containing `expected` (a metric with its labels and value).
+    pub async fn assert_metric(&self, expected: &str) {
+        let metrics = self
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text");
+        assert!(metrics.contains(expected), "no `{expected}` in:\n{metrics}");
+    }
+
     /// Stops the server as SIGTERM would and waits for it to finish.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -123,15 +123,12 @@ async fn idle_pages_expire_and_reuse_limits_recycle() {
         (0, 0),
         "idle page closed: {status:?}"
     );
-    let metrics = server.get("/metrics").await.text().await.expect("metrics");
-    assert!(
-        metrics.contains("pagewright_pool_evictions_total{reason=\"reuse_limit\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("pagewright_pool_evictions_total{reason=\"idle\"} 1"),
-        "{metrics}"
-    );
+    server
+        .assert_metric("pagewright_pool_evictions_total{reason=\"reuse_limit\"} 1")
+        .await;
+    server
+        .assert_metric("pagewright_pool_evictions_total{reason=\"idle\"} 1")
+        .await;
     server.shutdown().await;
 }
 
@@ -179,11 +176,9 @@ async fn crashed_pages_are_discarded() {
         .await
         .expect("a fresh page works");
     drop(lease);
-    let metrics = server.get("/metrics").await.text().await.expect("metrics");
-    assert!(
-        metrics.contains("pagewright_pool_evictions_total{reason=\"crashed\"} 1"),
-        "{metrics}"
-    );
+    server
+        .assert_metric("pagewright_pool_evictions_total{reason=\"crashed\"} 1")
+        .await;
     server.shutdown().await;
 }
 
@@ -202,15 +197,13 @@ async fn at_the_page_cap_the_coldest_idle_page_is_evicted() {
     let hot_again = pool.lease("hot", deadline()).await.expect("lease");
     drop(hot_again);
     settle(&server).await;
-    let metrics = server.get("/metrics").await.text().await.expect("metrics");
-    assert!(
-        metrics.contains("pagewright_pool_evictions_total{reason=\"lru\"} 1"),
-        "only cold was evicted:\n{metrics}"
-    );
-    assert!(
-        metrics.contains("pagewright_pool_pages_created_total 3"),
-        "hot was kept:\n{metrics}"
-    );
+    server
+        .assert_metric("pagewright_pool_evictions_total{reason=\"lru\"} 1")
+        .await;
+    // Hot was kept: three pages were ever opened (hot, cold, new).
+    server
+        .assert_metric("pagewright_pool_pages_created_total 3")
+        .await;
     assert_eq!(pool.status().live_pages, 2);
     server.shutdown().await;
 }

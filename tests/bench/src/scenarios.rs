@@ -298,6 +298,29 @@ async fn launch(
     Ok((browser, task, profile))
 }
 
+/// Closes a browser launched by [`launch`] and waits for its process.
+async fn close(mut browser: Browser, handler: tokio::task::JoinHandle<()>) {
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+    handler.abort();
+}
+
+/// Figures of a scenario whose Chromium runs under this process.
+fn measured_here(
+    scenario: &'static str,
+    concurrency: usize,
+    run: (usize, usize, Vec<Duration>, f64),
+) -> Measured {
+    let me = std::process::id();
+    measured(
+        scenario,
+        concurrency,
+        run,
+        memory::chromium_pss_under(me),
+        memory::pss(me),
+    )
+}
+
 fn png() -> ScreenshotParams {
     ScreenshotParams::builder()
         .format(CaptureScreenshotFormat::Png)
@@ -311,7 +334,7 @@ async fn raw_loop(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Measured> {
-    let (mut browser, handler, _profile) = launch(chrome).await?;
+    let (browser, handler, _profile) = launch(chrome).await?;
     let mut pages = Vec::new();
     for _ in 0..concurrency {
         pages.push(browser.new_page("about:blank").await?);
@@ -332,17 +355,8 @@ async fn raw_loop(
         }
     })
     .await;
-    let chromium = memory::chromium_pss_under(std::process::id());
-    let result = measured(
-        "raw chromiumoxide loop",
-        concurrency,
-        run,
-        chromium,
-        memory::pss(std::process::id()),
-    );
-    let _ = browser.close().await;
-    let _ = browser.wait().await;
-    handler.abort();
+    let result = measured_here("raw chromiumoxide loop", concurrency, run);
+    close(browser, handler).await;
     Ok(result)
 }
 
@@ -372,19 +386,11 @@ async fn tab_per_render(
         }
     })
     .await;
-    let chromium = memory::chromium_pss_under(std::process::id());
-    let result = measured(
-        "new tab per render",
-        concurrency,
-        run,
-        chromium,
-        memory::pss(std::process::id()),
-    );
-    if let Ok(mut browser) = Arc::try_unwrap(browser) {
-        let _ = browser.close().await;
-        let _ = browser.wait().await;
+    let result = measured_here("new tab per render", concurrency, run);
+    match Arc::try_unwrap(browser) {
+        Ok(browser) => close(browser, handler).await,
+        Err(_) => handler.abort(),
     }
-    handler.abort();
     Ok(result)
 }
 
@@ -404,7 +410,7 @@ async fn browser_per_render(
         let url = url.clone();
         let peak = peak.clone();
         async move {
-            let (mut browser, handler, _profile) = launch(&chrome).await?;
+            let (browser, handler, _profile) = launch(&chrome).await?;
             let page = browser.new_page("about:blank").await?;
             page.goto(url).await?;
             let png = page.screenshot(png()).await?;
@@ -412,9 +418,7 @@ async fn browser_per_render(
                 memory::chromium_pss_under(std::process::id()),
                 std::sync::atomic::Ordering::Relaxed,
             );
-            let _ = browser.close().await;
-            let _ = browser.wait().await;
-            handler.abort();
+            close(browser, handler).await;
             anyhow::ensure!(png.starts_with(b"\x89PNG"), "not a PNG");
             Ok(())
         }
