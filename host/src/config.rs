@@ -22,6 +22,53 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP render service.
     Serve(ServeArgs),
+    /// Render one page to a file without a server: `pagewright render URL --screenshot out.png`.
+    Render(RenderArgs),
+}
+
+/// Flags of `pagewright render`.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The page to render (http or https).
+    pub url: String,
+
+    /// Write a PNG screenshot of the viewport here (`.jpg`/`.jpeg` and `.webp` pick those formats).
+    #[arg(long, required_unless_present_any = ["pdf", "html"])]
+    pub screenshot: Option<PathBuf>,
+
+    /// Capture the whole scrollable page instead of the viewport.
+    #[arg(long, requires = "screenshot")]
+    pub full_page: bool,
+
+    /// Write a PDF here.
+    #[arg(long)]
+    pub pdf: Option<PathBuf>,
+
+    /// Write the rendered HTML here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+
+    /// Viewport as WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    pub viewport: (u32, u32),
+
+    /// Time budget of each output's job, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+
+    #[command(flatten)]
+    pub browser: BrowserArgs,
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (width, height) = text
+        .split_once('x')
+        .ok_or_else(|| format!("`{text}` is not WIDTHxHEIGHT"))?;
+    let number = |part: &str| {
+        part.parse::<u32>()
+            .map_err(|_| format!("`{text}` is not WIDTHxHEIGHT"))
+    };
+    Ok((number(width)?, number(height)?))
 }
 
 /// Flags of `pagewright serve`.

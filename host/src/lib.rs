@@ -87,6 +87,98 @@ pub async fn run_server(settings: Settings) -> anyhow::Result<()> {
     serve(state, listener, shutdown_signal()).await
 }
 
+/// `pagewright render`: one page to files, through the same pool and job path as the server.
+pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
+    use page::options::{ImageFormat, PdfOptions, ScreenshotOptions, Viewport};
+    use render::{Output, RenderJob, RenderedBody, Target};
+
+    let url = api::url_policy::check(&args.url, false)
+        .await
+        .map_err(|error| anyhow::anyhow!(error.message))?;
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    let settings = Settings {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        browser: args.browser.validate()?,
+        // One job at a time on one page: the outputs are rendered one after the other.
+        pool: config::PoolSettings {
+            max_pages: 1,
+            max_concurrent_renders: 1,
+            idle_timeout: timeout,
+            page_reuse_limit: u32::MAX,
+            context_reuse_limit: u32::MAX,
+            lease_timeout: timeout,
+        },
+        job_timeout: timeout,
+        max_job_timeout: timeout,
+        max_body_bytes: 0,
+        deny_private_networks: false,
+        shutdown_grace: std::time::Duration::ZERO,
+    };
+    let state = start_services(settings);
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.screenshot {
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("jpg" | "jpeg") => ImageFormat::Jpeg,
+            Some("webp") => ImageFormat::Webp,
+            _ => ImageFormat::Png,
+        };
+        let options = ScreenshotOptions {
+            format,
+            full_page: args.full_page,
+            ..ScreenshotOptions::default()
+        };
+        outputs.push((path, Output::Screenshot(options)));
+    }
+    if let Some(path) = &args.pdf {
+        outputs.push((path, Output::Pdf(PdfOptions::default())));
+    }
+    if let Some(path) = &args.html {
+        outputs.push((path, Output::Content(Default::default())));
+    }
+    let mut result = Ok(());
+    for (path, output) in outputs {
+        let mut job = RenderJob {
+            target: Target::Url(url.to_string()),
+            goto: Default::default(),
+            page: Default::default(),
+            output,
+            deadline: tokio::time::Instant::now() + timeout,
+        };
+        job.page.viewport = Viewport {
+            width: args.viewport.0,
+            height: args.viewport.1,
+            ..Viewport::default()
+        };
+        let rendered = match state.renderer.render(&job).await {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                result = Err(anyhow::anyhow!("rendering {url} failed: {error}"));
+                break;
+            }
+        };
+        let bytes = match rendered.body {
+            RenderedBody::Bytes { bytes, .. } => bytes,
+            RenderedBody::Html(html) => html.into_bytes(),
+        };
+        if let Err(error) = std::fs::write(path, &bytes) {
+            result = Err(anyhow::anyhow!(
+                "writing {} failed: {error}",
+                path.display()
+            ));
+            break;
+        }
+        println!(
+            "{} ({} bytes, page status {})",
+            path.display(),
+            bytes.len(),
+            rendered.navigation.status
+        );
+    }
+    state.pool.close().await;
+    state.browser.shutdown().await;
+    result
+}
+
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -4,11 +4,32 @@ use clap::Parser;
 use pagewright::config::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime failed: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the chain of causes on one line, without a backtrace.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // chromiumoxide's handler warns about every event it cannot decode (Chromium 156 sends
+            // one kind on each navigation) and errors when a browser goes away; the supervisor
+            // reports browser deaths itself. `RUST_LOG` overrides this.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide::handler=off")),
         )
         .init();
     match Cli::parse().command {
@@ -16,5 +37,6 @@ async fn main() -> anyhow::Result<()> {
             let settings = args.validate()?;
             pagewright::run_server(settings).await
         }
+        Command::Render(args) => pagewright::run_render(args).await,
     }
 }

@@ -142,7 +142,10 @@ async fn a_missing_browser_is_a_clear_startup_error() {
     let pagewright::config::Command::Serve(serve) =
         <pagewright::config::Cli as clap::Parser>::try_parse_from(args)
             .expect("parses")
-            .command;
+            .command
+    else {
+        panic!("parsed as another command");
+    };
     let error = serve.validate().expect_err("no such browser").to_string();
     assert!(
         error.contains("/nonexistent/chromium") && error.contains("/usr/bin/chromium"),

@@ -30,7 +30,9 @@ impl TestServer {
     pub async fn start(flags: &[&str]) -> Self {
         let mut argv = vec!["pagewright", "serve", "--listen", "127.0.0.1:0"];
         argv.extend_from_slice(flags);
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command;
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
+            panic!("parsed as another command");
+        };
         let settings = args.validate().expect("settings are valid");
         let listener = TcpListener::bind(settings.listen).await.expect("bind");
         let address = listener.local_addr().expect("local address");

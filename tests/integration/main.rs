@@ -1,6 +1,7 @@
 //! Integration tests: the real server, a real Chromium, fixture pages on loopback.
 
 mod api;
+mod cli;
 mod failures;
 mod harness;
 mod page_ops;

@@ -243,8 +243,19 @@ impl PagePool {
         }
     }
 
-    /// Stops leasing and closes every idle page. Leased pages close when their leases end.
+    /// Stops leasing, lets pages on their way back finish their reset (for up to the cleanup timeout),
+    /// and closes every idle page. Pages still leased close when their leases end.
     pub async fn close(&self) {
+        let settled = async {
+            loop {
+                let notified = self.inner.page_returned.notified();
+                if self.inner.lock().returning.values().sum::<usize>() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(CDP_CLEANUP_TIMEOUT, settled).await;
         let idle = {
             let mut state = self.inner.lock();
             state.closed = true;

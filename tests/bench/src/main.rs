@@ -71,7 +71,10 @@ fn main() -> anyhow::Result<()> {
                 .map(String::from)
                 .chain(args);
             let pagewright::config::Command::Serve(serve) =
-                <pagewright::config::Cli as Parser>::try_parse_from(argv)?.command;
+                <pagewright::config::Cli as Parser>::try_parse_from(argv)?.command
+            else {
+                anyhow::bail!("the arguments did not parse as `pagewright serve`");
+            };
             pagewright::run_server(serve.validate()?).await
         }),
     }

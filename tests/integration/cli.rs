@@ -1,0 +1,66 @@
+//! `pagewright render`: one page to files without a server.
+
+use clap::Parser;
+use pagewright::config::{Cli, Command};
+
+use crate::harness::{FixtureSite, png_size};
+
+#[tokio::test]
+async fn render_writes_screenshot_pdf_and_html() {
+    let site = FixtureSite::start().await;
+    let out = tempfile::tempdir().expect("temp dir");
+    let png = out.path().join("page.png");
+    let pdf = out.path().join("page.pdf");
+    let html = out.path().join("page.html");
+    let url = site.url("/");
+    let argv = [
+        "pagewright",
+        "render",
+        url.as_str(),
+        "--screenshot",
+        png.to_str().expect("path"),
+        "--pdf",
+        pdf.to_str().expect("path"),
+        "--html",
+        html.to_str().expect("path"),
+        "--viewport",
+        "800x600",
+    ];
+    let Command::Render(args) = Cli::try_parse_from(argv).expect("parses").command else {
+        panic!("parsed as another command");
+    };
+    pagewright::run_render(args).await.expect("renders");
+    assert_eq!(png_size(&std::fs::read(&png).expect("png")), (800, 600));
+    assert!(std::fs::read(&pdf).expect("pdf").starts_with(b"%PDF-"));
+    let html = std::fs::read_to_string(&html).expect("html");
+    assert!(html.contains("Hello pagewright"));
+}
+
+#[tokio::test]
+async fn render_refuses_bad_urls_and_reports_failed_navigations() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let png = out.path().join("page.png");
+    for (url, expected) in [
+        ("file:///etc/passwd", "not allowed"),
+        ("http://127.0.0.1:1/", "ERR_UNSAFE_PORT"),
+    ] {
+        let argv = [
+            "pagewright",
+            "render",
+            url,
+            "--screenshot",
+            png.to_str().expect("path"),
+        ];
+        let Command::Render(args) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("parsed as another command");
+        };
+        let error = pagewright::run_render(args)
+            .await
+            .expect_err(url)
+            .to_string();
+        assert!(error.contains(expected), "{url}: {error}");
+    }
+    assert!(!png.exists(), "nothing written on failure");
+    // A render needs at least one output.
+    assert!(Cli::try_parse_from(["pagewright", "render", "http://a/"]).is_err());
+}
