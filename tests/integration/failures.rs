@@ -152,3 +152,30 @@ async fn a_missing_browser_is_a_clear_startup_error() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn downloads_and_empty_answers_fail_fast_and_the_next_job_works() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&["--max-pages", "1", "--max-concurrent-renders", "1"]).await;
+    for path in ["/download", "/nocontent"] {
+        let started = Instant::now();
+        let response = server
+            .post("/v1/content", json!({ "url": site.url(path) }))
+            .await;
+        assert_eq!(
+            error_code(response, 502).await,
+            "navigation_failed",
+            "{path}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path} fails fast"
+        );
+        // The only page is usable again (or replaced) for the next job.
+        let ok = server
+            .post("/v1/content", json!({ "url": site.url("/") }))
+            .await;
+        assert_eq!(ok.status(), 200, "after {path}");
+    }
+    server.shutdown().await;
+}

@@ -140,7 +140,8 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
 /// - `/echo`: shows the request headers (cookies, user agent, extras) as JSON in the page;
 /// - `/late`: adds `#late` 300 ms after load;
 /// - `/spin`: loops forever in JavaScript after load;
-/// - `/image`: a page with an image, and `/pixel.png` counts its requests.
+/// - `/image`: a page with an image, and `/pixel.png` counts its requests;
+/// - `/nocontent`: 204 No Content; `/download`: a file sent as an attachment.
 pub struct FixtureSite {
     pub base: String,
     pub pixel_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -201,6 +202,22 @@ impl FixtureSite {
                 "/spin",
                 get(|| async {
                     Html("<!doctype html><body><p>spinning</p><script>addEventListener('load', () => setTimeout(() => { while (true) {} }, 0))</script></body>")
+                }),
+            )
+            .route(
+                "/nocontent",
+                get(|| async { axum::http::StatusCode::NO_CONTENT }),
+            )
+            .route(
+                "/download",
+                get(|| async {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "application/octet-stream"),
+                            (header::CONTENT_DISPOSITION, "attachment; filename=data.bin"),
+                        ],
+                        vec![0u8; 4096],
+                    )
                 }),
             )
             .route(

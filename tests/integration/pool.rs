@@ -249,3 +249,47 @@ async fn concurrent_first_leases_of_a_key_share_one_context() {
     drop(leases);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn cancelled_leases_and_operations_leave_the_pool_consistent() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let pool = &server.state.pool;
+
+    // Leases dropped at every stage, opening a page included: no count may leak.
+    for wait_ms in [0, 1, 2, 5, 10, 20, 40] {
+        let _ =
+            tokio::time::timeout(Duration::from_millis(wait_ms), pool.lease("c", deadline())).await;
+    }
+    settle(&server).await;
+    let status = pool.status();
+    assert_eq!(status.live_pages, status.idle_pages, "{status:?}");
+
+    // A job dropped in the middle of an operation: its page is in an unknown state and is closed.
+    {
+        let lease = pool.lease("c", deadline()).await.expect("lease");
+        let page = Page::new(&lease, deadline());
+        let slow = site.url("/slow?ms=3000");
+        let options = GotoOptions::default();
+        let goto = page.goto(&slow, &options);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), goto)
+                .await
+                .is_err()
+        );
+    }
+    settle(&server).await;
+    server
+        .assert_metric("pagewright_pool_evictions_total{reason=\"cancelled\"} 1")
+        .await;
+    let lease = pool
+        .lease("c", deadline())
+        .await
+        .expect("the pool still leases");
+    Page::new(&lease, deadline())
+        .goto(&site.url("/"), &GotoOptions::default())
+        .await
+        .expect("and its pages work");
+    drop(lease);
+    server.shutdown().await;
+}

@@ -109,7 +109,7 @@ impl From<PoolError> for ApiError {
             PoolError::Closed => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
-            PoolError::Browser(_) => Self::new(
+            PoolError::Browser(_) | PoolError::Relaunched => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "browser_unavailable",
                 message,

@@ -12,6 +12,9 @@ use url::Url;
 
 use super::error::ApiError;
 
+/// How long resolving a host for the private-network check may take.
+const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn check(raw: &str, deny_private_networks: bool) -> Result<Url, ApiError> {
     let url = Url::parse(raw).map_err(|error| {
         ApiError::bad_request(
@@ -39,8 +42,15 @@ pub async fn check(raw: &str, deny_private_networks: bool) -> Result<Url, ApiErr
     if deny_private_networks {
         let port = url.port_or_known_default().unwrap_or(80);
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addresses: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-            .await
+        // A resolver that does not answer must not hold the request past any budget.
+        let lookup = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port)));
+        let resolved = match lookup.await {
+            Ok(resolved) => resolved,
+            Err(_) => Err(std::io::Error::other(format!(
+                "no answer within {DNS_TIMEOUT:?}"
+            ))),
+        };
+        let addresses: Vec<IpAddr> = resolved
             .map_err(|error| {
                 ApiError::new(
                     axum::http::StatusCode::BAD_GATEWAY,

@@ -22,8 +22,9 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
     self, EventRequestPaused, FailRequestParams, RequestPattern, RequestStage,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    self, ClearBrowserCookiesParams, CookieParam, CookieSameSite, ErrorReason,
-    EventResponseReceived, Headers, SetCookiesParams, SetExtraHttpHeadersParams, TimeSinceEpoch,
+    self, ClearBrowserCookiesParams, CookieParam, CookieSameSite, ErrorReason, EventLoadingFailed,
+    EventRequestWillBeSent, EventResponseReceived, Headers, SetCookiesParams,
+    SetExtraHttpHeadersParams, TimeSinceEpoch,
 };
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams,
@@ -138,22 +139,40 @@ impl<'a> Page<'a> {
         deadline: Instant,
         future: impl Future<Output = Result<T, CdpError>>,
     ) -> Result<T, PageError> {
-        match tokio::time::timeout_at(deadline, future).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(self.classify(step, source).await),
-            Err(_) if self.lease.crashed() => Err(PageError::Crashed),
-            Err(_) => Err(PageError::Timeout { step }),
-        }
+        self.in_operation(async {
+            match tokio::time::timeout_at(deadline, future).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(source)) => Err(self.classify(step, source).await),
+                Err(_) if self.lease.crashed() => Err(PageError::Crashed),
+                Err(_) => Err(PageError::Timeout { step }),
+            }
+        })
+        .await
+    }
+
+    /// Runs `operation` with the page marked busy. If the future is dropped half-way (the client went
+    /// away, an outer deadline), the mark stays, and the pool closes the page instead of reusing a page
+    /// in an unknown state.
+    async fn in_operation<T>(&self, operation: impl Future<Output = T>) -> T {
+        let busy = &self.lease.page().in_operation;
+        busy.store(true, std::sync::atomic::Ordering::Relaxed);
+        let result = operation.await;
+        busy.store(false, std::sync::atomic::Ordering::Relaxed);
+        result
     }
 
     async fn classify(&self, step: &'static str, source: CdpError) -> PageError {
+        // chromiumoxide gives up on any command after 30 s, whatever the job's budget.
+        if matches!(source, CdpError::Timeout) {
+            return PageError::Timeout { step };
+        }
         // When the browser dies, a pending call can fail a moment before the supervisor has noticed:
-        // give it that moment, so a dead browser is reported as one (and the job retried).
+        // give it that moment (never past the deadline), so a dead browser is reported as one and the
+        // job retried.
+        let grace =
+            Duration::from_millis(500).min(self.deadline.saturating_duration_since(Instant::now()));
         let died = self.lease.session().died();
-        if tokio::time::timeout(Duration::from_millis(500), died)
-            .await
-            .is_ok()
-        {
+        if tokio::time::timeout(grace, died).await.is_ok() {
             PageError::BrowserGone { step }
         } else if self.lease.crashed() {
             PageError::Crashed
@@ -229,6 +248,20 @@ impl<'a> Page<'a> {
                 cdp.event_listener::<EventResponseReceived>(),
             )
             .await?;
+        let mut failures = self
+            .step(
+                "listen for failed loads",
+                deadline,
+                cdp.event_listener::<EventLoadingFailed>(),
+            )
+            .await?;
+        let mut requests = self
+            .step(
+                "listen for requests",
+                deadline,
+                cdp.event_listener::<EventRequestWillBeSent>(),
+            )
+            .await?;
         let main_frame = self
             .step("find the main frame", deadline, cdp.mainframe())
             .await?
@@ -252,6 +285,7 @@ impl<'a> Page<'a> {
         let mut loader: Option<String> = None;
         let mut seen: HashSet<String> = HashSet::new();
         let mut document: Option<Navigation> = None;
+        let mut document_request: Option<String> = None;
         let wait = async {
             loop {
                 // A failed navigation loads Chromium's error page, which fires lifecycle events of its
@@ -271,7 +305,7 @@ impl<'a> Page<'a> {
                     result = &mut navigate, if !navigated => {
                         let result = match result {
                             Ok(response) => response.result,
-                            Err(source) => return Err(self.classify("navigate", source).await),
+                            Err(source) => return Err(self.classify("navigation", source).await),
                         };
                         // An HTTP error status with an empty body comes back as this "error", but the
                         // server did answer: that is a page with its status, not a failed navigation.
@@ -299,16 +333,63 @@ impl<'a> Page<'a> {
                         if event.r#type == network::ResourceType::Document
                             && event.frame_id.as_ref() == Some(&main_frame)
                         {
+                            // 204 and 205 leave the old document in place: nothing will load.
+                            if matches!(event.response.status, 204 | 205) {
+                                return Err(PageError::Navigation {
+                                    url: url.to_owned(),
+                                    reason: format!(
+                                        "the server answered {} without a document: there is nothing to render",
+                                        event.response.status
+                                    ),
+                                });
+                            }
+                            document_request = Some(event.request_id.inner().clone());
                             document = Some(Navigation {
                                 url: event.response.url.clone(),
                                 status: u16::try_from(event.response.status).unwrap_or(0),
                             });
                         }
                     }
+                    Some(event) = requests.next() => {
+                        if event.r#type == Some(network::ResourceType::Document)
+                            && event.frame_id.as_ref() == Some(&main_frame)
+                        {
+                            document_request = Some(event.request_id.inner().clone());
+                        }
+                    }
+                    // The document's own request failing after its response (a download, which the
+                    // browser aborts) never commits a document: chromiumoxide would wait 30 s.
+                    Some(event) = failures.next() => {
+                        // (An HTTP error with an empty body "fails" the same way; it is a page.)
+                        if document_request.as_deref() == Some(event.request_id.inner().as_str())
+                            && event.error_text != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
+                        {
+                            let reason = if event.error_text == "net::ERR_ABORTED" {
+                                "net::ERR_ABORTED (the response is a download, not a page)".to_owned()
+                            } else {
+                                event.error_text.clone()
+                            };
+                            return Err(PageError::Navigation { url: url.to_owned(), reason });
+                        }
+                    }
+                    // Both event streams ended after the navigation answered: the page's target (or
+                    // the whole browser) is gone.
+                    else => return Err(self.classify("navigation", CdpError::NoResponse).await),
                 }
             }
         };
-        match tokio::time::timeout_at(deadline, wait).await {
+        let waited = self
+            .in_operation(tokio::time::timeout_at(deadline, wait))
+            .await;
+        if !navigated && matches!(waited, Ok(Err(PageError::Navigation { .. }))) {
+            // chromiumoxide still waits for this navigation to load (up to 30 s) and queues the
+            // page's next navigation behind it: this page cannot serve another job for now.
+            self.lease
+                .page()
+                .spoiled
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        match waited {
             Ok(result) => result?,
             Err(_) if self.lease.crashed() => return Err(PageError::Crashed),
             Err(_) => return Err(PageError::Timeout { step: "navigation" }),
@@ -364,7 +445,10 @@ impl<'a> Page<'a> {
         let frame = self
             .step("find the main frame", deadline, self.cdp().mainframe())
             .await?
-            .ok_or(PageError::InvalidInput("the page has no main frame".into()))?;
+            .ok_or_else(|| PageError::Navigation {
+                url: "about:blank".into(),
+                reason: "the page has no main frame".into(),
+            })?;
         self.step(
             "set document content",
             deadline,
@@ -965,8 +1049,11 @@ fn selector_error(error: PageError, selector: &str) -> PageError {
 fn decode_base64(data: &str, what: &str) -> Result<Vec<u8>, PageError> {
     base64::engine::general_purpose::STANDARD
         .decode(data)
-        .map_err(|error| {
-            PageError::Script(format!("Chromium returned an undecodable {what}: {error}"))
+        .map_err(|error| PageError::Cdp {
+            step: "decode the output",
+            source: CdpError::ChromeMessage(format!(
+                "Chromium returned an undecodable {what}: {error}"
+            )),
         })
 }
 

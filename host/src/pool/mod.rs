@@ -52,6 +52,9 @@ pub enum PoolError {
     CreatePage(#[source] chromiumoxide::error::CdpError),
     #[error("the pool is closed")]
     Closed,
+    /// The browser was relaunched while the lease waited; `lease` retries on the new one.
+    #[error("the browser was relaunched")]
+    Relaunched,
 }
 
 /// The isolation key of jobs that do not name one.
@@ -134,6 +137,12 @@ pub(crate) struct PooledPage {
     pristine: bool,
     /// What jobs changed on the page since its last reset, so the reset undoes exactly that.
     pub(crate) changes: Mutex<PageChanges>,
+    /// Set while a page operation runs. Still set when the lease comes back means the operation was
+    /// cancelled half-way (client gone, deadline): the page's state is unknown, so it is closed.
+    pub(crate) in_operation: AtomicBool,
+    /// Set by a page operation that left the page unable to serve another job soon (a navigation
+    /// abandoned before chromiumoxide let go of it): the pool closes it.
+    pub(crate) spoiled: AtomicBool,
 }
 
 /// Page state that jobs change and reset undoes. Page operations record here what they set.
@@ -206,13 +215,17 @@ impl PagePool {
             Ok(Err(_)) => return Err(PoolError::Closed),
             Err(_) => return Err(PoolError::Timeout(inner.settings.lease_timeout)),
         };
-        let session = inner.browser.ready(deadline).await?;
-        inner.adopt(&session);
-        let mut page = tokio::time::timeout_at(deadline, inner.take_page(&session, key))
-            .await
-            .map_err(|_| {
-                PoolError::Timeout(deadline.saturating_duration_since(Instant::now()))
-            })??;
+        // A browser that dies while this lease waits for a page sends it round again, to the next one.
+        let (session, mut page) = loop {
+            let session = inner.browser.ready(deadline).await?;
+            inner.adopt(&session);
+            match tokio::time::timeout_at(deadline, inner.take_page(&session, key)).await {
+                Ok(Ok(page)) => break (session, page),
+                Ok(Err(PoolError::Relaunched)) => continue,
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(PoolError::Timeout(inner.settings.lease_timeout)),
+            }
+        };
         let pristine = std::mem::replace(&mut page.pristine, false);
         Ok(Lease {
             page: Some(page),
@@ -262,13 +275,19 @@ impl PagePool {
             std::mem::take(&mut state.idle)
         };
         self.inner.render_slots.close();
+        // Leases waiting for a page see `closed` and give up.
+        self.inner.page_returned.notify_waiters();
         let session = self.inner.browser.current();
-        for entry in idle {
+        let closing = idle.iter().map(|entry| {
             self.inner.forget(&entry.page, "shutdown");
-            if let Some(session) = &session {
-                close_target(session, &entry.page).await;
+            let session = session.clone();
+            async move {
+                if let Some(session) = session {
+                    close_target(&session, &entry.page).await;
+                }
             }
-        }
+        });
+        futures::future::join_all(closing).await;
     }
 }
 
@@ -282,7 +301,8 @@ impl PoolInner {
     /// of this one. Pages of a dead browser need no closing: their process is gone.
     fn adopt(self: &Arc<Self>, session: &Arc<BrowserSession>) {
         let mut state = self.lock();
-        if state.generation == session.generation {
+        // Only forward: a lease still holding an older session must not wipe a newer browser's state.
+        if state.generation >= session.generation {
             return;
         }
         let dropped = state.idle.len();
@@ -312,6 +332,9 @@ impl PoolInner {
                 let mut state = self.lock();
                 if state.closed {
                     return Err(PoolError::Closed);
+                }
+                if state.generation != session.generation {
+                    return Err(PoolError::Relaunched);
                 }
                 if let Some(index) = state.idle.iter().rposition(|idle| idle.page.key == key) {
                     let mut page = state.idle.remove(index).page;
@@ -360,28 +383,67 @@ impl PoolInner {
                     continue;
                 }
                 Decision::WaitForReturn => {
+                    // Released on every way out, a cancelled lease (deadline, dropped request)
+                    // included: a count left behind would make later leases open pages needlessly.
+                    let _waiting = WaitingForReturn {
+                        pool: self,
+                        key,
+                        generation: session.generation,
+                    };
                     notified.await;
-                    let mut state = self.lock();
-                    if let Some(waiting) = state.waiting.get_mut(key) {
-                        *waiting = waiting.saturating_sub(1);
-                    }
                     continue;
                 }
             }
-            return match self.open_page(session, key).await {
-                Ok(page) => Ok(page),
-                Err(error) => {
-                    let mut state = self.lock();
-                    if state.generation == session.generation {
-                        state.live -= 1;
-                        state.leased -= 1;
-                        self.publish(&state);
+            return self.open_page_detached(session, key).await;
+        }
+    }
+
+    /// Opens a page for a lease that has already counted it (`live`, `leased`), in a task of its own:
+    /// if the lease is cancelled half-way (its deadline, a client gone), the task still finishes, and the
+    /// page goes idle instead of leaking the counts or leaving an untracked tab in Chromium.
+    async fn open_page_detached(
+        self: &Arc<Self>,
+        session: &Arc<BrowserSession>,
+        key: &str,
+    ) -> Result<PooledPage, PoolError> {
+        let (deliver, delivered) = tokio::sync::oneshot::channel();
+        let pool = self.clone();
+        let session = session.clone();
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            match pool.open_page(&session, &key).await {
+                Ok(page) => {
+                    if let Err(Ok(page)) = deliver.send(Ok(page)) {
+                        // Nobody is waiting any more: the new page becomes an idle one.
+                        pool.mark_returning(&page);
+                        pool.finish_return(page, &session, Ok(()), Instant::now())
+                            .await;
                     }
-                    drop(state);
-                    self.page_returned.notify_waiters();
-                    Err(error)
                 }
-            };
+                Err(error) => {
+                    {
+                        let mut state = pool.lock();
+                        if state.generation == session.generation {
+                            state.live -= 1;
+                            state.leased -= 1;
+                            pool.publish(&state);
+                        }
+                    }
+                    pool.page_returned.notify_waiters();
+                    let _ = deliver.send(Err(error));
+                }
+            }
+        });
+        delivered.await.unwrap_or(Err(PoolError::Closed))
+    }
+
+    /// Moves a leased page's counts to "on its way back", ahead of [`Self::finish_return`].
+    fn mark_returning(&self, page: &PooledPage) {
+        let mut state = self.lock();
+        if state.generation == page.generation {
+            state.leased = state.leased.saturating_sub(1);
+            *state.returning.entry(page.key.clone()).or_default() += 1;
+            self.publish(&state);
         }
     }
 
@@ -427,6 +489,8 @@ impl PoolInner {
             crashed,
             pristine: true,
             changes: Mutex::new(PageChanges::default()),
+            in_operation: AtomicBool::new(false),
+            spoiled: AtomicBool::new(false),
         })
     }
 
@@ -528,6 +592,10 @@ impl PoolInner {
             Some("crashed")
         } else if discard.is_some() {
             discard
+        } else if page.in_operation.load(Ordering::Relaxed) {
+            Some("cancelled")
+        } else if page.spoiled.load(Ordering::Relaxed) {
+            Some("spoiled")
         } else if page.uses >= self.settings.page_reuse_limit {
             Some("reuse_limit")
         } else {
@@ -564,7 +632,10 @@ impl PoolInner {
                     state.idle.push(IdlePage { page, since });
                     None
                 }
-                Ok(()) => Some((page, "shutdown")),
+                Ok(()) => {
+                    self.forget_locked(&mut state, &page);
+                    Some((page, "shutdown"))
+                }
                 Err(reason) => {
                     self.forget_locked(&mut state, &page);
                     Some((page, reason))
@@ -678,6 +749,24 @@ impl PoolInner {
         gauge("idle").set(state.idle.len() as i64);
         gauge("active").set(state.leased as i64);
         self.metrics.pool_contexts.set(state.contexts.len() as i64);
+    }
+}
+
+/// A lease's claim on a page of its key that is on its way back; given up when dropped.
+struct WaitingForReturn<'a> {
+    pool: &'a PoolInner,
+    key: &'a str,
+    generation: u64,
+}
+
+impl Drop for WaitingForReturn<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.lock();
+        if state.generation == self.generation
+            && let Some(waiting) = state.waiting.get_mut(self.key)
+        {
+            *waiting = waiting.saturating_sub(1);
+        }
     }
 }
 
@@ -802,14 +891,7 @@ impl Drop for Lease {
         // The render slot frees now: the reset below is cheap CDP work that should not hold back the
         // next job.
         drop(self.permit.take());
-        {
-            let mut state = self.pool.lock();
-            if state.generation == page.generation {
-                state.leased = state.leased.saturating_sub(1);
-                *state.returning.entry(page.key.clone()).or_default() += 1;
-                self.pool.publish(&state);
-            }
-        }
+        self.pool.mark_returning(&page);
         let pool = self.pool.clone();
         let session = self.session.clone();
         let discard = self.discard;
