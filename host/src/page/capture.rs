@@ -1,0 +1,185 @@
+//! Output: screenshots (viewport, full page, clip, element) and PDF.
+
+use super::options::{ImageFormat, Length, MAX_PIXELS, PdfOptions, ScreenshotOptions};
+use super::{Page, PageError, json_string, selector_error};
+use base64::Engine;
+use chromiumoxide::cdp::browser_protocol::dom::Rgba;
+use chromiumoxide::cdp::browser_protocol::emulation::SetDefaultBackgroundColorOverrideParams;
+use chromiumoxide::cdp::browser_protocol::page::{
+    CaptureScreenshotFormat, CaptureScreenshotParams, GetLayoutMetricsParams, PrintToPdfParams,
+    Viewport as ClipRect,
+};
+use chromiumoxide::error::CdpError;
+
+impl Page<'_> {
+    /// Captures the viewport, the full page, a clip rectangle or one element.
+    pub async fn screenshot(&self, options: &ScreenshotOptions) -> Result<Vec<u8>, PageError> {
+        options.validate()?;
+        let clip = if options.full_page {
+            let metrics = self
+                .step(
+                    "measure the page",
+                    self.deadline,
+                    self.cdp().execute(GetLayoutMetricsParams::default()),
+                )
+                .await?
+                .result;
+            let size = metrics.css_content_size;
+            Some(self.checked_clip(0.0, 0.0, size.width, size.height)?)
+        } else if let Some(clip) = options.clip {
+            Some(self.checked_clip(clip.x, clip.y, clip.width, clip.height)?)
+        } else if let Some(selector) = &options.selector {
+            let script = format!(
+                "(() => {{ const element = document.querySelector({s}); if (!element) return null; \
+                   const box = element.getBoundingClientRect(); \
+                   return [box.left + scrollX, box.top + scrollY, box.width, box.height]; }})()",
+                s = json_string(selector)
+            );
+            let value = self
+                .evaluate(&script)
+                .await
+                .map_err(|error| selector_error(error, selector))?;
+            let rect: Option<[f64; 4]> = serde_json::from_value(value).unwrap_or(None);
+            let [x, y, width, height] =
+                rect.ok_or_else(|| PageError::NotFound(selector.clone()))?;
+            if width < 1.0 || height < 1.0 {
+                return Err(PageError::InvalidInput(format!(
+                    "`{selector}` has an empty box"
+                )));
+            }
+            Some(self.checked_clip(x, y, width, height)?)
+        } else {
+            None
+        };
+        let transparent = options.omit_background && options.format != ImageFormat::Jpeg;
+        if transparent {
+            let params = SetDefaultBackgroundColorOverrideParams::builder()
+                .color(Rgba {
+                    r: 0,
+                    g: 0,
+                    b: 0,
+                    a: Some(0.0),
+                })
+                .build();
+            self.step(
+                "clear the background",
+                self.deadline,
+                self.cdp().execute(params),
+            )
+            .await?;
+        }
+        let params = CaptureScreenshotParams {
+            format: Some(match options.format {
+                ImageFormat::Png => CaptureScreenshotFormat::Png,
+                ImageFormat::Jpeg => CaptureScreenshotFormat::Jpeg,
+                ImageFormat::Webp => CaptureScreenshotFormat::Webp,
+            }),
+            quality: options.quality.map(i64::from),
+            // Capturing beyond the viewport with a clip leaves no device-metrics override behind,
+            // unlike resizing the viewport to the page (which chromiumoxide's full-page mode does).
+            capture_beyond_viewport: Some(clip.is_some()),
+            clip,
+            from_surface: Some(true),
+            optimize_for_speed: None,
+        };
+        let captured = self
+            .step(
+                "capture screenshot",
+                self.deadline,
+                self.cdp().execute(params),
+            )
+            .await;
+        if transparent {
+            let reset = SetDefaultBackgroundColorOverrideParams::default();
+            self.step(
+                "restore the background",
+                self.deadline,
+                self.cdp().execute(reset),
+            )
+            .await?;
+        }
+        decode_base64(captured?.result.data.as_ref(), "screenshot")
+    }
+
+    fn checked_clip(&self, x: f64, y: f64, width: f64, height: f64) -> Result<ClipRect, PageError> {
+        let max = f64::from(MAX_PIXELS);
+        if width > max || height > max {
+            return Err(PageError::TooLarge(format!(
+                "the area to capture is {width:.0}x{height:.0} CSS pixels; Chromium captures at most \
+                 {MAX_PIXELS} on a side: use a clip, or a PDF for long pages"
+            )));
+        }
+        Ok(ClipRect {
+            x,
+            y,
+            width: width.max(1.0),
+            height: height.max(1.0),
+            scale: 1.0,
+        })
+    }
+
+    /// Prints the page to PDF.
+    pub async fn pdf(&self, options: &PdfOptions) -> Result<Vec<u8>, PageError> {
+        options.validate()?;
+        let (width, height) = options.paper_inches();
+        let margin = |length: Option<Length>| length.map(Length::inches);
+        let with_header_footer =
+            options.header_template.is_some() || options.footer_template.is_some();
+        let params = PrintToPdfParams {
+            landscape: Some(options.landscape),
+            display_header_footer: Some(with_header_footer),
+            print_background: Some(options.print_background),
+            scale: options.scale,
+            paper_width: Some(width),
+            paper_height: Some(height),
+            margin_top: margin(options.margin.top),
+            margin_bottom: margin(options.margin.bottom),
+            margin_left: margin(options.margin.left),
+            margin_right: margin(options.margin.right),
+            page_ranges: options.page_ranges.clone(),
+            // Chromium prints its own default header when one template is missing; an empty span
+            // keeps the side that was not asked for blank.
+            header_template: with_header_footer.then(|| {
+                options
+                    .header_template
+                    .clone()
+                    .unwrap_or_else(|| "<span></span>".into())
+            }),
+            footer_template: with_header_footer.then(|| {
+                options
+                    .footer_template
+                    .clone()
+                    .unwrap_or_else(|| "<span></span>".into())
+            }),
+            prefer_css_page_size: Some(options.prefer_css_page_size),
+            ..PrintToPdfParams::default()
+        };
+        let printed = self
+            .step("print to PDF", self.deadline, self.cdp().execute(params))
+            .await;
+        let printed = match printed {
+            Err(PageError::Cdp {
+                source: CdpError::Chrome(error),
+                ..
+            }) if error.message.contains("range") || error.message.contains("Page range") => {
+                return Err(PageError::InvalidInput(format!(
+                    "page_ranges: {}",
+                    error.message
+                )));
+            }
+            other => other?,
+        };
+        decode_base64(printed.result.data.as_ref(), "PDF")
+    }
+}
+
+fn decode_base64(data: &str, what: &str) -> Result<Vec<u8>, PageError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|error| PageError::Cdp {
+            step: "decode the output",
+            source: CdpError::ChromeMessage(format!(
+                "Chromium returned an undecodable {what}: {error}"
+            )),
+        })
+}

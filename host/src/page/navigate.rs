@@ -1,0 +1,293 @@
+//! Loading a page: navigation with its three wait conditions, inline HTML, and waiting for an element.
+
+use super::options::{GotoOptions, WaitUntil};
+use super::{Navigation, NowOrNever, Page, PageError, json_string, selector_error};
+use chromiumoxide::cdp::browser_protocol::network::{
+    self, EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived,
+};
+use chromiumoxide::cdp::browser_protocol::page::{
+    EventLifecycleEvent, NavigateParams, SetDocumentContentParams,
+};
+use chromiumoxide::error::CdpError;
+use futures::StreamExt;
+use std::collections::HashSet;
+
+impl Page<'_> {
+    /// Navigates to `url` and waits as `options` says.
+    pub async fn goto(&self, url: &str, options: &GotoOptions) -> Result<Navigation, PageError> {
+        let deadline = self.sub_deadline(options.timeout_ms);
+        let cdp = self.cdp();
+        let mut lifecycle = self
+            .step(
+                "listen for lifecycle events",
+                deadline,
+                cdp.event_listener::<EventLifecycleEvent>(),
+            )
+            .await?;
+        let mut responses = self
+            .step(
+                "listen for responses",
+                deadline,
+                cdp.event_listener::<EventResponseReceived>(),
+            )
+            .await?;
+        let mut failures = self
+            .step(
+                "listen for failed loads",
+                deadline,
+                cdp.event_listener::<EventLoadingFailed>(),
+            )
+            .await?;
+        let mut requests = self
+            .step(
+                "listen for requests",
+                deadline,
+                cdp.event_listener::<EventRequestWillBeSent>(),
+            )
+            .await?;
+        let main_frame = self
+            .step("find the main frame", deadline, cdp.mainframe())
+            .await?
+            .ok_or(PageError::Navigation {
+                url: url.to_owned(),
+                reason: "the page has no main frame".into(),
+            })?;
+        let mut params = NavigateParams::new(url);
+        params.referrer = options.referrer.clone();
+        // chromiumoxide resolves `Page.navigate` once the main frame has loaded; the lifecycle events
+        // below are what tell DOMContentLoaded and network idle apart.
+        let navigate = cdp.execute(params);
+        tokio::pin!(navigate);
+
+        let target = match options.wait_until {
+            WaitUntil::Load => "load",
+            WaitUntil::DomContentLoaded => "DOMContentLoaded",
+            WaitUntil::NetworkIdle => "networkIdle",
+        };
+        let mut navigated = false;
+        let mut loader: Option<String> = None;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut document: Option<Navigation> = None;
+        let mut document_request: Option<String> = None;
+        let wait = async {
+            loop {
+                // A failed navigation loads Chromium's error page, which fires lifecycle events of its
+                // own; only the navigate result (which carries `errorText`) or a real document response
+                // tells it from a success.
+                let done = match options.wait_until {
+                    WaitUntil::Load => navigated,
+                    WaitUntil::DomContentLoaded => {
+                        navigated || (seen.contains(target) && document.is_some())
+                    }
+                    WaitUntil::NetworkIdle => navigated && seen.contains(target),
+                };
+                if done {
+                    return Ok(());
+                }
+                tokio::select! {
+                    result = &mut navigate, if !navigated => {
+                        let result = match result {
+                            Ok(response) => response.result,
+                            Err(source) => return Err(self.classify("navigation", source).await),
+                        };
+                        // An HTTP error status with an empty body comes back as this "error", but the
+                        // server did answer: that is a page with its status, not a failed navigation.
+                        if let Some(reason) = result.error_text
+                            && reason != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
+                        {
+                            return Err(PageError::Navigation { url: url.to_owned(), reason });
+                        }
+                        navigated = true;
+                        loader.get_or_insert_with(|| result.loader_id.map(|id| id.inner().clone()).unwrap_or_default());
+                    }
+                    Some(event) = lifecycle.next() => {
+                        if event.frame_id != main_frame {
+                            continue;
+                        }
+                        // `init` opens a new document: everything after it with its loader id is ours.
+                        if event.name == "init" {
+                            loader = Some(event.loader_id.inner().clone());
+                            seen.clear();
+                        } else if loader.as_deref() == Some(event.loader_id.inner().as_str()) {
+                            seen.insert(event.name.clone());
+                        }
+                    }
+                    Some(event) = responses.next() => {
+                        if event.r#type == network::ResourceType::Document
+                            && event.frame_id.as_ref() == Some(&main_frame)
+                        {
+                            // 204 and 205 leave the old document in place: nothing will load.
+                            if matches!(event.response.status, 204 | 205) {
+                                return Err(PageError::Navigation {
+                                    url: url.to_owned(),
+                                    reason: format!(
+                                        "the server answered {} without a document: there is nothing to render",
+                                        event.response.status
+                                    ),
+                                });
+                            }
+                            document_request = Some(event.request_id.inner().clone());
+                            document = Some(Navigation {
+                                url: event.response.url.clone(),
+                                status: u16::try_from(event.response.status).unwrap_or(0),
+                            });
+                        }
+                    }
+                    Some(event) = requests.next() => {
+                        if event.r#type == Some(network::ResourceType::Document)
+                            && event.frame_id.as_ref() == Some(&main_frame)
+                        {
+                            document_request = Some(event.request_id.inner().clone());
+                        }
+                    }
+                    // The document's own request failing after its response (a download, which the
+                    // browser aborts) never commits a document: chromiumoxide would wait 30 s.
+                    Some(event) = failures.next() => {
+                        // (An HTTP error with an empty body "fails" the same way; it is a page.)
+                        if document_request.as_deref() == Some(event.request_id.inner().as_str())
+                            && event.error_text != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
+                        {
+                            let reason = if event.error_text == "net::ERR_ABORTED" {
+                                "net::ERR_ABORTED (the response is a download, not a page)".to_owned()
+                            } else {
+                                event.error_text.clone()
+                            };
+                            return Err(PageError::Navigation { url: url.to_owned(), reason });
+                        }
+                    }
+                    // Both event streams ended after the navigation answered: the page's target (or
+                    // the whole browser) is gone.
+                    else => return Err(self.classify("navigation", CdpError::NoResponse).await),
+                }
+            }
+        };
+        let waited = self
+            .in_operation(tokio::time::timeout_at(deadline, wait))
+            .await;
+        if !navigated && matches!(waited, Ok(Err(PageError::Navigation { .. }))) {
+            // chromiumoxide still waits for this navigation to load (up to 30 s) and queues the
+            // page's next navigation behind it: this page cannot serve another job for now.
+            self.lease
+                .page()
+                .spoiled
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        match waited {
+            Ok(result) => result?,
+            Err(_) if self.lease.crashed() => return Err(PageError::Crashed),
+            Err(_) => return Err(PageError::Timeout { step: "navigation" }),
+        }
+        // Responses can trail the lifecycle event by a message; take what is already queued.
+        while let Some(Some(event)) = responses.now_or_never_ready() {
+            if event.r#type == network::ResourceType::Document
+                && event.frame_id.as_ref() == Some(&main_frame)
+            {
+                document = Some(Navigation {
+                    url: event.response.url.clone(),
+                    status: u16::try_from(event.response.status).unwrap_or(0),
+                });
+            }
+        }
+        let navigation = match document {
+            Some(navigation) => navigation,
+            // No response event (served from cache, or a non-HTTP URL): read the URL from the page.
+            None => Navigation {
+                url: self
+                    .evaluate("location.href")
+                    .await?
+                    .as_str()
+                    .unwrap_or(url)
+                    .to_owned(),
+                status: 200,
+            },
+        };
+        if let Some(wait) = &options.wait_for_selector {
+            self.wait_for_selector(&wait.selector, wait.visible, wait.timeout_ms)
+                .await?;
+        }
+        Ok(navigation)
+    }
+
+    /// Loads inline HTML into the page (no network fetch for the document itself) and waits as
+    /// `options` says. Relative URLs in it resolve against `about:blank`; use `<base href>` for others.
+    pub async fn set_html(
+        &self,
+        html: &str,
+        options: &GotoOptions,
+    ) -> Result<Navigation, PageError> {
+        let deadline = self.sub_deadline(options.timeout_ms);
+        if !self.lease.is_pristine() {
+            // Writing a document into a used page would keep the last job's window and its globals.
+            self.step(
+                "clear the page",
+                deadline,
+                self.cdp().execute(NavigateParams::new("about:blank")),
+            )
+            .await?;
+        }
+        let frame = self
+            .step("find the main frame", deadline, self.cdp().mainframe())
+            .await?
+            .ok_or_else(|| PageError::Navigation {
+                url: "about:blank".into(),
+                reason: "the page has no main frame".into(),
+            })?;
+        self.step(
+            "set document content",
+            deadline,
+            self.cdp()
+                .execute(SetDocumentContentParams::new(frame, html)),
+        )
+        .await?;
+        if options.wait_until != WaitUntil::DomContentLoaded {
+            // `load` of the written document: its images, styles and fonts are in.
+            let script = "document.readyState === 'complete' ? true : new Promise(resolve => \
+                          addEventListener('load', () => resolve(true), { once: true }))";
+            self.evaluate_until(script, deadline, "wait for load")
+                .await?;
+        }
+        if let Some(wait) = &options.wait_for_selector {
+            self.wait_for_selector(&wait.selector, wait.visible, wait.timeout_ms)
+                .await?;
+        }
+        Ok(Navigation {
+            url: "about:blank".into(),
+            status: 200,
+        })
+    }
+
+    /// Waits until an element matches `selector` (and is visible, if asked), watching DOM mutations in
+    /// the page rather than polling from here.
+    pub async fn wait_for_selector(
+        &self,
+        selector: &str,
+        visible: bool,
+        timeout_ms: Option<u64>,
+    ) -> Result<(), PageError> {
+        let deadline = self.sub_deadline(timeout_ms);
+        let script = format!(
+            r#"(() => {{
+                const selector = {selector}, visible = {visible};
+                const found = () => {{
+                    const element = document.querySelector(selector);
+                    if (!element) return false;
+                    if (!visible) return true;
+                    const box = element.getBoundingClientRect();
+                    return box.width > 0 && box.height > 0 && getComputedStyle(element).visibility !== 'hidden';
+                }};
+                if (found()) return true;
+                return new Promise(resolve => {{
+                    const observer = new MutationObserver(() => {{
+                        if (found()) {{ observer.disconnect(); resolve(true); }}
+                    }});
+                    observer.observe(document, {{ childList: true, subtree: true, attributes: true }});
+                }});
+            }})()"#,
+            selector = json_string(selector),
+        );
+        self.evaluate_until(&script, deadline, "wait for selector")
+            .await
+            .map(|_| ())
+            .map_err(|error| selector_error(error, selector))
+    }
+}
