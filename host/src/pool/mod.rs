@@ -15,23 +15,29 @@
 //! back idle, or closes it if the job asked for that (a timeout, a hung script), the renderer crashed, or
 //! the page reached its reuse limit. Everything that belonged to a dead browser is forgotten when the
 //! pool first sees the browser's next generation.
+//!
+//! Files: this one holds the pool's state and the lease/return machinery; `lease.rs` the [`Lease`]
+//! handle; `contexts.rs` browser contexts per key; `policy.rs` the eviction order; `reset.rs` what is
+//! undone between jobs; `maintenance.rs` the background tick (idle eviction, parking) and crash listener.
 
+mod contexts;
+mod lease;
+mod maintenance;
 mod policy;
 mod reset;
 
+use contexts::ContextEntry;
+pub use lease::Lease;
+use maintenance::{maintain, watch_crashes};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
-use chromiumoxide::cdp::browser_protocol::target::{
-    CloseTargetParams, CreateBrowserContextParams, CreateTargetParams, DisposeBrowserContextParams,
-    EventTargetCrashed,
-};
-use futures::StreamExt;
+use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, CreateTargetParams};
 use serde::Serialize;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::browser::{BrowserError, BrowserSession, BrowserSupervisor};
@@ -102,17 +108,6 @@ struct PoolState {
     /// Crash flags of every open page, by target id, set by the crash listener.
     crash_flags: HashMap<String, Arc<AtomicBool>>,
     closed: bool,
-}
-
-#[derive(Debug)]
-struct ContextEntry {
-    id: BrowserContextId,
-    key: String,
-    jobs: u32,
-    pages: usize,
-    /// Reached its reuse limit: no new pages, disposed when its last page closes.
-    retired: bool,
-    last_used: Instant,
 }
 
 #[derive(Debug)]
@@ -494,61 +489,6 @@ impl PoolInner {
         })
     }
 
-    /// The context new pages of `key` go into; counts the page against it.
-    async fn context_for(
-        &self,
-        session: &Arc<BrowserSession>,
-        key: &str,
-    ) -> Result<BrowserContextId, PoolError> {
-        if let Some(id) = self.claim_context(key) {
-            return Ok(id);
-        }
-        // One creation at a time; whoever waited finds the context the first one made.
-        let _creating = self.context_creation.lock().await;
-        if let Some(id) = self.claim_context(key) {
-            return Ok(id);
-        }
-        let created = session
-            .cdp()
-            .execute(CreateBrowserContextParams::default())
-            .await
-            .map_err(PoolError::CreateContext)?
-            .result
-            .browser_context_id;
-        let mut state = self.lock();
-        if state.generation == session.generation {
-            state.contexts.insert(
-                created.inner().clone(),
-                ContextEntry {
-                    id: created.clone(),
-                    key: key.to_owned(),
-                    jobs: 0,
-                    pages: 1,
-                    retired: false,
-                    last_used: Instant::now(),
-                },
-            );
-            state
-                .current_context
-                .insert(key.to_owned(), created.inner().clone());
-            self.publish(&state);
-        }
-        Ok(created)
-    }
-
-    /// The current, unretired context of `key`, counting one more page against it.
-    fn claim_context(&self, key: &str) -> Option<BrowserContextId> {
-        let mut state = self.lock();
-        let id = state.current_context.get(key)?.clone();
-        let context = state.contexts.get_mut(&id)?;
-        if context.retired {
-            return None;
-        }
-        context.pages += 1;
-        context.last_used = Instant::now();
-        Some(context.id.clone())
-    }
-
     /// Bookkeeping for a page that leaves the pool (closed or lost). Caller holds the lock.
     fn forget_locked(&self, state: &mut PoolState, page: &PooledPage) {
         if page.generation != state.generation {
@@ -567,15 +507,6 @@ impl PoolInner {
         self.publish(&state);
         drop(state);
         self.metrics.evicted(reason);
-    }
-
-    fn context_page_closed(&self, generation: u64, context: &str) {
-        let mut state = self.lock();
-        if state.generation == generation
-            && let Some(entry) = state.contexts.get_mut(context)
-        {
-            entry.pages = entry.pages.saturating_sub(1);
-        }
     }
 
     /// Puts a reset page back, or closes it. Runs in the background after a lease ends.
@@ -653,93 +584,6 @@ impl PoolInner {
         }
     }
 
-    /// Counts a finished job against the page's context; a context at its reuse limit retires, and its
-    /// pages leave with it.
-    fn count_context_job(&self, page: &PooledPage) -> Option<&'static str> {
-        let mut state = self.lock();
-        if state.generation != page.generation {
-            return Some("browser_died");
-        }
-        let limit = self.settings.context_reuse_limit;
-        let context = state.contexts.get_mut(&page.context)?;
-        context.jobs += 1;
-        context.last_used = Instant::now();
-        if context.jobs >= limit {
-            context.retired = true;
-        }
-        context.retired.then_some("context_retired")
-    }
-
-    /// Closes idle pages past the idle timeout and disposes of contexts that have no pages left and are
-    /// retired or idle.
-    async fn evict_idle(&self) {
-        let Some(session) = self.browser.current() else {
-            return;
-        };
-        let now = Instant::now();
-        let timeout = self.settings.idle_timeout;
-        let (expired, parking, contexts) = {
-            let mut state = self.lock();
-            if state.generation != session.generation {
-                return;
-            }
-            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.idle)
-                .into_iter()
-                .partition(|idle| now.duration_since(idle.since) >= timeout);
-            // Pages idle for a moment and still holding their last document get parked on
-            // about:blank: its scripts and timers stop and its memory goes, at the cost of a navigation
-            // that was not worth paying while jobs kept coming.
-            let (to_park, kept): (Vec<_>, Vec<_>) = kept.into_iter().partition(|idle| {
-                !idle.page.pristine && now.duration_since(idle.since) >= PARK_AFTER
-            });
-            state.idle = kept;
-            for idle in &to_park {
-                *state.returning.entry(idle.page.key.clone()).or_default() += 1;
-            }
-            for idle in &expired {
-                self.forget_locked(&mut state, &idle.page);
-            }
-            let empty: Vec<String> = state
-                .contexts
-                .iter()
-                .filter(|(_, c)| {
-                    c.pages == 0 && (c.retired || now.duration_since(c.last_used) >= timeout)
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            let mut contexts = Vec::new();
-            for id in empty {
-                if let Some(context) = state.contexts.remove(&id) {
-                    if state.current_context.get(&context.key) == Some(&id) {
-                        state.current_context.remove(&context.key);
-                    }
-                    contexts.push(context.id);
-                }
-            }
-            self.publish(&state);
-            (expired, to_park, contexts)
-        };
-        for idle in expired {
-            self.metrics.evicted("idle");
-            close_target(&session, &idle.page).await;
-        }
-        for IdlePage { mut page, since } in parking {
-            let outcome = reset::park(&page).await.map_err(|error| {
-                tracing::warn!(%error, "parking an idle page failed; closing it");
-                "reset_failed"
-            });
-            page.pristine = outcome.is_ok();
-            self.finish_return(page, &session, outcome, since).await;
-        }
-        for id in contexts {
-            let _ = tokio::time::timeout(
-                CDP_CLEANUP_TIMEOUT,
-                session.cdp().execute(DisposeBrowserContextParams::new(id)),
-            )
-            .await;
-        }
-    }
-
     fn publish(&self, state: &PoolState) {
         let gauge = |state_label| {
             self.metrics
@@ -778,9 +622,6 @@ enum Decision {
     WaitForReturn,
 }
 
-/// How long a used page idles before it is parked on about:blank.
-const PARK_AFTER: Duration = Duration::from_secs(1);
-
 /// Upper bound for closing a page or context: a hung renderer must not hold up the pool.
 const CDP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -795,106 +636,5 @@ async fn close_target(session: &BrowserSession, page: &PooledPage) {
         .is_err()
     {
         tracing::warn!(target = ?page.cdp.target_id(), "closing a page timed out");
-    }
-}
-
-/// Marks pages whose renderer crashed, so they are discarded instead of reused. Ends with the browser.
-async fn watch_crashes(pool: Weak<PoolInner>, session: Arc<BrowserSession>) {
-    let Ok(mut crashes) = session.cdp().event_listener::<EventTargetCrashed>().await else {
-        return;
-    };
-    loop {
-        let event = tokio::select! {
-            event = crashes.next() => event,
-            _ = session.died() => None,
-        };
-        let (Some(event), Some(pool)) = (event, pool.upgrade()) else {
-            return;
-        };
-        tracing::warn!(target = ?event.target_id, status = %event.status, "a renderer crashed");
-        if let Some(flag) = pool.lock().crash_flags.get(event.target_id.inner()) {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Idle eviction once a second until the pool goes away. A tick, not a wait on a resource: the pool's
-/// waits are all on `Notify` and the semaphore.
-async fn maintain(pool: Weak<PoolInner>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(pool) = pool.upgrade() else {
-            return;
-        };
-        pool.evict_idle().await;
-    }
-}
-
-/// A leased page. Dropping it returns the page to the pool (reset in the background) or closes it.
-#[derive(Debug)]
-pub struct Lease {
-    page: Option<PooledPage>,
-    session: Arc<BrowserSession>,
-    pool: Arc<PoolInner>,
-    permit: Option<OwnedSemaphorePermit>,
-    discard: Option<&'static str>,
-    pristine: bool,
-}
-
-impl Lease {
-    /// Is the page on a fresh `about:blank` document, with nothing of an earlier job in it?
-    pub fn is_pristine(&self) -> bool {
-        self.pristine
-    }
-
-    pub(crate) fn page(&self) -> &PooledPage {
-        // Present from construction until Drop.
-        self.page
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("lease used after drop"))
-    }
-
-    /// The chromiumoxide page, for host tools and tests that need a CDP call the page operations do not
-    /// offer.
-    pub fn cdp(&self) -> &chromiumoxide::Page {
-        &self.page().cdp
-    }
-
-    /// The browser this page lives in.
-    pub fn session(&self) -> &Arc<BrowserSession> {
-        &self.session
-    }
-
-    /// The isolation key this page belongs to.
-    pub fn key(&self) -> &str {
-        &self.page().key
-    }
-
-    /// Has the page's renderer crashed during this lease?
-    pub fn crashed(&self) -> bool {
-        self.page().crashed.load(Ordering::Relaxed)
-    }
-
-    /// Close the page instead of reusing it (the job timed out, a script hung, the page misbehaved).
-    pub fn discard(&mut self, reason: &'static str) {
-        self.discard = Some(reason);
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let Some(page) = self.page.take() else {
-            return;
-        };
-        // The render slot frees now: the reset below is cheap CDP work that should not hold back the
-        // next job.
-        drop(self.permit.take());
-        self.pool.mark_returning(&page);
-        let pool = self.pool.clone();
-        let session = self.session.clone();
-        let discard = self.discard;
-        tokio::spawn(pool.give_back(page, session, discard));
     }
 }

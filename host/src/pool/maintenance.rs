@@ -1,0 +1,123 @@
+//! The pool's background work: a once-a-second tick that closes idle pages past the idle timeout,
+//! parks used pages on `about:blank`, and disposes of empty contexts; and a listener per browser that
+//! flags pages whose renderer crashed.
+
+use super::{CDP_CLEANUP_TIMEOUT, IdlePage, PoolInner, close_target};
+use crate::browser::BrowserSession;
+use chromiumoxide::cdp::browser_protocol::target::{
+    DisposeBrowserContextParams, EventTargetCrashed,
+};
+use futures::StreamExt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a used page idles before it is parked on about:blank.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+impl PoolInner {
+    /// Closes idle pages past the idle timeout and disposes of contexts that have no pages left and are
+    /// retired or idle.
+    async fn evict_idle(&self) {
+        let Some(session) = self.browser.current() else {
+            return;
+        };
+        let now = Instant::now();
+        let timeout = self.settings.idle_timeout;
+        let (expired, parking, contexts) = {
+            let mut state = self.lock();
+            if state.generation != session.generation {
+                return;
+            }
+            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|idle| now.duration_since(idle.since) >= timeout);
+            // Pages idle for a moment and still holding their last document get parked on
+            // about:blank: its scripts and timers stop and its memory goes, at the cost of a navigation
+            // that was not worth paying while jobs kept coming.
+            let (to_park, kept): (Vec<_>, Vec<_>) = kept.into_iter().partition(|idle| {
+                !idle.page.pristine && now.duration_since(idle.since) >= PARK_AFTER
+            });
+            state.idle = kept;
+            for idle in &to_park {
+                *state.returning.entry(idle.page.key.clone()).or_default() += 1;
+            }
+            for idle in &expired {
+                self.forget_locked(&mut state, &idle.page);
+            }
+            let empty: Vec<String> = state
+                .contexts
+                .iter()
+                .filter(|(_, c)| {
+                    c.pages == 0 && (c.retired || now.duration_since(c.last_used) >= timeout)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut contexts = Vec::new();
+            for id in empty {
+                if let Some(context) = state.contexts.remove(&id) {
+                    if state.current_context.get(&context.key) == Some(&id) {
+                        state.current_context.remove(&context.key);
+                    }
+                    contexts.push(context.id);
+                }
+            }
+            self.publish(&state);
+            (expired, to_park, contexts)
+        };
+        for idle in expired {
+            self.metrics.evicted("idle");
+            close_target(&session, &idle.page).await;
+        }
+        for IdlePage { mut page, since } in parking {
+            let outcome = super::reset::park(&page).await.map_err(|error| {
+                tracing::warn!(%error, "parking an idle page failed; closing it");
+                "reset_failed"
+            });
+            page.pristine = outcome.is_ok();
+            self.finish_return(page, &session, outcome, since).await;
+        }
+        for id in contexts {
+            let _ = tokio::time::timeout(
+                CDP_CLEANUP_TIMEOUT,
+                session.cdp().execute(DisposeBrowserContextParams::new(id)),
+            )
+            .await;
+        }
+    }
+}
+
+/// Marks pages whose renderer crashed, so they are discarded instead of reused. Ends with the browser.
+pub(super) async fn watch_crashes(pool: Weak<PoolInner>, session: Arc<BrowserSession>) {
+    let Ok(mut crashes) = session.cdp().event_listener::<EventTargetCrashed>().await else {
+        return;
+    };
+    loop {
+        let event = tokio::select! {
+            event = crashes.next() => event,
+            _ = session.died() => None,
+        };
+        let (Some(event), Some(pool)) = (event, pool.upgrade()) else {
+            return;
+        };
+        tracing::warn!(target = ?event.target_id, status = %event.status, "a renderer crashed");
+        if let Some(flag) = pool.lock().crash_flags.get(event.target_id.inner()) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Idle eviction once a second until the pool goes away. A tick, not a wait on a resource: the pool's
+/// waits are all on `Notify` and the semaphore.
+pub(super) async fn maintain(pool: Weak<PoolInner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        pool.evict_idle().await;
+    }
+}
