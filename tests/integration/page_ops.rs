@@ -14,6 +14,15 @@ use tokio::time::Instant;
 
 use crate::harness::{FixtureSite, TestServer};
 
+/// The request headers the fixture's `/echo` page shows.
+async fn echoed_headers(page: &Page<'_>) -> serde_json::Value {
+    let text = page
+        .evaluate("document.getElementById('headers').textContent")
+        .await
+        .expect("headers");
+    serde_json::from_str(text.as_str().expect("text")).expect("JSON")
+}
+
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(20)
 }
@@ -125,14 +134,7 @@ async fn page_options_apply_and_reset() {
         page.goto(&echo, &GotoOptions::default())
             .await
             .expect("goto");
-        let headers: serde_json::Value = serde_json::from_str(
-            page.evaluate("document.getElementById('headers').textContent")
-                .await
-                .expect("headers")
-                .as_str()
-                .expect("text"),
-        )
-        .expect("JSON");
+        let headers = echoed_headers(&page).await;
         assert_eq!(headers["x-test"], "yes");
         assert_eq!(headers["user-agent"], "pagewright-test/1");
         assert_eq!(headers["cookie"], "session=abc");
@@ -159,14 +161,7 @@ async fn page_options_apply_and_reset() {
         page.goto(&echo, &GotoOptions::default())
             .await
             .expect("goto");
-        let headers: serde_json::Value = serde_json::from_str(
-            page.evaluate("document.getElementById('headers').textContent")
-                .await
-                .expect("headers")
-                .as_str()
-                .expect("text"),
-        )
-        .expect("JSON");
+        let headers = echoed_headers(&page).await;
         assert!(
             headers.get("x-test").is_none(),
             "extra headers were reset: {headers}"

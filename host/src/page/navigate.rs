@@ -2,6 +2,7 @@
 
 use super::options::{GotoOptions, WaitUntil};
 use super::{Navigation, NowOrNever, Page, PageError, json_string, selector_error};
+use chromiumoxide::cdp::IntoEventKind;
 use chromiumoxide::cdp::browser_protocol::network::{
     self, EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived,
 };
@@ -9,42 +10,21 @@ use chromiumoxide::cdp::browser_protocol::page::{
     EventLifecycleEvent, NavigateParams, SetDocumentContentParams,
 };
 use chromiumoxide::error::CdpError;
+use chromiumoxide::listeners::EventStream;
 use futures::StreamExt;
 use std::collections::HashSet;
+use tokio::time::Instant;
 
 impl Page<'_> {
     /// Navigates to `url` and waits as `options` says.
     pub async fn goto(&self, url: &str, options: &GotoOptions) -> Result<Navigation, PageError> {
         let deadline = self.sub_deadline(options.timeout_ms);
         let cdp = self.cdp();
-        let mut lifecycle = self
-            .step(
-                "listen for lifecycle events",
-                deadline,
-                cdp.event_listener::<EventLifecycleEvent>(),
-            )
-            .await?;
-        let mut responses = self
-            .step(
-                "listen for responses",
-                deadline,
-                cdp.event_listener::<EventResponseReceived>(),
-            )
-            .await?;
-        let mut failures = self
-            .step(
-                "listen for failed loads",
-                deadline,
-                cdp.event_listener::<EventLoadingFailed>(),
-            )
-            .await?;
-        let mut requests = self
-            .step(
-                "listen for requests",
-                deadline,
-                cdp.event_listener::<EventRequestWillBeSent>(),
-            )
-            .await?;
+        // Listen before navigating, so no event of this navigation is missed.
+        let mut lifecycle = self.listen::<EventLifecycleEvent>(deadline).await?;
+        let mut responses = self.listen::<EventResponseReceived>(deadline).await?;
+        let mut failures = self.listen::<EventLoadingFailed>(deadline).await?;
+        let mut requests = self.listen::<EventRequestWillBeSent>(deadline).await?;
         let main_frame = self
             .step("find the main frame", deadline, cdp.mainframe())
             .await?
@@ -289,5 +269,18 @@ impl Page<'_> {
             .await
             .map(|_| ())
             .map_err(|error| selector_error(error, selector))
+    }
+
+    /// Subscribes to one kind of CDP event of this page.
+    async fn listen<T: IntoEventKind + Unpin>(
+        &self,
+        deadline: Instant,
+    ) -> Result<EventStream<T>, PageError> {
+        self.step(
+            "listen for page events",
+            deadline,
+            self.cdp().event_listener::<T>(),
+        )
+        .await
     }
 }
