@@ -179,3 +179,37 @@ async fn downloads_and_empty_answers_fail_fast_and_the_next_job_works() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn redirects_and_pages_that_start_downloads_still_render() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let response = server
+        .post("/v1/content", json!({ "url": site.url("/redirect") }))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body["url"],
+        site.url("/"),
+        "the final URL after the redirect"
+    );
+    assert_eq!(body["status"], 200);
+
+    // The page's own download is not the navigation's. Its navigation stops the page's own loading,
+    // so `load` never fires (Puppeteer's waiters time out the same way); network idle does, and the
+    // landing page renders.
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "url": site.url("/starts-download"), "goto": { "wait_until": "networkidle" } }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert!(
+        body["html"].as_str().expect("html").contains("landing"),
+        "{body}"
+    );
+    server.shutdown().await;
+}

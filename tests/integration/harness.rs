@@ -141,7 +141,8 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
 /// - `/late`: adds `#late` 300 ms after load;
 /// - `/spin`: loops forever in JavaScript after load;
 /// - `/image`: a page with an image, and `/pixel.png` counts its requests;
-/// - `/nocontent`: 204 No Content; `/download`: a file sent as an attachment.
+/// - `/nocontent`: 204 No Content; `/download`: a file sent as an attachment;
+/// - `/redirect`: 307 to `/`; `/starts-download`: a page that sends itself to `/download`.
 pub struct FixtureSite {
     pub base: String,
     pub pixel_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -202,6 +203,16 @@ impl FixtureSite {
                 "/spin",
                 get(|| async {
                     Html("<!doctype html><body><p>spinning</p><script>addEventListener('load', () => setTimeout(() => { while (true) {} }, 0))</script></body>")
+                }),
+            )
+            .route(
+                "/redirect",
+                get(|| async { axum::response::Redirect::temporary("/") }),
+            )
+            .route(
+                "/starts-download",
+                get(|| async {
+                    Html("<!doctype html><p id='landing'>Your download starts now</p><script>location.href = '/download'</script>")
                 }),
             )
             .route(

@@ -136,10 +136,10 @@ impl<'a> Page<'a> {
     /// away, an outer deadline), the mark stays, and the pool closes the page instead of reusing a page
     /// in an unknown state.
     async fn in_operation<T>(&self, operation: impl Future<Output = T>) -> T {
-        let busy = &self.lease.page().in_operation;
-        busy.store(true, std::sync::atomic::Ordering::Relaxed);
+        let running = &self.lease.page().in_operation;
+        running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = operation.await;
-        busy.store(false, std::sync::atomic::Ordering::Relaxed);
+        running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         result
     }
 

@@ -21,10 +21,18 @@ impl Page<'_> {
         let deadline = self.sub_deadline(options.timeout_ms);
         let cdp = self.cdp();
         // Listen before navigating, so no event of this navigation is missed.
-        let mut lifecycle = self.listen::<EventLifecycleEvent>(deadline).await?;
-        let mut responses = self.listen::<EventResponseReceived>(deadline).await?;
-        let mut failures = self.listen::<EventLoadingFailed>(deadline).await?;
-        let mut requests = self.listen::<EventRequestWillBeSent>(deadline).await?;
+        let mut lifecycle = self
+            .listen::<EventLifecycleEvent>("listen for lifecycle events", deadline)
+            .await?;
+        let mut responses = self
+            .listen::<EventResponseReceived>("listen for responses", deadline)
+            .await?;
+        let mut failures = self
+            .listen::<EventLoadingFailed>("listen for failed loads", deadline)
+            .await?;
+        let mut requests = self
+            .listen::<EventRequestWillBeSent>("listen for requests", deadline)
+            .await?;
         let main_frame = self
             .step("find the main frame", deadline, cdp.mainframe())
             .await?
@@ -49,17 +57,27 @@ impl Page<'_> {
         let mut seen: HashSet<String> = HashSet::new();
         let mut document: Option<Navigation> = None;
         let mut document_request: Option<String> = None;
+        let expected_url = without_fragment(url);
+        // A new document committed in the main frame (lifecycle `init`).
+        let mut committed = false;
+        // We stopped waiting for a navigation chromiumoxide still tracks.
+        let mut abandoned = false;
+        // The response to this navigation's document arrived (a real page, not an error page).
+        let mut document_ok = false;
         let wait = async {
             loop {
                 // A failed navigation loads Chromium's error page, which fires lifecycle events of its
                 // own; only the navigate result (which carries `errorText`) or a real document response
                 // tells it from a success.
+                //
+                // chromiumoxide's own result can also never come: a page that navigates itself to a
+                // download confuses its load tracking. A lifecycle event of a document whose response
+                // we saw is therefore enough too.
                 let done = match options.wait_until {
-                    WaitUntil::Load => navigated,
-                    WaitUntil::DomContentLoaded => {
-                        navigated || (seen.contains(target) && document.is_some())
+                    WaitUntil::Load | WaitUntil::DomContentLoaded => {
+                        navigated || (seen.contains(target) && document_ok)
                     }
-                    WaitUntil::NetworkIdle => navigated && seen.contains(target),
+                    WaitUntil::NetworkIdle => seen.contains(target) && (navigated || document_ok),
                 };
                 if done {
                     return Ok(());
@@ -88,6 +106,7 @@ impl Page<'_> {
                         if event.name == "init" {
                             loader = Some(event.loader_id.inner().clone());
                             seen.clear();
+                            committed = true;
                         } else if loader.as_deref() == Some(event.loader_id.inner().as_str()) {
                             seen.insert(event.name.clone());
                         }
@@ -97,7 +116,9 @@ impl Page<'_> {
                             && event.frame_id.as_ref() == Some(&main_frame)
                         {
                             // 204 and 205 leave the old document in place: nothing will load.
-                            if matches!(event.response.status, 204 | 205) {
+                            let ours = document_request.as_deref() == Some(event.request_id.inner().as_str());
+                            if ours && !committed && matches!(event.response.status, 204 | 205) {
+                                abandoned = true;
                                 return Err(PageError::Navigation {
                                     url: url.to_owned(),
                                     reason: format!(
@@ -106,27 +127,36 @@ impl Page<'_> {
                                     ),
                                 });
                             }
-                            document_request = Some(event.request_id.inner().clone());
+                            document_ok |= ours;
                             document = Some(Navigation {
                                 url: event.response.url.clone(),
                                 status: u16::try_from(event.response.status).unwrap_or(0),
                             });
                         }
                     }
+                    // The request of this navigation's document: for the URL asked for, in the main frame,
+                    // before anything committed (a redirect keeps the request id). Requests a document
+                    // makes later, or a previous job's document made, are not ours.
                     Some(event) = requests.next() => {
-                        if event.r#type == Some(network::ResourceType::Document)
+                        if document_request.is_none()
+                            && !committed
+                            && event.r#type == Some(network::ResourceType::Document)
                             && event.frame_id.as_ref() == Some(&main_frame)
+                            && without_fragment(&event.request.url) == expected_url
                         {
                             document_request = Some(event.request_id.inner().clone());
                         }
                     }
-                    // The document's own request failing after its response (a download, which the
-                    // browser aborts) never commits a document: chromiumoxide would wait 30 s.
+                    // Our document's request failing before any document committed (a download, which
+                    // the browser aborts) leaves nothing to wait for: chromiumoxide would wait 30 s.
+                    // After a commit, a late failure (a truncated body) still leaves a page to render.
                     Some(event) = failures.next() => {
                         // (An HTTP error with an empty body "fails" the same way; it is a page.)
-                        if document_request.as_deref() == Some(event.request_id.inner().as_str())
+                        if !committed
+                            && document_request.as_deref() == Some(event.request_id.inner().as_str())
                             && event.error_text != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
                         {
+                            abandoned = true;
                             let reason = if event.error_text == "net::ERR_ABORTED" {
                                 "net::ERR_ABORTED (the response is a download, not a page)".to_owned()
                             } else {
@@ -144,7 +174,16 @@ impl Page<'_> {
         let waited = self
             .in_operation(tokio::time::timeout_at(deadline, wait))
             .await;
-        if !navigated && matches!(waited, Ok(Err(PageError::Navigation { .. }))) {
+        if matches!(waited, Ok(Ok(())))
+            && !navigated
+            && options.wait_until != WaitUntil::DomContentLoaded
+        {
+            // Done by the lifecycle events: chromiumoxide normally agrees a moment later. If it does
+            // not, its navigation stays queued in front of the page's next one.
+            let settled = tokio::time::timeout(NAVIGATION_SETTLE, &mut navigate).await;
+            abandoned |= settled.is_err();
+        }
+        if abandoned {
             // chromiumoxide still waits for this navigation to load (up to 30 s) and queues the
             // page's next navigation behind it: this page cannot serve another job for now.
             self.lease
@@ -274,13 +313,25 @@ impl Page<'_> {
     /// Subscribes to one kind of CDP event of this page.
     async fn listen<T: IntoEventKind + Unpin>(
         &self,
+        step: &'static str,
         deadline: Instant,
     ) -> Result<EventStream<T>, PageError> {
-        self.step(
-            "listen for page events",
-            deadline,
-            self.cdp().event_listener::<T>(),
-        )
-        .await
+        self.step(step, deadline, self.cdp().event_listener::<T>())
+            .await
+    }
+}
+
+/// How long a navigation that is done by its lifecycle events may take to be done for chromiumoxide too
+/// before the page is given up for reuse. Both come from the same event, so this is generous.
+const NAVIGATION_SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A URL as Chromium reports a request for it: parsed, and without its fragment.
+fn without_fragment(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_fragment(None);
+            parsed.into()
+        }
+        Err(_) => url.to_owned(),
     }
 }

@@ -12,8 +12,9 @@
 //! recycled after a number of jobs, pages closed after an idle timeout.
 //!
 //! Returning a page happens in [`Lease`]'s `Drop`: a background task resets it ([`reset`]) and puts it
-//! back idle, or closes it if the job asked for that (a timeout, a hung script), the renderer crashed, or
-//! the page reached its reuse limit. Everything that belonged to a dead browser is forgotten when the
+//! back idle, or closes it if the job asked for that (a timeout, a hung script), the renderer crashed, an
+//! operation was cancelled half-way, the page was left unable to navigate soon, or it reached its reuse
+//! limit. Everything that belonged to a dead browser is forgotten when the
 //! pool first sees the browser's next generation.
 //!
 //! Files: this one holds the pool's state and the lease/return machinery; `lease.rs` the [`Lease`]
@@ -31,7 +32,7 @@ pub use lease::Lease;
 use maintenance::{maintain, watch_crashes};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ use policy::AccessHistory;
 /// Why a page could not be leased, by step.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("no render slot became free within {0:?}")]
+    #[error("no render slot or page became free within {0:?}")]
     Timeout(Duration),
     #[error(transparent)]
     Browser(#[from] BrowserError),
@@ -132,9 +133,9 @@ pub(crate) struct PooledPage {
     pristine: bool,
     /// What jobs changed on the page since its last reset, so the reset undoes exactly that.
     pub(crate) changes: Mutex<PageChanges>,
-    /// Set while a page operation runs. Still set when the lease comes back means the operation was
+    /// Page operations running now. Above zero when the lease comes back means an operation was
     /// cancelled half-way (client gone, deadline): the page's state is unknown, so it is closed.
-    pub(crate) in_operation: AtomicBool,
+    pub(crate) in_operation: AtomicUsize,
     /// Set by a page operation that left the page unable to serve another job soon (a navigation
     /// abandoned before chromiumoxide let go of it): the pool closes it.
     pub(crate) spoiled: AtomicBool,
@@ -199,6 +200,7 @@ impl PagePool {
     /// Leases a page of `key`, waiting for a render slot and a browser until `deadline` at the latest.
     pub async fn lease(&self, key: &str, deadline: Instant) -> Result<Lease, PoolError> {
         let inner = &self.inner;
+        let asked = Instant::now();
         let slot_deadline = deadline.min(Instant::now() + inner.settings.lease_timeout);
         let permit = match tokio::time::timeout_at(
             slot_deadline,
@@ -208,7 +210,7 @@ impl PagePool {
         {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(PoolError::Closed),
-            Err(_) => return Err(PoolError::Timeout(inner.settings.lease_timeout)),
+            Err(_) => return Err(PoolError::Timeout(asked.elapsed())),
         };
         // A browser that dies while this lease waits for a page sends it round again, to the next one.
         let (session, mut page) = loop {
@@ -218,7 +220,7 @@ impl PagePool {
                 Ok(Ok(page)) => break (session, page),
                 Ok(Err(PoolError::Relaunched)) => continue,
                 Ok(Err(error)) => return Err(error),
-                Err(_) => return Err(PoolError::Timeout(inner.settings.lease_timeout)),
+                Err(_) => return Err(PoolError::Timeout(asked.elapsed())),
             }
         };
         let pristine = std::mem::replace(&mut page.pristine, false);
@@ -401,7 +403,12 @@ impl PoolInner {
         session: &Arc<BrowserSession>,
         key: &str,
     ) -> Result<PooledPage, PoolError> {
-        let (deliver, delivered) = tokio::sync::oneshot::channel();
+        let (deliver, receiver) = tokio::sync::oneshot::channel();
+        let mut delivery = PageDelivery {
+            receiver,
+            pool: self.clone(),
+            session: session.clone(),
+        };
         let pool = self.clone();
         let session = session.clone();
         let key = key.to_owned();
@@ -429,7 +436,9 @@ impl PoolInner {
                 }
             }
         });
-        delivered.await.unwrap_or(Err(PoolError::Closed))
+        (&mut delivery.receiver)
+            .await
+            .unwrap_or(Err(PoolError::Closed))
     }
 
     /// Moves a leased page's counts to "on its way back", ahead of [`Self::finish_return`].
@@ -484,7 +493,7 @@ impl PoolInner {
             crashed,
             pristine: true,
             changes: Mutex::new(PageChanges::default()),
-            in_operation: AtomicBool::new(false),
+            in_operation: AtomicUsize::new(0),
             spoiled: AtomicBool::new(false),
         })
     }
@@ -523,7 +532,7 @@ impl PoolInner {
             Some("crashed")
         } else if discard.is_some() {
             discard
-        } else if page.in_operation.load(Ordering::Relaxed) {
+        } else if page.in_operation.load(Ordering::Relaxed) > 0 {
             Some("cancelled")
         } else if page.spoiled.load(Ordering::Relaxed) {
             Some("spoiled")
@@ -565,7 +574,7 @@ impl PoolInner {
                 }
                 Ok(()) => {
                     self.forget_locked(&mut state, &page);
-                    Some((page, "shutdown"))
+                    Some((page, if current { "shutdown" } else { "browser_died" }))
                 }
                 Err(reason) => {
                     self.forget_locked(&mut state, &page);
@@ -593,6 +602,30 @@ impl PoolInner {
         gauge("idle").set(state.idle.len() as i64);
         gauge("active").set(state.leased as i64);
         self.metrics.pool_contexts.set(state.contexts.len() as i64);
+    }
+}
+
+/// The waiting end of [`PoolInner::open_page_detached`]. A lease dropped just as its page arrived
+/// would drop the page inside the channel; this hands such a page to the pool as an idle one instead.
+struct PageDelivery {
+    receiver: tokio::sync::oneshot::Receiver<Result<PooledPage, PoolError>>,
+    pool: Arc<PoolInner>,
+    session: Arc<BrowserSession>,
+}
+
+impl Drop for PageDelivery {
+    fn drop(&mut self) {
+        // After `close`, a page is either here already or the sender gets it back (and returns it).
+        self.receiver.close();
+        if let Ok(Ok(page)) = self.receiver.try_recv() {
+            self.pool.mark_returning(&page);
+            let pool = self.pool.clone();
+            let session = self.session.clone();
+            tokio::spawn(async move {
+                pool.finish_return(page, &session, Ok(()), Instant::now())
+                    .await;
+            });
+        }
     }
 }
 
