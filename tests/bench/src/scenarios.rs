@@ -136,6 +136,7 @@ where
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut failures = 0;
+                let mut last_success = None;
                 while Instant::now() < end {
                     let began = Instant::now();
                     // A render that never finishes (a browser launch that hangs under 16-fold
@@ -146,7 +147,10 @@ where
                             Err(anyhow::anyhow!("no result within {RENDER_LIMIT:?}"))
                         });
                     match result {
-                        Ok(()) => latencies.push(began.elapsed()),
+                        Ok(()) => {
+                            latencies.push(began.elapsed());
+                            last_success = Some(Instant::now());
+                        }
                         Err(error) => {
                             failures += 1;
                             if failures <= 3 {
@@ -155,19 +159,23 @@ where
                         }
                     }
                 }
-                (latencies, failures)
+                (latencies, failures, last_success)
             })
         })
         .collect();
     let mut latencies = Vec::new();
     let mut failures = 0;
+    let mut last_success = end;
     for worker in workers {
-        if let Ok((mut worker_latencies, worker_failures)) = worker.await {
+        if let Ok((mut worker_latencies, worker_failures, worker_last)) = worker.await {
             latencies.append(&mut worker_latencies);
             failures += worker_failures;
+            last_success = last_success.max(worker_last.unwrap_or(end));
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
+    // Throughput over the window, stretched to the last successful render: a render that hangs until
+    // the render limit and then fails must not dilute the others' rate.
+    let seconds = last_success.duration_since(started).as_secs_f64();
     (latencies.len(), failures, latencies, seconds)
 }
 
