@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod page;
 pub mod pool;
 pub mod render;
+mod sys;
 
 use std::future::Future;
 

@@ -213,3 +213,47 @@ async fn redirects_and_pages_that_start_downloads_still_render() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn chromium_does_not_outlive_a_killed_pagewright() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pagewright starts");
+    let status_url = format!("http://127.0.0.1:{port}/v1/status");
+    let mut browser_pid = None;
+    for _ in 0..300 {
+        if let Ok(response) = reqwest::get(&status_url).await
+            && let Ok(status) = response.json::<serde_json::Value>().await
+            && let Some(pid) = status["browser"]["current"]["pid"].as_u64()
+        {
+            browser_pid = Some(pid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let browser_pid = browser_pid.expect("the browser came up");
+    assert!(std::path::Path::new(&format!("/proc/{browser_pid}")).exists());
+
+    server.kill().expect("SIGKILL pagewright");
+    server.wait().expect("reaped");
+    let mut gone = false;
+    for _ in 0..100 {
+        // A zombie (state Z) is dead too; its parent is gone, so init reaps it.
+        let status =
+            std::fs::read_to_string(format!("/proc/{browser_pid}/status")).unwrap_or_default();
+        if status.is_empty() || status.contains("State:\tZ") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "Chromium {browser_pid} outlived pagewright");
+}

@@ -72,7 +72,10 @@ pub(crate) async fn launch(executable: &Path, timeout: Duration) -> Result<Launc
         .prefix("pagewright-chromium-")
         .tempdir()
         .map_err(BrowserError::Profile)?;
-    let mut child = Command::new(executable)
+    let mut command = Command::new(executable);
+    // Chromium must not outlive pagewright, even one killed with SIGKILL.
+    crate::sys::kill_with_parent(&mut command);
+    let mut child = command
         .args(CHROMIUM_FLAGS)
         .arg(format!(
             "--user-data-dir={}",

@@ -1,0 +1,33 @@
+//! The host's only unsafe code: process set-up that the standard library and tokio do not offer. Kept
+//! in this one module so that every `unsafe` block in the host is here, next to the reason it is
+//! sound. (NUMA pinning of shard processes will join it.)
+#![allow(unsafe_code)]
+
+use std::io;
+
+/// Makes the child started by `command` receive SIGKILL when its parent (this process) dies, however
+/// it dies. Without this a pagewright killed with SIGKILL, by the OOM killer or by an orchestrator,
+/// leaves its Chromium running, and every restart leaks a whole browser.
+///
+/// Linux delivers the signal when the *thread* that forked the child exits. The browser is spawned from
+/// a tokio worker thread, and worker threads live as long as the runtime, which is as long as the
+/// process.
+pub(crate) fn kill_with_parent(command: &mut tokio::process::Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe calls are
+    // allowed; `prctl` and `getppid` are plain system calls, and nothing here allocates or locks.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl, before the signal was armed.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::other(
+                    "the parent died while the browser was starting",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
