@@ -40,6 +40,18 @@ pub struct RenderJob {
     pub deadline: Instant,
 }
 
+impl RenderJob {
+    /// Checks every option range, so bad input is refused before any browser work.
+    pub fn validate(&self) -> Result<(), PageError> {
+        self.page.viewport.validate()?;
+        match &self.output {
+            Output::Screenshot(options) => options.validate(),
+            Output::Pdf(options) => options.validate(),
+            Output::Content(ContentOptions {}) => Ok(()),
+        }
+    }
+}
+
 /// A finished render.
 #[derive(Debug)]
 pub struct Rendered {

@@ -122,14 +122,15 @@ where
         Some(ms) => Duration::from_millis(ms),
         None => state.settings.job_timeout,
     };
-    request.page.viewport.validate()?;
-    Ok(RenderJob {
+    let job = RenderJob {
         target,
         goto: request.goto,
         page: request.page,
         output: output(request.options),
         deadline: Instant::now() + timeout,
-    })
+    };
+    job.validate()?;
+    Ok(job)
 }
 
 async fn run(state: &AppState, job: RenderJob) -> Result<Rendered, ApiError> {
@@ -144,17 +145,11 @@ pub async fn screenshot(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let job = job::<ScreenshotOptions>(&state, &body, Output::Screenshot).await?;
-    if let Output::Screenshot(options) = &job.output {
-        options.validate()?;
-    }
     Ok(bytes_response(run(&state, job).await?))
 }
 
 pub async fn pdf(State(state): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
     let job = job::<PdfOptions>(&state, &body, Output::Pdf).await?;
-    if let Output::Pdf(options) = &job.output {
-        options.validate()?;
-    }
     Ok(bytes_response(run(&state, job).await?))
 }
 
