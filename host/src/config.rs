@@ -85,6 +85,15 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub pool: PoolArgs,
 
+    #[command(flatten)]
+    pub plugins: PluginArgs,
+
+    /// Serve `/v1/screenshot`, `/v1/pdf` and `/v1/content` with the host's native page operations
+    /// instead of the built-in plugins: the baseline the bench compares the plugins with, and a
+    /// fallback.
+    #[arg(long, env = "PAGEWRIGHT_NATIVE_BUILTINS", default_value_t = false)]
+    pub native_builtins: bool,
+
     /// Default time budget of one render job (navigation, waits, output), in milliseconds. A request
     /// may ask for less or more, up to `--max-job-timeout-ms`.
     #[arg(long, env = "PAGEWRIGHT_JOB_TIMEOUT_MS", default_value_t = 30_000)]
@@ -167,12 +176,121 @@ pub struct PoolArgs {
     pub lease_timeout_ms: u64,
 }
 
+/// Limits on every plugin call.
+#[derive(Debug, Clone, Args)]
+pub struct PluginArgs {
+    /// Fuel per plugin call (about one unit per WebAssembly instruction). 1e9 is 0.3-1 s of CPU: far
+    /// more than an extractor in Rust (~3k units for a small call), C (~8k) or an interpreter (QuickJS
+    /// ~74k, Python ~200k, SpiderMonkey ~6M) needs, and a spinning plugin stops within a second.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_FUEL", default_value_t = 1_000_000_000)]
+    pub plugin_fuel: u64,
+
+    /// Wall time per plugin call in milliseconds, host calls included; a job's own deadline also applies.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub plugin_timeout_ms: u64,
+
+    /// Linear memory per plugin instance, in MiB. Python and JavaScript components need 30-60 MiB;
+    /// 256 leaves room for a page's worth of data.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_MEMORY_MIB", default_value_t = 256)]
+    pub plugin_memory_mib: usize,
+
+    /// Largest output of one plugin call, in MiB. A full-page PNG of a long page is 5-20 MiB.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_MAX_OUTPUT_MIB", default_value_t = 64)]
+    pub plugin_max_output_mib: usize,
+
+    /// Plugin instances alive at once: the size of the pooling allocator, and of the semaphore in front
+    /// of it. Calls beyond it wait, within their job's deadline. Each slot reserves address space, not
+    /// memory.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_INSTANCES", default_value_t = 256)]
+    pub plugin_instances: u32,
+
+    /// Threads that run plugin code, at a lower OS priority than the server. Default: one per CPU core.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_WORKERS")]
+    pub plugin_workers: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    pub fuel: u64,
+    pub timeout: Duration,
+    pub max_memory_bytes: usize,
+    pub max_output_bytes: usize,
+    pub max_instances: u32,
+    pub workers: usize,
+    /// Copied from the server's setting: plugins' own navigations obey it.
+    pub deny_private_networks: bool,
+}
+
+impl Default for PluginArgs {
+    fn default() -> Self {
+        Self {
+            plugin_fuel: 1_000_000_000,
+            plugin_timeout_ms: 30_000,
+            plugin_memory_mib: 256,
+            plugin_max_output_mib: 64,
+            plugin_instances: 256,
+            plugin_workers: None,
+        }
+    }
+}
+
+impl PluginArgs {
+    pub fn validate(&self, deny_private_networks: bool) -> Result<PluginSettings, ConfigError> {
+        let positive = |flag: &'static str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::Invalid {
+                    flag,
+                    rule: "positive",
+                    value: "0".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("plugin-fuel", self.plugin_fuel)?;
+        positive("plugin-timeout-ms", self.plugin_timeout_ms)?;
+        positive("plugin-memory-mib", self.plugin_memory_mib as u64)?;
+        positive("plugin-max-output-mib", self.plugin_max_output_mib as u64)?;
+        positive("plugin-instances", u64::from(self.plugin_instances))?;
+        // The pool reserves address space per slot (4 GiB for each memory, for guard pages): stay well
+        // inside the 128 TiB of user address space.
+        if self.plugin_instances > 4096 {
+            return Err(ConfigError::Invalid {
+                flag: "plugin-instances",
+                rule: "at most 4096",
+                value: self.plugin_instances.to_string(),
+            });
+        }
+        if self.plugin_memory_mib > 4096 {
+            return Err(ConfigError::Invalid {
+                flag: "plugin-memory-mib",
+                rule: "at most 4096 (a 32-bit memory)",
+                value: self.plugin_memory_mib.to_string(),
+            });
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = self.plugin_workers.unwrap_or(cores);
+        positive("plugin-workers", workers as u64)?;
+        Ok(PluginSettings {
+            fuel: self.plugin_fuel,
+            timeout: Duration::from_millis(self.plugin_timeout_ms),
+            max_memory_bytes: self.plugin_memory_mib << 20,
+            max_output_bytes: self.plugin_max_output_mib << 20,
+            max_instances: self.plugin_instances,
+            workers,
+            deny_private_networks,
+        })
+    }
+}
+
 /// Validated settings, passed down explicitly.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub browser: BrowserSettings,
     pub pool: PoolSettings,
+    pub plugins: PluginSettings,
+    pub native_builtins: bool,
     pub job_timeout: Duration,
     pub max_job_timeout: Duration,
     pub max_body_bytes: usize,
@@ -227,6 +345,8 @@ impl ServeArgs {
             listen: self.listen,
             browser: self.browser.validate()?,
             pool,
+            plugins: self.plugins.validate(self.deny_private_networks)?,
+            native_builtins: self.native_builtins,
             job_timeout: Duration::from_millis(self.job_timeout_ms),
             max_job_timeout: Duration::from_millis(self.max_job_timeout_ms),
             max_body_bytes: self.max_body_bytes,

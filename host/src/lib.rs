@@ -9,6 +9,7 @@ pub mod browser;
 pub mod config;
 pub mod metrics;
 pub mod page;
+pub mod plugin;
 pub mod pool;
 pub mod render;
 mod sys;
@@ -109,6 +110,8 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
             context_reuse_limit: u32::MAX,
             lease_timeout: timeout,
         },
+        plugins: config::PluginArgs::default().validate(false)?,
+        native_builtins: false,
         job_timeout: timeout,
         max_job_timeout: timeout,
         max_body_bytes: 0,

@@ -31,6 +31,17 @@ pub struct StateLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginCallLabels {
+    pub plugin: String,
+    pub outcome: &'static str,
+}
+
 /// Every metric the server exports. Cheap to clone: the handles share their values.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -53,6 +64,11 @@ pub struct Metrics {
     pub pages_evicted: Family<ReasonLabels, Counter>,
     /// Jobs retried once because the browser died under them.
     pub jobs_retried: Counter,
+    /// Plugin calls by plugin and outcome (`ok`, `error`, `trapped`, `out_of_fuel`, `timeout`,
+    /// `memory_limit`, `output_too_large`, `busy`).
+    pub plugin_calls: Family<PluginCallLabels, Counter>,
+    /// Fuel plugins consumed, by plugin.
+    pub plugin_fuel: Family<PluginLabels, Counter>,
 }
 
 impl Metrics {
@@ -109,6 +125,18 @@ impl Metrics {
             "Jobs retried because the browser died under them",
             jobs_retried.clone(),
         );
+        let plugin_calls = Family::<PluginCallLabels, Counter>::default();
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by plugin and outcome",
+            plugin_calls.clone(),
+        );
+        let plugin_fuel = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_fuel_consumed",
+            "Fuel consumed by plugins",
+            plugin_fuel.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -120,6 +148,8 @@ impl Metrics {
             pages_reused,
             pages_evicted,
             jobs_retried,
+            plugin_calls,
+            plugin_fuel,
         }
     }
 

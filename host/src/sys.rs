@@ -31,3 +31,27 @@ pub(crate) fn kill_with_parent(command: &mut tokio::process::Command) {
         });
     }
 }
+
+/// How much lower than the server's the plugin workers' scheduling priority is (a nice value, 0-19).
+/// At 10 the kernel gives a normal-priority thread about ten times a plugin thread's share of a busy
+/// core: page work and the HTTP server stay responsive while plugins spin.
+const PLUGIN_THREAD_NICENESS: libc::c_int = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux applies `setpriority` to one thread when given
+/// its thread id). Best effort: if it fails, plugins still time-slice by fuel, only without the
+/// kernel's help against other work.
+pub(crate) fn lower_thread_priority() {
+    // SAFETY: `gettid` and `setpriority` are plain system calls with integer arguments; neither touches
+    // memory we own.
+    let result = unsafe {
+        let thread = libc::gettid();
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            thread as libc::id_t,
+            PLUGIN_THREAD_NICENESS,
+        )
+    };
+    if result == -1 {
+        tracing::warn!(error = %io::Error::last_os_error(), "could not lower a plugin worker's priority");
+    }
+}

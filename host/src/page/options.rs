@@ -412,6 +412,10 @@ pub struct Margins {
 pub struct Length(f64);
 
 impl Length {
+    pub fn from_inches(inches: f64) -> Self {
+        Self(inches)
+    }
+
     pub fn inches(self) -> f64 {
         self.0
     }

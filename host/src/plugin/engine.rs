@@ -1,0 +1,93 @@
+//! The engine and linker, created once at start-up, and the epoch ticker that gives plugins a wall
+//! clock.
+
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::PluginError;
+use super::bindings;
+use super::state::PluginState;
+use crate::config::PluginSettings;
+
+/// How often the epoch advances. A plugin's wall-time limit is checked at this granularity; 10 ms is
+/// below anything a user would notice and costs one atomic increment per tick.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Fuel between yields to the plugin workers' scheduler: the time slice. 100k units is about 50-100 µs
+/// of guest code here, so with hundreds of plugins spinning at once a woken task (a plugin whose page
+/// operation just answered) waits milliseconds, not seconds, for its turn; each yield costs ~1 µs.
+pub(super) const FUEL_YIELD_INTERVAL: u64 = 100_000;
+
+/// Core instances, memories and tables per component instance the pool makes room for. A Rust
+/// component has 1 memory and about 4 core instances (the module plus wit-component's shims and
+/// adapters); componentize-py and componentize-js output have more, so leave headroom.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 8;
+
+pub(super) fn engine(settings: &PluginSettings) -> Result<Engine, PluginError> {
+    let mut pooling = PoolingAllocationConfig::new();
+    let instances = settings.max_instances;
+    pooling
+        .total_component_instances(instances)
+        .total_core_instances(instances * CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(instances * MEMORIES_PER_COMPONENT)
+        .total_tables(instances * TABLES_PER_COMPONENT)
+        .total_stacks(instances)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memory_size(settings.max_memory_bytes);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    Engine::new(&config).map_err(|source| PluginError::Engine(source.to_string()))
+}
+
+/// The one linker: the host side of `pagewright:plugin` and the WASI subset plugins may use: stdout and
+/// stderr (to the log), stdin (empty), clocks and random. No filesystem, sockets or environment: a
+/// component that imports them fails to load.
+pub(super) fn linker(engine: &Engine) -> Result<Linker<PluginState>, PluginError> {
+    let mut linker = Linker::new(engine);
+    let link = |linker: &mut Linker<PluginState>| -> wasmtime::Result<()> {
+        wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(linker)?;
+        use wasmtime_wasi::p2::bindings::random;
+        use wasmtime_wasi::random::WasiRandom;
+        random::insecure::add_to_linker::<PluginState, WasiRandom>(linker, |state| {
+            state.wasi.random()
+        })?;
+        random::insecure_seed::add_to_linker::<PluginState, WasiRandom>(linker, |state| {
+            state.wasi.random()
+        })?;
+        bindings::Host_::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)?;
+        Ok(())
+    };
+    link(&mut linker).map_err(|source| PluginError::Engine(source.to_string()))?;
+    Ok(linker)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own, holding only a weak
+/// reference, so the thread ends with the engine.
+pub(super) fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("pagewright-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(error) = spawned {
+        // Without the ticker, fuel and the job's deadline still bound every plugin.
+        tracing::error!(%error, "could not start the epoch ticker thread");
+    }
+}

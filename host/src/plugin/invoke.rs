@@ -1,0 +1,327 @@
+//! One call into a plugin: a permit, a fresh store with every limit set, instantiation, the call, and
+//! the outcome classified into a [`PluginError`] that names what stopped the plugin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::{Store, Trap};
+
+use super::bindings::pagewright::plugin::types::{self, Error as WitError};
+use super::engine::{EPOCH_TICK, FUEL_YIELD_INTERVAL};
+use super::error::GuestErrorKind;
+use super::log::LogSink;
+use super::page_resource::{PageResource, message};
+use super::state::{PageContext, PluginState};
+use super::{HostInner, JobContext, Output, Plugin, PluginError, Usage};
+use crate::metrics::PluginCallLabels;
+
+/// What to call.
+pub(super) enum Call {
+    Extract(String),
+    InitScripts(String),
+    AfterLoad(String),
+    Score(types::JobInfo),
+}
+
+impl Call {
+    fn role(&self) -> &'static str {
+        match self {
+            Self::Extract(_) => "an extractor",
+            Self::InitScripts(_) | Self::AfterLoad(_) => "a page script",
+            Self::Score(_) => "a scorer",
+        }
+    }
+}
+
+/// What a successful call returned.
+pub(super) enum Returned {
+    Output(Output),
+    Scripts(Vec<String>),
+    Done,
+    Score(f64),
+}
+
+pub(super) struct Invoked {
+    /// The page, back from the store.
+    pub page: Option<PageContext>,
+    pub result: Result<Returned, PluginError>,
+    pub usage: Usage,
+}
+
+pub(super) async fn invoke(
+    inner: &HostInner,
+    plugin: &Arc<Plugin>,
+    call: Call,
+    page: Option<PageContext>,
+    job: JobContext,
+) -> Invoked {
+    let has_role = match call {
+        Call::Extract(_) => plugin.extractor.is_some(),
+        Call::InitScripts(_) | Call::AfterLoad(_) => plugin.page_script.is_some(),
+        Call::Score(_) => plugin.scorer.is_some(),
+    };
+    if !has_role {
+        return Invoked {
+            page,
+            result: Err(PluginError::MissingRole {
+                plugin: plugin.name().to_owned(),
+                role: call.role(),
+            }),
+            usage: Usage::default(),
+        };
+    }
+    let settings = &inner.settings;
+    let permit = match tokio::time::timeout_at(
+        job.deadline,
+        inner.instances.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) | Err(_) => {
+            record(inner, plugin, "busy", Usage::default());
+            return Invoked {
+                page,
+                result: Err(PluginError::Busy),
+                usage: Usage::default(),
+            };
+        }
+    };
+
+    let started = Instant::now();
+    let limit = settings
+        .timeout
+        .min(job.deadline.saturating_duration_since(started));
+    let log = LogSink::new(Arc::from(plugin.name()), job.id);
+    let mut store = Store::new(
+        &inner.engine,
+        PluginState::new(
+            log.clone(),
+            settings.max_memory_bytes,
+            settings.deny_private_networks,
+            page,
+        ),
+    );
+    store.limiter(|state| &mut state.limiter);
+    let prepared = store
+        .set_fuel(settings.fuel)
+        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
+    if let Err(error) = prepared {
+        let page = store.into_data().page;
+        return Invoked {
+            page,
+            result: Err(PluginError::Engine(format!(
+                "setting the fuel budget: {error}"
+            ))),
+            usage: Usage::default(),
+        };
+    }
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(epoch_ticks(limit));
+
+    // The epoch deadline stops guest code; the timeout also stops a plugin waiting in a host call.
+    let outcome = tokio::time::timeout(limit, call_guest(&mut store, plugin, call)).await;
+    let usage = Usage {
+        fuel: settings.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+        wall: started.elapsed(),
+    };
+    let mut state = store.into_data();
+    drop(permit);
+
+    let name = || plugin.name().to_owned();
+    let result = match outcome {
+        Err(_elapsed) => Err(PluginError::Timeout {
+            plugin: name(),
+            limit,
+        }),
+        Ok(Ok(Ok(Returned::Output(output)))) if output.len() > settings.max_output_bytes => {
+            Err(PluginError::OutputTooLarge {
+                plugin: name(),
+                size: output.len(),
+                limit: settings.max_output_bytes,
+            })
+        }
+        Ok(Ok(Ok(Returned::Scripts(scripts))))
+            if scripts.iter().map(String::len).sum::<usize>() > settings.max_output_bytes =>
+        {
+            Err(PluginError::OutputTooLarge {
+                plugin: name(),
+                size: scripts.iter().map(String::len).sum(),
+                limit: settings.max_output_bytes,
+            })
+        }
+        Ok(Ok(Ok(returned))) => Ok(returned),
+        Ok(Ok(Err(error))) => Err(returned_error(
+            plugin.name(),
+            error,
+            state.last_page_error.take(),
+        )),
+        Ok(Err(trap)) if state.limiter.exceeded => {
+            tracing::debug!(plugin = plugin.name(), error = %trap, "plugin stopped at its memory limit");
+            Err(PluginError::MemoryLimit {
+                plugin: name(),
+                limit: settings.max_memory_bytes,
+            })
+        }
+        Ok(Err(trap)) => Err(match trap.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PluginError::OutOfFuel {
+                plugin: name(),
+                budget: settings.fuel,
+            },
+            Some(Trap::Interrupt) => PluginError::Timeout {
+                plugin: name(),
+                limit,
+            },
+            _ => {
+                let mut message = trap
+                    .downcast_ref::<Trap>()
+                    .map_or_else(|| format!("{:#}", trap.root_cause()), Trap::to_string);
+                if let Some(stderr) = log.stderr_tail() {
+                    message = format!("{message}; it printed: {stderr}");
+                }
+                PluginError::Trapped {
+                    plugin: name(),
+                    message,
+                }
+            }
+        }),
+    };
+    record(inner, plugin, outcome_label(&result), usage);
+    Invoked {
+        page: state.page.take(),
+        result,
+        usage,
+    }
+}
+
+async fn call_guest(
+    store: &mut Store<PluginState>,
+    plugin: &Plugin,
+    call: Call,
+) -> wasmtime::Result<Result<Returned, WitError>> {
+    let instance = plugin.pre.instantiate_async(&mut *store).await?;
+    let missing = || wasmtime::format_err!("the role was checked before the call");
+    Ok(match call {
+        Call::Extract(params) => {
+            let guest = plugin
+                .extractor
+                .as_ref()
+                .ok_or_else(missing)?
+                .load(&mut *store, &instance)?;
+            let page = store.data_mut().table.push(PageResource)?;
+            guest
+                .call_extract(&mut *store, page, &params)
+                .await?
+                .map(|output| Returned::Output(output.into()))
+        }
+        Call::InitScripts(params) => {
+            let guest = plugin
+                .page_script
+                .as_ref()
+                .ok_or_else(missing)?
+                .load(&mut *store, &instance)?;
+            guest
+                .call_init_scripts(&mut *store, &params)
+                .await?
+                .map(Returned::Scripts)
+        }
+        Call::AfterLoad(params) => {
+            let guest = plugin
+                .page_script
+                .as_ref()
+                .ok_or_else(missing)?
+                .load(&mut *store, &instance)?;
+            let page = store.data_mut().table.push(PageResource)?;
+            guest
+                .call_after_load(&mut *store, page, &params)
+                .await?
+                .map(|()| Returned::Done)
+        }
+        Call::Score(job) => {
+            let guest = plugin
+                .scorer
+                .as_ref()
+                .ok_or_else(missing)?
+                .load(&mut *store, &instance)?;
+            Ok(Returned::Score(guest.call_score(&mut *store, &job).await?))
+        }
+    })
+}
+
+/// An error the plugin returned. If it is the page error the host last handed it, the original comes
+/// back, so the caller sees a navigation timeout as one (and a dead browser gets its retry).
+fn returned_error(
+    plugin: &str,
+    error: WitError,
+    last_page_error: Option<(String, crate::page::PageError)>,
+) -> PluginError {
+    if let Some((seen, page_error)) = last_page_error
+        && seen == message(&error)
+    {
+        return PluginError::Page(page_error);
+    }
+    let kind = match &error {
+        WitError::InvalidInput(_) => GuestErrorKind::InvalidInput,
+        WitError::Timeout(_) => GuestErrorKind::Timeout,
+        WitError::Navigation(_) => GuestErrorKind::Navigation,
+        WitError::NotFound(_) => GuestErrorKind::NotFound,
+        WitError::Script(_) => GuestErrorKind::Script,
+        WitError::TooLarge(_) => GuestErrorKind::TooLarge,
+        WitError::Crashed(_) => GuestErrorKind::Crashed,
+        WitError::Failed(_) => GuestErrorKind::Failed,
+    };
+    PluginError::Failed {
+        plugin: plugin.to_owned(),
+        kind,
+        message: message(&error).to_owned(),
+    }
+}
+
+/// Epoch ticks covering `limit`, rounded up, plus the tick in progress.
+fn epoch_ticks(limit: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    u64::try_from(limit.as_nanos().div_ceil(tick) + 1).unwrap_or(u64::MAX)
+}
+
+fn outcome_label(result: &Result<Returned, PluginError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(PluginError::OutOfFuel { .. }) => "out_of_fuel",
+        Err(PluginError::Timeout { .. }) => "timeout",
+        Err(PluginError::MemoryLimit { .. }) => "memory_limit",
+        Err(PluginError::OutputTooLarge { .. }) => "output_too_large",
+        Err(PluginError::Trapped { .. }) => "trapped",
+        Err(_) => "error",
+    }
+}
+
+fn record(inner: &HostInner, plugin: &Plugin, outcome: &'static str, usage: Usage) {
+    let metrics = &inner.metrics;
+    metrics
+        .plugin_calls
+        .get_or_create(&PluginCallLabels {
+            plugin: plugin.name().to_owned(),
+            outcome,
+        })
+        .inc();
+    metrics
+        .plugin_fuel
+        .get_or_create(&crate::metrics::PluginLabels {
+            plugin: plugin.name().to_owned(),
+        })
+        .inc_by(usage.fuel);
+}
+
+impl From<types::Output> for Output {
+    fn from(output: types::Output) -> Self {
+        match output {
+            types::Output::Json(json) => Self::Json(json),
+            types::Output::Text(text) => Self::Text(text),
+            types::Output::Bytes(binary) => Self::Bytes {
+                content_type: binary.content_type,
+                data: binary.data,
+            },
+        }
+    }
+}

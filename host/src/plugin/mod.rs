@@ -1,0 +1,339 @@
+//! plugin: the WebAssembly plugin host. It owns the wasmtime [`Engine`](wasmtime::Engine) (component
+//! model, fuel, epoch interruption, pooling allocator), the one `Linker` with the host side of
+//! `wit/plugin@0.1.0`, the loaded plugins (each compiled once into an `InstancePre`), and the plugin
+//! workers: a small runtime of its own, at a lower OS priority, so a plugin that spins cannot starve the
+//! HTTP server, the CDP handler or Chromium.
+//!
+//! One invocation: a permit from the instance semaphore (sized like the pool of instance slots), a fresh
+//! `Store` with a fuel budget, a fuel yield interval (so plugins time-slice on the workers), an epoch
+//! deadline (wall time), a memory limit and the job's deadline around it all; the `page` resource
+//! forwards to [`crate::page`] on the job's leased page. Traps, fuel, deadlines, memory and output size
+//! each end as their own [`PluginError`].
+//!
+//! - `engine.rs`: engine and linker set-up, the epoch ticker;
+//! - `registry.rs`: [`Plugin`] (a compiled component and its roles) and the built-ins;
+//! - `invoke.rs`: one call into a plugin, from store set-up to the classified result;
+//! - `state.rs`: what a store holds (WASI context, resource table, limits, the job's page, logs);
+//! - `page_resource.rs` and `log.rs`: the host side of the WIT interfaces;
+//! - `workers.rs`: the plugin worker runtime.
+
+mod bindings;
+mod engine;
+mod error;
+mod invoke;
+mod log;
+mod page_resource;
+mod registry;
+mod state;
+mod workers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::config::PluginSettings;
+use crate::metrics::Metrics;
+use crate::page::Navigation;
+use crate::pool::Lease;
+
+pub use error::PluginError;
+pub use registry::{Plugin, Roles};
+
+use invoke::{Call, Returned};
+use state::PageContext;
+
+/// The test guests (`tests/guests/*`) built by `host/build.rs`, as `NAME.wasm`: for the integration
+/// tests and the bench, not for production use.
+#[doc(hidden)]
+pub const TEST_GUESTS_DIR: &str = env!("PAGEWRIGHT_TEST_GUESTS_DIR");
+
+/// What an extractor produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Json(String),
+    Text(String),
+    Bytes { content_type: String, data: Vec<u8> },
+}
+
+impl Output {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Json(text) | Self::Text(text) => text.len(),
+            Self::Bytes { content_type, data } => content_type.len() + data.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What plugin calls cost a job: fuel (about one unit per WebAssembly instruction) and wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub fuel: u64,
+    pub wall: Duration,
+}
+
+impl Usage {
+    fn add(&mut self, other: Usage) {
+        self.fuel += other.fuel;
+        self.wall += other.wall;
+    }
+}
+
+/// The job a plugin call belongs to: its id (in the plugin's log lines) and its deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct JobContext {
+    pub id: u64,
+    pub deadline: Instant,
+}
+
+/// A plugin and the params the request gave it (JSON text).
+#[derive(Debug, Clone)]
+pub struct PluginCall {
+    pub plugin: Arc<Plugin>,
+    pub params: String,
+}
+
+/// The result of [`PluginHost::run_on_page`]: the lease back (unless the worker task was lost), the
+/// extractor's output or the first failure, and what the calls cost.
+#[derive(Debug)]
+pub struct PageRun {
+    pub lease: Option<Lease>,
+    pub result: Result<Output, PluginError>,
+    pub usage: Usage,
+}
+
+/// The plugin host. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PluginHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    engine: wasmtime::Engine,
+    linker: wasmtime::component::Linker<state::PluginState>,
+    plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    settings: PluginSettings,
+    /// One permit per instance slot of the pooling allocator, so an instantiation never finds the pool
+    /// exhausted: callers queue here instead, under their job's deadline.
+    instances: Arc<Semaphore>,
+    workers: workers::Workers,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for HostInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostInner")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// Builds the engine and linker, starts the workers and the epoch ticker, and loads the built-in
+    /// plugins.
+    pub fn new(settings: PluginSettings, metrics: Metrics) -> Result<Self, PluginError> {
+        let engine = engine::engine(&settings)?;
+        let linker = engine::linker(&engine)?;
+        engine::start_epoch_ticker(&engine);
+        let host = Self {
+            inner: Arc::new(HostInner {
+                instances: Arc::new(Semaphore::new(settings.max_instances as usize)),
+                workers: workers::Workers::start(settings.workers)?,
+                engine,
+                linker,
+                plugins: RwLock::new(HashMap::new()),
+                settings,
+                metrics,
+            }),
+        };
+        for (name, bytes) in registry::BUILTINS {
+            host.load(name, bytes, true)?;
+        }
+        Ok(host)
+    }
+
+    /// Compiles `bytes` as a component, checks that the linker can satisfy its imports and which
+    /// roles it exports, and registers it under `name`, replacing any plugin of that name.
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        builtin: bool,
+    ) -> Result<Arc<Plugin>, PluginError> {
+        let started = std::time::Instant::now();
+        let plugin = Arc::new(Plugin::compile(
+            &self.inner.engine,
+            &self.inner.linker,
+            name,
+            bytes,
+            builtin,
+        )?);
+        tracing::debug!(plugin = name, roles = %plugin.roles(), elapsed = ?started.elapsed(), "plugin loaded");
+        self.inner
+            .plugins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// The plugin registered under `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(name.to_owned()))
+    }
+
+    /// Every registered plugin, by name.
+    pub fn list(&self) -> Vec<Arc<Plugin>> {
+        let mut plugins: Vec<Arc<Plugin>> = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        plugins.sort_by(|a, b| a.name().cmp(b.name()));
+        plugins
+    }
+
+    pub fn settings(&self) -> &PluginSettings {
+        &self.inner.settings
+    }
+
+    /// A page-script plugin's init scripts for `params`. Runs on the plugin workers, without a page.
+    pub async fn init_scripts(
+        &self,
+        call: &PluginCall,
+        job: JobContext,
+    ) -> (Result<Vec<String>, PluginError>, Usage) {
+        let inner = self.inner.clone();
+        let call = call.clone();
+        let run = self.inner.workers.run(async move {
+            let invoked = invoke::invoke(
+                &inner,
+                &call.plugin,
+                Call::InitScripts(call.params),
+                None,
+                job,
+            )
+            .await;
+            let result = invoked.result.map(|returned| match returned {
+                Returned::Scripts(scripts) => scripts,
+                _ => Vec::new(),
+            });
+            (result, invoked.usage)
+        });
+        match run.await {
+            Some(done) => done,
+            None => (Err(PluginError::WorkerLost), Usage::default()),
+        }
+    }
+
+    /// Runs the page-script plugins' after-load hooks, then the extractor, on the leased page, in one
+    /// task on the plugin workers. The first failure stops the run.
+    pub async fn run_on_page(
+        &self,
+        lease: Lease,
+        navigation: Navigation,
+        job: JobContext,
+        after_load: Vec<PluginCall>,
+        extractor: PluginCall,
+    ) -> PageRun {
+        let inner = self.inner.clone();
+        let run = self.inner.workers.run(async move {
+            let mut page = Some(PageContext::new(lease, job.deadline, navigation));
+            let mut usage = Usage::default();
+            let steps = after_load
+                .into_iter()
+                .map(|call| (call.plugin, Call::AfterLoad(call.params)))
+                .chain(std::iter::once((
+                    extractor.plugin,
+                    Call::Extract(extractor.params),
+                )));
+            let mut result = Err(PluginError::WorkerLost);
+            for (plugin, call) in steps {
+                let invoked = invoke::invoke(&inner, &plugin, call, page.take(), job).await;
+                usage.add(invoked.usage);
+                page = invoked.page;
+                result = invoked.result;
+                if result.is_err() {
+                    break;
+                }
+            }
+            let result = result.and_then(|returned| match returned {
+                Returned::Output(output) => Ok(output),
+                _ => Err(PluginError::WorkerLost),
+            });
+            PageRun {
+                lease: page.map(PageContext::into_lease),
+                result,
+                usage,
+            }
+        });
+        run.await.unwrap_or(PageRun {
+            lease: None,
+            result: Err(PluginError::WorkerLost),
+            usage: Usage::default(),
+        })
+    }
+
+    /// Runs an extractor with no page behind its `page` resource (every page operation fails with
+    /// invalid-input), on the current task. For measuring invocation cost and testing plugins.
+    pub async fn extract_without_page(
+        &self,
+        plugin: &Arc<Plugin>,
+        params: &str,
+        job: JobContext,
+    ) -> (Result<Output, PluginError>, Usage) {
+        let invoked = invoke::invoke(
+            &self.inner,
+            plugin,
+            Call::Extract(params.to_owned()),
+            None,
+            job,
+        )
+        .await;
+        let result = invoked.result.map(|returned| match returned {
+            Returned::Output(output) => output,
+            _ => Output::Text(String::new()),
+        });
+        (result, invoked.usage)
+    }
+
+    /// A scorer plugin's score for `job_info`, on the plugin workers.
+    pub async fn score(
+        &self,
+        plugin: &Arc<Plugin>,
+        job_info: JobInfo,
+        job: JobContext,
+    ) -> (Result<f64, PluginError>, Usage) {
+        let inner = self.inner.clone();
+        let plugin = plugin.clone();
+        let run = self.inner.workers.run(async move {
+            let invoked = invoke::invoke(&inner, &plugin, Call::Score(job_info), None, job).await;
+            let result = invoked.result.map(|returned| match returned {
+                Returned::Score(score) => score,
+                _ => f64::NAN,
+            });
+            (result, invoked.usage)
+        });
+        match run.await {
+            Some(done) => done,
+            None => (Err(PluginError::WorkerLost), Usage::default()),
+        }
+    }
+}
+
+pub use bindings::pagewright::plugin::types::{JobInfo, OriginStats, PriorityClass};

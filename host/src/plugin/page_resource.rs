@@ -1,0 +1,464 @@
+//! The host side of the WIT `page` resource: each method converts its WIT arguments into the host's
+//! option types, checks them, runs the [`crate::page`] operation on the job's leased page, and turns a
+//! [`PageError`] into the guest-visible `error` (remembering the original, see
+//! [`PluginState::last_page_error`]).
+//!
+//! A store holds at most one page, so the resource carries nothing: a handle only proves the plugin
+//! was given the page. Calls without a page (init scripts, scorers, the bench's page-less extractor)
+//! have no handle to call with, and a page-less extractor's handle answers every operation with
+//! invalid-input.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::component::Resource;
+
+use super::bindings::pagewright::plugin::page as wit;
+use super::bindings::pagewright::plugin::types::{self, Error as WitError};
+use super::state::PluginState;
+use crate::page::options::{
+    Clip, Cookie, GotoOptions, ImageFormat, Length, Margins, MediaType, PaperFormat, PdfOptions,
+    SameSite, ScreenshotOptions, Viewport, WaitUntil,
+};
+use crate::page::{Navigation, Page, PageError, ScrollTarget};
+
+/// The `page` resource's host type; see the module docs.
+#[derive(Debug)]
+pub struct PageResource;
+
+type Op<T> = wasmtime::Result<Result<T, WitError>>;
+
+impl types::Host for PluginState {}
+impl wit::Host for PluginState {}
+
+impl PluginState {
+    /// Runs `operation` on the job's page and records a failure for [`PluginState::last_page_error`].
+    async fn on_page<T>(
+        &mut self,
+        operation: impl AsyncFnOnce(&Page<'_>) -> Result<T, PageError>,
+    ) -> Result<T, WitError> {
+        let Some(context) = self.page.as_ref() else {
+            return Err(WitError::InvalidInput(
+                "this call has no page to operate on".into(),
+            ));
+        };
+        let page = Page::new(&context.lease, context.deadline);
+        let result = operation(&page).await;
+        result.map_err(|error| {
+            let visible = guest_error(&error);
+            self.last_page_error = Some((message(&visible).to_owned(), error));
+            visible
+        })
+    }
+
+    fn record_navigation(&mut self, navigation: &Navigation) {
+        if let Some(context) = self.page.as_mut() {
+            context.navigation = navigation.clone();
+        }
+    }
+
+    fn deny_private_networks(&self) -> bool {
+        self.deny_private_networks
+    }
+}
+
+impl wit::HostPage for PluginState {
+    async fn navigation(
+        &mut self,
+        _: Resource<PageResource>,
+    ) -> wasmtime::Result<Option<wit::Navigation>> {
+        Ok(self
+            .page
+            .as_ref()
+            .map(|context| to_wit_navigation(&context.navigation)))
+    }
+
+    async fn goto(
+        &mut self,
+        _: Resource<PageResource>,
+        url: String,
+        options: wit::GotoOptions,
+    ) -> Op<wit::Navigation> {
+        let options = match goto_options(options) {
+            Ok(options) => options,
+            Err(error) => return Ok(Err(error)),
+        };
+        // The plugin's navigations obey the same URL policy as the request's.
+        let url = match crate::api::url_policy::check(&url, self.deny_private_networks()).await {
+            Ok(url) => url.to_string(),
+            Err(error) => return Ok(Err(WitError::InvalidInput(error.message))),
+        };
+        let result = self
+            .on_page(async |page| page.goto(&url, &options).await)
+            .await;
+        if let Ok(navigation) = &result {
+            self.record_navigation(navigation);
+        }
+        Ok(result.map(|navigation| to_wit_navigation(&navigation)))
+    }
+
+    async fn set_content(
+        &mut self,
+        _: Resource<PageResource>,
+        html: String,
+        options: wit::GotoOptions,
+    ) -> Op<wit::Navigation> {
+        let options = match goto_options(options) {
+            Ok(options) => options,
+            Err(error) => return Ok(Err(error)),
+        };
+        let result = self
+            .on_page(async |page| page.set_html(&html, &options).await)
+            .await;
+        if let Ok(navigation) = &result {
+            self.record_navigation(navigation);
+        }
+        Ok(result.map(|navigation| to_wit_navigation(&navigation)))
+    }
+
+    async fn wait_for_selector(
+        &mut self,
+        _: Resource<PageResource>,
+        selector: String,
+        visible: bool,
+        timeout_ms: Option<u32>,
+    ) -> Op<()> {
+        Ok(self
+            .on_page(async |page| {
+                page.wait_for_selector(&selector, visible, timeout_ms.map(u64::from))
+                    .await
+            })
+            .await)
+    }
+
+    async fn wait_for_timeout(&mut self, _: Resource<PageResource>, ms: u32) -> Op<()> {
+        let Some(deadline) = self.page.as_ref().map(|context| context.deadline) else {
+            return Ok(Err(WitError::InvalidInput("this call has no page".into())));
+        };
+        let until = Instant::now() + Duration::from_millis(u64::from(ms));
+        if until > deadline {
+            // Fail now rather than sleep through the rest of the job's budget.
+            return Ok(Err(WitError::Timeout(format!(
+                "waiting {ms} ms would pass the job's deadline"
+            ))));
+        }
+        tokio::time::sleep_until(until).await;
+        Ok(Ok(()))
+    }
+
+    async fn evaluate(&mut self, _: Resource<PageResource>, expression: String) -> Op<String> {
+        Ok(self
+            .on_page(async |page| page.evaluate(&expression).await)
+            .await
+            .map(|value| value.to_string()))
+    }
+
+    async fn content(&mut self, _: Resource<PageResource>) -> Op<String> {
+        Ok(self.on_page(async |page| page.content().await).await)
+    }
+
+    async fn query(
+        &mut self,
+        _: Resource<PageResource>,
+        selector: String,
+        attributes: Vec<String>,
+    ) -> Op<Vec<wit::Element>> {
+        let elements = self
+            .on_page(async |page| page.query(&selector, &attributes).await)
+            .await;
+        Ok(elements.map(|elements| {
+            elements
+                .into_iter()
+                .map(|mut element| wit::Element {
+                    text: element.text,
+                    // In the order asked for, as the WIT promises.
+                    attributes: attributes
+                        .iter()
+                        .map(|name| (name.clone(), element.attributes.remove(name).flatten()))
+                        .collect(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn click(&mut self, _: Resource<PageResource>, selector: String) -> Op<()> {
+        Ok(self.on_page(async |page| page.click(&selector).await).await)
+    }
+
+    async fn type_text(
+        &mut self,
+        _: Resource<PageResource>,
+        selector: String,
+        text: String,
+    ) -> Op<()> {
+        Ok(self
+            .on_page(async |page| page.type_text(&selector, &text).await)
+            .await)
+    }
+
+    async fn scroll(&mut self, _: Resource<PageResource>, target: wit::ScrollTarget) -> Op<()> {
+        let target = match target {
+            wit::ScrollTarget::By(by) => ScrollTarget::By { x: by.x, y: by.y },
+            wit::ScrollTarget::Bottom => ScrollTarget::Bottom,
+            wit::ScrollTarget::Selector(selector) => ScrollTarget::Selector(selector),
+        };
+        Ok(self.on_page(async |page| page.scroll(&target).await).await)
+    }
+
+    async fn set_viewport(&mut self, _: Resource<PageResource>, viewport: wit::Viewport) -> Op<()> {
+        let viewport = Viewport {
+            width: viewport.width,
+            height: viewport.height,
+            device_scale_factor: viewport.device_scale_factor,
+            mobile: viewport.mobile,
+        };
+        Ok(self
+            .on_page(async |page| page.set_viewport(&viewport).await)
+            .await)
+    }
+
+    async fn set_extra_headers(
+        &mut self,
+        _: Resource<PageResource>,
+        headers: Vec<(String, String)>,
+    ) -> Op<()> {
+        for (name, value) in &headers {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || axum::http::HeaderValue::from_str(value).is_err()
+            {
+                return Ok(Err(WitError::InvalidInput(format!(
+                    "`{}: {}` is not a valid HTTP header",
+                    name.escape_debug(),
+                    value.escape_debug()
+                ))));
+            }
+        }
+        let headers: BTreeMap<String, String> = headers.into_iter().collect();
+        Ok(self
+            .on_page(async |page| page.set_extra_headers(&headers).await)
+            .await)
+    }
+
+    async fn set_user_agent(&mut self, _: Resource<PageResource>, user_agent: String) -> Op<()> {
+        Ok(self
+            .on_page(async |page| page.set_user_agent(&user_agent).await)
+            .await)
+    }
+
+    async fn cookies(&mut self, _: Resource<PageResource>) -> Op<Vec<wit::Cookie>> {
+        let cookies = self.on_page(async |page| page.cookies().await).await;
+        Ok(cookies.map(|cookies| cookies.into_iter().map(to_wit_cookie).collect()))
+    }
+
+    async fn set_cookies(
+        &mut self,
+        _: Resource<PageResource>,
+        cookies: Vec<wit::Cookie>,
+    ) -> Op<()> {
+        let cookies: Vec<Cookie> = match cookies.into_iter().map(from_wit_cookie).collect() {
+            Ok(cookies) => cookies,
+            Err(error) => return Ok(Err(error)),
+        };
+        let current = self
+            .page
+            .as_ref()
+            .map(|context| context.navigation.url.clone());
+        Ok(self
+            .on_page(async |page| page.set_cookies(&cookies, current.as_deref()).await)
+            .await)
+    }
+
+    async fn emulate_media(
+        &mut self,
+        _: Resource<PageResource>,
+        media: Option<wit::MediaType>,
+        features: Vec<(String, String)>,
+    ) -> Op<()> {
+        let media = media.map(|media| match media {
+            wit::MediaType::Screen => MediaType::Screen,
+            wit::MediaType::Print => MediaType::Print,
+        });
+        let features: BTreeMap<String, String> = features.into_iter().collect();
+        Ok(self
+            .on_page(async |page| page.emulate_media(media, &features).await)
+            .await)
+    }
+
+    async fn screenshot(
+        &mut self,
+        _: Resource<PageResource>,
+        options: wit::ScreenshotOptions,
+    ) -> Op<Vec<u8>> {
+        let options = ScreenshotOptions {
+            format: match options.format {
+                wit::ImageFormat::Png => ImageFormat::Png,
+                wit::ImageFormat::Jpeg => ImageFormat::Jpeg,
+                wit::ImageFormat::Webp => ImageFormat::Webp,
+            },
+            quality: options.quality,
+            full_page: options.full_page,
+            clip: options.clip.map(|clip| Clip {
+                x: clip.x,
+                y: clip.y,
+                width: clip.width,
+                height: clip.height,
+            }),
+            selector: options.selector,
+            omit_background: options.omit_background,
+        };
+        if let Err(error) = options.validate() {
+            return Ok(Err(guest_error(&error)));
+        }
+        Ok(self
+            .on_page(async |page| page.screenshot(&options).await)
+            .await)
+    }
+
+    async fn pdf(&mut self, _: Resource<PageResource>, options: wit::PdfOptions) -> Op<Vec<u8>> {
+        let options = PdfOptions {
+            paper: options.paper.map(paper_format),
+            width: options.width.map(Length::from_inches),
+            height: options.height.map(Length::from_inches),
+            landscape: options.landscape,
+            print_background: options.print_background,
+            scale: options.scale,
+            margin: Margins {
+                top: options.margin.top.map(Length::from_inches),
+                right: options.margin.right.map(Length::from_inches),
+                bottom: options.margin.bottom.map(Length::from_inches),
+                left: options.margin.left.map(Length::from_inches),
+            },
+            page_ranges: options.page_ranges,
+            header_template: options.header_template,
+            footer_template: options.footer_template,
+            prefer_css_page_size: options.prefer_css_page_size,
+        };
+        if let Err(error) = options.validate() {
+            return Ok(Err(guest_error(&error)));
+        }
+        Ok(self.on_page(async |page| page.pdf(&options).await).await)
+    }
+
+    async fn drop(&mut self, page: Resource<PageResource>) -> wasmtime::Result<()> {
+        self.table.delete(page)?;
+        Ok(())
+    }
+}
+
+/// The guest-visible form of a page error. Browser internals stay in the host's log.
+pub(super) fn guest_error(error: &PageError) -> WitError {
+    let message = error.to_string();
+    match error {
+        PageError::InvalidInput(_) => WitError::InvalidInput(message),
+        PageError::Timeout { .. } => WitError::Timeout(message),
+        PageError::Navigation { .. } => WitError::Navigation(message),
+        PageError::NotFound(_) => WitError::NotFound(message),
+        PageError::Script(_) => WitError::Script(message),
+        PageError::TooLarge(_) => WitError::TooLarge(message),
+        PageError::Crashed | PageError::BrowserGone { .. } => WitError::Crashed(message),
+        PageError::Cdp { step, .. } => {
+            WitError::Failed(format!("the browser failed during {step}"))
+        }
+    }
+}
+
+/// The message of any case of the WIT error.
+pub(super) fn message(error: &WitError) -> &str {
+    match error {
+        WitError::InvalidInput(message)
+        | WitError::Timeout(message)
+        | WitError::Navigation(message)
+        | WitError::NotFound(message)
+        | WitError::Script(message)
+        | WitError::TooLarge(message)
+        | WitError::Crashed(message)
+        | WitError::Failed(message) => message,
+    }
+}
+
+fn goto_options(options: wit::GotoOptions) -> Result<GotoOptions, WitError> {
+    if options.timeout_ms == Some(0) {
+        return Err(WitError::InvalidInput("timeout_ms must be positive".into()));
+    }
+    Ok(GotoOptions {
+        wait_until: match options.wait_until {
+            wit::WaitUntil::Load => WaitUntil::Load,
+            wit::WaitUntil::DomContentLoaded => WaitUntil::DomContentLoaded,
+            wit::WaitUntil::NetworkIdle => WaitUntil::NetworkIdle,
+        },
+        timeout_ms: options.timeout_ms.map(u64::from),
+        referrer: options.referrer,
+        wait_for_selector: None,
+    })
+}
+
+fn to_wit_navigation(navigation: &Navigation) -> wit::Navigation {
+    wit::Navigation {
+        url: navigation.url.clone(),
+        status: navigation.status,
+    }
+}
+
+fn paper_format(paper: wit::PaperFormat) -> PaperFormat {
+    match paper {
+        wit::PaperFormat::Letter => PaperFormat::Letter,
+        wit::PaperFormat::Legal => PaperFormat::Legal,
+        wit::PaperFormat::Tabloid => PaperFormat::Tabloid,
+        wit::PaperFormat::Ledger => PaperFormat::Ledger,
+        wit::PaperFormat::A0 => PaperFormat::A0,
+        wit::PaperFormat::A1 => PaperFormat::A1,
+        wit::PaperFormat::A2 => PaperFormat::A2,
+        wit::PaperFormat::A3 => PaperFormat::A3,
+        wit::PaperFormat::A4 => PaperFormat::A4,
+        wit::PaperFormat::A5 => PaperFormat::A5,
+        wit::PaperFormat::A6 => PaperFormat::A6,
+    }
+}
+
+fn from_wit_cookie(cookie: wit::Cookie) -> Result<Cookie, WitError> {
+    if cookie.name.is_empty() {
+        return Err(WitError::InvalidInput("a cookie needs a name".into()));
+    }
+    if let Some(url) = &cookie.url
+        && url::Url::parse(url).is_err()
+    {
+        return Err(WitError::InvalidInput(format!(
+            "cookie `{}`: `{url}` is not a valid URL",
+            cookie.name
+        )));
+    }
+    Ok(Cookie {
+        name: cookie.name,
+        value: cookie.value,
+        url: cookie.url,
+        domain: cookie.domain,
+        path: cookie.path,
+        secure: cookie.secure,
+        http_only: cookie.http_only,
+        same_site: cookie.same_site.map(|same_site| match same_site {
+            wit::SameSite::Strict => SameSite::Strict,
+            wit::SameSite::Lax => SameSite::Lax,
+            wit::SameSite::None => SameSite::None,
+        }),
+        expires: cookie.expires,
+    })
+}
+
+fn to_wit_cookie(cookie: Cookie) -> wit::Cookie {
+    wit::Cookie {
+        name: cookie.name,
+        value: cookie.value,
+        url: cookie.url,
+        domain: cookie.domain,
+        path: cookie.path,
+        secure: cookie.secure,
+        http_only: cookie.http_only,
+        same_site: cookie.same_site.map(|same_site| match same_site {
+            SameSite::Strict => wit::SameSite::Strict,
+            SameSite::Lax => wit::SameSite::Lax,
+            SameSite::None => wit::SameSite::None,
+        }),
+        expires: cookie.expires,
+    }
+}
