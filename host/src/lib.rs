@@ -23,22 +23,27 @@ use api::AppState;
 use browser::BrowserSupervisor;
 use config::Settings;
 use metrics::Metrics;
+use plugin::PluginHost;
 use pool::PagePool;
 use render::Renderer;
 
-/// Starts the browser supervisor and the pool; the browser launches in the background.
-pub fn start_services(settings: Settings) -> AppState {
+/// Starts the plugin host (compiling the built-in plugins), the browser supervisor and the pool; the
+/// browser launches in the background.
+pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
     let metrics = Metrics::new();
+    let plugins = PluginHost::new(settings.plugins.clone(), metrics.clone())
+        .context("starting the plugin host failed")?;
     let browser = BrowserSupervisor::start(settings.browser.clone(), metrics.clone());
     let pool = PagePool::new(browser.clone(), settings.pool.clone(), metrics.clone());
-    let renderer = Renderer::new(pool.clone(), metrics.clone());
-    AppState {
+    let renderer = Renderer::new(pool.clone(), plugins.clone(), metrics.clone());
+    Ok(AppState {
         settings,
         browser,
         pool,
         renderer,
+        plugins,
         metrics,
-    }
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; then stops accepting, gives in-flight
@@ -85,13 +90,14 @@ pub async fn run_server(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {} failed", settings.listen))?;
     tracing::info!(address = %listener.local_addr()?, "pagewright is listening");
-    let state = start_services(settings);
+    let state = start_services(settings)?;
     serve(state, listener, shutdown_signal()).await
 }
 
 /// `pagewright render`: one page to files, through the same pool and job path as the server.
 pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
     use page::options::{ImageFormat, PdfOptions, ScreenshotOptions, Viewport};
+    use plugin::PluginCall;
     use render::{Output, RenderJob, RenderedBody, Target};
 
     let url = api::url_policy::check(&args.url, false)
@@ -118,7 +124,14 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
         deny_private_networks: false,
         shutdown_grace: std::time::Duration::ZERO,
     };
-    let state = start_services(settings);
+    let state = start_services(settings)?;
+    // The same built-in plugins the API's endpoints use.
+    let plugin = |name: &str, params: serde_json::Value| -> anyhow::Result<Output> {
+        Ok(Output::Plugin(PluginCall {
+            plugin: state.plugins.get(name)?,
+            params: params.to_string(),
+        }))
+    };
     let mut outputs = Vec::new();
     if let Some(path) = &args.screenshot {
         let format = match path.extension().and_then(|e| e.to_str()) {
@@ -131,20 +144,22 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
             full_page: args.full_page,
             ..ScreenshotOptions::default()
         };
-        outputs.push((path, Output::Screenshot(options)));
+        outputs.push((path, plugin("screenshot", serde_json::to_value(options)?)?));
     }
     if let Some(path) = &args.pdf {
-        outputs.push((path, Output::Pdf(PdfOptions::default())));
+        outputs.push((path, plugin("pdf", serde_json::to_value(PdfOptions::default())?)?));
     }
     if let Some(path) = &args.html {
-        outputs.push((path, Output::Content(Default::default())));
+        outputs.push((path, plugin("content", serde_json::json!({ "html": true }))?));
     }
     let mut result = Ok(());
     for (path, output) in outputs {
         let mut job = RenderJob {
+            id: state.renderer.next_job_id(),
             target: Target::Url(url.to_string()),
             goto: Default::default(),
             page: Default::default(),
+            scripts: Vec::new(),
             output,
             deadline: tokio::time::Instant::now() + timeout,
         };
@@ -162,7 +177,13 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
         };
         let bytes = match rendered.body {
             RenderedBody::Bytes { bytes, .. } => bytes,
-            RenderedBody::Html(html) => html.into_bytes(),
+            RenderedBody::Html(html) | RenderedBody::Text(html) => html.into_bytes(),
+            // The content plugin's `{"url", "status", "html"}`: the file gets the HTML.
+            RenderedBody::Json(json) => serde_json::from_str::<serde_json::Value>(&json)?["html"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec(),
         };
         if let Err(error) = std::fs::write(path, &bytes) {
             result = Err(anyhow::anyhow!(

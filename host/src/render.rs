@@ -1,8 +1,12 @@
-//! render: runs one render job on a leased page: lease, set the page up, navigate, produce the output,
-//! hand the page back. The plugin host replaces the output step with a plugin call; the rest stays.
+//! render: runs one render job on a leased page: lease, set the page up (page options, page-script
+//! plugins' init scripts), navigate, produce the output (an extractor plugin on the plugin workers, or a
+//! native page operation), hand the page back.
 //!
 //! A job whose browser died under it is retried once on the relaunched browser if its deadline allows:
 //! a browser crash is rarely the job's fault, and one retry hides most of them from the user.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
@@ -11,6 +15,7 @@ use crate::page::options::{
     ContentOptions, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
 use crate::page::{Navigation, Page, PageError};
+use crate::plugin::{self, JobContext, PluginCall, PluginError, PluginHost, Usage};
 use crate::pool::{DEFAULT_ISOLATION_KEY, PagePool, PoolError};
 
 /// What to load into the page.
@@ -25,6 +30,15 @@ pub enum Target {
 /// What to produce once the page is ready.
 #[derive(Debug, Clone)]
 pub enum Output {
+    /// An extractor plugin's output.
+    Plugin(PluginCall),
+    /// One of the host's own page operations.
+    Native(NativeOutput),
+}
+
+/// The outputs the host produces without a plugin (`--native-builtins`, and the bench's baseline).
+#[derive(Debug, Clone)]
+pub enum NativeOutput {
     Screenshot(ScreenshotOptions),
     Pdf(PdfOptions),
     Content(ContentOptions),
@@ -33,21 +47,40 @@ pub enum Output {
 /// A validated job.
 #[derive(Debug, Clone)]
 pub struct RenderJob {
+    /// Unique within the server's life; plugin log lines carry it.
+    pub id: u64,
     pub target: Target,
     pub goto: GotoOptions,
     pub page: PageOptions,
+    /// Page-script plugins: their init scripts go in before navigation, their after-load hooks run
+    /// before the output, in this order.
+    pub scripts: Vec<PluginCall>,
     pub output: Output,
     pub deadline: Instant,
 }
 
 impl RenderJob {
     /// Checks every option range, so bad input is refused before any browser work.
-    pub fn validate(&self) -> Result<(), PageError> {
+    pub fn validate(&self) -> Result<(), RenderError> {
         self.page.viewport.validate()?;
+        for script in &self.scripts {
+            if !script.plugin.roles().page_script {
+                return Err(PluginError::MissingRole {
+                    plugin: script.plugin.name().to_owned(),
+                    role: "a page script",
+                }
+                .into());
+            }
+        }
         match &self.output {
-            Output::Screenshot(options) => options.validate(),
-            Output::Pdf(options) => options.validate(),
-            Output::Content(ContentOptions {}) => Ok(()),
+            Output::Plugin(call) if !call.plugin.roles().extractor => Err(PluginError::MissingRole {
+                plugin: call.plugin.name().to_owned(),
+                role: "an extractor",
+            }
+            .into()),
+            Output::Plugin(_) | Output::Native(NativeOutput::Content(ContentOptions {})) => Ok(()),
+            Output::Native(NativeOutput::Screenshot(options)) => Ok(options.validate()?),
+            Output::Native(NativeOutput::Pdf(options)) => Ok(options.validate()?),
         }
     }
 }
@@ -55,17 +88,32 @@ impl RenderJob {
 /// A finished render.
 #[derive(Debug)]
 pub struct Rendered {
+    /// Where the page ended up (a plugin may have navigated further).
     pub navigation: Navigation,
     pub body: RenderedBody,
+    /// What the job's plugin calls cost, if it made any.
+    pub usage: Option<Usage>,
 }
 
 #[derive(Debug)]
 pub enum RenderedBody {
-    Bytes {
-        content_type: &'static str,
-        bytes: Vec<u8>,
-    },
+    Bytes { content_type: String, bytes: Vec<u8> },
     Html(String),
+    Json(String),
+    Text(String),
+}
+
+impl From<plugin::Output> for RenderedBody {
+    fn from(output: plugin::Output) -> Self {
+        match output {
+            plugin::Output::Json(json) => Self::Json(json),
+            plugin::Output::Text(text) => Self::Text(text),
+            plugin::Output::Bytes { content_type, data } => Self::Bytes {
+                content_type,
+                bytes: data,
+            },
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +122,8 @@ pub enum RenderError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Page(#[from] PageError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
 }
 
 impl RenderError {
@@ -81,8 +131,17 @@ impl RenderError {
         matches!(
             self,
             Self::Page(PageError::BrowserGone { .. })
+                | Self::Plugin(PluginError::Page(PageError::BrowserGone { .. }))
                 | Self::Pool(PoolError::CreatePage(_) | PoolError::CreateContext(_))
         )
+    }
+
+    fn spoils_page(&self) -> bool {
+        match self {
+            Self::Page(error) => error.spoils_page(),
+            Self::Plugin(error) => error.spoils_page(),
+            Self::Pool(_) => false,
+        }
     }
 }
 
@@ -90,12 +149,24 @@ impl RenderError {
 #[derive(Debug, Clone)]
 pub struct Renderer {
     pool: PagePool,
+    plugins: PluginHost,
     metrics: Metrics,
+    job_ids: Arc<AtomicU64>,
 }
 
 impl Renderer {
-    pub fn new(pool: PagePool, metrics: Metrics) -> Self {
-        Self { pool, metrics }
+    pub fn new(pool: PagePool, plugins: PluginHost, metrics: Metrics) -> Self {
+        Self {
+            pool,
+            plugins,
+            metrics,
+            job_ids: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// A fresh job id.
+    pub fn next_job_id(&self) -> u64 {
+        self.job_ids.fetch_add(1, Ordering::Relaxed)
     }
 
     pub async fn render(&self, job: &RenderJob) -> Result<Rendered, RenderError> {
@@ -115,39 +186,103 @@ impl Renderer {
             .isolation_key
             .as_deref()
             .unwrap_or(DEFAULT_ISOLATION_KEY);
+        let context = JobContext {
+            id: job.id,
+            deadline: job.deadline,
+        };
         let mut lease = self.pool.lease(key, job.deadline).await?;
-        let result = run(&Page::new(&lease, job.deadline), job).await;
-        if let Err(error) = &result
+        let prepared = prepare(&Page::new(&lease, job.deadline), job, &self.plugins, context).await;
+        let (navigation, mut usage) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                if error.spoils_page() {
+                    // A page that timed out may still be spinning or mid-navigation: close it rather
+                    // than hand it to the next job.
+                    lease.discard("failed");
+                }
+                return Err(error);
+            }
+        };
+        let call = match &job.output {
+            Output::Plugin(call) => call.clone(),
+            Output::Native(native) => {
+                let result = native_output(&Page::new(&lease, job.deadline), native).await;
+                if let Err(error) = &result
+                    && error.spoils_page()
+                {
+                    lease.discard("failed");
+                }
+                return Ok(Rendered {
+                    navigation,
+                    body: result?,
+                    usage: (!job.scripts.is_empty()).then_some(usage),
+                });
+            }
+        };
+        let run = self
+            .plugins
+            .run_on_page(lease, navigation, context, job.scripts.clone(), call)
+            .await;
+        usage.fuel += run.usage.fuel;
+        usage.wall += run.usage.wall;
+        if let (Some(mut lease), Err(error)) = (run.lease, &run.result)
             && error.spoils_page()
         {
-            // A page that timed out may still be spinning or mid-navigation: close it rather than
-            // hand it to the next job.
             lease.discard("failed");
         }
-        Ok(result?)
+        let output = run.result?;
+        Ok(Rendered {
+            navigation: run.navigation.unwrap_or_else(|| Navigation {
+                url: String::new(),
+                status: 0,
+            }),
+            body: output.into(),
+            usage: Some(usage),
+        })
     }
 }
 
-async fn run(page: &Page<'_>, job: &RenderJob) -> Result<Rendered, PageError> {
+/// Page options, page scripts' init scripts, navigation.
+async fn prepare(
+    page: &Page<'_>,
+    job: &RenderJob,
+    plugins: &PluginHost,
+    context: JobContext,
+) -> Result<(Navigation, Usage), RenderError> {
     let target_url = match &job.target {
         Target::Url(url) => Some(url.as_str()),
         Target::Html(_) => None,
     };
     page.apply(&job.page, target_url).await?;
+    let mut usage = Usage::default();
+    for script in &job.scripts {
+        let (sources, used) = plugins.init_scripts(script, context).await;
+        usage.fuel += used.fuel;
+        usage.wall += used.wall;
+        for source in sources? {
+            page.add_init_script(&source).await?;
+        }
+    }
     let navigation = match &job.target {
         Target::Url(url) => page.goto(url, &job.goto).await?,
         Target::Html(html) => page.set_html(html, &job.goto).await?,
     };
-    let body = match &job.output {
-        Output::Screenshot(options) => RenderedBody::Bytes {
-            content_type: options.format.content_type(),
+    Ok((navigation, usage))
+}
+
+async fn native_output(
+    page: &Page<'_>,
+    output: &NativeOutput,
+) -> Result<RenderedBody, RenderError> {
+    Ok(match output {
+        NativeOutput::Screenshot(options) => RenderedBody::Bytes {
+            content_type: options.format.content_type().to_owned(),
             bytes: page.screenshot(options).await?,
         },
-        Output::Pdf(options) => RenderedBody::Bytes {
-            content_type: "application/pdf",
+        NativeOutput::Pdf(options) => RenderedBody::Bytes {
+            content_type: "application/pdf".to_owned(),
             bytes: page.pdf(options).await?,
         },
-        Output::Content(ContentOptions {}) => RenderedBody::Html(page.content().await?),
-    };
-    Ok(Rendered { navigation, body })
+        NativeOutput::Content(ContentOptions {}) => RenderedBody::Html(page.content().await?),
+    })
 }

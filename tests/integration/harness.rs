@@ -36,7 +36,7 @@ impl TestServer {
         let settings = args.validate().expect("settings are valid");
         let listener = TcpListener::bind(settings.listen).await.expect("bind");
         let address = listener.local_addr().expect("local address");
-        let state = pagewright::start_services(settings);
+        let state = pagewright::start_services(settings).expect("services start");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(pagewright::serve(state.clone(), listener, async {
             let _ = stopped.await;

@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::page::PageError;
+use crate::plugin::{GuestErrorKind, PluginError};
 use crate::pool::PoolError;
 use crate::render::RenderError;
 
@@ -52,6 +53,7 @@ impl From<RenderError> for ApiError {
         match error {
             RenderError::Page(error) => error.into(),
             RenderError::Pool(error) => error.into(),
+            RenderError::Plugin(error) => error.into(),
         }
     }
 }
@@ -120,6 +122,52 @@ impl From<PoolError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "browser_unavailable",
                     "the browser could not open a page",
+                )
+            }
+        }
+    }
+}
+
+impl From<PluginError> for ApiError {
+    fn from(error: PluginError) -> Self {
+        let message = error.to_string();
+        let status = |status, code| Self::new(status, code, message.clone());
+        match error {
+            PluginError::NotFound(_) => status(StatusCode::NOT_FOUND, "plugin_not_found"),
+            PluginError::MissingRole { .. } => status(StatusCode::BAD_REQUEST, "plugin_role_missing"),
+            PluginError::Invalid { .. } => status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
+            PluginError::OutOfFuel { .. } => {
+                status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_out_of_fuel")
+            }
+            PluginError::Timeout { .. } => status(StatusCode::REQUEST_TIMEOUT, "plugin_timeout"),
+            PluginError::MemoryLimit { .. } => {
+                status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_memory_limit")
+            }
+            PluginError::OutputTooLarge { .. } => {
+                status(StatusCode::PAYLOAD_TOO_LARGE, "plugin_output_too_large")
+            }
+            PluginError::Trapped { .. } => status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_trapped"),
+            // An error the plugin returned: the same codes as the host's own page errors.
+            PluginError::Failed { kind, .. } => match kind {
+                GuestErrorKind::InvalidInput => status(StatusCode::BAD_REQUEST, "invalid_input"),
+                GuestErrorKind::Timeout => status(StatusCode::REQUEST_TIMEOUT, "render_timeout"),
+                GuestErrorKind::Navigation => status(StatusCode::BAD_GATEWAY, "navigation_failed"),
+                GuestErrorKind::NotFound => {
+                    status(StatusCode::UNPROCESSABLE_ENTITY, "element_not_found")
+                }
+                GuestErrorKind::Script => status(StatusCode::UNPROCESSABLE_ENTITY, "script_error"),
+                GuestErrorKind::TooLarge => status(StatusCode::PAYLOAD_TOO_LARGE, "output_too_large"),
+                GuestErrorKind::Crashed => status(StatusCode::BAD_GATEWAY, "page_crashed"),
+                GuestErrorKind::Failed => status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed"),
+            },
+            PluginError::Page(error) => error.into(),
+            PluginError::Busy => status(StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+            PluginError::Engine(_) | PluginError::Workers(_) | PluginError::WorkerLost => {
+                tracing::error!(error = %message, "the plugin host failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the plugin host failed; see the server log",
                 )
             }
         }

@@ -23,6 +23,7 @@ pub use error::ApiError;
 use crate::browser::BrowserSupervisor;
 use crate::config::Settings;
 use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
+use crate::plugin::PluginHost;
 use crate::pool::PagePool;
 use crate::render::Renderer;
 
@@ -33,6 +34,7 @@ pub struct AppState {
     pub browser: BrowserSupervisor,
     pub pool: PagePool,
     pub renderer: Renderer,
+    pub plugins: PluginHost,
     pub metrics: Metrics,
 }
 
@@ -43,6 +45,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/screenshot", post(render::screenshot))
         .route("/v1/pdf", post(render::pdf))
         .route("/v1/content", post(render::content))
+        .route("/v1/scrape", post(render::scrape))
+        .route("/v1/run/{plugin}", post(render::run_plugin))
         .route("/health", get(ops::health))
         .route("/v1/status", get(ops::status))
         .route("/metrics", get(ops::metrics))

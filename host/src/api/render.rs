@@ -1,11 +1,16 @@
-//! `POST /v1/screenshot`, `/v1/pdf` and `/v1/content`: the request body, its validation, and the
-//! response.
+//! `POST /v1/screenshot`, `/v1/pdf`, `/v1/content`, `/v1/scrape` and `/v1/run/{plugin}`: the request
+//! bodies, their validation, and the responses.
+//!
+//! Every endpoint becomes a [`RenderJob`] whose output is an extractor plugin: the built-in
+//! `screenshot`, `pdf`, `content` and `scrape` for the named endpoints, any extractor for `/v1/run`.
+//! The named endpoints still parse their options with the host's types first, so a typo is a 400
+//! before any browser work, and then hand the plugin the checked options as its params.
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,9 +21,10 @@ use super::{ApiError, AppState, url_policy};
 use crate::page::options::{
     ContentOptions, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
-use crate::render::{Output, RenderJob, Rendered, RenderedBody, Target};
+use crate::plugin::PluginCall;
+use crate::render::{NativeOutput, Output, RenderJob, Rendered, RenderedBody, Target};
 
-/// The body of every render endpoint; `O` is the endpoint's output options.
+/// What every render request has: the page to load, how to load it, and the time budget.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenderRequest<O> {
@@ -30,10 +36,30 @@ pub struct RenderRequest<O> {
     pub goto: GotoOptions,
     #[serde(default)]
     pub page: PageOptions,
-    #[serde(default)]
+    /// The endpoint's options (for `/v1/run`, the plugin's params).
+    #[serde(default, alias = "params")]
     pub options: O,
+    /// Page-script plugins to apply, in order.
+    #[serde(default)]
+    pub scripts: Vec<ScriptRef>,
     /// The whole job's time budget in milliseconds (server default and maximum apply).
     pub timeout_ms: Option<u64>,
+}
+
+/// A page-script plugin and its params: `"name"` or `{"plugin": "name", "params": {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ScriptRef {
+    Name(String),
+    WithParams(ScriptWithParams),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptWithParams {
+    pub plugin: String,
+    #[serde(default)]
+    pub params: serde_json::Value,
 }
 
 /// The raw request body, with a too-large body answered as a JSON 413 like every other error.
@@ -74,15 +100,12 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     })
 }
 
+/// Builds and validates the job for `request`, with `output` made from the request's options.
 async fn job<O>(
     state: &AppState,
-    body: &Bytes,
-    output: impl FnOnce(O) -> Output,
-) -> Result<RenderJob, ApiError>
-where
-    O: DeserializeOwned + Default,
-{
-    let request: RenderRequest<O> = parse(body)?;
+    request: RenderRequest<O>,
+    output: impl FnOnce(O) -> Result<Output, ApiError>,
+) -> Result<RenderJob, ApiError> {
     let target = match (request.url, request.html) {
         (Some(url), None) => Target::Url(
             url_policy::check(&url, state.settings.deny_private_networks)
@@ -122,21 +145,63 @@ where
         Some(ms) => Duration::from_millis(ms),
         None => state.settings.job_timeout,
     };
+    let scripts = request
+        .scripts
+        .into_iter()
+        .map(|script| {
+            let (name, params) = match script {
+                ScriptRef::Name(name) => (name, serde_json::Value::Object(Default::default())),
+                ScriptRef::WithParams(script) => (script.plugin, script.params),
+            };
+            plugin_call(state, &name, &params)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let job = RenderJob {
+        id: state.renderer.next_job_id(),
         target,
         goto: request.goto,
         page: request.page,
-        output: output(request.options),
+        scripts,
+        output: output(request.options)?,
         deadline: Instant::now() + timeout,
     };
     job.validate()?;
     Ok(job)
 }
 
+/// The registered plugin `name` with `params` as its JSON params.
+fn plugin_call(
+    state: &AppState,
+    name: &str,
+    params: &impl serde::Serialize,
+) -> Result<PluginCall, ApiError> {
+    Ok(PluginCall {
+        plugin: state.plugins.get(name)?,
+        params: serde_json::to_string(params).map_err(|error| {
+            ApiError::bad_request("invalid_request", format!("invalid params: {error}"))
+        })?,
+    })
+}
+
+/// A built-in endpoint's output: the named built-in plugin, or the native operation with
+/// `--native-builtins`.
+fn builtin<O: serde::Serialize>(
+    state: &AppState,
+    plugin: &str,
+    options: O,
+    native: impl FnOnce(O) -> NativeOutput,
+) -> Result<Output, ApiError> {
+    if state.settings.native_builtins {
+        Ok(Output::Native(native(options)))
+    } else {
+        Ok(Output::Plugin(plugin_call(state, plugin, &options)?))
+    }
+}
+
 async fn run(state: &AppState, job: RenderJob) -> Result<Rendered, ApiError> {
     let started = Instant::now();
     let rendered = state.renderer.render(&job).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), url = %rendered.navigation.url, "rendered");
+    tracing::debug!(job = job.id, elapsed = ?started.elapsed(), url = %rendered.navigation.url, "rendered");
     Ok(rendered)
 }
 
@@ -144,35 +209,75 @@ pub async fn screenshot(
     State(state): State<AppState>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let job = job::<ScreenshotOptions>(&state, &body, Output::Screenshot).await?;
-    Ok(bytes_response(run(&state, job).await?))
+    let request: RenderRequest<ScreenshotOptions> = parse(&body)?;
+    let job = job(&state, request, |options| {
+        builtin(&state, "screenshot", options, NativeOutput::Screenshot)
+    })
+    .await?;
+    Ok(response(run(&state, job).await?))
 }
 
 pub async fn pdf(State(state): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
-    let job = job::<PdfOptions>(&state, &body, Output::Pdf).await?;
-    Ok(bytes_response(run(&state, job).await?))
+    let request: RenderRequest<PdfOptions> = parse(&body)?;
+    let job = job(&state, request, |options| {
+        builtin(&state, "pdf", options, NativeOutput::Pdf)
+    })
+    .await?;
+    Ok(response(run(&state, job).await?))
 }
 
 pub async fn content(
     State(state): State<AppState>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let job = job::<ContentOptions>(&state, &body, Output::Content).await?;
+    let request: RenderRequest<ContentOptions> = parse(&body)?;
+    let job = job(&state, request, |options| {
+        builtin(&state, "content", options, NativeOutput::Content)
+    })
+    .await?;
     let rendered = run(&state, job).await?;
-    let html = match rendered.body {
-        RenderedBody::Html(html) => html,
-        RenderedBody::Bytes { .. } => String::new(),
-    };
-    Ok(Json(serde_json::json!({
-        "url": rendered.navigation.url,
-        "status": rendered.navigation.status,
-        "html": html,
-    }))
-    .into_response())
+    if let RenderedBody::Html(html) = rendered.body {
+        // The native path: the same JSON the plugin returns.
+        return Ok(Json(serde_json::json!({
+            "url": rendered.navigation.url,
+            "status": rendered.navigation.status,
+            "html": html,
+        }))
+        .into_response());
+    }
+    Ok(response(rendered))
 }
 
-/// Image or PDF bytes, with the page's final URL and HTTP status in headers.
-fn bytes_response(rendered: Rendered) -> Response {
+pub async fn scrape(State(state): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
+    let request: RenderRequest<serde_json::Value> = parse(&body)?;
+    let job = job(&state, request, |params| {
+        Ok(Output::Plugin(plugin_call(&state, "scrape", &params)?))
+    })
+    .await?;
+    Ok(response(run(&state, job).await?))
+}
+
+/// `POST /v1/run/{plugin}`: any extractor, with `params` (or `options`) as its params.
+pub async fn run_plugin(
+    State(state): State<AppState>,
+    Path(plugin): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: RenderRequest<serde_json::Value> = parse(&body)?;
+    let job = job(&state, request, |params| {
+        let params = if params.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            params
+        };
+        Ok(Output::Plugin(plugin_call(&state, &plugin, &params)?))
+    })
+    .await?;
+    Ok(response(run(&state, job).await?))
+}
+
+/// The output with its content type, the page's final URL and HTTP status, and the plugins' cost.
+fn response(rendered: Rendered) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
         "x-pagewright-page-status",
@@ -181,14 +286,34 @@ fn bytes_response(rendered: Rendered) -> Response {
     if let Ok(url) = HeaderValue::from_str(&rendered.navigation.url) {
         headers.insert("x-pagewright-page-url", url);
     }
-    match rendered.body {
+    if let Some(usage) = rendered.usage {
+        headers.insert("x-pagewright-plugin-fuel", HeaderValue::from(usage.fuel));
+        headers.insert(
+            "x-pagewright-plugin-ms",
+            HeaderValue::from_str(&format!("{:.3}", usage.wall.as_secs_f64() * 1000.0))
+                .unwrap_or(HeaderValue::from_static("0")),
+        );
+    }
+    let (content_type, body) = match rendered.body {
         RenderedBody::Bytes {
             content_type,
             bytes,
-        } => {
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            (headers, bytes).into_response()
-        }
-        RenderedBody::Html(html) => (headers, html).into_response(),
-    }
+        } => (
+            // A plugin names its own content type; one that is not a valid header value is not served.
+            HeaderValue::from_str(&content_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            bytes,
+        ),
+        RenderedBody::Json(json) => (HeaderValue::from_static("application/json"), json.into_bytes()),
+        RenderedBody::Text(text) => (
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+            text.into_bytes(),
+        ),
+        RenderedBody::Html(html) => (
+            HeaderValue::from_static("text/html; charset=utf-8"),
+            html.into_bytes(),
+        ),
+    };
+    headers.insert(header::CONTENT_TYPE, content_type);
+    (headers, body).into_response()
 }

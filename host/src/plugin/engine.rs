@@ -52,14 +52,26 @@ pub(super) fn engine(settings: &PluginSettings) -> Result<Engine, PluginError> {
 }
 
 /// The one linker: the host side of `pagewright:plugin` and the WASI subset plugins may use: stdout and
-/// stderr (to the log), stdin (empty), clocks and random. No filesystem, sockets or environment: a
-/// component that imports them fails to load.
+/// stderr (to the log), stdin (empty), an empty environment, exit, terminals (none), clocks and
+/// random. No filesystem or
+/// sockets: a component that imports them fails to load.
 pub(super) fn linker(engine: &Engine) -> Result<Linker<PluginState>, PluginError> {
     let mut linker = Linker::new(engine);
     let link = |linker: &mut Linker<PluginState>| -> wasmtime::Result<()> {
         wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(linker)?;
-        use wasmtime_wasi::p2::bindings::random;
+        use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+        use wasmtime_wasi::p2::bindings::{cli, random};
         use wasmtime_wasi::random::WasiRandom;
+        // Rust's standard library imports these in every component. The environment is empty and
+        // arguments are none (the WASI context is built without any), `exit` ends the plugin call as a
+        // trap, and no stream is a terminal.
+        cli::environment::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
+        cli::exit::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
+        cli::terminal_input::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
+        cli::terminal_output::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
+        cli::terminal_stdin::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
+        cli::terminal_stdout::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
+        cli::terminal_stderr::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
         random::insecure::add_to_linker::<PluginState, WasiRandom>(linker, |state| {
             state.wasi.random()
         })?;

@@ -39,7 +39,7 @@ use crate::metrics::Metrics;
 use crate::page::Navigation;
 use crate::pool::Lease;
 
-pub use error::PluginError;
+pub use error::{GuestErrorKind, PluginError};
 pub use registry::{Plugin, Roles};
 
 use invoke::{Call, Returned};
@@ -104,6 +104,8 @@ pub struct PluginCall {
 #[derive(Debug)]
 pub struct PageRun {
     pub lease: Option<Lease>,
+    /// Where the page ended up: the host's navigation, or the plugins' latest.
+    pub navigation: Option<Navigation>,
     pub result: Result<Output, PluginError>,
     pub usage: Usage,
 }
@@ -276,14 +278,20 @@ impl PluginHost {
                 Returned::Output(output) => Ok(output),
                 _ => Err(PluginError::WorkerLost),
             });
+            let (lease, navigation) = match page {
+                Some(page) => (Some(page.lease), Some(page.navigation)),
+                None => (None, None),
+            };
             PageRun {
-                lease: page.map(PageContext::into_lease),
+                lease,
+                navigation,
                 result,
                 usage,
             }
         });
         run.await.unwrap_or(PageRun {
             lease: None,
+            navigation: None,
             result: Err(PluginError::WorkerLost),
             usage: Usage::default(),
         })

@@ -29,10 +29,6 @@ impl PageContext {
             navigation,
         }
     }
-
-    pub fn into_lease(self) -> Lease {
-        self.lease
-    }
 }
 
 pub(super) struct PluginState {
