@@ -147,10 +147,16 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
         outputs.push((path, plugin("screenshot", serde_json::to_value(options)?)?));
     }
     if let Some(path) = &args.pdf {
-        outputs.push((path, plugin("pdf", serde_json::to_value(PdfOptions::default())?)?));
+        outputs.push((
+            path,
+            plugin("pdf", serde_json::to_value(PdfOptions::default())?)?,
+        ));
     }
     if let Some(path) = &args.html {
-        outputs.push((path, plugin("content", serde_json::json!({ "html": true }))?));
+        outputs.push((
+            path,
+            plugin("content", serde_json::json!({ "html": true }))?,
+        ));
     }
     let mut result = Ok(());
     for (path, output) in outputs {

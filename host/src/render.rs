@@ -73,11 +73,13 @@ impl RenderJob {
             }
         }
         match &self.output {
-            Output::Plugin(call) if !call.plugin.roles().extractor => Err(PluginError::MissingRole {
-                plugin: call.plugin.name().to_owned(),
-                role: "an extractor",
+            Output::Plugin(call) if !call.plugin.roles().extractor => {
+                Err(PluginError::MissingRole {
+                    plugin: call.plugin.name().to_owned(),
+                    role: "an extractor",
+                }
+                .into())
             }
-            .into()),
             Output::Plugin(_) | Output::Native(NativeOutput::Content(ContentOptions {})) => Ok(()),
             Output::Native(NativeOutput::Screenshot(options)) => Ok(options.validate()?),
             Output::Native(NativeOutput::Pdf(options)) => Ok(options.validate()?),
@@ -97,7 +99,10 @@ pub struct Rendered {
 
 #[derive(Debug)]
 pub enum RenderedBody {
-    Bytes { content_type: String, bytes: Vec<u8> },
+    Bytes {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
     Html(String),
     Json(String),
     Text(String),
@@ -191,7 +196,13 @@ impl Renderer {
             deadline: job.deadline,
         };
         let mut lease = self.pool.lease(key, job.deadline).await?;
-        let prepared = prepare(&Page::new(&lease, job.deadline), job, &self.plugins, context).await;
+        let prepared = prepare(
+            &Page::new(&lease, job.deadline),
+            job,
+            &self.plugins,
+            context,
+        )
+        .await;
         let (navigation, mut usage) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {

@@ -95,6 +95,18 @@ impl TestServer {
         }
     }
 
+    /// Loads a test guest (`tests/guests/NAME`, built by `host/build.rs`) as a plugin named `name`.
+    pub fn load_guest(&self, name: &str) {
+        let path =
+            std::path::Path::new(pagewright::plugin::TEST_GUESTS_DIR).join(format!("{name}.wasm"));
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+        self.state
+            .plugins
+            .load(name, &bytes, false)
+            .expect("the guest loads");
+    }
+
     pub fn browser_pid(&self) -> u32 {
         self.state.browser.current().expect("a browser is up").pid
     }
@@ -142,7 +154,8 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
 /// - `/spin`: loops forever in JavaScript after load;
 /// - `/image`: a page with an image, and `/pixel.png` counts its requests;
 /// - `/nocontent`: 204 No Content; `/download`: a file sent as an attachment;
-/// - `/redirect`: 307 to `/`; `/starts-download`: a page that sends itself to `/download`.
+/// - `/redirect`: 307 to `/`; `/starts-download`: a page that sends itself to `/download`;
+/// - `/tour`: what the `page-tour` guest drives: a form whose button marks `#out` done, a tall body.
 pub struct FixtureSite {
     pub base: String,
     pub pixel_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -163,12 +176,18 @@ const INDEX: &str = r#"<!doctype html><html><head><title>Fixture</title></head>
 <div id="box" style="position:absolute;left:100px;top:200px;width:120px;height:80px;background:#c00"></div>
 </body></html>"#;
 
+const TOUR: &str = r#"<!doctype html><html><head><title>Tour</title></head>
+<body><h1>Tour</h1><form onsubmit="return false"><input id="name"></form>
+<button id="go" onclick="const out = document.getElementById('out'); out.textContent = 'hello ' + document.getElementById('name').value; out.className = 'done'">Go</button>
+<p id="out" class="waiting"></p><div style="height:4000px"></div><p id="bottom">bottom</p></body></html>"#;
+
 impl FixtureSite {
     pub async fn start() -> Self {
         let pixel_requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = pixel_requests.clone();
         let app = Router::new()
             .route("/", get(|| async { Html(INDEX) }))
+            .route("/tour", get(|| async { Html(TOUR) }))
             .route(
                 "/tall",
                 get(|| async {

@@ -5,4 +5,5 @@ mod cli;
 mod failures;
 mod harness;
 mod page_ops;
+mod plugins;
 mod pool;

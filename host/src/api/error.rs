@@ -134,8 +134,12 @@ impl From<PluginError> for ApiError {
         let status = |status, code| Self::new(status, code, message.clone());
         match error {
             PluginError::NotFound(_) => status(StatusCode::NOT_FOUND, "plugin_not_found"),
-            PluginError::MissingRole { .. } => status(StatusCode::BAD_REQUEST, "plugin_role_missing"),
-            PluginError::Invalid { .. } => status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
+            PluginError::MissingRole { .. } => {
+                status(StatusCode::BAD_REQUEST, "plugin_role_missing")
+            }
+            PluginError::Invalid { .. } => {
+                status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin")
+            }
             PluginError::OutOfFuel { .. } => {
                 status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_out_of_fuel")
             }
@@ -146,7 +150,9 @@ impl From<PluginError> for ApiError {
             PluginError::OutputTooLarge { .. } => {
                 status(StatusCode::PAYLOAD_TOO_LARGE, "plugin_output_too_large")
             }
-            PluginError::Trapped { .. } => status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_trapped"),
+            PluginError::Trapped { .. } => {
+                status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_trapped")
+            }
             // An error the plugin returned: the same codes as the host's own page errors.
             PluginError::Failed { kind, .. } => match kind {
                 GuestErrorKind::InvalidInput => status(StatusCode::BAD_REQUEST, "invalid_input"),
@@ -156,7 +162,9 @@ impl From<PluginError> for ApiError {
                     status(StatusCode::UNPROCESSABLE_ENTITY, "element_not_found")
                 }
                 GuestErrorKind::Script => status(StatusCode::UNPROCESSABLE_ENTITY, "script_error"),
-                GuestErrorKind::TooLarge => status(StatusCode::PAYLOAD_TOO_LARGE, "output_too_large"),
+                GuestErrorKind::TooLarge => {
+                    status(StatusCode::PAYLOAD_TOO_LARGE, "output_too_large")
+                }
                 GuestErrorKind::Crashed => status(StatusCode::BAD_GATEWAY, "page_crashed"),
                 GuestErrorKind::Failed => status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed"),
             },

@@ -304,7 +304,10 @@ fn response(rendered: Rendered) -> Response {
                 .unwrap_or(HeaderValue::from_static("application/octet-stream")),
             bytes,
         ),
-        RenderedBody::Json(json) => (HeaderValue::from_static("application/json"), json.into_bytes()),
+        RenderedBody::Json(json) => (
+            HeaderValue::from_static("application/json"),
+            json.into_bytes(),
+        ),
         RenderedBody::Text(text) => (
             HeaderValue::from_static("text/plain; charset=utf-8"),
             text.into_bytes(),

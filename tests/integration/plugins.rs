@@ -1,0 +1,470 @@
+//! Plugins: the built-ins behind the API, the page resource driven by a guest, and every hostile guest
+//! fixture (trap, infinite loop, memory bomb, 100 MB output, bad arguments) answered with its own error
+//! while other jobs keep succeeding.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{FixtureSite, TestServer, error_code, png_size};
+
+/// A job that must still succeed next to a failing plugin.
+async fn screenshot_works(server: &TestServer, site: &FixtureSite) {
+    let response = server
+        .post("/v1/screenshot", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(response.status(), 200, "a normal screenshot still works");
+    let bytes = response.bytes().await.expect("png body");
+    assert_eq!(png_size(&bytes), (1280, 720));
+}
+
+#[tokio::test]
+async fn builtin_plugins_serve_the_endpoints() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+
+    let response = server
+        .post(
+            "/v1/screenshot",
+            json!({ "url": site.url("/"), "options": { "format": "jpeg", "quality": 50 } }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let fuel: u64 = response.headers()["x-pagewright-plugin-fuel"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("fuel is a number");
+    assert!(fuel > 0, "the plugin's fuel is reported");
+    assert!(response.headers().contains_key("x-pagewright-plugin-ms"));
+    assert!(
+        response
+            .bytes()
+            .await
+            .expect("body")
+            .starts_with(&[0xFF, 0xD8])
+    );
+
+    let response = server
+        .post(
+            "/v1/pdf",
+            json!({ "url": site.url("/"), "options": { "margin": { "top": "1cm" } } }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    assert!(response.bytes().await.expect("body").starts_with(b"%PDF"));
+
+    let content: Value = server
+        .post("/v1/content", json!({ "url": site.url("/redirect") }))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(content["url"], site.url("/"));
+    assert_eq!(content["status"], 200);
+    assert!(
+        content["html"]
+            .as_str()
+            .expect("html")
+            .contains("Hello pagewright")
+    );
+
+    let text: Value = server
+        .post(
+            "/v1/run/content",
+            json!({ "url": site.url("/"), "params": { "html": false, "text": true } }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(text.get("html").is_none());
+    assert!(
+        text["text"]
+            .as_str()
+            .expect("text")
+            .contains("Hello pagewright")
+    );
+
+    let scraped: Value = server
+        .post(
+            "/v1/scrape",
+            json!({
+                "url": site.url("/"),
+                "options": { "fields": {
+                    "title": "#title",
+                    "missing": "#nothing",
+                    "links": { "selector": "a.link", "attributes": ["href", "data-n", "data-none"] },
+                    "first": { "selector": "a.link", "all": false },
+                } }
+            }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(scraped["title"], "Hello pagewright");
+    assert_eq!(scraped["missing"], Value::Null);
+    assert_eq!(scraped["first"], "One");
+    assert_eq!(
+        scraped["links"],
+        json!([
+            { "text": "One", "attributes": { "href": "/one", "data-n": "1", "data-none": null } },
+            { "text": "Two", "attributes": { "href": "/two", "data-n": "2", "data-none": null } },
+        ])
+    );
+
+    let links: Value = server
+        .post("/v1/run/links", json!({ "url": site.url("/") }))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        links["links"],
+        json!([
+            { "url": site.url("/one"), "text": "One" },
+            { "url": site.url("/two"), "text": "Two" },
+        ])
+    );
+
+    // Bad params are the caller's fault, named by the plugin.
+    let response = server
+        .post(
+            "/v1/scrape",
+            json!({ "url": site.url("/"), "options": { "feilds": {} } }),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("unknown field `feilds`")
+    );
+
+    // Unknown plugins and plugins without the role asked for.
+    assert_eq!(
+        error_code(
+            server
+                .post("/v1/run/nope", json!({ "url": site.url("/") }))
+                .await,
+            404
+        )
+        .await,
+        "plugin_not_found"
+    );
+    server.load_guest("stamp");
+    assert_eq!(
+        error_code(
+            server
+                .post("/v1/run/stamp", json!({ "url": site.url("/") }))
+                .await,
+            400
+        )
+        .await,
+        "plugin_role_missing"
+    );
+    assert_eq!(
+        error_code(
+            server
+                .post(
+                    "/v1/run/links",
+                    json!({ "url": site.url("/"), "scripts": ["links"] })
+                )
+                .await,
+            400
+        )
+        .await,
+        "plugin_role_missing"
+    );
+    server
+        .assert_metric("pagewright_plugin_calls_total{plugin=\"links\",outcome=\"ok\"} 1")
+        .await;
+}
+
+#[tokio::test]
+async fn a_guest_drives_every_page_operation() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    server.load_guest("page-tour");
+    let response = server
+        .post(
+            "/v1/run/page-tour",
+            json!({ "url": site.url("/"), "params": { "url": site.url("/tour") } }),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let tour: Value = response.json().await.expect("json");
+    assert_eq!(
+        tour["navigation_before"],
+        site.url("/"),
+        "the host's navigation is visible"
+    );
+    assert_eq!(tour["status"], 200);
+    assert_eq!(
+        tour["out"],
+        json!({ "text": "hello wasm", "attributes": [["class", "done"], ["data-missing", null]] })
+    );
+    assert_eq!(tour["scrolled"], true);
+    assert_eq!(tour["cookies"], json!(["tour"]));
+    assert_eq!(tour["print"], true);
+    assert_eq!(tour["dark"], true);
+    assert_eq!(tour["user_agent"], "page-tour/1.0");
+    assert_eq!(tour["width"], 800);
+    assert_eq!(tour["content_has_form"], true);
+    assert_eq!(tour["text_has_heading"], true);
+    assert_eq!(tour["png_magic"], true);
+    assert_eq!(tour["pdf_magic"], true);
+    assert_eq!(tour["replaced_status"], 200);
+    assert_eq!(tour["inline"], "inline");
+
+    // The page went back to the pool reset: the next job sees none of the tour's overrides.
+    let echo: Value = server
+        .post(
+            "/v1/run/content",
+            json!({ "url": site.url("/echo"), "params": { "text": true, "html": false } }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let headers: Value =
+        serde_json::from_str(echo["text"].as_str().expect("text")).expect("echoed headers");
+    assert!(
+        headers.get("x-tour").is_none(),
+        "extra headers were reset: {headers}"
+    );
+    assert_ne!(headers["user-agent"], "page-tour/1.0");
+}
+
+#[tokio::test]
+async fn page_operations_with_bad_arguments_are_refused_not_fatal() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    server.load_guest("bad-args");
+    let response = server
+        .post("/v1/run/bad-args", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let report: Value = response.json().await.expect("json");
+    let report = report.as_object().expect("a report object");
+    for (operation, outcome) in report {
+        let outcome = outcome.as_str().expect("outcome text");
+        let expected = match operation.as_str() {
+            "still-usable" => "ok",
+            "click-missing-element" => "not-found",
+            "evaluate-syntax-error" => "script",
+            "wait-too-long" => "timeout",
+            _ => "invalid-input",
+        };
+        assert!(
+            outcome.starts_with(expected),
+            "{operation}: expected {expected}, got {outcome}"
+        );
+    }
+    assert_eq!(report.len(), 18, "every check ran: {report:?}");
+    screenshot_works(&server, &site).await;
+}
+
+#[tokio::test]
+async fn a_trapping_plugin_is_a_422_and_the_server_carries_on() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    server.load_guest("trap");
+    let response = server
+        .post("/v1/run/trap", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "plugin_trapped");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("this plugin always panics"),
+        "the panic message is quoted: {message}"
+    );
+    screenshot_works(&server, &site).await;
+    server
+        .assert_metric("pagewright_plugin_calls_total{plugin=\"trap\",outcome=\"trapped\"} 1")
+        .await;
+}
+
+#[tokio::test]
+async fn an_infinite_loop_runs_out_of_fuel() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&["--plugin-fuel", "20000000"]).await;
+    server.load_guest("spin");
+    let (spun, other) = tokio::join!(
+        server.post("/v1/run/spin", json!({ "url": site.url("/") })),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            screenshot_works(&server, &site).await;
+        }
+    );
+    let _ = other;
+    assert_eq!(error_code(spun, 422).await, "plugin_out_of_fuel");
+    server
+        .assert_metric("pagewright_plugin_calls_total{plugin=\"spin\",outcome=\"out_of_fuel\"} 1")
+        .await;
+}
+
+#[tokio::test]
+async fn an_infinite_loop_with_fuel_to_spare_hits_its_deadline() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[
+        "--plugin-fuel",
+        "1000000000000",
+        "--plugin-timeout-ms",
+        "700",
+    ])
+    .await;
+    server.load_guest("spin");
+    let started = std::time::Instant::now();
+    let response = server
+        .post("/v1/run/spin", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(error_code(response, 408).await, "plugin_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped near its limit"
+    );
+    // The job's own deadline stops it too, when it is the shorter.
+    let response = server
+        .post(
+            "/v1/run/spin",
+            json!({ "url": site.url("/"), "timeout_ms": 2000 }),
+        )
+        .await;
+    assert_eq!(error_code(response, 408).await, "plugin_timeout");
+    screenshot_works(&server, &site).await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_stops_at_the_memory_limit() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&["--plugin-memory-mib", "32"]).await;
+    server.load_guest("memory-bomb");
+    let response = server
+        .post("/v1/run/memory-bomb", json!({ "url": site.url("/") }))
+        .await;
+    let body: Value = {
+        assert_eq!(response.status(), 422);
+        response.json().await.expect("json")
+    };
+    assert_eq!(body["error"]["code"], "plugin_memory_limit", "{body}");
+    screenshot_works(&server, &site).await;
+}
+
+#[tokio::test]
+async fn a_100_mb_output_is_refused_as_too_large() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    server.load_guest("huge-output");
+    let response = server
+        .post("/v1/run/huge-output", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(error_code(response, 413).await, "plugin_output_too_large");
+    screenshot_works(&server, &site).await;
+}
+
+#[tokio::test]
+async fn page_script_plugins_run_before_and_after_load() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    server.load_guest("stamp");
+    let content: Value = server
+        .post(
+            "/v1/content",
+            json!({
+                "url": site.url("/"),
+                "scripts": [{ "plugin": "stamp", "params": { "stamp": "from-the-plugin" } }],
+            }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let html = content["html"].as_str().expect("html");
+    assert!(html.contains(r#"data-stamp="from-the-plugin""#), "{html}");
+
+    // A page script's bad params fail the job with the plugin's message.
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "url": site.url("/"), "scripts": ["stamp"] }),
+        )
+        .await;
+    assert_eq!(error_code(response, 400).await, "invalid_input");
+}
+
+#[tokio::test]
+async fn a_scorer_scores_and_a_page_less_call_is_refused_page_work() {
+    let server = TestServer::start(&[]).await;
+    server.load_guest("stamp");
+    server.load_guest("page-tour");
+    server.load_guest("noop");
+    let plugins = &server.state.plugins;
+    let job = pagewright::plugin::JobContext {
+        id: 1,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(10),
+    };
+    let info = pagewright::plugin::JobInfo {
+        url: "https://example.com/abc".into(),
+        origin: "https://example.com".into(),
+        plugin: None,
+        tenant: None,
+        class: pagewright::plugin::PriorityClass::Hot,
+        priority: None,
+        age_ms: 0,
+        attempt: 1,
+        origin_stats: None,
+    };
+    let stamp = plugins.get("stamp").expect("stamp");
+    let (score, usage) = plugins.score(&stamp, info, job).await;
+    assert_eq!(
+        score.expect("a score"),
+        "https://example.com/abc".len() as f64
+    );
+    assert!(usage.fuel > 0);
+
+    let noop = plugins.get("noop").expect("noop");
+    let (output, _) = plugins.extract_without_page(&noop, "{}", job).await;
+    assert_eq!(
+        output.expect("noop runs"),
+        pagewright::plugin::Output::Text(String::new())
+    );
+
+    let tour = plugins.get("page-tour").expect("page-tour");
+    let (output, _) = plugins
+        .extract_without_page(&tour, r#"{"url": "http://127.0.0.1:9/"}"#, job)
+        .await;
+    let error = output.expect_err("no page to tour");
+    assert!(error.to_string().contains("no page"), "{error}");
+}
+
+#[tokio::test]
+async fn native_builtins_serve_without_plugins() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&["--native-builtins"]).await;
+    let response = server
+        .post("/v1/screenshot", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(!response.headers().contains_key("x-pagewright-plugin-fuel"));
+    assert_eq!(png_size(&response.bytes().await.expect("png")), (1280, 720));
+    let content: Value = server
+        .post("/v1/content", json!({ "url": site.url("/") }))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        content["html"]
+            .as_str()
+            .expect("html")
+            .contains("Hello pagewright")
+    );
+}
