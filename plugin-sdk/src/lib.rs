@@ -243,8 +243,8 @@ pub mod __private {
                 "pagewright:plugin/page@0.1.0/cookie": [#[serde(deny_unknown_fields)]],
                 "pagewright:plugin/page@0.1.0/clip": [#[serde(deny_unknown_fields)]],
                 "pagewright:plugin/page@0.1.0/screenshot-options": [#[serde(deny_unknown_fields)]],
-                "pagewright:plugin/page@0.1.0/margins": [#[serde(deny_unknown_fields)]],
-                "pagewright:plugin/page@0.1.0/pdf-options": [#[serde(deny_unknown_fields)]],
+                "pagewright:plugin/page@0.1.0/margins": [#[serde(deny_unknown_fields)] #[derive(Default)]],
+                "pagewright:plugin/page@0.1.0/pdf-options": [#[serde(deny_unknown_fields)] #[derive(Default)]],
             },
             additional_member_attributes: {
                 "pagewright:plugin/page@0.1.0/wait-until.dom-content-loaded": [#[serde(alias = "dom_content_loaded")]],

@@ -109,35 +109,6 @@ impl Default for ScreenshotOptions {
     }
 }
 
-impl Default for Margins {
-    fn default() -> Self {
-        Self {
-            top: None,
-            right: None,
-            bottom: None,
-            left: None,
-        }
-    }
-}
-
-impl Default for PdfOptions {
-    fn default() -> Self {
-        Self {
-            paper: None,
-            width: None,
-            height: None,
-            landscape: false,
-            print_background: false,
-            scale: None,
-            margin: Margins::default(),
-            page_ranges: None,
-            header_template: None,
-            footer_template: None,
-            prefer_css_page_size: false,
-        }
-    }
-}
-
 impl Default for Viewport {
     fn default() -> Self {
         Self {

@@ -297,14 +297,13 @@ async fn an_infinite_loop_runs_out_of_fuel() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&["--plugin-fuel", "20000000"]).await;
     server.load_guest("spin");
-    let (spun, other) = tokio::join!(
+    let (spun, ()) = tokio::join!(
         server.post("/v1/run/spin", json!({ "url": site.url("/") })),
         async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             screenshot_works(&server, &site).await;
         }
     );
-    let _ = other;
     assert_eq!(error_code(spun, 422).await, "plugin_out_of_fuel");
     server
         .assert_metric("pagewright_plugin_calls_total{plugin=\"spin\",outcome=\"out_of_fuel\"} 1")
