@@ -207,6 +207,20 @@ pub struct PluginArgs {
     /// Threads that run plugin code, at a lower OS priority than the server. Default: one per CPU core.
     #[arg(long, env = "PAGEWRIGHT_PLUGIN_WORKERS")]
     pub plugin_workers: Option<usize>,
+
+    /// Loads a plugin component from a file at start-up, as `NAME=PATH` (repeatable; comma-separated
+    /// in the environment). For plugin authors trying a build, and operators who ship plugins as files.
+    #[arg(long = "plugin", env = "PAGEWRIGHT_PLUGINS", value_delimiter = ',', value_parser = parse_plugin_file)]
+    pub plugin_files: Vec<(String, PathBuf)>,
+}
+
+/// `NAME=PATH`, with a name that is safe in URLs and file names.
+fn parse_plugin_file(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=PATH"))?;
+    crate::plugin::check_name(name)?;
+    Ok((name.to_owned(), PathBuf::from(path)))
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +233,8 @@ pub struct PluginSettings {
     pub workers: usize,
     /// Copied from the server's setting: plugins' own navigations obey it.
     pub deny_private_networks: bool,
+    /// Components to load at start-up, by name.
+    pub files: Vec<(String, PathBuf)>,
 }
 
 impl Default for PluginArgs {
@@ -230,6 +246,7 @@ impl Default for PluginArgs {
             plugin_max_output_mib: 64,
             plugin_instances: 256,
             plugin_workers: None,
+            plugin_files: Vec::new(),
         }
     }
 }
@@ -279,6 +296,7 @@ impl PluginArgs {
             max_instances: self.plugin_instances,
             workers,
             deny_private_networks,
+            files: self.plugin_files.clone(),
         })
     }
 }

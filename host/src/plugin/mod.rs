@@ -110,6 +110,23 @@ pub struct PageRun {
     pub usage: Usage,
 }
 
+/// Checks a plugin name: 1-64 characters of `a-z`, `0-9`, `-` and `_`, starting with a letter or
+/// digit, so it is safe in a URL path and a file name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_')
+        && name.bytes().next().is_some_and(|byte| byte.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a plugin name: use 1-64 of a-z, 0-9, `-` and `_`, starting with a letter or digit"
+        ))
+    }
+}
+
 /// The plugin host. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PluginHost {
@@ -156,6 +173,19 @@ impl PluginHost {
         };
         for (name, bytes) in registry::BUILTINS {
             host.load(name, bytes, true)?;
+        }
+        for (name, path) in &host.inner.settings.files {
+            if registry::BUILTINS.iter().any(|(builtin, _)| builtin == name) {
+                return Err(PluginError::Invalid {
+                    name: name.clone(),
+                    reason: "a built-in plugin has that name".into(),
+                });
+            }
+            let bytes = std::fs::read(path).map_err(|error| PluginError::Invalid {
+                name: name.clone(),
+                reason: format!("reading {} failed: {error}", path.display()),
+            })?;
+            host.load(name, &bytes, false)?;
         }
         Ok(host)
     }
@@ -220,27 +250,12 @@ impl PluginHost {
         call: &PluginCall,
         job: JobContext,
     ) -> (Result<Vec<String>, PluginError>, Usage) {
-        let inner = self.inner.clone();
-        let call = call.clone();
-        let run = self.inner.workers.run(async move {
-            let invoked = invoke::invoke(
-                &inner,
-                &call.plugin,
-                Call::InitScripts(call.params),
-                None,
-                job,
-            )
-            .await;
-            let result = invoked.result.map(|returned| match returned {
-                Returned::Scripts(scripts) => scripts,
-                _ => Vec::new(),
-            });
-            (result, invoked.usage)
-        });
-        match run.await {
-            Some(done) => done,
-            None => (Err(PluginError::WorkerLost), Usage::default()),
-        }
+        let call_ = Call::InitScripts(call.params.clone());
+        self.without_page(&call.plugin, call_, job, |returned| match returned {
+            Returned::Scripts(scripts) => Some(scripts),
+            _ => None,
+        })
+        .await
     }
 
     /// Runs the page-script plugins' after-load hooks, then the extractor, on the leased page, in one
@@ -298,26 +313,19 @@ impl PluginHost {
     }
 
     /// Runs an extractor with no page behind its `page` resource (every page operation fails with
-    /// invalid-input), on the current task. For measuring invocation cost and testing plugins.
+    /// invalid-input), on the plugin workers. For measuring invocation cost and testing plugins.
     pub async fn extract_without_page(
         &self,
         plugin: &Arc<Plugin>,
         params: &str,
         job: JobContext,
     ) -> (Result<Output, PluginError>, Usage) {
-        let invoked = invoke::invoke(
-            &self.inner,
-            plugin,
-            Call::Extract(params.to_owned()),
-            None,
-            job,
-        )
-        .await;
-        let result = invoked.result.map(|returned| match returned {
-            Returned::Output(output) => output,
-            _ => Output::Text(String::new()),
-        });
-        (result, invoked.usage)
+        let call = Call::Extract(params.to_owned());
+        self.without_page(plugin, call, job, |returned| match returned {
+            Returned::Output(output) => Some(output),
+            _ => None,
+        })
+        .await
     }
 
     /// A scorer plugin's score for `job_info`, on the plugin workers.
@@ -327,20 +335,32 @@ impl PluginHost {
         job_info: JobInfo,
         job: JobContext,
     ) -> (Result<f64, PluginError>, Usage) {
+        self.without_page(plugin, Call::Score(job_info), job, |returned| match returned {
+            Returned::Score(score) => Some(score),
+            _ => None,
+        })
+        .await
+    }
+
+    /// One call without a page, on the plugin workers; `pick` takes the call's kind of result.
+    async fn without_page<T: Send + 'static>(
+        &self,
+        plugin: &Arc<Plugin>,
+        call: Call,
+        job: JobContext,
+        pick: fn(Returned) -> Option<T>,
+    ) -> (Result<T, PluginError>, Usage) {
         let inner = self.inner.clone();
         let plugin = plugin.clone();
         let run = self.inner.workers.run(async move {
-            let invoked = invoke::invoke(&inner, &plugin, Call::Score(job_info), None, job).await;
-            let result = invoked.result.map(|returned| match returned {
-                Returned::Score(score) => score,
-                _ => f64::NAN,
-            });
+            let invoked = invoke::invoke(&inner, &plugin, call, None, job).await;
+            let result = invoked
+                .result
+                .and_then(|returned| pick(returned).ok_or(PluginError::WorkerLost));
             (result, invoked.usage)
         });
-        match run.await {
-            Some(done) => done,
-            None => (Err(PluginError::WorkerLost), Usage::default()),
-        }
+        run.await
+            .unwrap_or((Err(PluginError::WorkerLost), Usage::default()))
     }
 }
 
