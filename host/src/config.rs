@@ -179,10 +179,11 @@ pub struct PoolArgs {
 /// Limits on every plugin call.
 #[derive(Debug, Clone, Args)]
 pub struct PluginArgs {
-    /// Fuel per plugin call (about one unit per WebAssembly instruction). 1e9 is 0.3-1 s of CPU: far
-    /// more than an extractor in Rust (~3k units for a small call), C (~8k) or an interpreter (QuickJS
-    /// ~74k, Python ~200k, SpiderMonkey ~6M) needs, and a spinning plugin stops within a second.
-    #[arg(long, env = "PAGEWRIGHT_PLUGIN_FUEL", default_value_t = 1_000_000_000)]
+    /// Fuel per plugin call: one unit per WebAssembly instruction, many of which cost nothing once
+    /// compiled, so a tight loop here burns ~1.7e10 units per second of CPU (measured). 1e10 is ~0.6 s
+    /// of CPU: far above an extractor in Rust (~3k units for a small call), C (~8k) or an interpreter
+    /// (QuickJS ~74k, Python ~200k, SpiderMonkey ~6M), and a spinning plugin stops within a second.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_FUEL", default_value_t = 10_000_000_000)]
     pub plugin_fuel: u64,
 
     /// Wall time per plugin call in milliseconds, host calls included; a job's own deadline also applies.
@@ -240,7 +241,7 @@ pub struct PluginSettings {
 impl Default for PluginArgs {
     fn default() -> Self {
         Self {
-            plugin_fuel: 1_000_000_000,
+            plugin_fuel: 10_000_000_000,
             plugin_timeout_ms: 30_000,
             plugin_memory_mib: 256,
             plugin_max_output_mib: 64,

@@ -114,10 +114,13 @@ pub struct PageRun {
 /// digit, so it is safe in a URL path and a file name.
 pub fn check_name(name: &str) -> Result<(), String> {
     let valid = (1..=64).contains(&name.len())
+        && name.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+        })
         && name
             .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_')
-        && name.bytes().next().is_some_and(|byte| byte.is_ascii_alphanumeric());
+            .next()
+            .is_some_and(|byte| byte.is_ascii_alphanumeric());
     if valid {
         Ok(())
     } else {
@@ -175,7 +178,10 @@ impl PluginHost {
             host.load(name, bytes, true)?;
         }
         for (name, path) in &host.inner.settings.files {
-            if registry::BUILTINS.iter().any(|(builtin, _)| builtin == name) {
+            if registry::BUILTINS
+                .iter()
+                .any(|(builtin, _)| builtin == name)
+            {
                 return Err(PluginError::Invalid {
                     name: name.clone(),
                     reason: "a built-in plugin has that name".into(),
@@ -335,10 +341,15 @@ impl PluginHost {
         job_info: JobInfo,
         job: JobContext,
     ) -> (Result<f64, PluginError>, Usage) {
-        self.without_page(plugin, Call::Score(job_info), job, |returned| match returned {
-            Returned::Score(score) => Some(score),
-            _ => None,
-        })
+        self.without_page(
+            plugin,
+            Call::Score(job_info),
+            job,
+            |returned| match returned {
+                Returned::Score(score) => Some(score),
+                _ => None,
+            },
+        )
         .await
     }
 
@@ -365,3 +376,177 @@ impl PluginHost {
 }
 
 pub use bindings::pagewright::plugin::types::{JobInfo, OriginStats, PriorityClass};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(fuel: u64) -> PluginHost {
+        let mut settings = crate::config::PluginArgs::default()
+            .validate(false)
+            .expect("default settings");
+        settings.fuel = fuel;
+        settings.timeout = Duration::from_secs(60);
+        PluginHost::new(settings, Metrics::new()).expect("the plugin host starts")
+    }
+
+    fn guest(host: &PluginHost, name: &str) -> Arc<Plugin> {
+        let path = std::path::Path::new(TEST_GUESTS_DIR).join(format!("{name}.wasm"));
+        let bytes = std::fs::read(&path).expect("the guest was built");
+        host.load(name, &bytes, false).expect("the guest loads")
+    }
+
+    fn job() -> JobContext {
+        JobContext {
+            id: 1,
+            deadline: Instant::now() + Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_loop_runs_out_of_fuel_having_used_all_of_it() {
+        let host = host(100_000_000);
+        let spin = guest(&host, "spin");
+        let (result, usage) = host.extract_without_page(&spin, "{}", job()).await;
+        assert!(
+            matches!(result, Err(PluginError::OutOfFuel { .. })),
+            "{result:?}"
+        );
+        assert_eq!(usage.fuel, 100_000_000);
+    }
+
+    #[tokio::test]
+    async fn the_epoch_deadline_stops_a_loop_with_fuel_to_spare() {
+        let mut settings = crate::config::PluginArgs::default()
+            .validate(false)
+            .expect("default settings");
+        settings.fuel = u64::MAX / 2;
+        settings.timeout = Duration::from_millis(200);
+        let host = PluginHost::new(settings, Metrics::new()).expect("the plugin host starts");
+        let spin = guest(&host, "spin");
+        let started = std::time::Instant::now();
+        let (result, _) = host.extract_without_page(&spin, "{}", job()).await;
+        assert!(
+            matches!(result, Err(PluginError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_and_output_limits_are_their_own_errors() {
+        let mut settings = crate::config::PluginArgs::default()
+            .validate(false)
+            .expect("default settings");
+        settings.max_memory_bytes = 16 << 20;
+        let host = PluginHost::new(settings, Metrics::new()).expect("the plugin host starts");
+        let bomb = guest(&host, "memory-bomb");
+        let (result, _) = host.extract_without_page(&bomb, "{}", job()).await;
+        assert!(
+            matches!(result, Err(PluginError::MemoryLimit { .. })),
+            "{result:?}"
+        );
+
+        let host = host_with_defaults();
+        let huge = guest(&host, "huge-output");
+        let (result, _) = host.extract_without_page(&huge, "{}", job()).await;
+        assert!(
+            matches!(
+                result,
+                Err(PluginError::OutputTooLarge {
+                    size: 100_000_024,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trap_quotes_what_the_plugin_printed() {
+        let host = host_with_defaults();
+        let trap = guest(&host, "trap");
+        let (result, _) = host.extract_without_page(&trap, "{}", job()).await;
+        let Err(PluginError::Trapped { message, .. }) = result else {
+            panic!("expected a trap, got {result:?}");
+        };
+        assert!(message.contains("unreachable"), "{message}");
+        assert!(message.contains("this plugin always panics"), "{message}");
+        assert!(!message.contains("RUST_BACKTRACE"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn calls_wait_for_a_free_instance_within_their_deadline() {
+        let mut settings = crate::config::PluginArgs::default()
+            .validate(false)
+            .expect("default settings");
+        settings.max_instances = 1;
+        settings.timeout = Duration::from_millis(1_500);
+        settings.fuel = u64::MAX / 2;
+        let host = PluginHost::new(settings, Metrics::new()).expect("the plugin host starts");
+        let spin = guest(&host, "spin");
+        let noop = guest(&host, "noop");
+        let spinning = tokio::spawn({
+            let host = host.clone();
+            async move { host.extract_without_page(&spin, "{}", job()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let short = JobContext {
+            id: 2,
+            deadline: Instant::now() + Duration::from_millis(300),
+        };
+        let (result, _) = host.extract_without_page(&noop, "{}", short).await;
+        assert!(matches!(result, Err(PluginError::Busy)), "{result:?}");
+        // Once the loop's deadline frees the instance, the next call gets it.
+        let (result, _) = host.extract_without_page(&noop, "{}", job()).await;
+        assert_eq!(result.expect("noop runs"), Output::Text(String::new()));
+        let (spun, _) = spinning.await.expect("the spinning task");
+        assert!(matches!(spun, Err(PluginError::Timeout { .. })), "{spun:?}");
+    }
+
+    #[test]
+    fn components_that_cannot_be_plugins_are_refused_at_load() {
+        let host = host_with_defaults();
+        let refused = |bytes: &[u8]| match host.load("bad", bytes, false) {
+            Err(PluginError::Invalid { reason, .. }) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert!(refused(b"\0asm garbage").contains("does not compile"));
+        assert!(refused(b"(module)").contains("does not compile"));
+        assert!(refused(b"(component)").contains("exports none of the roles"));
+        let filesystem = refused(
+            br#"(component (import "wasi:filesystem/types@0.2.6" (instance (export "open" (func)))))"#,
+        );
+        assert!(filesystem.contains("wasi:filesystem/types"), "{filesystem}");
+        assert!(host.get("bad").is_err(), "nothing was registered");
+    }
+
+    #[test]
+    fn plugin_names_are_safe_in_paths() {
+        for good in ["links", "my-plugin_2", "0day"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "../etc",
+            "a/b",
+            "UPPER",
+            "-dash",
+            "a b",
+            &"x".repeat(65),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn host_with_defaults() -> PluginHost {
+        let settings = crate::config::PluginArgs::default()
+            .validate(false)
+            .expect("default settings");
+        PluginHost::new(settings, Metrics::new()).expect("the plugin host starts")
+    }
+}

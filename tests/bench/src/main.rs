@@ -8,9 +8,13 @@
 //! 3. a new browser process per render: the naive approach;
 //! 4. a new tab per render in one browser: what browserless, Gotenberg and prerender do.
 //!
+//! `cargo run --release -p pagewright-bench -- plugins` measures the plugin host: a no-op call's cost,
+//! the built-in screenshot plugin against the native path, and isolation from spinning plugins.
+//!
 //! Memory is the sum of PSS (not RSS, which counts shared pages once per process) over the process tree.
 
 mod memory;
+mod plugins;
 mod scenarios;
 
 use std::time::Duration;
@@ -40,6 +44,25 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         naive_seconds: u64,
     },
+    /// The plugin host: no-op call cost, built-in screenshot plugin vs the native path, and a normal
+    /// job's latency while hundreds of plugins spin.
+    Plugins {
+        /// No-op extractor calls for (a).
+        #[arg(long, default_value_t = 100_000)]
+        calls: usize,
+        /// Seconds per round for (b).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds for (b), alternating plugin and native.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Concurrent clients for (b): Chromium saturates at 4-8 here.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Spinning plugin calls for (c).
+        #[arg(long, default_value_t = 200)]
+        loops: usize,
+    },
     /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
     #[command(hide = true)]
     Serve {
@@ -61,6 +84,19 @@ fn main() -> anyhow::Result<()> {
             Duration::from_secs(naive_seconds),
             &concurrency,
         )),
+        BenchCommand::Plugins {
+            calls,
+            seconds,
+            rounds,
+            concurrency,
+            loops,
+        } => runtime.block_on(plugins::plugin_bench(plugins::Options {
+            calls,
+            seconds: Duration::from_secs(seconds),
+            rounds,
+            concurrency,
+            loops,
+        })),
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
                 .with_env_filter("warn")

@@ -30,20 +30,20 @@ body { font-family: sans-serif; margin: 40px; background: linear-gradient(#fff, 
 const RENDER_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
-struct Measured {
+pub(crate) struct Measured {
     scenario: &'static str,
     concurrency: usize,
     renders: usize,
-    failures: usize,
+    pub(crate) failures: usize,
     seconds: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
     chromium_mb: f64,
     host_mb: f64,
 }
 
 impl Measured {
-    fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         self.renders as f64 / self.seconds
     }
 }
@@ -68,7 +68,7 @@ pub async fn pool_bench(
     );
 
     let mut results = Vec::new();
-    let server = PagewrightServer::start().await?;
+    let server = PagewrightServer::start(&[]).await?;
     for &level in levels {
         results.push(server.measure(&url, level, duration).await);
         print_last(&results);
@@ -90,11 +90,11 @@ pub async fn pool_bench(
     Ok(())
 }
 
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(0, |n| n.get())
 }
 
-async fn serve_page() -> anyhow::Result<SocketAddr> {
+pub(crate) async fn serve_page() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let app = axum::Router::new().route(
@@ -179,7 +179,7 @@ where
     (latencies.len(), failures, latencies, seconds)
 }
 
-fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -209,21 +209,22 @@ fn measured(
     }
 }
 
-/// pagewright as users run it: its own process, the HTTP API, default settings.
-struct PagewrightServer {
+/// pagewright as users run it: its own process, the HTTP API, default settings (plus `args`).
+pub(crate) struct PagewrightServer {
     child: tokio::process::Child,
     base: String,
     client: reqwest::Client,
 }
 
 impl PagewrightServer {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start(args: &[&str]) -> anyhow::Result<Self> {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
         };
         let child = tokio::process::Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .kill_on_drop(true)
             .spawn()
             .context("starting the pagewright server")?;
@@ -250,6 +251,18 @@ impl PagewrightServer {
     }
 
     async fn measure(&self, url: &str, concurrency: usize, duration: Duration) -> Measured {
+        self.measure_as("pagewright HTTP API", url, concurrency, duration)
+            .await
+    }
+
+    /// Screenshots of `url` from `concurrency` clients for `duration`, labelled `scenario`.
+    pub(crate) async fn measure_as(
+        &self,
+        scenario: &'static str,
+        url: &str,
+        concurrency: usize,
+        duration: Duration,
+    ) -> Measured {
         let client = self.client.clone();
         let endpoint = format!("{}/v1/screenshot", self.base);
         let body = serde_json::json!({ "url": url });
@@ -270,7 +283,7 @@ impl PagewrightServer {
         .await;
         let pid = self.child.id().unwrap_or_default();
         measured(
-            "pagewright HTTP API",
+            scenario,
             concurrency,
             run,
             memory::chromium_pss_under(pid),
