@@ -278,7 +278,7 @@ fn median(values: &mut [f64]) -> f64 {
         return f64::NAN;
     }
     let middle = values.len() / 2;
-    if values.len() % 2 == 0 {
+    if values.len().is_multiple_of(2) {
         (values[middle - 1] + values[middle]) / 2.0
     } else {
         values[middle]
