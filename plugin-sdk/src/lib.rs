@@ -5,7 +5,7 @@
 //! [`PageScript`] (scripts injected before the page's own, and a hook after it loads) and [`Scorer`]
 //! (a priority for queued jobs). Implement the traits on a type and name the roles in [`plugin!`]:
 //!
-//! ```ignore
+//! ```no_run
 //! use pagewright_sdk::{Error, Extractor, Output, Page};
 //! use serde::Deserialize;
 //!
@@ -28,6 +28,7 @@
 //! }
 //!
 //! pagewright_sdk::plugin!(Title: extractor);
+//! # fn main() {}
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` from a `cdylib` crate; the `.wasm` in

@@ -300,6 +300,15 @@ async fn health_status_and_metrics() {
     assert!(status["browser"]["current"]["pid"].as_u64().is_some());
     assert!(status["pool"]["live_pages"].as_u64().expect("live_pages") >= 1);
     assert_eq!(status["pool"]["max_concurrent_renders"], 8);
+    let plugins: Vec<&str> = status["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .map(|plugin| plugin["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(plugins, ["content", "links", "pdf", "scrape", "screenshot"]);
+    assert_eq!(status["plugins"][0]["roles"], json!(["extractor"]));
+    assert_eq!(status["plugins"][0]["builtin"], true);
 
     let metrics = server.get("/metrics").await.text().await.expect("text");
     for name in [

@@ -38,6 +38,12 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "browser": { "restarts": state.browser.restarts(), "current": browser },
         "pool": state.pool.status(),
+        "plugins": state.plugins.list().iter().map(|plugin| json!({
+            "name": plugin.name(),
+            "roles": plugin.roles().names(),
+            "builtin": plugin.is_builtin(),
+            "size": plugin.size(),
+        })).collect::<Vec<_>>(),
     }))
 }
 

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 use super::PluginError;
 use super::bindings;
@@ -27,6 +29,12 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
 const MEMORIES_PER_COMPONENT: u32 = 4;
 const TABLES_PER_COMPONENT: u32 = 8;
 
+/// Memory, table and stack bytes a freed instance slot keeps resident, so the next call in that slot
+/// does not fault its pages back in. With `PAGEMAP_SCAN` (Linux 6.7+) only the pages the call touched
+/// are reset. Measured on a no-op Rust extractor: instantiate + call + drop went from 27 µs (the
+/// default, `madvise` of everything) to 13 µs; without the scan, `memset` of 1 MiB made it 33 µs.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
 pub(super) fn engine(settings: &PluginSettings) -> Result<Engine, PluginError> {
     let mut pooling = PoolingAllocationConfig::new();
     let instances = settings.max_instances;
@@ -39,7 +47,11 @@ pub(super) fn engine(settings: &PluginSettings) -> Result<Engine, PluginError> {
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
-        .max_memory_size(settings.max_memory_bytes);
+        .max_memory_size(settings.max_memory_bytes)
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES)
+        .async_stack_keep_resident(KEEP_RESIDENT_BYTES)
+        .pagemap_scan(Enabled::Auto);
 
     let mut config = Config::new();
     config

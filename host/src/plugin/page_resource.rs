@@ -52,10 +52,21 @@ impl PluginState {
         })
     }
 
-    fn record_navigation(&mut self, navigation: &Navigation) {
+    /// A navigation (`goto`, `set-content`): checks the options, runs it, and remembers where the page
+    /// went for `navigation()` and the response headers.
+    async fn navigate(
+        &mut self,
+        options: wit::GotoOptions,
+        navigation: impl AsyncFnOnce(&Page<'_>, &GotoOptions) -> Result<Navigation, PageError>,
+    ) -> Result<wit::Navigation, WitError> {
+        let options = goto_options(options)?;
+        let navigated = self
+            .on_page(async |page| navigation(page, &options).await)
+            .await?;
         if let Some(context) = self.page.as_mut() {
-            context.navigation = navigation.clone();
+            context.navigation = navigated.clone();
         }
+        Ok(to_wit_navigation(&navigated))
     }
 
     fn deny_private_networks(&self) -> bool {
@@ -80,22 +91,16 @@ impl wit::HostPage for PluginState {
         url: String,
         options: wit::GotoOptions,
     ) -> Op<wit::Navigation> {
-        let options = match goto_options(options) {
-            Ok(options) => options,
-            Err(error) => return Ok(Err(error)),
-        };
         // The plugin's navigations obey the same URL policy as the request's.
         let url = match crate::api::url_policy::check(&url, self.deny_private_networks()).await {
             Ok(url) => url.to_string(),
             Err(error) => return Ok(Err(WitError::InvalidInput(error.message))),
         };
-        let result = self
-            .on_page(async |page| page.goto(&url, &options).await)
-            .await;
-        if let Ok(navigation) = &result {
-            self.record_navigation(navigation);
-        }
-        Ok(result.map(|navigation| to_wit_navigation(&navigation)))
+        Ok(self
+            .navigate(options, async |page, options| {
+                page.goto(&url, options).await
+            })
+            .await)
     }
 
     async fn set_content(
@@ -104,17 +109,11 @@ impl wit::HostPage for PluginState {
         html: String,
         options: wit::GotoOptions,
     ) -> Op<wit::Navigation> {
-        let options = match goto_options(options) {
-            Ok(options) => options,
-            Err(error) => return Ok(Err(error)),
-        };
-        let result = self
-            .on_page(async |page| page.set_html(&html, &options).await)
-            .await;
-        if let Ok(navigation) = &result {
-            self.record_navigation(navigation);
-        }
-        Ok(result.map(|navigation| to_wit_navigation(&navigation)))
+        Ok(self
+            .navigate(options, async |page, options| {
+                page.set_html(&html, options).await
+            })
+            .await)
     }
 
     async fn wait_for_selector(
