@@ -467,3 +467,42 @@ async fn native_builtins_serve_without_plugins() {
             .contains("Hello pagewright")
     );
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_plugin_gets_its_page_back_to_the_pool() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[
+        "--plugin-fuel",
+        "1000000000000000",
+        "--plugin-timeout-ms",
+        "60000",
+    ])
+    .await;
+    server.load_guest("spin");
+    // The client gives up while the plugin spins: the request is dropped, the plugin's worker task is
+    // aborted, and its lease is dropped on the plugin workers.
+    let gave_up = server
+        .client
+        .post(format!("{}/v1/run/spin", server.base))
+        .json(&json!({ "url": site.url("/") }))
+        .timeout(Duration::from_millis(1_500))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client timed out");
+    let settled = async {
+        loop {
+            let status: Value = server.get("/v1/status").await.json().await.expect("json");
+            if status["pool"]["leased_pages"] == 0
+                && status["pool"]["returning_pages"] == 0
+                && status["pool"]["running_renders"] == 0
+            {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("the page came back and its render slot freed");
+    screenshot_works(&server, &site).await;
+}

@@ -69,6 +69,9 @@ impl Drop for Lease {
         let pool = self.pool.clone();
         let session = self.session.clone();
         let discard = self.discard;
-        tokio::spawn(pool.give_back(page, session, discard));
+        // On the server's runtime: a lease can be dropped on the plugin workers.
+        self.pool
+            .runtime
+            .spawn(pool.give_back(page, session, discard));
     }
 }

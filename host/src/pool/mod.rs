@@ -86,6 +86,9 @@ struct PoolInner {
     context_creation: tokio::sync::Mutex<()>,
     /// Signalled when a page comes back, for leases waiting on the page cap.
     page_returned: Notify,
+    /// The server's runtime. Pool work is spawned here, not on whatever runtime drops a lease: a lease
+    /// returned from the plugin workers would otherwise be reset on their low-priority threads.
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Debug, Default)]
@@ -192,8 +195,9 @@ impl PagePool {
             state: Mutex::new(PoolState::default()),
             context_creation: tokio::sync::Mutex::new(()),
             page_returned: Notify::new(),
+            runtime: tokio::runtime::Handle::current(),
         });
-        tokio::spawn(maintain(Arc::downgrade(&inner)));
+        inner.runtime.spawn(maintain(Arc::downgrade(&inner)));
         Self { inner }
     }
 
@@ -314,7 +318,8 @@ impl PoolInner {
         };
         self.publish(&state);
         drop(state);
-        tokio::spawn(watch_crashes(Arc::downgrade(self), session.clone()));
+        self.runtime
+            .spawn(watch_crashes(Arc::downgrade(self), session.clone()));
     }
 
     /// An idle page of `key`, else a new one (after evicting the coldest idle page if at the cap).
@@ -372,7 +377,8 @@ impl PoolInner {
                 Decision::Replace(victim) => {
                     self.metrics.evicted("lru");
                     let session = session.clone();
-                    tokio::spawn(async move { close_target(&session, &victim).await });
+                    self.runtime
+                        .spawn(async move { close_target(&session, &victim).await });
                 }
                 Decision::Wait => {
                     // Every page is leased or being reset: wait for one to come back.
@@ -412,7 +418,7 @@ impl PoolInner {
         let pool = self.clone();
         let session = session.clone();
         let key = key.to_owned();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             match pool.open_page(&session, &key).await {
                 Ok(page) => {
                     if let Err(Ok(page)) = deliver.send(Ok(page)) {
@@ -621,7 +627,7 @@ impl Drop for PageDelivery {
             self.pool.mark_returning(&page);
             let pool = self.pool.clone();
             let session = self.session.clone();
-            tokio::spawn(async move {
+            self.pool.runtime.spawn(async move {
                 pool.finish_return(page, &session, Ok(()), Instant::now())
                     .await;
             });
