@@ -146,6 +146,19 @@ async fn builtin_plugins_serve_the_endpoints() {
             .contains("unknown field `feilds`")
     );
 
+    let response = server
+        .post("/v1/scrape", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("missing field `fields`"),
+        "{body}"
+    );
+
     // Unknown plugins and plugins without the role asked for.
     assert_eq!(
         error_code(

@@ -150,7 +150,7 @@ async fn job<O>(
         .into_iter()
         .map(|script| {
             let (name, params) = match script {
-                ScriptRef::Name(name) => (name, serde_json::Value::Object(Default::default())),
+                ScriptRef::Name(name) => (name, serde_json::Value::Null),
                 ScriptRef::WithParams(script) => (script.plugin, script.params),
             };
             plugin_call(state, &name, &params)
@@ -175,11 +175,16 @@ fn plugin_call(
     name: &str,
     params: &impl serde::Serialize,
 ) -> Result<PluginCall, ApiError> {
+    let mut params = serde_json::to_string(params).map_err(|error| {
+        ApiError::bad_request("invalid_request", format!("invalid params: {error}"))
+    })?;
+    if params == "null" {
+        // No params given: the plugin sees an empty object, so its error names a missing field.
+        params = "{}".to_owned();
+    }
     Ok(PluginCall {
         plugin: state.plugins.get(name)?,
-        params: serde_json::to_string(params).map_err(|error| {
-            ApiError::bad_request("invalid_request", format!("invalid params: {error}"))
-        })?,
+        params,
     })
 }
 
@@ -265,11 +270,6 @@ pub async fn run_plugin(
 ) -> Result<Response, ApiError> {
     let request: RenderRequest<serde_json::Value> = parse(&body)?;
     let job = job(&state, request, |params| {
-        let params = if params.is_null() {
-            serde_json::Value::Object(Default::default())
-        } else {
-            params
-        };
         Ok(Output::Plugin(plugin_call(&state, &plugin, &params)?))
     })
     .await?;
