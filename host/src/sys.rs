@@ -1,6 +1,7 @@
-//! The host's only unsafe code: process set-up that the standard library and tokio do not offer. Kept
-//! in this one module so that every `unsafe` block in the host is here, next to the reason it is
-//! sound. (NUMA pinning of shard processes will join it.)
+//! The host's only unsafe code: process and thread set-up that the standard library and tokio do not
+//! offer (Chromium's parent-death signal, the plugin workers' lower priority). Kept in this one module
+//! so that every `unsafe` block in the host is here, next to the reason it is sound. (NUMA pinning of
+//! shard processes will join it.)
 #![allow(unsafe_code)]
 
 use std::io;
