@@ -195,6 +195,11 @@ pub struct PluginArgs {
     #[arg(long, env = "PAGEWRIGHT_PLUGIN_MEMORY_MIB", default_value_t = 256)]
     pub plugin_memory_mib: usize,
 
+    /// Linear memory all plugin instances together may hold, in MiB; a plugin that would go over it
+    /// stops with a 503. Default: a quarter of the machine's memory, leaving the rest to Chromium.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_MEMORY_TOTAL_MIB")]
+    pub plugin_memory_total_mib: Option<usize>,
+
     /// Largest output of one plugin call, in MiB. A full-page PNG of a long page is 5-20 MiB.
     #[arg(long, env = "PAGEWRIGHT_PLUGIN_MAX_OUTPUT_MIB", default_value_t = 64)]
     pub plugin_max_output_mib: usize,
@@ -229,6 +234,7 @@ pub struct PluginSettings {
     pub fuel: u64,
     pub timeout: Duration,
     pub max_memory_bytes: usize,
+    pub max_total_memory_bytes: usize,
     pub max_output_bytes: usize,
     pub max_instances: u32,
     pub workers: usize,
@@ -244,6 +250,7 @@ impl Default for PluginArgs {
             plugin_fuel: 10_000_000_000,
             plugin_timeout_ms: 30_000,
             plugin_memory_mib: 256,
+            plugin_memory_total_mib: None,
             plugin_max_output_mib: 64,
             plugin_instances: 256,
             plugin_workers: None,
@@ -286,6 +293,16 @@ impl PluginArgs {
                 value: self.plugin_memory_mib.to_string(),
             });
         }
+        let max_total_memory_bytes = self
+            .plugin_memory_total_mib
+            .map_or((total_memory_bytes() / 4) as usize, |mib| mib << 20);
+        if max_total_memory_bytes < self.plugin_memory_mib << 20 {
+            return Err(ConfigError::Invalid {
+                flag: "plugin-memory-total-mib",
+                rule: "at least --plugin-memory-mib",
+                value: (max_total_memory_bytes >> 20).to_string(),
+            });
+        }
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let workers = self.plugin_workers.unwrap_or(cores);
         positive("plugin-workers", workers as u64)?;
@@ -293,6 +310,7 @@ impl PluginArgs {
             fuel: self.plugin_fuel,
             timeout: Duration::from_millis(self.plugin_timeout_ms),
             max_memory_bytes: self.plugin_memory_mib << 20,
+            max_total_memory_bytes,
             max_output_bytes: self.plugin_max_output_mib << 20,
             max_instances: self.plugin_instances,
             workers,

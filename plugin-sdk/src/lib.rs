@@ -119,7 +119,8 @@ pub trait PageScript {
 
 /// The scorer role: a priority for each queued job. Higher runs sooner.
 pub trait Scorer {
-    /// The job's score; the host falls back to its built-in score if this traps or runs out of fuel.
+    /// The job's score. Scorers run with a small fuel budget; what the host does with a score (and with
+    /// a scorer that fails) is the scheduler's business.
     fn score(job: JobInfo) -> f64;
 }
 

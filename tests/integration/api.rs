@@ -309,6 +309,8 @@ async fn health_status_and_metrics() {
     assert_eq!(plugins, ["content", "links", "pdf", "scrape", "screenshot"]);
     assert_eq!(status["plugins"][0]["roles"], json!(["extractor"]));
     assert_eq!(status["plugins"][0]["builtin"], true);
+    assert_eq!(status["plugin_host"]["instances"], 0);
+    assert_eq!(status["plugin_host"]["max_instances"], 256);
 
     let metrics = server.get("/metrics").await.text().await.expect("text");
     for name in [

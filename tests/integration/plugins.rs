@@ -308,7 +308,8 @@ async fn a_trapping_plugin_is_a_422_and_the_server_carries_on() {
 #[tokio::test]
 async fn an_infinite_loop_runs_out_of_fuel() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&["--plugin-fuel", "20000000"]).await;
+    // The default budget (1e10) lasts ~0.6 s of CPU here, so the screenshot runs while it spins.
+    let server = TestServer::start(&[]).await;
     server.load_guest("spin");
     let (spun, ()) = tokio::join!(
         server.post("/v1/run/spin", json!({ "url": site.url("/") })),
@@ -328,9 +329,9 @@ async fn an_infinite_loop_with_fuel_to_spare_hits_its_deadline() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&[
         "--plugin-fuel",
-        "1000000000000",
+        "1000000000000000",
         "--plugin-timeout-ms",
-        "700",
+        "2000",
     ])
     .await;
     server.load_guest("spin");
@@ -338,20 +339,65 @@ async fn an_infinite_loop_with_fuel_to_spare_hits_its_deadline() {
     let response = server
         .post("/v1/run/spin", json!({ "url": site.url("/") }))
         .await;
-    assert_eq!(error_code(response, 408).await, "plugin_timeout");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "plugin_timeout", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("2 s"),
+        "{body}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "stopped near its limit"
     );
-    // The job's own deadline stops it too, when it is the shorter.
+
+    // When the job's deadline comes first, it is the one that stops the plugin.
+    let started = std::time::Instant::now();
     let response = server
         .post(
             "/v1/run/spin",
-            json!({ "url": site.url("/"), "timeout_ms": 2000 }),
+            json!({ "url": site.url("/"), "timeout_ms": 1000 }),
         )
         .await;
     assert_eq!(error_code(response, 408).await, "plugin_timeout");
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "the job's 1 s deadline, not the plugin's 2 s: {:?}",
+        started.elapsed()
+    );
     screenshot_works(&server, &site).await;
+}
+
+#[tokio::test]
+async fn bad_builtin_options_are_refused_before_any_browser_work() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let started = std::time::Instant::now();
+    for (endpoint, options) in [
+        ("/v1/screenshot", json!({ "format": "png", "quality": 50 })),
+        (
+            "/v1/screenshot",
+            json!({ "full_page": true, "clip": { "x": 0, "y": 0, "width": 10, "height": 10 } }),
+        ),
+        ("/v1/pdf", json!({ "scale": 50 })),
+    ] {
+        let response = server
+            .post(
+                endpoint,
+                json!({ "url": site.url("/slow?ms=5000"), "options": options }),
+            )
+            .await;
+        assert_eq!(error_code(response, 400).await, "invalid_input");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no navigation was waited for"
+    );
+    server
+        .assert_metric("pagewright_pool_pages_created_total 0")
+        .await;
 }
 
 #[tokio::test]
@@ -482,7 +528,7 @@ async fn native_builtins_serve_without_plugins() {
 }
 
 #[tokio::test]
-async fn a_client_that_goes_away_mid_plugin_gets_its_page_back_to_the_pool() {
+async fn a_client_that_goes_away_mid_plugin_gets_its_page_reset_and_reused() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&[
         "--plugin-fuel",
@@ -518,4 +564,11 @@ async fn a_client_that_goes_away_mid_plugin_gets_its_page_back_to_the_pool() {
         .await
         .expect("the page came back and its render slot freed");
     screenshot_works(&server, &site).await;
+    // The spinning plugin was not in a page operation, so its page was reset and served the next job.
+    server
+        .assert_metric("pagewright_pool_pages_created_total 1")
+        .await;
+    server
+        .assert_metric("pagewright_pool_pages_reused_total 1")
+        .await;
 }

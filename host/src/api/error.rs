@@ -169,7 +169,9 @@ impl From<PluginError> for ApiError {
                 GuestErrorKind::Failed => status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed"),
             },
             PluginError::Page(error) => error.into(),
-            PluginError::Busy => status(StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+            PluginError::Busy | PluginError::ServerMemory { .. } => {
+                status(StatusCode::SERVICE_UNAVAILABLE, "no_capacity")
+            }
             PluginError::Engine(_) | PluginError::Workers(_) | PluginError::WorkerLost => {
                 tracing::error!(error = %message, "the plugin host failed");
                 Self::new(

@@ -38,6 +38,7 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "browser": { "restarts": state.browser.restarts(), "current": browser },
         "pool": state.pool.status(),
+        "plugin_host": state.plugins.usage_now(),
         "plugins": state.plugins.list().iter().map(|plugin| json!({
             "name": plugin.name(),
             "roles": plugin.roles().names(),

@@ -216,6 +216,7 @@ pub async fn screenshot(
 ) -> Result<Response, ApiError> {
     let request: RenderRequest<ScreenshotOptions> = parse(&body)?;
     let job = job(&state, request, |options| {
+        options.validate()?;
         builtin(&state, "screenshot", options, NativeOutput::Screenshot)
     })
     .await?;
@@ -225,6 +226,7 @@ pub async fn screenshot(
 pub async fn pdf(State(state): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
     let request: RenderRequest<PdfOptions> = parse(&body)?;
     let job = job(&state, request, |options| {
+        options.validate()?;
         builtin(&state, "pdf", options, NativeOutput::Pdf)
     })
     .await?;

@@ -252,6 +252,15 @@ impl ScreenshotOptions {
             _ => Ok(()),
         }?;
         if let Some(clip) = &self.clip
+            && ![clip.x, clip.y, clip.width, clip.height]
+                .iter()
+                .all(|value| value.is_finite())
+        {
+            return Err(PageError::InvalidInput(
+                "clip values must be finite numbers".into(),
+            ));
+        }
+        if let Some(clip) = &self.clip
             && (clip.width <= 0.0
                 || clip.height <= 0.0
                 || clip.width > f64::from(MAX_PIXELS)
@@ -331,7 +340,7 @@ impl PdfOptions {
             )));
         }
         for length in [self.width, self.height].into_iter().flatten() {
-            if length.inches() <= 0.0 || length.inches() > 200.0 {
+            if !(length.inches() > 0.0 && length.inches() <= 200.0) {
                 return Err(PageError::InvalidInput(
                     "paper width and height must be above 0 and at most 200 inches".into(),
                 ));
@@ -346,8 +355,10 @@ impl PdfOptions {
         .into_iter()
         .flatten()
         {
-            if margin.inches() < 0.0 {
-                return Err(PageError::InvalidInput("margins cannot be negative".into()));
+            if !(margin.inches() >= 0.0 && margin.inches().is_finite()) {
+                return Err(PageError::InvalidInput(
+                    "margins must be finite and not negative".into(),
+                ));
             }
         }
         Ok(())

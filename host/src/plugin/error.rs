@@ -36,6 +36,11 @@ pub enum PluginError {
     Timeout { plugin: String, limit: Duration },
     #[error("plugin `{plugin}` went over its memory limit of {} MiB", limit >> 20)]
     MemoryLimit { plugin: String, limit: usize },
+    #[error(
+        "plugin `{plugin}` could not get memory: the server's {} MiB for plugins is in use",
+        limit >> 20
+    )]
+    ServerMemory { plugin: String, limit: usize },
     #[error("plugin `{plugin}` returned {size} bytes, above the limit of {limit}")]
     OutputTooLarge {
         plugin: String,

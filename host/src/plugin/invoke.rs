@@ -12,9 +12,12 @@ use super::engine::{EPOCH_TICK, FUEL_YIELD_INTERVAL};
 use super::error::GuestErrorKind;
 use super::log::LogSink;
 use super::page_resource::{PageResource, message};
-use super::state::{PageContext, PluginState};
+use super::state::{MemoryRefusal, PageContext, PluginState};
 use super::{HostInner, JobContext, Output, Plugin, PluginError, Usage};
 use crate::metrics::PluginCallLabels;
+
+/// Init scripts one page-script plugin may inject: each is a CDP call before navigation.
+const MAX_INIT_SCRIPTS: usize = 32;
 
 /// What to call.
 pub(super) enum Call {
@@ -99,6 +102,7 @@ pub(super) async fn invoke(
         PluginState::new(
             log.clone(),
             settings.max_memory_bytes,
+            inner.memory_budget.clone(),
             settings.deny_private_networks,
             page,
         ),
@@ -143,7 +147,8 @@ pub(super) async fn invoke(
             })
         }
         Ok(Ok(Ok(Returned::Scripts(scripts))))
-            if scripts.iter().map(String::len).sum::<usize>() > settings.max_output_bytes =>
+            if scripts.len() > MAX_INIT_SCRIPTS
+                || scripts.iter().map(String::len).sum::<usize>() > settings.max_output_bytes =>
         {
             Err(PluginError::OutputTooLarge {
                 plugin: name(),
@@ -157,11 +162,17 @@ pub(super) async fn invoke(
             error,
             state.last_page_error.take(),
         )),
-        Ok(Err(trap)) if state.limiter.exceeded => {
-            tracing::debug!(plugin = plugin.name(), error = %trap, "plugin stopped at its memory limit");
-            Err(PluginError::MemoryLimit {
-                plugin: name(),
-                limit: settings.max_memory_bytes,
+        Ok(Err(trap)) if state.limiter.refused.is_some() => {
+            tracing::debug!(plugin = plugin.name(), error = %trap, "plugin stopped at a memory limit");
+            Err(match state.limiter.refused {
+                Some(MemoryRefusal::Server) => PluginError::ServerMemory {
+                    plugin: name(),
+                    limit: inner.memory_budget.total(),
+                },
+                _ => PluginError::MemoryLimit {
+                    plugin: name(),
+                    limit: settings.max_memory_bytes,
+                },
             })
         }
         Ok(Err(trap)) => Err(match trap.downcast_ref::<Trap>() {
@@ -289,7 +300,7 @@ fn outcome_label(result: &Result<Returned, PluginError>) -> &'static str {
         Ok(_) => "ok",
         Err(PluginError::OutOfFuel { .. }) => "out_of_fuel",
         Err(PluginError::Timeout { .. }) => "timeout",
-        Err(PluginError::MemoryLimit { .. }) => "memory_limit",
+        Err(PluginError::MemoryLimit { .. } | PluginError::ServerMemory { .. }) => "memory_limit",
         Err(PluginError::OutputTooLarge { .. }) => "output_too_large",
         Err(PluginError::Trapped { .. }) => "trapped",
         Err(_) => "error",

@@ -2,7 +2,7 @@
 //! `tracing` event with the plugin's name and the job's id.
 //!
 //! A plugin can print in a loop, so each invocation has a budget of log bytes; past it lines are
-//! dropped and counted once. stderr's last lines are kept: a Rust guest prints its panic message there
+//! dropped, with one warning. stderr's last lines are kept: a Rust guest prints its panic message there
 //! just before it traps, and the error the caller gets quotes it.
 
 use std::collections::VecDeque;
@@ -81,6 +81,12 @@ impl LogSink {
 
     fn emit(&self, level: Level, message: &str) {
         let message = truncate(message.trim_end(), MAX_LINE_BYTES);
+        // Control characters (line breaks, carriage returns, terminal escapes) would let a plugin forge
+        // or hide log lines.
+        let message: String = message
+            .chars()
+            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+            .collect();
         let cost = message.len().max(1);
         let before = self
             .budget

@@ -130,6 +130,15 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Instances and linear memory held by plugin calls at one moment.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct HostUsage {
+    pub instances: usize,
+    pub max_instances: usize,
+    pub memory_bytes: usize,
+    pub max_memory_bytes: usize,
+}
+
 /// The plugin host. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PluginHost {
@@ -144,6 +153,8 @@ struct HostInner {
     /// One permit per instance slot of the pooling allocator, so an instantiation never finds the pool
     /// exhausted: callers queue here instead, under their job's deadline.
     instances: Arc<Semaphore>,
+    /// Linear memory all instances together may hold.
+    memory_budget: Arc<state::MemoryBudget>,
     workers: workers::Workers,
     metrics: Metrics,
 }
@@ -166,6 +177,7 @@ impl PluginHost {
         let host = Self {
             inner: Arc::new(HostInner {
                 instances: Arc::new(Semaphore::new(settings.max_instances as usize)),
+                memory_budget: state::MemoryBudget::new(settings.max_total_memory_bytes),
                 workers: workers::Workers::start(settings.workers)?,
                 engine,
                 linker,
@@ -248,6 +260,17 @@ impl PluginHost {
 
     pub fn settings(&self) -> &PluginSettings {
         &self.inner.settings
+    }
+
+    /// What plugin calls hold now, for `/v1/status`.
+    pub fn usage_now(&self) -> HostUsage {
+        let settings = &self.inner.settings;
+        HostUsage {
+            instances: settings.max_instances as usize - self.inner.instances.available_permits(),
+            max_instances: settings.max_instances as usize,
+            memory_bytes: self.inner.memory_budget.used(),
+            max_memory_bytes: self.inner.memory_budget.total(),
+        }
     }
 
     /// A page-script plugin's init scripts for `params`. Runs on the plugin workers, without a page.
@@ -464,6 +487,26 @@ mod tests {
             ),
             "{result:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_servers_memory_budget_bounds_every_plugin_together() {
+        let mut settings = crate::config::PluginArgs::default()
+            .validate(false)
+            .expect("default settings");
+        settings.max_total_memory_bytes = 24 << 20;
+        let host = PluginHost::new(settings, Metrics::new()).expect("the plugin host starts");
+        let bomb = guest(&host, "memory-bomb");
+        let (result, _) = host.extract_without_page(&bomb, "{}", job()).await;
+        assert!(
+            matches!(result, Err(PluginError::ServerMemory { .. })),
+            "{result:?}"
+        );
+        // What the bomb held went back with its store.
+        assert_eq!(host.inner.memory_budget.used(), 0);
+        let noop = guest(&host, "noop");
+        let (result, _) = host.extract_without_page(&noop, "{}", job()).await;
+        assert!(result.is_ok(), "{result:?}");
     }
 
     #[tokio::test]

@@ -29,6 +29,10 @@ pub struct PageResource;
 
 type Op<T> = wasmtime::Result<Result<T, WitError>>;
 
+/// Distinct attribute names one `query` may ask for: far more than any extraction reads, few enough
+/// that elements x names stays proportional to what Chromium sends.
+const MAX_QUERY_ATTRIBUTES: usize = 64;
+
 impl types::Host for PluginState {}
 impl wit::Host for PluginState {}
 
@@ -46,6 +50,13 @@ impl PluginState {
         let page = Page::new(&context.lease, context.deadline);
         let result = operation(&page).await;
         result.map_err(|error| {
+            if error.spoils_page()
+                && let Some(context) = self.page.as_mut()
+            {
+                // Whatever the plugin does with the error (it may catch it and carry on), a page that
+                // timed out or failed in the browser is not handed to the next job.
+                context.lease.discard("failed");
+            }
             let visible = guest_error(&error);
             self.last_page_error = Some((message(&visible).to_owned(), error));
             visible
@@ -163,8 +174,22 @@ impl wit::HostPage for PluginState {
         selector: String,
         attributes: Vec<String>,
     ) -> Op<Vec<wit::Element>> {
+        // Each name once: the answer is elements x names, and repeated names would multiply it in
+        // the host without growing Chromium's reply.
+        let mut unique: Vec<String> = Vec::with_capacity(attributes.len());
+        for name in attributes {
+            if !unique.contains(&name) {
+                unique.push(name);
+            }
+        }
+        if unique.len() > MAX_QUERY_ATTRIBUTES {
+            return Ok(Err(WitError::InvalidInput(format!(
+                "ask for at most {MAX_QUERY_ATTRIBUTES} attributes, not {}",
+                unique.len()
+            ))));
+        }
         let elements = self
-            .on_page(async |page| page.query(&selector, &attributes).await)
+            .on_page(async |page| page.query(&selector, &unique).await)
             .await;
         Ok(elements.map(|elements| {
             elements
@@ -172,7 +197,7 @@ impl wit::HostPage for PluginState {
                 .map(|mut element| wit::Element {
                     text: element.text,
                     // In the order asked for, as the WIT promises.
-                    attributes: attributes
+                    attributes: unique
                         .iter()
                         .map(|name| (name.clone(), element.attributes.remove(name).flatten()))
                         .collect(),
@@ -197,6 +222,13 @@ impl wit::HostPage for PluginState {
     }
 
     async fn scroll(&mut self, _: Resource<PageResource>, target: wit::ScrollTarget) -> Op<()> {
+        if let wit::ScrollTarget::By(by) = &target
+            && !(by.x.is_finite() && by.y.is_finite())
+        {
+            return Ok(Err(WitError::InvalidInput(
+                "scroll by finite numbers".into(),
+            )));
+        }
         let target = match target {
             wit::ScrollTarget::By(by) => ScrollTarget::By { x: by.x, y: by.y },
             wit::ScrollTarget::Bottom => ScrollTarget::Bottom,
@@ -418,6 +450,12 @@ fn paper_format(paper: wit::PaperFormat) -> PaperFormat {
 fn from_wit_cookie(cookie: wit::Cookie) -> Result<Cookie, WitError> {
     if cookie.name.is_empty() {
         return Err(WitError::InvalidInput("a cookie needs a name".into()));
+    }
+    if cookie.expires.is_some_and(|expires| !expires.is_finite()) {
+        return Err(WitError::InvalidInput(format!(
+            "cookie `{}`: expires must be a finite number",
+            cookie.name
+        )));
     }
     if let Some(url) = &cookie.url
         && url::Url::parse(url).is_err()

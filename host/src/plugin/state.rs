@@ -2,6 +2,7 @@
 //! the memory limiter, and the job's page while a call that has one runs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::time::Instant;
 use wasmtime::ResourceLimiter;
@@ -41,7 +42,7 @@ pub(super) struct PluginState {
     /// plugin passes it on, the host answers with the original error (its status, a browser-death
     /// retry) rather than a generic plugin error.
     pub last_page_error: Option<(String, PageError)>,
-    /// The server's `--deny-private-networks`, which the plugin's own navigations obey too.
+    /// The server's `--deny-private-networks`, which the plugin's `goto` obeys too.
     pub deny_private_networks: bool,
 }
 
@@ -58,6 +59,7 @@ impl PluginState {
     pub fn new(
         log: Arc<LogSink>,
         max_memory_bytes: usize,
+        memory_budget: Arc<MemoryBudget>,
         deny_private_networks: bool,
         page: Option<PageContext>,
     ) -> Self {
@@ -68,7 +70,7 @@ impl PluginState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(max_memory_bytes),
+            limiter: MemoryLimiter::new(max_memory_bytes, memory_budget),
             page,
             log,
             last_page_error: None,
@@ -86,24 +88,82 @@ impl WasiView for PluginState {
     }
 }
 
-/// `StoreLimits`' memory rule, remembering when it refused, so a plugin stopped by the memory limit is
-/// told apart from one that trapped for another reason.
+/// The memory all plugin instances together may use (`--plugin-memory-total-mib`). Every store's
+/// limiter draws from it and gives back what it drew when the store is dropped.
+#[derive(Debug)]
+pub(super) struct MemoryBudget {
+    total: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    pub fn new(total: usize) -> Arc<Self> {
+        Arc::new(Self {
+            total,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Bytes held by live stores now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&after| after <= self.total)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Which memory rule refused a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MemoryRefusal {
+    /// The plugin's own limit, over all its memories.
+    Plugin,
+    /// The server's budget for all plugins, in use by others.
+    Server,
+}
+
+/// The memory rules of one store: all of the plugin's linear memories together (a component may have
+/// several) within `--plugin-memory-mib`, and within what is left of the server's budget. It remembers
+/// refusing, so a plugin stopped by memory is told apart from one that trapped for another reason.
+/// Tables follow `StoreLimits`.
 #[derive(Debug)]
 pub(super) struct MemoryLimiter {
     limits: wasmtime::StoreLimits,
     max_bytes: usize,
-    pub exceeded: bool,
+    /// Bytes of linear memory this store holds, drawn from `budget`.
+    used: usize,
+    budget: Arc<MemoryBudget>,
+    pub refused: Option<MemoryRefusal>,
 }
 
 impl MemoryLimiter {
-    fn new(max_bytes: usize) -> Self {
+    fn new(max_bytes: usize, budget: Arc<MemoryBudget>) -> Self {
         Self {
-            limits: wasmtime::StoreLimitsBuilder::new()
-                .memory_size(max_bytes)
-                .build(),
+            limits: wasmtime::StoreLimitsBuilder::new().build(),
             max_bytes,
-            exceeded: false,
+            used: 0,
+            budget,
+            refused: None,
         }
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.budget.give_back(self.used);
     }
 }
 
@@ -114,16 +174,29 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if !allowed {
-            self.exceeded = true;
-            // A trap, not a failed `memory.grow`: the guest's allocator would abort anyway, and a trap
-            // here names the cause.
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            // The module's own maximum: an ordinary failed `memory.grow`.
+            return Ok(false);
+        }
+        let more = desired.saturating_sub(current);
+        // A trap, not a failed `memory.grow`: the guest's allocator would abort anyway, and a trap
+        // here names the cause.
+        if self.used + more > self.max_bytes {
+            self.refused = Some(MemoryRefusal::Plugin);
             wasmtime::bail!(
-                "the plugin needs {desired} bytes of memory, above its limit of {}",
+                "the plugin needs {} bytes of memory, above its limit of {}",
+                self.used + more,
                 self.max_bytes
             );
         }
+        if !self.budget.take(more) {
+            self.refused = Some(MemoryRefusal::Server);
+            wasmtime::bail!(
+                "the server's memory for plugins ({} bytes) is in use",
+                self.budget.total()
+            );
+        }
+        self.used += more;
         Ok(true)
     }
 
