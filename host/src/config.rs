@@ -24,6 +24,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Render one page to a file without a server: `pagewright render URL --screenshot out.png`.
     Render(RenderArgs),
+    /// Work with plugin components without a server.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `pagewright plugin ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum PluginCommand {
+    /// Check a component as the server would load it: prints its roles, imports, size and compile
+    /// time, or why it cannot be a plugin.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+    },
 }
 
 /// Flags of `pagewright render`.

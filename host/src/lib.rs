@@ -94,6 +94,29 @@ pub async fn run_server(settings: Settings) -> anyhow::Result<()> {
     serve(state, listener, shutdown_signal()).await
 }
 
+/// `pagewright plugin check FILE`: the server's load-time checks, offline, with a report.
+pub fn run_plugin_check(file: &std::path::Path) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("reading {} failed", file.display()))?;
+    let name = file
+        .file_stem()
+        .map_or_else(|| "plugin".into(), |stem| stem.to_string_lossy());
+    let checked = plugin::check_component(&name, &bytes)
+        .with_context(|| format!("checking {} failed", file.display()))?;
+    println!("{}: a pagewright plugin", file.display());
+    println!("  roles:    {}", checked.roles);
+    println!("  size:     {} bytes", checked.size);
+    println!(
+        "  compiled: {:.0} ms",
+        checked.compile_time.as_secs_f64() * 1000.0
+    );
+    println!("  imports:");
+    for import in &checked.imports {
+        println!("    {import}");
+    }
+    Ok(())
+}
+
 /// `pagewright render`: one page to files, through the same pool and job path as the server.
 pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
     use page::options::{ImageFormat, PdfOptions, ScreenshotOptions, Viewport};

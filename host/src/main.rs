@@ -1,7 +1,7 @@
 //! The `pagewright` binary: parse the command line, set up logging, hand over to the library.
 
 use clap::Parser;
-use pagewright::config::{Cli, Command};
+use pagewright::config::{Cli, Command, PluginCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -38,5 +38,6 @@ async fn run() -> anyhow::Result<()> {
             pagewright::run_server(settings).await
         }
         Command::Render(args) => pagewright::run_render(args).await,
+        Command::Plugin(PluginCommand::Check { file }) => pagewright::run_plugin_check(&file),
     }
 }

@@ -64,3 +64,29 @@ async fn render_refuses_bad_urls_and_reports_failed_navigations() {
     // A render needs at least one output.
     assert!(Cli::try_parse_from(["pagewright", "render", "http://a/"]).is_err());
 }
+
+#[test]
+fn plugin_check_reports_a_plugin_or_why_it_is_not_one() {
+    let pagewright = env!("CARGO_BIN_EXE_pagewright");
+    let stamp = std::path::Path::new(pagewright::plugin::TEST_GUESTS_DIR).join("stamp.wasm");
+    let output = std::process::Command::new(pagewright)
+        .args(["plugin", "check"])
+        .arg(&stamp)
+        .output()
+        .expect("pagewright runs");
+    assert!(output.status.success(), "{output:?}");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("roles:    page-script, scorer"), "{report}");
+    assert!(report.contains("pagewright:plugin/page@0.1.0"), "{report}");
+
+    let garbage = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(garbage.path(), b"\0asm\x01\0\0\0 truncated").expect("write");
+    let output = std::process::Command::new(pagewright)
+        .args(["plugin", "check"])
+        .arg(garbage.path())
+        .output()
+        .expect("pagewright runs");
+    assert_eq!(output.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("does not compile as a component"), "{error}");
+}

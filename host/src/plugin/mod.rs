@@ -130,6 +130,33 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// What `pagewright plugin check` found: a component the server would load.
+#[derive(Debug)]
+pub struct Checked {
+    pub roles: Roles,
+    pub imports: Vec<String>,
+    pub size: usize,
+    pub compile_time: Duration,
+}
+
+/// Checks `bytes` as the server would load them under `name` (compile, imports against the linker,
+/// roles), with the default engine settings and nothing else started.
+pub fn check_component(name: &str, bytes: &[u8]) -> Result<Checked, PluginError> {
+    let settings = crate::config::PluginArgs::default()
+        .validate(false)
+        .map_err(|error| PluginError::Engine(error.to_string()))?;
+    let engine = engine::engine(&settings)?;
+    let linker = engine::linker(&engine)?;
+    let started = std::time::Instant::now();
+    let plugin = Plugin::compile(&engine, &linker, name, bytes, false)?;
+    Ok(Checked {
+        roles: plugin.roles(),
+        imports: plugin.imports().to_vec(),
+        size: plugin.size(),
+        compile_time: started.elapsed(),
+    })
+}
+
 /// Instances and linear memory held by plugin calls at one moment.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct HostUsage {

@@ -45,6 +45,7 @@ pub struct Plugin {
     name: String,
     builtin: bool,
     size: usize,
+    imports: Vec<String>,
     pub(super) pre: InstancePre<PluginState>,
     pub(super) extractor: Option<extractor::GuestIndices>,
     pub(super) page_script: Option<page_script::GuestIndices>,
@@ -78,10 +79,16 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|error| invalid(format!("its imports cannot be satisfied: {error:#}")))?;
+        let imports = component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let plugin = Self {
             name: name.to_owned(),
             builtin,
             size: bytes.len(),
+            imports,
             extractor: extractor::GuestIndices::new(&pre).ok(),
             page_script: page_script::GuestIndices::new(&pre).ok(),
             scorer: scorer::GuestIndices::new(&pre).ok(),
@@ -107,6 +114,11 @@ impl Plugin {
     /// The component's size in bytes.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// The interfaces the component imports.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     pub fn roles(&self) -> Roles {
