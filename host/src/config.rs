@@ -197,16 +197,16 @@ pub struct PluginArgs {
     /// compiled, so a tight loop here burns ~1.7e10 units per second of CPU (measured). 1e10 is ~0.6 s
     /// of CPU: far above an extractor in Rust (~3k units for a small call), C (~8k) or an interpreter
     /// (QuickJS ~74k, Python ~200k, SpiderMonkey ~6M), and a spinning plugin stops within a second.
-    #[arg(long, env = "PAGEWRIGHT_PLUGIN_FUEL", default_value_t = 10_000_000_000)]
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_FUEL", default_value_t = PluginArgs::FUEL)]
     pub plugin_fuel: u64,
 
     /// Wall time per plugin call in milliseconds, host calls included; a job's own deadline also applies.
-    #[arg(long, env = "PAGEWRIGHT_PLUGIN_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_TIMEOUT_MS", default_value_t = PluginArgs::TIMEOUT_MS)]
     pub plugin_timeout_ms: u64,
 
     /// Linear memory per plugin instance, in MiB. Python and JavaScript components need 30-60 MiB;
     /// 256 leaves room for a page's worth of data.
-    #[arg(long, env = "PAGEWRIGHT_PLUGIN_MEMORY_MIB", default_value_t = 256)]
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_MEMORY_MIB", default_value_t = PluginArgs::MEMORY_MIB)]
     pub plugin_memory_mib: usize,
 
     /// Linear memory all plugin instances together may hold, in MiB; a plugin that would go over it
@@ -215,13 +215,13 @@ pub struct PluginArgs {
     pub plugin_memory_total_mib: Option<usize>,
 
     /// Largest output of one plugin call, in MiB. A full-page PNG of a long page is 5-20 MiB.
-    #[arg(long, env = "PAGEWRIGHT_PLUGIN_MAX_OUTPUT_MIB", default_value_t = 64)]
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_MAX_OUTPUT_MIB", default_value_t = PluginArgs::MAX_OUTPUT_MIB)]
     pub plugin_max_output_mib: usize,
 
     /// Plugin instances alive at once: the size of the pooling allocator, and of the semaphore in front
     /// of it. Calls beyond it wait, within their job's deadline. Each slot reserves address space, not
     /// memory.
-    #[arg(long, env = "PAGEWRIGHT_PLUGIN_INSTANCES", default_value_t = 256)]
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_INSTANCES", default_value_t = PluginArgs::INSTANCES)]
     pub plugin_instances: u32,
 
     /// Threads that run plugin code, at a lower OS priority than the server. Default: one per CPU core.
@@ -258,15 +258,24 @@ pub struct PluginSettings {
     pub files: Vec<(String, PathBuf)>,
 }
 
+impl PluginArgs {
+    // The defaults, shared by the flags and `Default` (the reasons are on the flags).
+    const FUEL: u64 = 10_000_000_000;
+    const TIMEOUT_MS: u64 = 30_000;
+    const MEMORY_MIB: usize = 256;
+    const MAX_OUTPUT_MIB: usize = 64;
+    const INSTANCES: u32 = 256;
+}
+
 impl Default for PluginArgs {
     fn default() -> Self {
         Self {
-            plugin_fuel: 10_000_000_000,
-            plugin_timeout_ms: 30_000,
-            plugin_memory_mib: 256,
+            plugin_fuel: Self::FUEL,
+            plugin_timeout_ms: Self::TIMEOUT_MS,
+            plugin_memory_mib: Self::MEMORY_MIB,
             plugin_memory_total_mib: None,
-            plugin_max_output_mib: 64,
-            plugin_instances: 256,
+            plugin_max_output_mib: Self::MAX_OUTPUT_MIB,
+            plugin_instances: Self::INSTANCES,
             plugin_workers: None,
             plugin_files: Vec::new(),
         }

@@ -15,7 +15,7 @@ use crate::page::options::{
     ContentOptions, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
 use crate::page::{Navigation, Page, PageError};
-use crate::plugin::{self, JobContext, PluginCall, PluginError, PluginHost, Usage};
+use crate::plugin::{self, JobContext, PluginCall, PluginError, PluginHost, Role, Usage};
 use crate::pool::{DEFAULT_ISOLATION_KEY, PagePool, PoolError};
 
 /// What to load into the page.
@@ -64,23 +64,11 @@ impl RenderJob {
     pub fn validate(&self) -> Result<(), RenderError> {
         self.page.viewport.validate()?;
         for script in &self.scripts {
-            if !script.plugin.roles().page_script {
-                return Err(PluginError::MissingRole {
-                    plugin: script.plugin.name().to_owned(),
-                    role: "a page script",
-                }
-                .into());
-            }
+            script.plugin.require(Role::PageScript)?;
         }
         match &self.output {
-            Output::Plugin(call) if !call.plugin.roles().extractor => {
-                Err(PluginError::MissingRole {
-                    plugin: call.plugin.name().to_owned(),
-                    role: "an extractor",
-                }
-                .into())
-            }
-            Output::Plugin(_) | Output::Native(NativeOutput::Content(ContentOptions {})) => Ok(()),
+            Output::Plugin(call) => Ok(call.plugin.require(Role::Extractor)?),
+            Output::Native(NativeOutput::Content(ContentOptions {})) => Ok(()),
             Output::Native(NativeOutput::Screenshot(options)) => Ok(options.validate()?),
             Output::Native(NativeOutput::Pdf(options)) => Ok(options.validate()?),
         }
@@ -234,8 +222,7 @@ impl Renderer {
             .plugins
             .run_on_page(lease, navigation, context, job.scripts.clone(), call)
             .await;
-        usage.fuel += run.usage.fuel;
-        usage.wall += run.usage.wall;
+        usage.add(run.usage);
         if let (Some(mut lease), Err(error)) = (run.lease, &run.result)
             && error.spoils_page()
         {
@@ -268,8 +255,7 @@ async fn prepare(
     let mut usage = Usage::default();
     for script in &job.scripts {
         let (sources, used) = plugins.init_scripts(script, context).await;
-        usage.fuel += used.fuel;
-        usage.wall += used.wall;
+        usage.add(used);
         for source in sources? {
             page.add_init_script(&source).await?;
         }

@@ -13,7 +13,7 @@ use super::error::GuestErrorKind;
 use super::log::LogSink;
 use super::page_resource::{PageResource, message};
 use super::state::{MemoryRefusal, PageContext, PluginState};
-use super::{HostInner, JobContext, Output, Plugin, PluginError, Usage};
+use super::{HostInner, JobContext, Output, Plugin, PluginError, Role, Usage};
 use crate::metrics::PluginCallLabels;
 
 /// Init scripts one page-script plugin may inject: each is a CDP call before navigation.
@@ -28,11 +28,11 @@ pub(super) enum Call {
 }
 
 impl Call {
-    fn role(&self) -> &'static str {
+    fn role(&self) -> Role {
         match self {
-            Self::Extract(_) => "an extractor",
-            Self::InitScripts(_) | Self::AfterLoad(_) => "a page script",
-            Self::Score(_) => "a scorer",
+            Self::Extract(_) => Role::Extractor,
+            Self::InitScripts(_) | Self::AfterLoad(_) => Role::PageScript,
+            Self::Score(_) => Role::Scorer,
         }
     }
 }
@@ -43,6 +43,23 @@ pub(super) enum Returned {
     Scripts(Vec<String>),
     Done,
     Score(f64),
+}
+
+impl Returned {
+    /// Bytes the plugin handed the host, for the output cap.
+    fn size(&self) -> usize {
+        match self {
+            Self::Output(output) => output.len(),
+            Self::Scripts(scripts) => scripts.iter().map(String::len).sum(),
+            Self::Done | Self::Score(_) => 0,
+        }
+    }
+
+    /// Too much to take: over the output cap, or more init scripts than a page should get.
+    fn too_large(&self, max_bytes: usize) -> bool {
+        self.size() > max_bytes
+            || matches!(self, Self::Scripts(scripts) if scripts.len() > MAX_INIT_SCRIPTS)
+    }
 }
 
 pub(super) struct Invoked {
@@ -59,18 +76,10 @@ pub(super) async fn invoke(
     page: Option<PageContext>,
     job: JobContext,
 ) -> Invoked {
-    let has_role = match call {
-        Call::Extract(_) => plugin.extractor.is_some(),
-        Call::InitScripts(_) | Call::AfterLoad(_) => plugin.page_script.is_some(),
-        Call::Score(_) => plugin.scorer.is_some(),
-    };
-    if !has_role {
+    if let Err(error) = plugin.require(call.role()) {
         return Invoked {
             page,
-            result: Err(PluginError::MissingRole {
-                plugin: plugin.name().to_owned(),
-                role: call.role(),
-            }),
+            result: Err(error),
             usage: Usage::default(),
         };
     }
@@ -139,20 +148,10 @@ pub(super) async fn invoke(
             plugin: name(),
             limit,
         }),
-        Ok(Ok(Ok(Returned::Output(output)))) if output.len() > settings.max_output_bytes => {
+        Ok(Ok(Ok(returned))) if returned.too_large(settings.max_output_bytes) => {
             Err(PluginError::OutputTooLarge {
                 plugin: name(),
-                size: output.len(),
-                limit: settings.max_output_bytes,
-            })
-        }
-        Ok(Ok(Ok(Returned::Scripts(scripts))))
-            if scripts.len() > MAX_INIT_SCRIPTS
-                || scripts.iter().map(String::len).sum::<usize>() > settings.max_output_bytes =>
-        {
-            Err(PluginError::OutputTooLarge {
-                plugin: name(),
-                size: scripts.iter().map(String::len).sum(),
+                size: returned.size(),
                 limit: settings.max_output_bytes,
             })
         }

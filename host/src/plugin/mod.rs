@@ -40,7 +40,7 @@ use crate::page::Navigation;
 use crate::pool::Lease;
 
 pub use error::{GuestErrorKind, PluginError};
-pub use registry::{Plugin, Roles};
+pub use registry::{Plugin, Role, Roles};
 
 use invoke::{Call, Returned};
 use state::PageContext;
@@ -79,7 +79,8 @@ pub struct Usage {
 }
 
 impl Usage {
-    fn add(&mut self, other: Usage) {
+    /// Adds another call's cost to this one.
+    pub fn add(&mut self, other: Usage) {
         self.fuel += other.fuel;
         self.wall += other.wall;
     }

@@ -12,6 +12,25 @@ use super::state::PluginState;
 
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
+/// One of the roles a plugin can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Extractor,
+    PageScript,
+    Scorer,
+}
+
+impl Role {
+    /// As an error message puts it: "plugin `x` is not {description}".
+    fn description(self) -> &'static str {
+        match self {
+            Self::Extractor => "an extractor",
+            Self::PageScript => "a page script",
+            Self::Scorer => "a scorer",
+        }
+    }
+}
+
 /// The roles a plugin exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
@@ -119,6 +138,23 @@ impl Plugin {
     /// The interfaces the component imports.
     pub fn imports(&self) -> &[String] {
         &self.imports
+    }
+
+    /// `Ok` if the plugin exports `role`, else the error that names what it is not.
+    pub fn require(&self, role: Role) -> Result<(), PluginError> {
+        let has = match role {
+            Role::Extractor => self.extractor.is_some(),
+            Role::PageScript => self.page_script.is_some(),
+            Role::Scorer => self.scorer.is_some(),
+        };
+        if has {
+            Ok(())
+        } else {
+            Err(PluginError::MissingRole {
+                plugin: self.name.clone(),
+                role: role.description(),
+            })
+        }
     }
 
     pub fn roles(&self) -> Roles {
