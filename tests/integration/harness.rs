@@ -122,19 +122,30 @@ impl Drop for TestServer {
 
 /// Asserts a JSON error response and returns its code.
 pub async fn error_code(response: reqwest::Response, status: u16) -> String {
+    error_of(response, status).await.0
+}
+
+/// Asserts a JSON error response with `status` and `code` and returns its message.
+pub async fn error_message(response: reqwest::Response, status: u16, code: &str) -> String {
+    let (actual, message) = error_of(response, status).await;
+    assert_eq!(actual, code, "error.code ({message})");
+    message
+}
+
+/// Asserts a JSON error response with `status` and a non-empty message; its code and message.
+async fn error_of(response: reqwest::Response, status: u16) -> (String, String) {
     assert_eq!(response.status().as_u16(), status, "status");
     let body: serde_json::Value = response.json().await.expect("error body is JSON");
     let code = body["error"]["code"]
         .as_str()
         .expect("error.code")
         .to_owned();
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "error.message: {body}"
-    );
-    code
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!message.is_empty(), "error.message: {body}");
+    (code, message)
 }
 
 /// Width and height from a PNG header.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{FixtureSite, TestServer, error_code, png_size};
+use crate::harness::{FixtureSite, TestServer, error_code, error_message, png_size};
 
 /// A job that must still succeed next to a failing plugin.
 async fn screenshot_works(server: &TestServer, site: &FixtureSite) {
@@ -137,27 +137,14 @@ async fn builtin_plugins_serve_the_endpoints() {
             json!({ "url": site.url("/"), "options": { "feilds": {} } }),
         )
         .await;
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.expect("json");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("message")
-            .contains("unknown field `feilds`")
-    );
+    let message = error_message(response, 400, "invalid_input").await;
+    assert!(message.contains("unknown field `feilds`"), "{message}");
 
     let response = server
         .post("/v1/scrape", json!({ "url": site.url("/") }))
         .await;
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.expect("json");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("message")
-            .contains("missing field `fields`"),
-        "{body}"
-    );
+    let message = error_message(response, 400, "invalid_input").await;
+    assert!(message.contains("missing field `fields`"), "{message}");
 
     // Unknown plugins and plugins without the role asked for.
     assert_eq!(
@@ -291,10 +278,7 @@ async fn a_trapping_plugin_is_a_422_and_the_server_carries_on() {
     let response = server
         .post("/v1/run/trap", json!({ "url": site.url("/") }))
         .await;
-    assert_eq!(response.status(), 422);
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "plugin_trapped");
-    let message = body["error"]["message"].as_str().expect("message");
+    let message = error_message(response, 422, "plugin_trapped").await;
     assert!(
         message.contains("this plugin always panics"),
         "the panic message is quoted: {message}"
@@ -339,15 +323,8 @@ async fn an_infinite_loop_with_fuel_to_spare_hits_its_deadline() {
     let response = server
         .post("/v1/run/spin", json!({ "url": site.url("/") }))
         .await;
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "plugin_timeout", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("message")
-            .contains("2 s"),
-        "{body}"
-    );
+    let message = error_message(response, 408, "plugin_timeout").await;
+    assert!(message.contains("2 s"), "{message}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "stopped near its limit"
@@ -408,11 +385,7 @@ async fn a_memory_bomb_stops_at_the_memory_limit() {
     let response = server
         .post("/v1/run/memory-bomb", json!({ "url": site.url("/") }))
         .await;
-    let body: Value = {
-        assert_eq!(response.status(), 422);
-        response.json().await.expect("json")
-    };
-    assert_eq!(body["error"]["code"], "plugin_memory_limit", "{body}");
+    assert_eq!(error_code(response, 422).await, "plugin_memory_limit");
     screenshot_works(&server, &site).await;
 }
 

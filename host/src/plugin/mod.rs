@@ -432,12 +432,12 @@ pub use bindings::pagewright::plugin::types::{JobInfo, OriginStats, PriorityClas
 mod tests {
     use super::*;
 
-    fn host(fuel: u64) -> PluginHost {
+    /// A plugin host with the default settings, adjusted by `adjust`.
+    fn host_with(adjust: impl FnOnce(&mut PluginSettings)) -> PluginHost {
         let mut settings = crate::config::PluginArgs::default()
             .validate(false)
             .expect("default settings");
-        settings.fuel = fuel;
-        settings.timeout = Duration::from_secs(60);
+        adjust(&mut settings);
         PluginHost::new(settings, Metrics::new()).expect("the plugin host starts")
     }
 
@@ -456,7 +456,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_loop_runs_out_of_fuel_having_used_all_of_it() {
-        let host = host(100_000_000);
+        let host = host_with(|settings| settings.fuel = 100_000_000);
         let spin = guest(&host, "spin");
         let (result, usage) = host.extract_without_page(&spin, "{}", job()).await;
         assert!(
@@ -468,12 +468,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_epoch_deadline_stops_a_loop_with_fuel_to_spare() {
-        let mut settings = crate::config::PluginArgs::default()
-            .validate(false)
-            .expect("default settings");
-        settings.fuel = u64::MAX / 2;
-        settings.timeout = Duration::from_millis(200);
-        let host = PluginHost::new(settings, Metrics::new()).expect("the plugin host starts");
+        let host = host_with(|settings| {
+            settings.fuel = u64::MAX / 2;
+            settings.timeout = Duration::from_millis(200);
+        });
         let spin = guest(&host, "spin");
         let started = std::time::Instant::now();
         let (result, _) = host.extract_without_page(&spin, "{}", job()).await;
@@ -490,11 +488,9 @@ mod tests {
 
     #[tokio::test]
     async fn memory_and_output_limits_are_their_own_errors() {
-        let mut settings = crate::config::PluginArgs::default()
-            .validate(false)
-            .expect("default settings");
-        settings.max_memory_bytes = 16 << 20;
-        let host = PluginHost::new(settings, Metrics::new()).expect("the plugin host starts");
+        let host = host_with(|settings| {
+            settings.max_memory_bytes = 16 << 20;
+        });
         let bomb = guest(&host, "memory-bomb");
         let (result, _) = host.extract_without_page(&bomb, "{}", job()).await;
         assert!(
@@ -502,7 +498,7 @@ mod tests {
             "{result:?}"
         );
 
-        let host = host_with_defaults();
+        let host = host_with(|_| {});
         let huge = guest(&host, "huge-output");
         let (result, _) = host.extract_without_page(&huge, "{}", job()).await;
         assert!(
@@ -519,11 +515,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_servers_memory_budget_bounds_every_plugin_together() {
-        let mut settings = crate::config::PluginArgs::default()
-            .validate(false)
-            .expect("default settings");
-        settings.max_total_memory_bytes = 24 << 20;
-        let host = PluginHost::new(settings, Metrics::new()).expect("the plugin host starts");
+        let host = host_with(|settings| {
+            settings.max_total_memory_bytes = 24 << 20;
+        });
         let bomb = guest(&host, "memory-bomb");
         let (result, _) = host.extract_without_page(&bomb, "{}", job()).await;
         assert!(
@@ -539,7 +533,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_trap_quotes_what_the_plugin_printed() {
-        let host = host_with_defaults();
+        let host = host_with(|_| {});
         let trap = guest(&host, "trap");
         let (result, _) = host.extract_without_page(&trap, "{}", job()).await;
         let Err(PluginError::Trapped { message, .. }) = result else {
@@ -552,13 +546,11 @@ mod tests {
 
     #[tokio::test]
     async fn calls_wait_for_a_free_instance_within_their_deadline() {
-        let mut settings = crate::config::PluginArgs::default()
-            .validate(false)
-            .expect("default settings");
-        settings.max_instances = 1;
-        settings.timeout = Duration::from_millis(1_500);
-        settings.fuel = u64::MAX / 2;
-        let host = PluginHost::new(settings, Metrics::new()).expect("the plugin host starts");
+        let host = host_with(|settings| {
+            settings.max_instances = 1;
+            settings.timeout = Duration::from_millis(1_500);
+            settings.fuel = u64::MAX / 2;
+        });
         let spin = guest(&host, "spin");
         let noop = guest(&host, "noop");
         let spinning = tokio::spawn({
@@ -581,7 +573,7 @@ mod tests {
 
     #[test]
     fn components_that_cannot_be_plugins_are_refused_at_load() {
-        let host = host_with_defaults();
+        let host = host_with(|_| {});
         let refused = |bytes: &[u8]| match host.load("bad", bytes, false) {
             Err(PluginError::Invalid { reason, .. }) => reason,
             other => panic!("expected a refusal, got {other:?}"),
@@ -612,12 +604,5 @@ mod tests {
         ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
-    }
-
-    fn host_with_defaults() -> PluginHost {
-        let settings = crate::config::PluginArgs::default()
-            .validate(false)
-            .expect("default settings");
-        PluginHost::new(settings, Metrics::new()).expect("the plugin host starts")
     }
 }
