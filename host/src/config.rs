@@ -38,6 +38,43 @@ pub enum PluginCommand {
         /// The component (`.wasm`).
         file: PathBuf,
     },
+    /// Upload a component to a running server as a new version of plugin NAME.
+    Upload(UploadArgs),
+}
+
+/// Flags of `pagewright plugin upload`.
+#[derive(Debug, Clone, Args)]
+pub struct UploadArgs {
+    /// The component (`.wasm`).
+    pub file: PathBuf,
+
+    /// The plugin's name: 1-64 of a-z, 0-9, `-` and `_`.
+    #[arg(long)]
+    pub name: String,
+
+    /// The server's base URL.
+    #[arg(
+        long,
+        env = "PAGEWRIGHT_SERVER",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub server: String,
+
+    /// The server's admin token.
+    #[arg(long, env = "PAGEWRIGHT_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+
+    /// A manifest file (JSON: version, description, roles, limits).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+
+    /// The version to upload as (overrides the manifest's). Default: the latest's patch + 1.
+    #[arg(long = "version")]
+    pub plugin_version: Option<String>,
+
+    /// How long to wait for the server, which compiles the component before answering, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
 }
 
 /// Flags of `pagewright render`.
@@ -135,6 +172,21 @@ pub struct ServeArgs {
     /// in milliseconds.
     #[arg(long, env = "PAGEWRIGHT_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
+
+    /// Where uploaded plugins and compiled plugin code are kept. One server per directory. Default:
+    /// `$XDG_DATA_HOME/pagewright`, else `$HOME/.local/share/pagewright`, else `/var/lib/pagewright`.
+    #[arg(long, env = "PAGEWRIGHT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Bearer token that uploading and deleting plugins require. Without one, the plugin registry is
+    /// read-only: uploads are refused. Prefer the environment variable to the flag (flags show in `ps`).
+    #[arg(long, env = "PAGEWRIGHT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Bearer token every `/v1/` request must carry (the admin token also works). Without one the API
+    /// is open to whoever can reach it; `/health` and `/metrics` always are.
+    #[arg(long, env = "PAGEWRIGHT_RENDER_TOKEN", hide_env_values = true)]
+    pub render_token: Option<String>,
 }
 
 /// Where Chromium comes from and how it starts.
@@ -228,6 +280,11 @@ pub struct PluginArgs {
     #[arg(long, env = "PAGEWRIGHT_PLUGIN_WORKERS")]
     pub plugin_workers: Option<usize>,
 
+    /// Largest plugin component an upload may send, in MiB (above it: 413). JavaScript and Python
+    /// components are 12-19 MB.
+    #[arg(long, env = "PAGEWRIGHT_PLUGIN_MAX_UPLOAD_MIB", default_value_t = PluginArgs::MAX_UPLOAD_MIB)]
+    pub plugin_max_upload_mib: usize,
+
     /// Loads a plugin component from a file at start-up, as `NAME=PATH` (repeatable; comma-separated
     /// in the environment). For plugin authors trying a build, and operators who ship plugins as files.
     #[arg(long = "plugin", env = "PAGEWRIGHT_PLUGINS", value_delimiter = ',', value_parser = parse_plugin_file)]
@@ -256,6 +313,10 @@ pub struct PluginSettings {
     pub deny_private_networks: bool,
     /// Components to load at start-up, by name.
     pub files: Vec<(String, PathBuf)>,
+    /// Largest upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Where uploads and compiled code are kept; `None` keeps nothing (one-off commands).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl PluginArgs {
@@ -265,6 +326,7 @@ impl PluginArgs {
     const MEMORY_MIB: usize = 256;
     const MAX_OUTPUT_MIB: usize = 64;
     const INSTANCES: u32 = 256;
+    const MAX_UPLOAD_MIB: usize = 64;
 }
 
 impl Default for PluginArgs {
@@ -277,6 +339,7 @@ impl Default for PluginArgs {
             plugin_max_output_mib: Self::MAX_OUTPUT_MIB,
             plugin_instances: Self::INSTANCES,
             plugin_workers: None,
+            plugin_max_upload_mib: Self::MAX_UPLOAD_MIB,
             plugin_files: Vec::new(),
         }
     }
@@ -300,6 +363,7 @@ impl PluginArgs {
         positive("plugin-memory-mib", self.plugin_memory_mib as u64)?;
         positive("plugin-max-output-mib", self.plugin_max_output_mib as u64)?;
         positive("plugin-instances", u64::from(self.plugin_instances))?;
+        positive("plugin-max-upload-mib", self.plugin_max_upload_mib as u64)?;
         // The pool reserves address space per slot (4 GiB for each memory, for guard pages): stay well
         // inside the 128 TiB of user address space.
         if self.plugin_instances > 4096 {
@@ -339,6 +403,8 @@ impl PluginArgs {
             workers,
             deny_private_networks,
             files: self.plugin_files.clone(),
+            max_upload_bytes: self.plugin_max_upload_mib << 20,
+            data_dir: None,
         })
     }
 }
@@ -356,6 +422,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub deny_private_networks: bool,
     pub shutdown_grace: Duration,
+    pub admin_token: Option<String>,
+    pub render_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -401,18 +469,56 @@ impl ServeArgs {
                 value: self.job_timeout_ms.to_string(),
             });
         }
+        for (flag, token) in [
+            ("admin-token", &self.admin_token),
+            ("render-token", &self.render_token),
+        ] {
+            // Long enough that guessing is hopeless: `openssl rand -hex 32` gives 64 characters.
+            if let Some(token) = token
+                && token.chars().count() < MIN_TOKEN_CHARS
+            {
+                return Err(ConfigError::Invalid {
+                    flag,
+                    rule: "at least 16 characters (try `openssl rand -hex 32`)",
+                    value: format!("{} characters", token.chars().count()),
+                });
+            }
+        }
+        let mut plugins = self.plugins.validate(self.deny_private_networks)?;
+        plugins.data_dir = Some(self.data_dir.clone().unwrap_or_else(default_data_dir));
         Ok(Settings {
             listen: self.listen,
             browser: self.browser.validate()?,
             pool,
-            plugins: self.plugins.validate(self.deny_private_networks)?,
+            plugins,
             native_builtins: self.native_builtins,
             job_timeout: Duration::from_millis(self.job_timeout_ms),
             max_job_timeout: Duration::from_millis(self.max_job_timeout_ms),
             max_body_bytes: self.max_body_bytes,
             deny_private_networks: self.deny_private_networks,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            admin_token: self.admin_token.clone(),
+            render_token: self.render_token.clone(),
         })
+    }
+}
+
+/// Shortest admin or render token accepted.
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// `$XDG_DATA_HOME/pagewright`, else `$HOME/.local/share/pagewright`, else `/var/lib/pagewright`.
+fn default_data_dir() -> PathBuf {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(data_home) = from_env("XDG_DATA_HOME") {
+        data_home.join("pagewright")
+    } else if let Some(home) = from_env("HOME") {
+        home.join(".local/share/pagewright")
+    } else {
+        PathBuf::from("/var/lib/pagewright")
     }
 }
 

@@ -95,13 +95,14 @@ pub async fn run_server(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// `pagewright plugin check FILE`: the server's load-time checks, offline, with a report.
-pub fn run_plugin_check(file: &std::path::Path) -> anyhow::Result<()> {
+pub async fn run_plugin_check(file: &std::path::Path) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(file).with_context(|| format!("reading {} failed", file.display()))?;
     let name = file
         .file_stem()
         .map_or_else(|| "plugin".into(), |stem| stem.to_string_lossy());
     let checked = plugin::check_component(&name, &bytes)
+        .await
         .with_context(|| format!("checking {} failed", file.display()))?;
     println!("{}: a pagewright plugin", file.display());
     println!("  roles:    {}", checked.roles);
@@ -114,6 +115,69 @@ pub fn run_plugin_check(file: &std::path::Path) -> anyhow::Result<()> {
     for import in &checked.imports {
         println!("    {import}");
     }
+    Ok(())
+}
+
+/// `pagewright plugin upload FILE --name N`: `PUT /v1/plugins/N` with the file and its manifest,
+/// then a report of what the server registered, or its error.
+pub async fn run_plugin_upload(args: config::UploadArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("reading {} failed", args.file.display()))?;
+    let mut manifest = match &args.manifest {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {} failed", path.display()))?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?
+        }
+        None => serde_json::json!({}),
+    };
+    if let Some(version) = &args.plugin_version {
+        manifest["version"] = serde_json::Value::String(version.clone());
+    }
+    let url = format!(
+        "{}/v1/plugins/{}",
+        args.server.trim_end_matches('/'),
+        args.name
+    );
+    let response = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(&args.token)
+        .header(api::MANIFEST_HEADER, manifest.to_string())
+        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+        .timeout(std::time::Duration::from_secs(args.timeout_secs))
+        .body(bytes)
+        .send()
+        .await
+        .with_context(|| format!("uploading to {url} failed"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("the server's answer ({status}) is not JSON"))?;
+    if !status.is_success() {
+        let error = &body["error"];
+        anyhow::bail!(
+            "the server refused the upload ({status}, {}): {}",
+            error["code"].as_str().unwrap_or("?"),
+            error["message"].as_str().unwrap_or("no message")
+        );
+    }
+    let text = |key: &str| body[key].as_str().unwrap_or("?").to_owned();
+    let roles: Vec<&str> = body["roles"]
+        .as_array()
+        .map(|roles| roles.iter().filter_map(|role| role.as_str()).collect())
+        .unwrap_or_default();
+    let what = if status == reqwest::StatusCode::CREATED {
+        "uploaded"
+    } else {
+        "already there, unchanged:"
+    };
+    println!("{what} {}@{}", text("name"), text("version"));
+    println!("  roles:  {}", roles.join(", "));
+    println!("  size:   {} bytes", body["size"]);
+    println!("  sha256: {}", text("sha256"));
+    println!("  limits: {}", body["limits"]);
     Ok(())
 }
 
@@ -146,6 +210,8 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
         max_body_bytes: 0,
         deny_private_networks: false,
         shutdown_grace: std::time::Duration::ZERO,
+        admin_token: None,
+        render_token: None,
     };
     let state = start_services(settings)?;
     // The same built-in plugins the API's endpoints use.

@@ -38,6 +38,7 @@ async fn run() -> anyhow::Result<()> {
             pagewright::run_server(settings).await
         }
         Command::Render(args) => pagewright::run_render(args).await,
-        Command::Plugin(PluginCommand::Check { file }) => pagewright::run_plugin_check(&file),
+        Command::Plugin(PluginCommand::Check { file }) => pagewright::run_plugin_check(&file).await,
+        Command::Plugin(PluginCommand::Upload(args)) => pagewright::run_plugin_upload(args).await,
     }
 }

@@ -1,7 +1,8 @@
-//! The host's only unsafe code: process and thread set-up that the standard library and tokio do not
-//! offer (Chromium's parent-death signal, the plugin workers' lower priority). Kept in this one module
-//! so that every `unsafe` block in the host is here, next to the reason it is sound. (NUMA pinning of
-//! shard processes will join it.)
+//! The host's unsafe system calls: process and thread set-up that the standard library and tokio do
+//! not offer (Chromium's parent-death signal, the plugin workers' lower priority). Kept in this one
+//! module so that every such `unsafe` block is here, next to the reason it is sound. (NUMA pinning of
+//! shard processes will join it.) The only other `unsafe` in the host is loading compiled plugin
+//! code, in `plugin/artifact.rs`.
 #![allow(unsafe_code)]
 
 use std::io;

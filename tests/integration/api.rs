@@ -308,7 +308,7 @@ async fn health_status_and_metrics() {
         .collect();
     assert_eq!(plugins, ["content", "links", "pdf", "scrape", "screenshot"]);
     assert_eq!(status["plugins"][0]["roles"], json!(["extractor"]));
-    assert_eq!(status["plugins"][0]["builtin"], true);
+    assert_eq!(status["plugins"][0]["source"], "builtin");
     assert_eq!(status["plugin_host"]["instances"], 0);
     assert_eq!(status["plugin_host"]["max_instances"], 256);
 

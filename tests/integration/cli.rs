@@ -1,4 +1,5 @@
-//! `pagewright render`: one page to files without a server.
+//! The command line: `pagewright render` (one page to files without a server), `pagewright plugin
+//! check` and `pagewright plugin upload`.
 
 use clap::Parser;
 use pagewright::config::{Cli, Command};
@@ -88,5 +89,53 @@ fn plugin_check_reports_a_plugin_or_why_it_is_not_one() {
         .expect("pagewright runs");
     assert_eq!(output.status.code(), Some(1));
     let error = String::from_utf8_lossy(&output.stderr);
-    assert!(error.contains("does not compile as a component"), "{error}");
+    assert!(error.contains("core WebAssembly module"), "{error}");
+}
+
+#[tokio::test]
+async fn plugin_upload_sends_a_component_and_reports_the_servers_answer() {
+    const ADMIN: &str = "cli-admin-token-0123456789";
+    let server = crate::harness::TestServer::start(&["--admin-token", ADMIN]).await;
+    let title = std::path::Path::new(pagewright::plugin::TEST_GUESTS_DIR).join("title.wasm");
+    let upload = |token: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+            .args(["plugin", "upload"])
+            .arg(&title)
+            .args([
+                "--name",
+                "title",
+                "--version",
+                "1.2.0",
+                "--server",
+                &server.base,
+            ])
+            .args(["--token", token])
+            .output()
+    };
+    let output = upload(ADMIN).await.expect("pagewright runs");
+    assert!(output.status.success(), "{output:?}");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("uploaded title@1.2.0"), "{report}");
+    assert!(report.contains("roles:  extractor"), "{report}");
+    assert_eq!(
+        server
+            .state
+            .plugins
+            .get("title")
+            .expect("registered")
+            .version()
+            .to_string(),
+        "1.2.0"
+    );
+
+    let output = upload("not-the-admin-token")
+        .await
+        .expect("pagewright runs");
+    assert_eq!(output.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("401") && error.contains("unauthorized"),
+        "{error}"
+    );
+    server.shutdown().await;
 }

@@ -23,6 +23,8 @@ pub struct TestServer {
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The server's own data directory, unless the test gave one.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -30,6 +32,14 @@ impl TestServer {
     pub async fn start(flags: &[&str]) -> Self {
         let mut argv = vec!["pagewright", "serve", "--listen", "127.0.0.1:0"];
         argv.extend_from_slice(flags);
+        let data_dir = if flags.contains(&"--data-dir") {
+            None
+        } else {
+            Some(tempfile::tempdir().expect("a temporary data directory"))
+        };
+        if let Some(dir) = &data_dir {
+            argv.extend(["--data-dir", dir.path().to_str().expect("a UTF-8 path")]);
+        }
         let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
             panic!("parsed as another command");
         };
@@ -52,6 +62,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
+            _data_dir: data_dir,
         }
     }
 
@@ -103,7 +114,7 @@ impl TestServer {
             .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
         self.state
             .plugins
-            .load(name, &bytes, false)
+            .load(name, &bytes)
             .expect("the guest loads");
     }
 

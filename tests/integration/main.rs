@@ -7,3 +7,4 @@ mod harness;
 mod page_ops;
 mod plugins;
 mod pool;
+mod registry;

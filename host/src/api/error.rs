@@ -38,6 +38,12 @@ impl IntoResponse for ApiError {
             "error": { "code": self.code, "message": self.message }
         });
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"pagewright\""),
+            );
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // The browser relaunches in well under a second; a pool slot frees within a render.
             response
@@ -139,6 +145,18 @@ impl From<PluginError> for ApiError {
             }
             PluginError::Invalid { .. } => {
                 status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin")
+            }
+            PluginError::Protected { .. } => status(StatusCode::FORBIDDEN, "plugin_protected"),
+            PluginError::VersionExists { .. } => status(StatusCode::CONFLICT, "version_exists"),
+            PluginError::BadUpload(_) => status(StatusCode::BAD_REQUEST, "invalid_upload"),
+            PluginError::Limits(_) => status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limits"),
+            PluginError::Storage(_) | PluginError::NoStore => {
+                tracing::error!(error = %message, "the plugin store failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_failed",
+                    "the server could not store or remove the plugin; see the server log",
+                )
             }
             PluginError::OutOfFuel { .. } => {
                 status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_out_of_fuel")

@@ -4,8 +4,10 @@
 //!
 //! [`app`] builds the router from shared state, so tests drive it with `oneshot` or a real socket alike.
 
+mod auth;
 mod error;
 mod ops;
+mod plugins;
 mod render;
 pub mod url_policy;
 
@@ -19,6 +21,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use plugins::{MANIFEST_HEADER, PluginEntry};
 
 use crate::browser::BrowserSupervisor;
 use crate::config::Settings;
@@ -47,12 +50,23 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/content", post(render::content))
         .route("/v1/scrape", post(render::scrape))
         .route("/v1/run/{plugin}", post(render::run_plugin))
+        .route("/v1/plugins", get(plugins::list))
+        .route(
+            "/v1/plugins/{name}",
+            get(plugins::describe)
+                .put(plugins::upload)
+                .delete(plugins::delete),
+        )
         .route("/health", get(ops::health))
         .route("/v1/status", get(ops::status))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::render_access,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

@@ -39,11 +39,12 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "browser": { "restarts": state.browser.restarts(), "current": browser },
         "pool": state.pool.status(),
         "plugin_host": state.plugins.usage_now(),
-        "plugins": state.plugins.list().iter().map(|plugin| json!({
+        // The latest version of each; `/v1/plugins` has the details.
+        "plugins": state.plugins.catalog().iter().filter_map(|versions| versions.last()).map(|plugin| json!({
             "name": plugin.name(),
+            "version": plugin.version().to_string(),
+            "source": plugin.source(),
             "roles": plugin.roles().names(),
-            "builtin": plugin.is_builtin(),
-            "size": plugin.size(),
         })).collect::<Vec<_>>(),
     }))
 }

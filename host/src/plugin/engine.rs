@@ -24,8 +24,9 @@ pub(super) const FUEL_YIELD_INTERVAL: u64 = 100_000;
 
 /// Core instances, memories and tables per component instance the pool makes room for. A Rust
 /// component has 1 memory and about 4 core instances (the module plus wit-component's shims and
-/// adapters); componentize-py and componentize-js output have more, so leave headroom.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
+/// adapters); componentize-js output has 3, QuickJS's 11, and componentize-py's with `--stub-wasi` 38
+/// (one stub per WASI interface; measured), so leave headroom. This sizes bookkeeping, not memory.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 const MEMORIES_PER_COMPONENT: u32 = 4;
 const TABLES_PER_COMPONENT: u32 = 8;
 
@@ -57,6 +58,10 @@ pub(super) fn engine(settings: &PluginSettings) -> Result<Engine, PluginError> {
     config
         .wasm_component_model(true)
         .cranelift_opt_level(OptLevel::Speed)
+        // Compile on the calling thread only: uploads compile on a low-priority thread of their
+        // own, and Cranelift's parallel compiler would spread the work over threads at normal
+        // priority, competing with Chromium. Compiled code is kept, so this is paid once.
+        .parallel_compilation(false)
         .consume_fuel(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));

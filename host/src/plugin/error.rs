@@ -26,6 +26,20 @@ pub enum PluginError {
     MissingRole { plugin: String, role: &'static str },
     #[error("`{name}` is not a usable plugin: {reason}")]
     Invalid { name: String, reason: String },
+    #[error("`{name}` is {what}; only uploaded plugins can be replaced or deleted")]
+    Protected { name: String, what: &'static str },
+    #[error(
+        "{reference} exists with different contents; versions cannot be changed, upload a new one"
+    )]
+    VersionExists { reference: String },
+    #[error("the upload is refused: {0}")]
+    BadUpload(String),
+    #[error("the plugin's limits are refused: {0}")]
+    Limits(String),
+    #[error("this server keeps no plugins: it was started without a data directory")]
+    NoStore,
+    #[error("{0}")]
+    Storage(String),
     #[error("setting up the plugin engine failed: {0}")]
     Engine(String),
     #[error("starting the plugin workers failed: {0}")]

@@ -25,14 +25,17 @@ pub(super) enum Call {
     InitScripts(String),
     AfterLoad(String),
     Score(types::JobInfo),
+    /// Instantiate, and look up every exported role's functions with the WIT's types, calling none.
+    Verify,
 }
 
 impl Call {
-    fn role(&self) -> Role {
+    fn role(&self) -> Option<Role> {
         match self {
-            Self::Extract(_) => Role::Extractor,
-            Self::InitScripts(_) | Self::AfterLoad(_) => Role::PageScript,
-            Self::Score(_) => Role::Scorer,
+            Self::Extract(_) => Some(Role::Extractor),
+            Self::InitScripts(_) | Self::AfterLoad(_) => Some(Role::PageScript),
+            Self::Score(_) => Some(Role::Scorer),
+            Self::Verify => None,
         }
     }
 }
@@ -76,14 +79,14 @@ pub(super) async fn invoke(
     page: Option<PageContext>,
     job: JobContext,
 ) -> Invoked {
-    if let Err(error) = plugin.require(call.role()) {
+    if let Some(Err(error)) = call.role().map(|role| plugin.require(role)) {
         return Invoked {
             page,
             result: Err(error),
             usage: Usage::default(),
         };
     }
-    let settings = &inner.settings;
+    let limits = *plugin.limits();
     let permit = match tokio::time::timeout_at(
         job.deadline,
         inner.instances.clone().acquire_owned(),
@@ -102,7 +105,7 @@ pub(super) async fn invoke(
     };
 
     let started = Instant::now();
-    let limit = settings
+    let limit = limits
         .timeout
         .min(job.deadline.saturating_duration_since(started));
     let log = LogSink::new(Arc::from(plugin.name()), job.id);
@@ -110,15 +113,15 @@ pub(super) async fn invoke(
         &inner.engine,
         PluginState::new(
             log.clone(),
-            settings.max_memory_bytes,
+            limits.memory_bytes,
             inner.memory_budget.clone(),
-            settings.deny_private_networks,
+            inner.settings.deny_private_networks,
             page,
         ),
     );
     store.limiter(|state| &mut state.limiter);
     let prepared = store
-        .set_fuel(settings.fuel)
+        .set_fuel(limits.fuel)
         .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
     if let Err(error) = prepared {
         let page = store.into_data().page;
@@ -136,7 +139,7 @@ pub(super) async fn invoke(
     // The epoch deadline stops guest code; the timeout also stops a plugin waiting in a host call.
     let outcome = tokio::time::timeout(limit, call_guest(&mut store, plugin, call)).await;
     let usage = Usage {
-        fuel: settings.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+        fuel: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
         wall: started.elapsed(),
     };
     let mut state = store.into_data();
@@ -148,11 +151,11 @@ pub(super) async fn invoke(
             plugin: name(),
             limit,
         }),
-        Ok(Ok(Ok(returned))) if returned.too_large(settings.max_output_bytes) => {
+        Ok(Ok(Ok(returned))) if returned.too_large(limits.output_bytes) => {
             Err(PluginError::OutputTooLarge {
                 plugin: name(),
                 size: returned.size(),
-                limit: settings.max_output_bytes,
+                limit: limits.output_bytes,
             })
         }
         Ok(Ok(Ok(returned))) => Ok(returned),
@@ -170,14 +173,14 @@ pub(super) async fn invoke(
                 },
                 _ => PluginError::MemoryLimit {
                     plugin: name(),
-                    limit: settings.max_memory_bytes,
+                    limit: limits.memory_bytes,
                 },
             })
         }
         Ok(Err(trap)) => Err(match trap.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => PluginError::OutOfFuel {
                 plugin: name(),
-                budget: settings.fuel,
+                budget: limits.fuel,
             },
             Some(Trap::Interrupt) => PluginError::Timeout {
                 plugin: name(),
@@ -255,6 +258,32 @@ async fn call_guest(
                 .ok_or_else(missing)?
                 .load(&mut *store, &instance)?;
             Ok(Returned::Score(guest.call_score(&mut *store, &job).await?))
+        }
+        Call::Verify => {
+            // One error, not a chain: the classification below quotes only an error's root cause.
+            let mismatch = |role: &'static str| {
+                move |error: wasmtime::Error| {
+                    wasmtime::format_err!(
+                        "its export `pagewright:plugin/{role}@0.1.0` does not match the WIT: {error:#}"
+                    )
+                }
+            };
+            if let Some(extractor) = &plugin.extractor {
+                extractor
+                    .load(&mut *store, &instance)
+                    .map_err(mismatch("extractor"))?;
+            }
+            if let Some(page_script) = &plugin.page_script {
+                page_script
+                    .load(&mut *store, &instance)
+                    .map_err(mismatch("page-script"))?;
+            }
+            if let Some(scorer) = &plugin.scorer {
+                scorer
+                    .load(&mut *store, &instance)
+                    .map_err(mismatch("scorer"))?;
+            }
+            Ok(Returned::Done)
         }
     })
 }

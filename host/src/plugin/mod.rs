@@ -17,17 +17,21 @@
 //! - `page_resource.rs` and `log.rs`: the host side of the WIT interfaces;
 //! - `workers.rs`: the plugin worker runtime.
 
+mod artifact;
 mod bindings;
 mod engine;
 mod error;
 mod invoke;
 mod log;
+mod manifest;
 mod page_resource;
 mod registry;
 mod state;
+mod store;
+mod uploads;
+mod validate;
 mod workers;
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -40,7 +44,9 @@ use crate::page::Navigation;
 use crate::pool::Lease;
 
 pub use error::{GuestErrorKind, PluginError};
-pub use registry::{Plugin, Role, Roles};
+pub use manifest::{Limits, LimitsView, MAX_DESCRIPTION_BYTES, Manifest, RequestedLimits};
+pub use registry::{Metadata, Plugin, PluginInfo, Role, Roles, Source, sha256_hex};
+pub use uploads::Uploaded;
 
 use invoke::{Call, Returned};
 use state::PageContext;
@@ -140,21 +146,35 @@ pub struct Checked {
     pub compile_time: Duration,
 }
 
-/// Checks `bytes` as the server would load them under `name` (compile, imports against the linker,
-/// roles), with the default engine settings and nothing else started.
-pub fn check_component(name: &str, bytes: &[u8]) -> Result<Checked, PluginError> {
+/// Checks `bytes` as the server checks an upload under `name` (compile, imports and exports against
+/// the linker, roles, one instantiation), with the default settings and no other plugin loaded.
+pub async fn check_component(name: &str, bytes: &[u8]) -> Result<Checked, PluginError> {
     let settings = crate::config::PluginArgs::default()
         .validate(false)
         .map_err(|error| PluginError::Engine(error.to_string()))?;
-    let engine = engine::engine(&settings)?;
-    let linker = engine::linker(&engine)?;
+    let host = PluginHost::without_plugins(settings, Metrics::new())?;
     let started = std::time::Instant::now();
-    let plugin = Plugin::compile(&engine, &linker, name, bytes, false)?;
+    let component =
+        registry::compile(&host.inner.engine, bytes).map_err(|reason| PluginError::Invalid {
+            name: name.to_owned(),
+            reason,
+        })?;
+    let compile_time = started.elapsed();
+    let metadata = Metadata::new(name, semver::Version::new(0, 0, 0), bytes);
+    let plugin = Arc::new(Plugin::new(
+        &host.inner.engine,
+        &host.inner.linker,
+        &component,
+        metadata,
+        Source::File,
+        Limits::server(&host.inner.settings),
+    )?);
+    host.verify(&plugin).await?;
     Ok(Checked {
         roles: plugin.roles(),
         imports: plugin.imports().to_vec(),
-        size: plugin.size(),
-        compile_time: started.elapsed(),
+        size: bytes.len(),
+        compile_time,
     })
 }
 
@@ -165,6 +185,8 @@ pub struct HostUsage {
     pub max_instances: usize,
     pub memory_bytes: usize,
     pub max_memory_bytes: usize,
+    /// Components compiled since start; the others were loaded compiled from the data directory.
+    pub compilations: u64,
 }
 
 /// The plugin host. Cheap to clone.
@@ -176,7 +198,16 @@ pub struct PluginHost {
 struct HostInner {
     engine: wasmtime::Engine,
     linker: wasmtime::component::Linker<state::PluginState>,
-    plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    plugins: RwLock<registry::Registry>,
+    /// The data directory, where uploads and compiled code are kept; `None` for one-off commands.
+    store: Option<store::Store>,
+    /// Held while the registry and the data directory change (an upload's commit, a delete), so they
+    /// change together and in one order.
+    changes: tokio::sync::Mutex<()>,
+    /// One compilation at a time: a large component keeps a core busy for seconds.
+    compiles: Semaphore,
+    /// Components compiled since start (the rest came compiled from the data directory).
+    compilations: std::sync::atomic::AtomicU64,
     settings: PluginSettings,
     /// One permit per instance slot of the pooling allocator, so an instantiation never finds the pool
     /// exhausted: callers queue here instead, under their job's deadline.
@@ -196,26 +227,14 @@ impl std::fmt::Debug for HostInner {
 }
 
 impl PluginHost {
-    /// Builds the engine and linker, starts the workers and the epoch ticker, and loads the built-in
-    /// plugins.
+    /// Builds the engine and linker, starts the workers and the epoch ticker, opens the data
+    /// directory, and loads the built-in plugins, the `--plugin` files and the uploaded plugins.
     pub fn new(settings: PluginSettings, metrics: Metrics) -> Result<Self, PluginError> {
-        let engine = engine::engine(&settings)?;
-        let linker = engine::linker(&engine)?;
-        engine::start_epoch_ticker(&engine);
-        let host = Self {
-            inner: Arc::new(HostInner {
-                instances: Arc::new(Semaphore::new(settings.max_instances as usize)),
-                memory_budget: state::MemoryBudget::new(settings.max_total_memory_bytes),
-                workers: workers::Workers::start(settings.workers)?,
-                engine,
-                linker,
-                plugins: RwLock::new(HashMap::new()),
-                settings,
-                metrics,
-            }),
-        };
+        let host = Self::without_plugins(settings, metrics)?;
         for (name, bytes) in registry::BUILTINS {
-            host.load(name, bytes, true)?;
+            let version = semver::Version::parse(env!("CARGO_PKG_VERSION"))
+                .expect("the crate version is semantic");
+            host.load_source(name, version, bytes, Source::Builtin)?;
         }
         for (name, path) in &host.inner.settings.files {
             if registry::BUILTINS
@@ -231,59 +250,132 @@ impl PluginHost {
                 name: name.clone(),
                 reason: format!("reading {} failed: {error}", path.display()),
             })?;
-            host.load(name, &bytes, false)?;
+            host.load(name, &bytes)?;
         }
+        host.restore_uploads();
         Ok(host)
     }
 
-    /// Compiles `bytes` as a component, checks that the linker can satisfy its imports and which
-    /// roles it exports, and registers it under `name`, replacing any plugin of that name.
-    pub fn load(
+    /// The engine, workers and data directory, with no plugin loaded.
+    fn without_plugins(settings: PluginSettings, metrics: Metrics) -> Result<Self, PluginError> {
+        let engine = engine::engine(&settings)?;
+        let linker = engine::linker(&engine)?;
+        engine::start_epoch_ticker(&engine);
+        let store = match &settings.data_dir {
+            Some(dir) => Some(store::Store::open(dir, &engine).map_err(|error| {
+                PluginError::Storage(format!("opening the data directory failed: {error}"))
+            })?),
+            None => None,
+        };
+        let host = Self {
+            inner: Arc::new(HostInner {
+                instances: Arc::new(Semaphore::new(settings.max_instances as usize)),
+                memory_budget: state::MemoryBudget::new(settings.max_total_memory_bytes),
+                workers: workers::Workers::start(settings.workers)?,
+                engine,
+                linker,
+                plugins: RwLock::new(registry::Registry::default()),
+                store,
+                changes: tokio::sync::Mutex::new(()),
+                compiles: Semaphore::new(1),
+                compilations: Default::default(),
+                settings,
+                metrics,
+            }),
+        };
+        Ok(host)
+    }
+
+    /// Loads a component as a `--plugin` file would be: version 0.0.0, replacing any plugin of that
+    /// name (for `--plugin` files, tests and the bench).
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        self.load_source(name, semver::Version::new(0, 0, 0), bytes, Source::File)
+    }
+
+    /// Compiles (or finds the compiled code of) `bytes`, checks the component and registers it.
+    fn load_source(
         &self,
         name: &str,
+        version: semver::Version,
         bytes: &[u8],
-        builtin: bool,
+        source: Source,
     ) -> Result<Arc<Plugin>, PluginError> {
         let started = std::time::Instant::now();
-        let plugin = Arc::new(Plugin::compile(
+        let metadata = Metadata::new(name, version, bytes);
+        let component =
+            self.component(&metadata.sha256, bytes)
+                .map_err(|reason| PluginError::Invalid {
+                    name: name.to_owned(),
+                    reason,
+                })?;
+        let plugin = Arc::new(Plugin::new(
             &self.inner.engine,
             &self.inner.linker,
-            name,
-            bytes,
-            builtin,
+            &component,
+            metadata,
+            source,
+            Limits::server(&self.inner.settings),
         )?);
         tracing::debug!(plugin = name, roles = %plugin.roles(), elapsed = ?started.elapsed(), "plugin loaded");
-        self.inner
+        let mut registry = self
+            .inner
             .plugins
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_owned(), plugin.clone());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        registry.remove(name, None);
+        registry.insert(plugin.clone());
         Ok(plugin)
     }
 
-    /// The plugin registered under `name`.
-    pub fn get(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
+    /// Compiles `bytes` on this thread, counted in [`HostUsage::compilations`].
+    fn compile(&self, bytes: &[u8]) -> Result<wasmtime::component::Component, String> {
+        self.inner
+            .compilations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        registry::compile(&self.inner.engine, bytes)
+    }
+
+    /// The compiled component for `bytes`: from the data directory if this engine compiled it
+    /// before, else compiled now (on this thread) and kept there.
+    fn component(
+        &self,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<wasmtime::component::Component, String> {
+        let store = self.inner.store.as_ref();
+        if let Some(component) = store.and_then(|store| store.compiled(&self.inner.engine, sha256))
+        {
+            return Ok(component);
+        }
+        let component = self.compile(bytes)?;
+        if let Some(store) = store
+            && let Err(error) = store.save_compiled(sha256, &component)
+        {
+            tracing::warn!(%error, "keeping a compiled plugin failed; it will be compiled again");
+        }
+        Ok(component)
+    }
+
+    /// The plugin a request names: `name` (its latest version) or `name@version`.
+    pub fn get(&self, reference: &str) -> Result<Arc<Plugin>, PluginError> {
+        self.registry().get(reference)
+    }
+
+    /// The versions of `name`, oldest first (none if there is no such plugin).
+    pub fn versions(&self, name: &str) -> Vec<Arc<Plugin>> {
+        self.registry().versions(name)
+    }
+
+    /// Every plugin's versions (oldest first), by name.
+    pub fn catalog(&self) -> Vec<Vec<Arc<Plugin>>> {
+        self.registry().all()
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, registry::Registry> {
         self.inner
             .plugins
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| PluginError::NotFound(name.to_owned()))
-    }
-
-    /// Every registered plugin, by name.
-    pub fn list(&self) -> Vec<Arc<Plugin>> {
-        let mut plugins: Vec<Arc<Plugin>> = self
-            .inner
-            .plugins
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        plugins.sort_by(|a, b| a.name().cmp(b.name()));
-        plugins
     }
 
     pub fn settings(&self) -> &PluginSettings {
@@ -298,6 +390,10 @@ impl PluginHost {
             max_instances: settings.max_instances as usize,
             memory_bytes: self.inner.memory_budget.used(),
             max_memory_bytes: self.inner.memory_budget.total(),
+            compilations: self
+                .inner
+                .compilations
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -404,6 +500,38 @@ impl PluginHost {
         .await
     }
 
+    /// Instantiates `plugin` once under its limits, on the plugin workers, and checks every exported
+    /// role's functions against the WIT's types, calling none of them: a component whose exports
+    /// have the wrong types, or that traps or runs away while starting, is refused here instead of
+    /// failing its first job.
+    pub(super) async fn verify(&self, plugin: &Arc<Plugin>) -> Result<(), PluginError> {
+        let job = JobContext {
+            id: 0,
+            deadline: Instant::now() + plugin.limits().timeout,
+        };
+        let (result, _) = self
+            .without_page(plugin, Call::Verify, job, |returned| {
+                matches!(returned, Returned::Done).then_some(())
+            })
+            .await;
+        result.map_err(|error| match error {
+            // The server's state, not the plugin's fault: let the caller retry.
+            PluginError::Busy
+            | PluginError::ServerMemory { .. }
+            | PluginError::Engine(_)
+            | PluginError::Workers(_)
+            | PluginError::WorkerLost => error,
+            PluginError::Trapped { message, .. } => PluginError::Invalid {
+                name: plugin.name().to_owned(),
+                reason: message,
+            },
+            error => PluginError::Invalid {
+                name: plugin.name().to_owned(),
+                reason: format!("starting it failed: {error}"),
+            },
+        })
+    }
+
     /// One call without a page, on the plugin workers; `pick` takes the call's kind of result.
     async fn without_page<T: Send + 'static>(
         &self,
@@ -444,7 +572,7 @@ mod tests {
     fn guest(host: &PluginHost, name: &str) -> Arc<Plugin> {
         let path = std::path::Path::new(TEST_GUESTS_DIR).join(format!("{name}.wasm"));
         let bytes = std::fs::read(&path).expect("the guest was built");
-        host.load(name, &bytes, false).expect("the guest loads")
+        host.load(name, &bytes).expect("the guest loads")
     }
 
     fn job() -> JobContext {
@@ -574,18 +702,117 @@ mod tests {
     #[test]
     fn components_that_cannot_be_plugins_are_refused_at_load() {
         let host = host_with(|_| {});
-        let refused = |bytes: &[u8]| match host.load("bad", bytes, false) {
+        let refused = |bytes: &[u8]| match host.load("bad", bytes) {
             Err(PluginError::Invalid { reason, .. }) => reason,
             other => panic!("expected a refusal, got {other:?}"),
         };
-        assert!(refused(b"\0asm garbage").contains("does not compile"));
-        assert!(refused(b"(module)").contains("does not compile"));
-        assert!(refused(b"(component)").contains("exports none of the roles"));
-        let filesystem = refused(
-            br#"(component (import "wasi:filesystem/types@0.2.6" (instance (export "open" (func)))))"#,
+        let wat = |text: &str| wat::parse_str(text).expect("valid WAT");
+        assert!(refused(b"garbage").contains("not a WebAssembly binary"));
+        assert!(refused(b"(component)").contains("not a WebAssembly binary"));
+        assert!(refused(&wat("(module)")).contains("core WebAssembly module"));
+        assert!(refused(&wat("(component)")).contains("exports none of the roles"));
+        let filesystem = refused(&wat(
+            r#"(component (import "wasi:filesystem/types@0.2.6" (instance (export "open" (func)))))"#,
+        ));
+        assert!(
+            filesystem.contains("`wasi:filesystem/types@0.2.6`")
+                && filesystem.contains("no filesystem"),
+            "{filesystem}"
         );
-        assert!(filesystem.contains("wasi:filesystem/types"), "{filesystem}");
+        let unknown = refused(&wat(
+            r#"(component (import "acme:spy/send@1.0.0" (instance)))"#,
+        ));
+        assert!(unknown.contains("`acme:spy/send@1.0.0`"), "{unknown}");
+        let no_such_role = refused(&wat(r#"(component
+                 (core module $m (func (export "f")))
+                 (core instance $i (instantiate $m))
+                 (func $f (canon lift (core func $i "f")))
+                 (instance $x (export "extract" (func $f)))
+                 (export "pagewright:plugin/extractor@9.0.0" (instance $x)))"#));
+        assert!(
+            no_such_role.contains("export `pagewright:plugin/extractor@9.0.0` does not match")
+                && no_such_role.contains("not version `9.0.0`"),
+            "{no_such_role}"
+        );
         assert!(host.get("bad").is_err(), "nothing was registered");
+    }
+
+    #[tokio::test]
+    async fn verifying_a_plugin_checks_its_exports_types_and_start() {
+        let host = host_with(|_| {});
+        // `extract` exported with the name the WIT gives it, but no parameters and no result.
+        let wrong_type = wat::parse_str(
+            r#"(component
+                 (core module $m (func (export "f")))
+                 (core instance $i (instantiate $m))
+                 (func $f (canon lift (core func $i "f")))
+                 (instance $x (export "extract" (func $f)))
+                 (export "pagewright:plugin/extractor@0.1.0" (instance $x)))"#,
+        )
+        .expect("valid WAT");
+        let plugin = host.load("wrong-type", &wrong_type).expect("its names fit");
+        let error = host.verify(&plugin).await.expect_err("its types do not");
+        let message = error.to_string();
+        assert!(
+            message.contains("export `pagewright:plugin/extractor@0.1.0`")
+                && message.contains("type"),
+            "{message}"
+        );
+        let noop = guest(&host, "noop");
+        host.verify(&noop).await.expect("a good plugin verifies");
+    }
+
+    mod fuzz {
+        //! Upload validation over random and mutated bytes: every input is refused or accepted,
+        //! none panics or hangs. Bounded by the case counts, so it runs in CI.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn host() -> &'static PluginHost {
+            static HOST: std::sync::OnceLock<PluginHost> = std::sync::OnceLock::new();
+            HOST.get_or_init(|| host_with(|_| {}))
+        }
+
+        fn noop() -> &'static [u8] {
+            static NOOP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            NOOP.get_or_init(|| {
+                std::fs::read(std::path::Path::new(TEST_GUESTS_DIR).join("noop.wasm"))
+                    .expect("the noop guest was built")
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn random_bytes_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                prop_assert!(host().load("fuzz", &bytes).is_err());
+            }
+
+            #[test]
+            fn a_component_with_a_header_and_random_sections_is_refused(
+                body in proptest::collection::vec(any::<u8>(), 0..4096),
+            ) {
+                let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+                bytes.extend(body);
+                prop_assert!(host().load("fuzz", &bytes).is_err());
+            }
+
+            #[test]
+            fn mutated_components_are_refused_or_loaded(
+                flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+                keep in 0.5f64..=1.0,
+            ) {
+                let mut bytes = noop().to_vec();
+                for (index, value) in flips {
+                    let at = index.index(bytes.len());
+                    bytes[at] = value;
+                }
+                bytes.truncate((bytes.len() as f64 * keep) as usize);
+                // Either answer is fine; a panic or a hang is the failure.
+                let _ = host().load("fuzz", &bytes);
+            }
+        }
     }
 
     #[test]

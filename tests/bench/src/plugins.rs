@@ -75,7 +75,7 @@ fn guest(name: &str) -> anyhow::Result<Vec<u8>> {
 async fn invocation_cost(calls: usize) -> anyhow::Result<(f64, f64, f64)> {
     let settings = pagewright::config::PluginArgs::default().validate(false)?;
     let host = pagewright::plugin::PluginHost::new(settings, pagewright::metrics::Metrics::new())?;
-    let noop = host.load("noop", &guest("noop")?, false)?;
+    let noop = host.load("noop", &guest("noop")?)?;
     let job = || JobContext {
         id: 1,
         deadline: tokio::time::Instant::now() + Duration::from_secs(10),
@@ -159,7 +159,16 @@ struct Isolation {
 async fn spinning_neighbours(loops: usize) -> anyhow::Result<Isolation> {
     let site = serve_page().await?;
     let url = format!("http://{site}/");
-    let argv = ["pagewright", "serve", "--listen", "127.0.0.1:0"];
+    let data_dir = tempfile::tempdir()?;
+    let data_dir_arg = data_dir.path().to_str().context("a UTF-8 temporary path")?;
+    let argv = [
+        "pagewright",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir_arg,
+    ];
     let pagewright::config::Command::Serve(args) =
         <pagewright::config::Cli as clap::Parser>::try_parse_from(argv)?.command
     else {
@@ -169,7 +178,7 @@ async fn spinning_neighbours(loops: usize) -> anyhow::Result<Isolation> {
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let state = pagewright::start_services(settings)?;
-    let spin = state.plugins.load("spin", &guest("spin")?, false)?;
+    let spin = state.plugins.load("spin", &guest("spin")?)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(pagewright::serve(state.clone(), listener, async {
         let _ = stopped.await;

@@ -214,6 +214,8 @@ pub(crate) struct PagewrightServer {
     child: tokio::process::Child,
     base: String,
     client: reqwest::Client,
+    /// Each server's own data directory: one server per directory.
+    _data_dir: tempfile::TempDir,
 }
 
 impl PagewrightServer {
@@ -222,8 +224,11 @@ impl PagewrightServer {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
         };
+        let data_dir = tempfile::tempdir()?;
         let child = tokio::process::Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir.path())
             .args(args)
             .kill_on_drop(true)
             .spawn()
@@ -247,6 +252,7 @@ impl PagewrightServer {
             child,
             base,
             client,
+            _data_dir: data_dir,
         })
     }
 

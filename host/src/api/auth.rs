@@ -1,0 +1,88 @@
+//! Bearer tokens: an admin token for changing the plugin registry, and an optional render token for
+//! the rest of `/v1/`. Without an admin token configured the registry is read-only (secure by
+//! default); without a render token the API is open to whoever can reach the listen address.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, AppState};
+
+/// A request that carries the admin token. Extracted before the body, so an unauthorised upload is
+/// refused before any of it is read.
+#[derive(Debug)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = &state.settings.admin_token else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "uploads_disabled",
+                "changing plugins needs an admin token, and this server has none: start it with \
+                 PAGEWRIGHT_ADMIN_TOKEN set (see the README)",
+            ));
+        };
+        if carries(&parts.headers, expected) {
+            Ok(Admin)
+        } else {
+            Err(unauthorized(
+                "changing plugins needs `Authorization: Bearer <admin token>`",
+            ))
+        }
+    }
+}
+
+/// Middleware: with a render token configured, every request outside `/health` and `/metrics` must
+/// carry it (or the admin token).
+pub async fn render_access(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let open = matches!(request.uri().path(), "/health" | "/metrics");
+    if let Some(render_token) = &state.settings.render_token
+        && !open
+    {
+        let headers = request.headers();
+        let admin = state
+            .settings
+            .admin_token
+            .as_ref()
+            .is_some_and(|admin| carries(headers, admin));
+        if !admin && !carries(headers, render_token) {
+            return Err(unauthorized(
+                "this server needs `Authorization: Bearer <render token>`",
+            ));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Does the request's `Authorization: Bearer` token equal `expected`? Compared as SHA-256 digests
+/// with every byte looked at, so the time taken says nothing about how much of a guess was right.
+fn carries(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let given = Sha256::digest(given.trim().as_bytes());
+    let expected = Sha256::digest(expected.as_bytes());
+    given
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+        == 0
+}

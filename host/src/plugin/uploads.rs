@@ -1,0 +1,361 @@
+//! Plugins that come and go while the server runs: an upload (checked, compiled at low priority, then
+//! stored and registered), a delete, and at start-up the restore of every stored upload from its
+//! compiled code.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use wasmtime::component::Component;
+
+use super::manifest::{Limits, MAX_DESCRIPTION_BYTES, Manifest};
+use super::registry::{self, Metadata, Plugin, Source, parse_reference, sha256_hex};
+use super::store::Unreadable;
+use super::{PluginError, PluginHost, check_name};
+
+/// The result of an upload: the plugin, and whether it is new (`false`: this exact version was
+/// already there, and nothing changed).
+#[derive(Debug)]
+pub struct Uploaded {
+    pub plugin: Arc<Plugin>,
+    pub created: bool,
+}
+
+impl PluginHost {
+    /// Checks, compiles, stores and registers a component as a new version of `name`. Nothing is
+    /// stored unless every check passes; a version that exists with the same component is answered
+    /// as it is, one with another component is refused.
+    pub async fn upload(
+        &self,
+        name: &str,
+        manifest: Manifest,
+        bytes: Bytes,
+    ) -> Result<Uploaded, PluginError> {
+        if self.inner.store.is_none() {
+            return Err(PluginError::NoStore);
+        }
+        check_name(name).map_err(PluginError::BadUpload)?;
+        self.check_replaceable(name)?;
+        if let Some(description) = &manifest.description
+            && description.len() > MAX_DESCRIPTION_BYTES
+        {
+            return Err(PluginError::BadUpload(format!(
+                "the description is {} bytes, above {MAX_DESCRIPTION_BYTES}",
+                description.len()
+            )));
+        }
+        for role in &manifest.roles {
+            if !["extractor", "page-script", "scorer"].contains(&role.as_str()) {
+                return Err(PluginError::BadUpload(format!(
+                    "`{role}` is not a role: use extractor, page-script or scorer"
+                )));
+            }
+        }
+        let limits =
+            Limits::resolve(&manifest.limits, &self.inner.settings).map_err(PluginError::Limits)?;
+        let sha256 = sha256_hex(&bytes);
+        let component = self
+            .compile_in_background(name, &sha256, bytes.clone())
+            .await?;
+        let checked = Arc::new(Plugin::new(
+            &self.inner.engine,
+            &self.inner.linker,
+            &component,
+            Metadata::new(name, semver::Version::new(0, 0, 0), &bytes),
+            Source::Uploaded,
+            limits,
+        )?);
+        self.verify(&checked).await?;
+        let exported = checked.roles().names();
+        if let Some(missing) = manifest
+            .roles
+            .iter()
+            .find(|role| !exported.contains(&role.as_str()))
+        {
+            return Err(PluginError::Invalid {
+                name: name.to_owned(),
+                reason: format!(
+                    "the manifest says it is a `{missing}`, but it does not export \
+                     pagewright:plugin/{missing}@0.1.0 (it exports: {})",
+                    checked.roles()
+                ),
+            });
+        }
+
+        let _changing = self.inner.changes.lock().await;
+        self.check_replaceable(name)?;
+        let versions = self.versions(name);
+        let version = match (&manifest.version, versions.last()) {
+            (Some(version), _) => version.clone(),
+            // The same component again without a version: nothing new.
+            (None, Some(latest)) if latest.metadata().sha256 == sha256 => {
+                return Ok(Uploaded {
+                    plugin: latest.clone(),
+                    created: false,
+                });
+            }
+            (None, Some(latest)) => {
+                let latest = latest.version();
+                semver::Version::new(latest.major, latest.minor, latest.patch + 1)
+            }
+            (None, None) => semver::Version::new(0, 1, 0),
+        };
+        let metadata = Metadata {
+            name: name.to_owned(),
+            version,
+            description: manifest.description,
+            sha256,
+            size: bytes.len(),
+            uploaded_at: Some(
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            ),
+            limits: manifest.limits,
+        };
+        if let Some(existing) = versions.iter().find(|p| p.version() == &metadata.version) {
+            let same = existing.metadata().sha256 == metadata.sha256
+                && existing.metadata().description == metadata.description
+                && existing.metadata().limits == metadata.limits;
+            return if same {
+                Ok(Uploaded {
+                    plugin: existing.clone(),
+                    created: false,
+                })
+            } else {
+                Err(PluginError::VersionExists {
+                    reference: metadata.reference(),
+                })
+            };
+        }
+        let plugin = Arc::new(Plugin::new(
+            &self.inner.engine,
+            &self.inner.linker,
+            &component,
+            metadata.clone(),
+            Source::Uploaded,
+            limits,
+        )?);
+
+        let inner = self.inner.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            let store = inner.store.as_ref().expect("checked above");
+            store.put(&metadata, &bytes, &component)
+        })
+        .await
+        .map_err(|error| PluginError::Storage(format!("storing the plugin failed: {error}")))?;
+        if let Err(error) = stored {
+            tracing::error!(plugin = %plugin.metadata().reference(), %error, "storing an upload failed");
+            return Err(PluginError::Storage(format!(
+                "storing {} failed: {error}",
+                plugin.metadata().reference()
+            )));
+        }
+        self.inner
+            .plugins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(plugin.clone());
+        tracing::info!(plugin = %plugin.metadata().reference(), roles = %plugin.roles(), size = plugin.metadata().size, "plugin uploaded");
+        Ok(Uploaded {
+            plugin,
+            created: true,
+        })
+    }
+
+    /// Deletes one version (`name@version`) or every version (`name`) of an uploaded plugin, from
+    /// the registry and the data directory. Jobs already running it finish with it.
+    pub async fn delete(&self, reference: &str) -> Result<Vec<Arc<Plugin>>, PluginError> {
+        if self.inner.store.is_none() {
+            return Err(PluginError::NoStore);
+        }
+        let (name, version) = parse_reference(reference)?;
+        let _changing = self.inner.changes.lock().await;
+        let targets = match &version {
+            Some(_) => vec![self.get(reference)?],
+            None => self.versions(name),
+        };
+        let Some(first) = targets.first() else {
+            return Err(PluginError::NotFound(reference.to_owned()));
+        };
+        if first.source() != Source::Uploaded {
+            return Err(PluginError::Protected {
+                name: name.to_owned(),
+                what: first.source().description(),
+            });
+        }
+        let removed = {
+            let mut registry = self
+                .inner
+                .plugins
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            registry.remove(name, version.as_ref())
+        };
+        let versions: Vec<semver::Version> = removed
+            .iter()
+            .map(|plugin| plugin.version().clone())
+            .collect();
+        let keep = self.registry().component_hashes();
+        let inner = self.inner.clone();
+        let name_ = name.to_owned();
+        let deleted = tokio::task::spawn_blocking(move || {
+            let store = inner.store.as_ref().expect("checked above");
+            store.remove(&name_, &versions)?;
+            store.collect_garbage(&keep)
+        })
+        .await
+        .map_err(|error| PluginError::Storage(format!("deleting the plugin failed: {error}")))?;
+        if let Err(error) = deleted {
+            // The registry no longer has it; the next start's clean-up retries what is left on disk,
+            // unless the manifest itself could not be removed, in which case the plugin returns.
+            tracing::error!(plugin = reference, %error, "deleting a plugin from the data directory failed");
+            return Err(PluginError::Storage(format!(
+                "deleting {reference} from the data directory failed: {error}"
+            )));
+        }
+        tracing::info!(
+            plugin = reference,
+            versions = removed.len(),
+            "plugin deleted"
+        );
+        Ok(removed)
+    }
+
+    /// Only uploaded plugins may be replaced: refuses a name that a built-in or a `--plugin` file has.
+    fn check_replaceable(&self, name: &str) -> Result<(), PluginError> {
+        let is_builtin = registry::BUILTINS
+            .iter()
+            .any(|(builtin, _)| *builtin == name);
+        let source = if is_builtin {
+            Some(Source::Builtin)
+        } else {
+            self.versions(name).first().map(|plugin| plugin.source())
+        };
+        match source {
+            Some(source) if source != Source::Uploaded => Err(PluginError::Protected {
+                name: name.to_owned(),
+                what: source.description(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Compiles an upload on a thread of its own at the plugin workers' low priority, one upload at
+    /// a time, so a 20 MB component compiling for seconds slows renders as little as it can; reuses
+    /// compiled code the data directory already has.
+    async fn compile_in_background(
+        &self,
+        name: &str,
+        sha256: &str,
+        bytes: Bytes,
+    ) -> Result<Component, PluginError> {
+        let invalid = |reason: String| PluginError::Invalid {
+            name: name.to_owned(),
+            reason,
+        };
+        if let Some(store) = &self.inner.store
+            && let Some(component) = store.compiled(&self.inner.engine, sha256)
+        {
+            return Ok(component);
+        }
+        let _permit = self
+            .inner
+            .compiles
+            .acquire()
+            .await
+            .map_err(|_| PluginError::Engine("the compiler queue closed".into()))?;
+        let host = self.clone();
+        let (done, compiled) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("pagewright-compile".into())
+            .spawn(move || {
+                crate::sys::lower_thread_priority();
+                let started = std::time::Instant::now();
+                let result = host.compile(&bytes);
+                let _ = done.send((result, started.elapsed()));
+            })
+            .map_err(|error| {
+                PluginError::Engine(format!("starting the compiler thread: {error}"))
+            })?;
+        let (result, elapsed) = compiled
+            .await
+            .map_err(|_| PluginError::Engine("the compiler thread stopped".into()))?;
+        tracing::debug!(plugin = name, ?elapsed, "upload compiled");
+        result.map_err(invalid)
+    }
+
+    /// Loads every upload kept in the data directory, from compiled code where this engine has it.
+    /// A stored plugin that no longer loads (the server's rules changed, a file is damaged) is logged
+    /// and left on disk, never a reason not to start. Then removes what no plugin uses.
+    pub(super) fn restore_uploads(&self) {
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let (mut manifests, unreadable) = match store.manifests() {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%error, "reading the stored plugins failed; starting without them");
+                return;
+            }
+        };
+        for Unreadable { path, reason } in unreadable {
+            tracing::error!(path = %path.display(), %reason, "a stored plugin manifest is unreadable; skipped");
+        }
+        manifests.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+        let mut restored = 0;
+        let mut names = BTreeSet::new();
+        for metadata in manifests {
+            let reference = metadata.reference();
+            match self.restore(metadata) {
+                Ok(plugin) => {
+                    restored += 1;
+                    names.insert(plugin.name().to_owned());
+                }
+                Err(error) => {
+                    tracing::error!(plugin = %reference, %error, "a stored plugin does not load; skipped")
+                }
+            }
+        }
+        let keep = self.registry().component_hashes();
+        if let Err(error) = store.collect_garbage(&keep) {
+            tracing::warn!(%error, "clearing unused files from the data directory failed");
+        }
+        tracing::info!(plugins = names.len(), versions = restored, elapsed = ?started.elapsed(), "restored uploaded plugins");
+    }
+
+    fn restore(&self, metadata: Metadata) -> Result<Arc<Plugin>, PluginError> {
+        let store = self.inner.store.as_ref().ok_or(PluginError::NoStore)?;
+        self.check_replaceable(&metadata.name)?;
+        let settings = &self.inner.settings;
+        // A server restarted with lower maximums lowers the plugin's limits with them.
+        let limits = Limits::resolve(&metadata.limits.within(&Limits::server(settings)), settings)
+            .map_err(PluginError::Limits)?;
+        let component = match store.compiled(&self.inner.engine, &metadata.sha256) {
+            Some(component) => component,
+            None => {
+                let bytes = store.component_bytes(&metadata.sha256).map_err(|error| {
+                    PluginError::Storage(format!("reading its component: {error}"))
+                })?;
+                self.component(&metadata.sha256, &bytes)
+                    .map_err(|reason| PluginError::Invalid {
+                        name: metadata.name.clone(),
+                        reason,
+                    })?
+            }
+        };
+        let plugin = Arc::new(Plugin::new(
+            &self.inner.engine,
+            &self.inner.linker,
+            &component,
+            metadata,
+            Source::Uploaded,
+            limits,
+        )?);
+        self.inner
+            .plugins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(plugin.clone());
+        Ok(plugin)
+    }
+}

@@ -1,0 +1,169 @@
+//! The checks a component passes before it becomes a plugin, each failing with a message that names
+//! what is wrong: the binary's header, the interfaces it imports, and the `pagewright:plugin` interfaces
+//! it exports.
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::exports::pagewright::plugin::{extractor, page_script, scorer};
+use super::state::PluginState;
+
+/// `\0asm`, then the version and layer of a component (`0d 00 01 00`) or a core module (`01 00 00 00`).
+const MAGIC: &[u8; 4] = b"\0asm";
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+
+/// The WIT package plugins implement, as export names spell it.
+pub(super) const PACKAGE: &str = "pagewright:plugin";
+pub(super) const PACKAGE_VERSION: &str = "0.1.0";
+
+/// Interfaces a plugin may import, without their `@version`: the host's own, and the WASI subset the
+/// linker provides (no filesystem, sockets or HTTP: a plugin reaches the web only through its page).
+const ALLOWED_IMPORTS: &[&str] = &[
+    "pagewright:plugin/types",
+    "pagewright:plugin/log",
+    "pagewright:plugin/page",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+/// Refuses anything but a binary component before the compiler sees it, with a hint for the usual
+/// mistake (a core module from `cargo build --target wasm32-unknown-unknown` or a C compiler).
+pub(super) fn check_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(format!(
+            "it is not a WebAssembly binary ({} bytes, not starting with `\\0asm`)",
+            bytes.len()
+        ));
+    }
+    let version = &bytes[4..8];
+    if version == CORE_MODULE_VERSION {
+        return Err(
+            "it is a core WebAssembly module, not a component: make a component of it \
+                    (`jco new --wasi-reactor` or `wasm-tools component new`), or build for \
+                    wasm32-wasip2"
+                .into(),
+        );
+    }
+    if version != COMPONENT_VERSION {
+        return Err(format!(
+            "it is a WebAssembly binary of an unknown version or layer ({version:02x?})"
+        ));
+    }
+    Ok(())
+}
+
+/// Every interface the component imports must be in [`ALLOWED_IMPORTS`]; the first that is not is
+/// named, with what to do about it. Returns the imports.
+pub(super) fn check_imports(engine: &Engine, component: &Component) -> Result<Vec<String>, String> {
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    for import in &imports {
+        let interface = import.split('@').next().unwrap_or(import);
+        if !ALLOWED_IMPORTS.contains(&interface) {
+            return Err(format!(
+                "it imports `{import}`, which plugins may not use: {}. A plugin may import \
+                 pagewright:plugin/{{types,log,page}}, and of WASI only io, clocks, random and \
+                 cli's stdio, environment, exit and terminal interfaces",
+                why_not(interface)
+            ));
+        }
+    }
+    Ok(imports)
+}
+
+/// Why an interface is refused, and the usual way to stop importing it.
+fn why_not(interface: &str) -> &'static str {
+    if interface.starts_with("wasi:filesystem/") {
+        "plugins have no filesystem (componentize-py: build with --stub-wasi; C: avoid stdio or use \
+         the proxy adapter; see docs/plugin-authoring.md)"
+    } else if interface.starts_with("wasi:sockets/") {
+        "plugins have no sockets (componentize-py: build with --stub-wasi)"
+    } else if interface.starts_with("wasi:http/") {
+        "plugins make no HTTP requests of their own; navigate the page instead (componentize-js: \
+         build with `-d http -d fetch-event`)"
+    } else if interface.starts_with("pagewright:plugin/") {
+        "this server implements pagewright:plugin@0.1.0 (types, log, page)"
+    } else {
+        "this server does not provide it"
+    }
+}
+
+/// Which roles the component exports. An export in the `pagewright:plugin` package must be one of the
+/// three role interfaces of the version this server speaks, with the WIT's types; a component must
+/// export at least one.
+pub(super) fn check_exports(
+    engine: &Engine,
+    component: &Component,
+    pre: &InstancePre<PluginState>,
+) -> Result<RoleIndices, String> {
+    let extractor = extractor::GuestIndices::new(pre);
+    let page_script = page_script::GuestIndices::new(pre);
+    let scorer = scorer::GuestIndices::new(pre);
+    for (export, _) in component.component_type().exports(engine) {
+        let Some((interface, version)) = export
+            .strip_prefix(PACKAGE)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(|rest| rest.split_once('@').unwrap_or((rest, "")))
+        else {
+            // Other exports (a toolchain's own `init`, say) are not the host's business.
+            continue;
+        };
+        let error = match interface {
+            _ if version != PACKAGE_VERSION => Some(format!(
+                "this server speaks {PACKAGE}@{PACKAGE_VERSION}, not version `{version}`"
+            )),
+            "extractor" => mismatch(&extractor),
+            "page-script" => mismatch(&page_script),
+            "scorer" => mismatch(&scorer),
+            _ => Some("it is not a role (extractor, page-script, scorer)".into()),
+        };
+        if let Some(error) = error {
+            return Err(format!(
+                "its export `{export}` does not match the WIT: {error}"
+            ));
+        }
+    }
+    let indices = RoleIndices {
+        extractor: extractor.ok(),
+        page_script: page_script.ok(),
+        scorer: scorer.ok(),
+    };
+    if indices.extractor.is_none() && indices.page_script.is_none() && indices.scorer.is_none() {
+        return Err(format!(
+            "it exports none of the roles of {PACKAGE}@{PACKAGE_VERSION} (extractor, page-script, scorer)"
+        ));
+    }
+    Ok(indices)
+}
+
+/// Why a role's interface could not be found with the WIT's types, if it could not.
+fn mismatch<T>(found: &wasmtime::Result<T>) -> Option<String> {
+    found.as_ref().err().map(|error| format!("{error:#}"))
+}
+
+/// Where each exported role's functions are, for the calls.
+pub(super) struct RoleIndices {
+    pub extractor: Option<extractor::GuestIndices>,
+    pub page_script: Option<page_script::GuestIndices>,
+    pub scorer: Option<scorer::GuestIndices>,
+}
