@@ -81,6 +81,9 @@ pub async fn serve(
     };
     state.pool.close().await;
     state.browser.shutdown().await;
+    // Requests the grace period abandoned may still hold the plugin host; the data directory is
+    // released now regardless, so a server started next can have it.
+    state.plugins.close().await;
     served.context("serving HTTP failed")
 }
 

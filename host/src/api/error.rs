@@ -150,6 +150,7 @@ impl From<PluginError> for ApiError {
             PluginError::VersionExists { .. } => status(StatusCode::CONFLICT, "version_exists"),
             PluginError::BadUpload(_) => status(StatusCode::BAD_REQUEST, "invalid_upload"),
             PluginError::Limits(_) => status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limits"),
+            PluginError::Closed => status(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             PluginError::Storage(_) | PluginError::NoStore => {
                 tracing::error!(error = %message, "the plugin store failed");
                 Self::new(

@@ -38,6 +38,8 @@ pub enum PluginError {
     Limits(String),
     #[error("this server keeps no plugins: it was started without a data directory")]
     NoStore,
+    #[error("the server is shutting down and no longer changes its plugins")]
+    Closed,
     #[error("{0}")]
     Storage(String),
     #[error("setting up the plugin engine failed: {0}")]

@@ -32,8 +32,8 @@ pub(super) struct Store {
     /// Where this engine's compiled artifacts go: a hash of everything that makes compiled code
     /// compatible (wasmtime version, target, settings).
     compiled: PathBuf,
-    /// The data directory's lock, held while the server runs.
-    _lock: File,
+    /// The data directory's lock, held from start-up until [`Store::release`].
+    lock: std::sync::Mutex<Option<File>>,
 }
 
 /// A manifest that could not be read back, with why.
@@ -82,8 +82,24 @@ impl Store {
         Ok(Self {
             root: root.to_owned(),
             compiled,
-            _lock: lock,
+            lock: std::sync::Mutex::new(Some(lock)),
         })
+    }
+
+    /// Lets another server have the directory; this one changes nothing in it any more.
+    pub fn release(&self) {
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+
+    /// Is the directory still this server's to change?
+    pub fn is_held(&self) -> bool {
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {

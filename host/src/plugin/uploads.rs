@@ -83,6 +83,7 @@ impl PluginHost {
         }
 
         let _changing = self.inner.changes.lock().await;
+        self.check_open()?;
         self.check_replaceable(name)?;
         let versions = self.versions(name);
         let version = match (&manifest.version, versions.last()) {
@@ -169,6 +170,7 @@ impl PluginHost {
         }
         let (name, version) = parse_reference(reference)?;
         let _changing = self.inner.changes.lock().await;
+        self.check_open()?;
         let targets = match &version {
             Some(_) => vec![self.get(reference)?],
             None => self.versions(name),
@@ -218,6 +220,23 @@ impl PluginHost {
             "plugin deleted"
         );
         Ok(removed)
+    }
+
+    /// Stops changes to the registry and releases the data directory, for another server to use;
+    /// waits for an upload or delete in progress to finish first. At shutdown.
+    pub async fn close(&self) {
+        let _changing = self.inner.changes.lock().await;
+        if let Some(store) = &self.inner.store {
+            store.release();
+        }
+    }
+
+    /// Refuses changes once [`PluginHost::close`] ran. Called under the change lock.
+    fn check_open(&self) -> Result<(), PluginError> {
+        match &self.inner.store {
+            Some(store) if !store.is_held() => Err(PluginError::Closed),
+            _ => Ok(()),
+        }
     }
 
     /// Only uploaded plugins may be replaced: refuses a name that a built-in or a `--plugin` file has.
