@@ -11,8 +11,12 @@
 //! `cargo run --release -p pagewright-bench -- plugins` measures the plugin host: a no-op call's cost,
 //! the built-in screenshot plugin against the native path, and isolation from spinning plugins.
 //!
+//! `cargo run --release -p pagewright-bench -- languages` measures the same extractor in Rust, C,
+//! JavaScript and Python: upload-and-compile time, load time after a restart, fuel and time per call.
+//!
 //! Memory is the sum of PSS (not RSS, which counts shared pages once per process) over the process tree.
 
+mod languages;
 mod memory;
 mod plugins;
 mod scenarios;
@@ -63,6 +67,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         loops: usize,
     },
+    /// The same extractor in Rust, C, JavaScript and Python: upload and compile, load after a
+    /// restart, fuel and wall time per call.
+    Languages {
+        /// Rounds of upload and of restore per language.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Calls per language on the page.
+        #[arg(long, default_value_t = 50)]
+        calls: usize,
+    },
     /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
     #[command(hide = true)]
     Serve {
@@ -97,6 +111,9 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             loops,
         })),
+        BenchCommand::Languages { rounds, calls } => {
+            runtime.block_on(languages::languages_bench(rounds, calls))
+        }
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
                 .with_env_filter("warn")

@@ -281,7 +281,7 @@ async fn spinning_neighbours(loops: usize) -> anyhow::Result<Isolation> {
     Ok(isolation)
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     if values.is_empty() {
         return f64::NAN;
