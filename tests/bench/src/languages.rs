@@ -7,7 +7,7 @@
 //! 3. fuel and wall time per call on the same page, through the HTTP API of an in-process server.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use axum::body::Bytes;
@@ -15,6 +15,7 @@ use pagewright::metrics::Metrics;
 use pagewright::plugin::{Manifest, PluginHost};
 
 use crate::plugins::median;
+use crate::scenarios::InProcessServer;
 
 const LANGUAGES: [&str; 4] = ["rust", "c", "js", "python"];
 
@@ -128,37 +129,13 @@ struct PerCall {
 
 /// Medians over `calls` runs of the plugin on one inline page, after a warm-up call.
 async fn per_call(name: &str, bytes: &Bytes, calls: usize) -> anyhow::Result<PerCall> {
-    let data_dir = tempfile::tempdir()?;
-    let data_dir_arg = data_dir.path().to_str().context("a UTF-8 temporary path")?;
-    let argv = [
-        "pagewright",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir_arg,
-    ];
-    let pagewright::config::Command::Serve(args) =
-        <pagewright::config::Cli as clap::Parser>::try_parse_from(argv)?.command
-    else {
-        anyhow::bail!("`serve` did not parse");
-    };
-    let settings = args.validate()?;
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let state = pagewright::start_services(settings)?;
-    state
+    let server = InProcessServer::start().await?;
+    server
+        .state
         .plugins
         .upload(name, Manifest::default(), bytes.clone())
         .await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pagewright::serve(state.clone(), listener, async {
-        let _ = stopped.await;
-    }));
-    state
-        .browser
-        .ready(tokio::time::Instant::now() + Duration::from_secs(30))
-        .await?;
+    let base = &server.base;
     let client = reqwest::Client::new();
     let page = serde_json::json!({ "html": "<title>T</title><h1>Hello</h1><p>text</p>" });
     let (mut fuel, mut plugin_ms, mut request_ms) = (Vec::new(), Vec::new(), Vec::new());
@@ -188,8 +165,7 @@ async fn per_call(name: &str, bytes: &Bytes, calls: usize) -> anyhow::Result<Per
             request_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    let _ = stop.send(());
-    server.await??;
+    server.stop().await?;
     Ok(PerCall {
         fuel: median(&mut fuel),
         plugin_ms: median(&mut plugin_ms),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use pagewright::plugin::{JobContext, PluginError};
 
-use crate::scenarios::{PagewrightServer, cores, percentile, serve_page};
+use crate::scenarios::{InProcessServer, PagewrightServer, cores, percentile, serve_page};
 
 pub struct Options {
     pub calls: usize,
@@ -159,30 +159,9 @@ struct Isolation {
 async fn spinning_neighbours(loops: usize) -> anyhow::Result<Isolation> {
     let site = serve_page().await?;
     let url = format!("http://{site}/");
-    let data_dir = tempfile::tempdir()?;
-    let data_dir_arg = data_dir.path().to_str().context("a UTF-8 temporary path")?;
-    let argv = [
-        "pagewright",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir_arg,
-    ];
-    let pagewright::config::Command::Serve(args) =
-        <pagewright::config::Cli as clap::Parser>::try_parse_from(argv)?.command
-    else {
-        anyhow::bail!("`serve` did not parse");
-    };
-    let settings = args.validate()?;
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let state = pagewright::start_services(settings)?;
+    let server = InProcessServer::start().await?;
+    let (state, base) = (server.state.clone(), server.base.clone());
     let spin = state.plugins.load("spin", &guest("spin")?)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pagewright::serve(state.clone(), listener, async {
-        let _ = stopped.await;
-    }));
     let client = reqwest::Client::new();
     let screenshot = || {
         let request = client
@@ -254,8 +233,7 @@ async fn spinning_neighbours(loops: usize) -> anyhow::Result<Isolation> {
         .iter()
         .max()
         .map_or(0.0, Duration::as_secs_f64);
-    let _ = stop.send(());
-    server.await??;
+    server.stop().await?;
 
     idle.sort_unstable();
     loaded.sort_unstable();

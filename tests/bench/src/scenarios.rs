@@ -524,3 +524,57 @@ fn print_table(results: &[Measured]) {
         "Raw, tab and browser rows' host figure is the bench process (load generator included)."
     );
 }
+
+/// A pagewright server in this process (so a bench can reach its plugin host directly), on a loopback
+/// port and its own data directory.
+pub(crate) struct InProcessServer {
+    pub(crate) state: pagewright::api::AppState,
+    pub(crate) base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl InProcessServer {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        let data_dir_arg = data_dir.path().to_str().context("a UTF-8 temporary path")?;
+        let argv = [
+            "pagewright",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir_arg,
+        ];
+        let pagewright::config::Command::Serve(args) =
+            <pagewright::config::Cli as clap::Parser>::try_parse_from(argv)?.command
+        else {
+            anyhow::bail!("`serve` did not parse");
+        };
+        let settings = args.validate()?;
+        let listener = TcpListener::bind(settings.listen).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let state = pagewright::start_services(settings)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(pagewright::serve(state.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        state
+            .browser
+            .ready(tokio::time::Instant::now() + Duration::from_secs(30))
+            .await?;
+        Ok(Self {
+            state,
+            base,
+            stop,
+            task,
+            _data_dir: data_dir,
+        })
+    }
+
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
