@@ -83,6 +83,11 @@ impl TestServer {
             .expect("request is answered")
     }
 
+    /// `GET path`, answered with JSON (any status).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("a JSON answer")
+    }
+
     /// Asserts that `/metrics` has a line containing `expected` (a metric with its labels and value).
     pub async fn assert_metric(&self, expected: &str) {
         let metrics = self

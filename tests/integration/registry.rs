@@ -76,15 +76,6 @@ async fn run_title(server: &TestServer, reference: &str) -> Value {
     response.json().await.expect("JSON output")
 }
 
-async fn status(server: &TestServer) -> Value {
-    server
-        .get("/v1/status")
-        .await
-        .json()
-        .await
-        .expect("status JSON")
-}
-
 /// Files under `dir` (recursively), relative to it: what the data directory holds.
 fn files(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -168,22 +159,12 @@ async fn an_upload_runs_keeps_its_versions_and_survives_a_restart() {
         "the latest is the noop"
     );
     assert_eq!(run_title(&server, "title@0.1.0").await["heading"], "Hello");
-    let entry: Value = server
-        .get("/v1/plugins/title")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let entry: Value = server.get_json("/v1/plugins/title").await;
     assert_eq!(entry["latest"], "2.0.0");
     assert_eq!(entry["versions"].as_array().expect("versions").len(), 2);
-    let version: Value = server
-        .get("/v1/plugins/title@2.0.0")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let version: Value = server.get_json("/v1/plugins/title@2.0.0").await;
     assert_eq!(version["description"], "the noop");
-    let listing: Value = server.get("/v1/plugins").await.json().await.expect("JSON");
+    let listing: Value = server.get_json("/v1/plugins").await;
     let names: Vec<&str> = listing["plugins"]
         .as_array()
         .expect("plugins")
@@ -211,7 +192,10 @@ async fn an_upload_runs_keeps_its_versions_and_survives_a_restart() {
     let orphan = format!("blobs/{}.wasm", "0".repeat(64));
     std::fs::write(data.path().join(&orphan), b"\0asm").expect("write");
     let server = server_with_admin(data.path(), &[]).await;
-    assert_eq!(status(&server).await["plugin_host"]["compilations"], 0);
+    assert_eq!(
+        server.get_json("/v1/status").await["plugin_host"]["compilations"],
+        0
+    );
     let left = files(data.path());
     assert!(
         !left
@@ -220,12 +204,7 @@ async fn an_upload_runs_keeps_its_versions_and_survives_a_restart() {
         "{left:?}"
     );
     assert_eq!(run_title(&server, "title@0.1.0").await["title"], "T");
-    let entry: Value = server
-        .get("/v1/plugins/title")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let entry: Value = server.get_json("/v1/plugins/title").await;
     assert_eq!(entry["latest"], "2.0.0");
     assert_eq!(entry["versions"][1]["limits"]["fuel"], 1_000_000);
 
@@ -511,20 +490,10 @@ async fn uploads_racing_deletes_leave_one_consistent_state() {
     let mut statuses = [first.status().as_u16(), second.status().as_u16()];
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 409]);
-    let before: Value = server
-        .get("/v1/plugins/racer")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let before: Value = server.get_json("/v1/plugins/racer").await;
     server.shutdown().await;
     let server = server_with_admin(data.path(), &[]).await;
-    let after: Value = server
-        .get("/v1/plugins/racer")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let after: Value = server.get_json("/v1/plugins/racer").await;
     assert_eq!(before, after, "a restart restores exactly what was there");
     server.shutdown().await;
 }
