@@ -422,8 +422,28 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub deny_private_networks: bool,
     pub shutdown_grace: Duration,
-    pub admin_token: Option<String>,
-    pub render_token: Option<String>,
+    pub admin_token: Option<Token>,
+    pub render_token: Option<Token>,
+}
+
+/// A bearer token, kept out of `Debug` output so settings can be logged.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -497,8 +517,8 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             deny_private_networks: self.deny_private_networks,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
-            admin_token: self.admin_token.clone(),
-            render_token: self.render_token.clone(),
+            admin_token: self.admin_token.clone().map(Token),
+            render_token: self.render_token.clone().map(Token),
         })
     }
 }

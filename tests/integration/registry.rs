@@ -250,21 +250,25 @@ async fn tokens_guard_the_registry_and_the_api() {
 
     let data = tempfile::tempdir().expect("data dir");
     let server = server_with_admin(data.path(), &["--render-token", RENDER]).await;
-    let put = |token: &'static str| {
+    // Refused before the body is read; the refused ones send none, so that the answer is never
+    // racing a body the server will not read.
+    let put = |token: &'static str, body: Vec<u8>| {
         server
             .client
             .put(format!("{}/v1/plugins/title", server.base))
             .bearer_auth(token)
-            .body(guest("title"))
+            .body(body)
             .send()
     };
-    let response = put(RENDER).await.expect("answered");
+    let response = put(RENDER, Vec::new()).await.expect("answered");
     assert_eq!(
         response.headers()["www-authenticate"],
         "Bearer realm=\"pagewright\""
     );
     error_message(response, 401, "unauthorized").await;
-    let response = put("wrong-token-wrong-token").await.expect("answered");
+    let response = put("wrong-token-wrong-token", Vec::new())
+        .await
+        .expect("answered");
     error_message(response, 401, "unauthorized").await;
     assert_eq!(stored(data.path()), Vec::<String>::new());
 
@@ -281,7 +285,8 @@ async fn tokens_guard_the_registry_and_the_api() {
     assert_eq!(with(ADMIN).await.expect("answered").status(), 200);
     assert_eq!(server.get("/health").await.status(), 200);
     assert_eq!(server.get("/metrics").await.status(), 200);
-    assert_eq!(put(ADMIN).await.expect("answered").status(), 201);
+    let response = put(ADMIN, guest("title")).await.expect("answered");
+    assert_eq!(response.status(), 201);
     server.shutdown().await;
 }
 
@@ -368,6 +373,18 @@ async fn hostile_uploads_are_refused_and_leave_nothing_behind() {
             "invalid_manifest",
             "version",
         ),
+        (
+            json!({ "version": "1.0.0+b" }),
+            400,
+            "invalid_manifest",
+            "build metadata",
+        ),
+        (
+            json!({ "roles": ["crawler"] }),
+            400,
+            "invalid_manifest",
+            "not a role",
+        ),
     ] {
         let message = refused("t", title.clone(), Some(manifest), status, code).await;
         assert!(message.contains(expected), "{message}");
@@ -384,6 +401,8 @@ async fn hostile_uploads_are_refused_and_leave_nothing_behind() {
         "{answer}"
     );
     refused("empty", Vec::new(), None, 400, "invalid_request").await;
+    let message = refused("%FF", title.clone(), None, 400, "invalid_name").await;
+    assert!(message.contains("UTF-8"), "{message}");
 
     // Over the size cap: a declared 1 GB body is refused before any of it is sent...
     let answer = raw_put(
@@ -401,15 +420,23 @@ async fn hostile_uploads_are_refused_and_leave_nothing_behind() {
         let chunk = axum::body::Bytes::from(vec![0u8; 65536]);
         Ok::<_, std::io::Error>(http_body::Frame::data(chunk))
     }));
-    let response = server
+    let sent = server
         .client
         .put(format!("{}/v1/plugins/huge", server.base))
         .bearer_auth(ADMIN)
         .body(reqwest::Body::wrap(http_body_util::StreamBody::new(chunks)))
         .send()
-        .await
-        .expect("answered");
-    error_message(response, 413, "plugin_too_large").await;
+        .await;
+    // The server answers and closes while the client is still sending, so the client may see the
+    // connection reset instead of the answer; the server's own count says what it answered.
+    if let Ok(response) = sent {
+        error_message(response, 413, "plugin_too_large").await;
+    }
+    server
+        .assert_metric(
+            "pagewright_http_requests_total{endpoint=\"/v1/plugins/{name}\",status=\"413\"} 2",
+        )
+        .await;
 
     // Nothing was kept, and the server still renders.
     assert_eq!(stored(data.path()), Vec::<String>::new());
@@ -428,20 +455,33 @@ async fn raw_put(server: &TestServer, path: &str, rest: &str) -> String {
         .await
         .expect("connect");
     let request = format!(
-        "PUT {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ADMIN}\r\n{rest}"
+        "PUT {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ADMIN}\r\n\
+         connection: close\r\n{rest}"
     );
     stream.write_all(request.as_bytes()).await.expect("send");
-    let mut answer = vec![0; 4096];
-    let read = stream.read(&mut answer).await.expect("an answer");
-    String::from_utf8_lossy(&answer[..read]).into_owned()
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server answers and closes")
+    .expect("an answer");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test]
 async fn uploads_racing_deletes_leave_one_consistent_state() {
     let data = tempfile::tempdir().expect("data dir");
     let server = server_with_admin(data.path(), &[]).await;
-    for round in 0..6 {
+    // The delete starts later each round, so it lands before, during and after the upload's
+    // commit.
+    for round in 0..8u64 {
         let version = format!("1.0.{round}");
+        let late_delete = async {
+            tokio::time::sleep(std::time::Duration::from_millis(round * round * 5)).await;
+            delete(&server, "racer").await
+        };
         let (uploaded, deleted) = tokio::join!(
             upload(
                 &server,
@@ -449,7 +489,7 @@ async fn uploads_racing_deletes_leave_one_consistent_state() {
                 guest("title"),
                 Some(json!({ "version": version }))
             ),
-            delete(&server, "racer"),
+            late_delete,
         );
         assert!(
             matches!(uploaded.status().as_u16(), 200 | 201),
@@ -514,5 +554,31 @@ async fn a_manifests_limits_apply_to_its_calls() {
         .await;
     let message = error_message(response, 422, "plugin_out_of_fuel").await;
     assert!(message.contains("50000000"), "{message}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stored_version_that_does_not_load_keeps_its_files() {
+    let data = tempfile::tempdir().expect("data dir");
+    let server = server_with_admin(data.path(), &[]).await;
+    let response = upload(&server, "shadowed", guest("title"), None).await;
+    assert_eq!(response.status(), 201);
+    server.shutdown().await;
+    let files_before = stored(data.path());
+
+    // A `--plugin` file takes the name: the upload does not load, but nothing of it is removed, and
+    // its version number stays taken.
+    let noop = Path::new(pagewright::plugin::TEST_GUESTS_DIR).join("noop.wasm");
+    let flag = format!("shadowed={}", noop.display());
+    let server = server_with_admin(data.path(), &["--plugin", &flag]).await;
+    assert_eq!(
+        server.get_json("/v1/plugins/shadowed").await["source"],
+        "file"
+    );
+    assert_eq!(stored(data.path()), files_before);
+    server.shutdown().await;
+
+    let server = server_with_admin(data.path(), &[]).await;
+    assert_eq!(run_title(&server, "shadowed").await["title"], "T");
     server.shutdown().await;
 }

@@ -28,7 +28,7 @@ impl FromRequestParts<AppState> for Admin {
                  PAGEWRIGHT_ADMIN_TOKEN set (see the README)",
             ));
         };
-        if carries(&parts.headers, expected) {
+        if carries(&parts.headers, expected.expose()) {
             Ok(Admin)
         } else {
             Err(unauthorized(
@@ -54,8 +54,8 @@ pub async fn render_access(
             .settings
             .admin_token
             .as_ref()
-            .is_some_and(|admin| carries(headers, admin));
-        if !admin && !carries(headers, render_token) {
+            .is_some_and(|admin| carries(headers, admin.expose()));
+        if !admin && !carries(headers, render_token.expose()) {
             return Err(unauthorized(
                 "this server needs `Authorization: Bearer <render token>`",
             ));
@@ -74,7 +74,9 @@ fn carries(headers: &HeaderMap, expected: &str) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
     else {
         return false;
     };

@@ -149,6 +149,7 @@ impl From<PluginError> for ApiError {
             PluginError::Protected { .. } => status(StatusCode::FORBIDDEN, "plugin_protected"),
             PluginError::VersionExists { .. } => status(StatusCode::CONFLICT, "version_exists"),
             PluginError::BadUpload(_) => status(StatusCode::BAD_REQUEST, "invalid_upload"),
+            PluginError::BadManifest(_) => status(StatusCode::BAD_REQUEST, "invalid_manifest"),
             PluginError::Limits(_) => status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limits"),
             PluginError::Closed => status(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             PluginError::Storage(_) | PluginError::NoStore => {

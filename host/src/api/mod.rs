@@ -21,7 +21,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
-pub use plugins::{MANIFEST_HEADER, PluginEntry};
+pub use plugins::{MANIFEST_HEADER, PathParam, PluginEntry};
 
 use crate::browser::BrowserSupervisor;
 use crate::config::Settings;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -15,6 +16,22 @@ use serde::Serialize;
 use super::auth::Admin;
 use super::{ApiError, AppState};
 use crate::plugin::{Manifest, Plugin, PluginInfo, Source};
+
+/// The one path parameter of a route (a plugin's name or `name@version`), with a malformed one (not
+/// UTF-8 once percent-decoded) answered as JSON like every other error.
+#[derive(Debug)]
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| PathParam(value))
+            .map_err(|rejection| ApiError::bad_request("invalid_name", rejection.body_text()))
+    }
+}
 
 /// The header that carries an upload's manifest (JSON).
 pub const MANIFEST_HEADER: &str = "x-pagewright-manifest";
@@ -53,7 +70,7 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
 /// `name`: the plugin with every version; `name@version`: that version.
 pub async fn describe(
     State(state): State<AppState>,
-    Path(reference): Path<String>,
+    PathParam(reference): PathParam,
 ) -> Result<Response, ApiError> {
     if reference.contains('@') {
         return Ok(Json(state.plugins.get(&reference)?.info()).into_response());
@@ -72,7 +89,7 @@ pub async fn describe(
 pub async fn upload(
     _: Admin,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -99,7 +116,7 @@ pub async fn upload(
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,
-    Path(reference): Path<String>,
+    PathParam(reference): PathParam,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let removed = state.plugins.delete(&reference).await?;
     let versions: Vec<String> = removed
@@ -123,11 +140,13 @@ fn manifest(headers: &HeaderMap) -> Result<Manifest, ApiError> {
     let text = value
         .to_str()
         .map_err(|_| invalid(format!("the {MANIFEST_HEADER} header is not ASCII JSON")))?;
-    serde_json::from_str(text).map_err(|error| {
+    let manifest: Manifest = serde_json::from_str(text).map_err(|error| {
         invalid(format!(
             "the {MANIFEST_HEADER} header is not a valid manifest: {error}"
         ))
-    })
+    })?;
+    manifest.check().map_err(invalid)?;
+    Ok(manifest)
 }
 
 /// The body, up to `max_bytes`: a declared length above it is refused before reading anything, and

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -267,7 +267,7 @@ pub async fn scrape(State(state): State<AppState>, Body(body): Body) -> Result<R
 /// `POST /v1/run/{plugin}`: any extractor, with `params` (or `options`) as its params.
 pub async fn run_plugin(
     State(state): State<AppState>,
-    Path(plugin): Path<String>,
+    super::PathParam(plugin): super::PathParam,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let request: RenderRequest<serde_json::Value> = parse(&body)?;

@@ -34,6 +34,8 @@ pub enum PluginError {
     VersionExists { reference: String },
     #[error("the upload is refused: {0}")]
     BadUpload(String),
+    #[error("the manifest is refused: {0}")]
+    BadManifest(String),
     #[error("the plugin's limits are refused: {0}")]
     Limits(String),
     #[error("this server keeps no plugins: it was started without a data directory")]

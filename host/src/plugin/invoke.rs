@@ -87,6 +87,8 @@ pub(super) async fn invoke(
         };
     }
     let limits = *plugin.limits();
+    // An upload's verifying instantiation is not a call a job made: it stays out of the metrics.
+    let counted = !matches!(call, Call::Verify);
     let permit = match tokio::time::timeout_at(
         job.deadline,
         inner.instances.clone().acquire_owned(),
@@ -95,7 +97,9 @@ pub(super) async fn invoke(
     {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) | Err(_) => {
-            record(inner, plugin, "busy", Usage::default());
+            if counted {
+                record(inner, plugin, "busy", Usage::default());
+            }
             return Invoked {
                 page,
                 result: Err(PluginError::Busy),
@@ -200,7 +204,9 @@ pub(super) async fn invoke(
             }
         }),
     };
-    record(inner, plugin, outcome_label(&result), usage);
+    if counted {
+        record(inner, plugin, outcome_label(&result), usage);
+    }
     Invoked {
         page: state.page.take(),
         result,

@@ -26,6 +26,57 @@ pub struct Manifest {
 /// Longest description kept, in bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 
+/// Longest version, in bytes: it is a file name.
+const MAX_VERSION_BYTES: usize = 64;
+
+impl Manifest {
+    /// What serde cannot check: the description's length, the role names and the version's form.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(description) = &self.description
+            && description.len() > MAX_DESCRIPTION_BYTES
+        {
+            return Err(format!(
+                "the description is {} bytes, above {MAX_DESCRIPTION_BYTES}",
+                description.len()
+            ));
+        }
+        for role in &self.roles {
+            if !["extractor", "page-script", "scorer"].contains(&role.as_str()) {
+                return Err(format!(
+                    "`{role}` is not a role: use extractor, page-script or scorer"
+                ));
+            }
+        }
+        match &self.version {
+            Some(version) => check_version(version),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A version is a file name and a lookup key: at most 64 bytes, no build metadata (semver orders by
+/// it, but `name@1.0.0` could not find `1.0.0+b`), and lowercase (`1.0.0-A` and `1.0.0-a` would be
+/// one file on a case-insensitive filesystem).
+pub fn check_version(version: &semver::Version) -> Result<(), String> {
+    let text = version.to_string();
+    if text.len() > MAX_VERSION_BYTES {
+        Err(format!(
+            "version `{text}` is longer than {MAX_VERSION_BYTES} bytes"
+        ))
+    } else if !version.build.is_empty() {
+        Err(format!(
+            "version `{text}` has build metadata (`+{}`); use a pre-release or another version",
+            version.build
+        ))
+    } else if text.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Err(format!(
+            "version `{text}` has uppercase letters; use lowercase"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Limits a plugin asks for, each at most the server's. Missing ones are the server's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +224,16 @@ mod tests {
             error.contains("limits.timeout_ms must be positive"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn versions_are_short_lowercase_and_without_build_metadata() {
+        let version = |text: &str| semver::Version::parse(text).expect("semver");
+        assert!(check_version(&version("1.2.3-beta.1")).is_ok());
+        assert!(check_version(&version("1.0.0+build")).is_err());
+        assert!(check_version(&version("1.0.0-Beta")).is_err());
+        let long = format!("1.0.0-{}", "a".repeat(64));
+        assert!(check_version(&version(&long)).is_err());
     }
 
     #[test]

@@ -186,11 +186,16 @@ impl Store {
             sync_dir(&self.root.join("manifests"))?;
         }
         let manifest = serde_json::to_vec_pretty(metadata).map_err(io::Error::other)?;
-        self.write_file(
-            &dir.join(format!("{}.json", metadata.version)),
-            &manifest,
-            Replace::No,
-        )
+        let path = dir.join(format!("{}.json", metadata.version));
+        match self.write_file(&path, &manifest, Replace::No) {
+            // Written but not known to be durable: take it back, so the upload fails as a whole
+            // rather than leaving a version the registry does not have.
+            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(&path);
+                Err(error)
+            }
+            written => written,
+        }
     }
 
     /// Removes the manifests of these versions of `name`.
@@ -209,9 +214,15 @@ impl Store {
         Ok(())
     }
 
-    /// Removes components (and their compiled code) that are in none of `keep`, and artifacts of
-    /// other engine builds.
-    pub fn collect_garbage(&self, keep: &HashSet<String>) -> io::Result<()> {
+    /// Removes components (and their compiled code) that neither `keep` nor any stored manifest
+    /// names (a version that did not load keeps its files), and artifacts of other engine builds.
+    /// Does nothing if a manifest cannot be read.
+    pub fn collect_garbage(&self, mut keep: HashSet<String>) -> io::Result<()> {
+        let (manifests, unreadable) = self.manifests()?;
+        if !unreadable.is_empty() {
+            return Ok(());
+        }
+        keep.extend(manifests.into_iter().map(|metadata| metadata.sha256));
         let unused = |path: &Path| {
             path.file_stem()
                 .and_then(|stem| stem.to_str())
@@ -257,6 +268,18 @@ enum Replace {
 fn read_manifest(path: &Path) -> Result<Metadata, String> {
     let text = fs::read(path).map_err(|error| error.to_string())?;
     let metadata: Metadata = serde_json::from_slice(&text).map_err(|error| error.to_string())?;
+    // Its fields become file names (and the name of compiled code to load): only what an upload
+    // could have written.
+    super::check_name(&metadata.name)?;
+    let is_sha256 = metadata.sha256.len() == 64
+        && metadata
+            .sha256
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+    if !is_sha256 {
+        return Err(format!("`{}` is not a SHA-256 in hex", metadata.sha256));
+    }
+    super::manifest::check_version(&metadata.version)?;
     // The file's place must agree with its contents: a manifest copied by hand to another name or
     // version would otherwise shadow it.
     let expected = Path::new(&metadata.name).join(format!("{}.json", metadata.version));

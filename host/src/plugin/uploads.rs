@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use wasmtime::component::Component;
 
-use super::manifest::{Limits, MAX_DESCRIPTION_BYTES, Manifest};
+use super::manifest::{Limits, Manifest};
 use super::registry::{self, Metadata, Plugin, Source, parse_reference, sha256_hex};
 use super::store::Unreadable;
 use super::{PluginError, PluginHost, check_name};
@@ -23,8 +23,8 @@ pub struct Uploaded {
 
 impl PluginHost {
     /// Checks, compiles, stores and registers a component as a new version of `name`. Nothing is
-    /// stored unless every check passes; a version that exists with the same component is answered
-    /// as it is, one with another component is refused.
+    /// stored unless every check passes; a version that exists with the same component (and
+    /// manifest) is answered as it is, one with another is refused.
     pub async fn upload(
         &self,
         name: &str,
@@ -35,22 +35,8 @@ impl PluginHost {
             return Err(PluginError::NoStore);
         }
         check_name(name).map_err(PluginError::BadUpload)?;
+        manifest.check().map_err(PluginError::BadManifest)?;
         self.check_replaceable(name)?;
-        if let Some(description) = &manifest.description
-            && description.len() > MAX_DESCRIPTION_BYTES
-        {
-            return Err(PluginError::BadUpload(format!(
-                "the description is {} bytes, above {MAX_DESCRIPTION_BYTES}",
-                description.len()
-            )));
-        }
-        for role in &manifest.roles {
-            if !["extractor", "page-script", "scorer"].contains(&role.as_str()) {
-                return Err(PluginError::BadUpload(format!(
-                    "`{role}` is not a role: use extractor, page-script or scorer"
-                )));
-            }
-        }
         let limits =
             Limits::resolve(&manifest.limits, &self.inner.settings).map_err(PluginError::Limits)?;
         let sha256 = sha256_hex(&bytes);
@@ -81,15 +67,55 @@ impl PluginHost {
                 ),
             });
         }
+        let metadata = Metadata {
+            name: name.to_owned(),
+            // Decided under the change lock.
+            version: semver::Version::new(0, 0, 0),
+            description: manifest.description,
+            sha256,
+            size: bytes.len(),
+            uploaded_at: Some(
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            ),
+            limits: manifest.limits,
+        };
+        // The commit runs as a task of its own, holding the change lock throughout: a client that
+        // goes away must not leave the disk written and the registry not (or the lock released
+        // while the disk is still being written).
+        let host = self.clone();
+        let commit = tokio::spawn(async move {
+            host.commit_upload(metadata, manifest.version, limits, component, bytes)
+                .await
+        });
+        commit
+            .await
+            .map_err(|error| PluginError::Storage(format!("storing the plugin failed: {error}")))?
+    }
 
+    /// The second half of an upload, under the change lock: decide the version, write the data
+    /// directory, register.
+    async fn commit_upload(
+        &self,
+        mut metadata: Metadata,
+        requested_version: Option<semver::Version>,
+        limits: Limits,
+        component: Component,
+        bytes: Bytes,
+    ) -> Result<Uploaded, PluginError> {
         let _changing = self.inner.changes.lock().await;
         self.check_open()?;
-        self.check_replaceable(name)?;
-        let versions = self.versions(name);
-        let version = match (&manifest.version, versions.last()) {
-            (Some(version), _) => version.clone(),
-            // The same component again without a version: nothing new.
-            (None, Some(latest)) if latest.metadata().sha256 == sha256 => {
+        self.check_replaceable(&metadata.name)?;
+        let versions = self.versions(&metadata.name);
+        let same_as = |existing: &Plugin| {
+            let stored = existing.metadata();
+            stored.sha256 == metadata.sha256
+                && stored.description == metadata.description
+                && stored.limits == metadata.limits
+        };
+        metadata.version = match (requested_version, versions.last()) {
+            (Some(version), _) => version,
+            // The same upload again without a version: nothing new.
+            (None, Some(latest)) if same_as(latest) => {
                 return Ok(Uploaded {
                     plugin: latest.clone(),
                     created: false,
@@ -101,22 +127,8 @@ impl PluginHost {
             }
             (None, None) => semver::Version::new(0, 1, 0),
         };
-        let metadata = Metadata {
-            name: name.to_owned(),
-            version,
-            description: manifest.description,
-            sha256,
-            size: bytes.len(),
-            uploaded_at: Some(
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            ),
-            limits: manifest.limits,
-        };
         if let Some(existing) = versions.iter().find(|p| p.version() == &metadata.version) {
-            let same = existing.metadata().sha256 == metadata.sha256
-                && existing.metadata().description == metadata.description
-                && existing.metadata().limits == metadata.limits;
-            return if same {
+            return if same_as(existing) {
                 Ok(Uploaded {
                     plugin: existing.clone(),
                     created: false,
@@ -135,27 +147,34 @@ impl PluginHost {
             Source::Uploaded,
             limits,
         )?);
-
+        let reference = metadata.reference();
         let inner = self.inner.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            let store = inner.store.as_ref().expect("checked above");
+            let store = inner.store.as_ref().expect("checked by upload");
             store.put(&metadata, &bytes, &component)
         })
         .await
         .map_err(|error| PluginError::Storage(format!("storing the plugin failed: {error}")))?;
-        if let Err(error) = stored {
-            tracing::error!(plugin = %plugin.metadata().reference(), %error, "storing an upload failed");
-            return Err(PluginError::Storage(format!(
-                "storing {} failed: {error}",
-                plugin.metadata().reference()
-            )));
+        match stored {
+            Ok(()) => {}
+            // A manifest on disk that the registry does not have: a version that did not load at
+            // start-up. It still holds its version number.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(PluginError::VersionExists { reference });
+            }
+            Err(error) => {
+                tracing::error!(plugin = %reference, %error, "storing an upload failed");
+                return Err(PluginError::Storage(format!(
+                    "storing {reference} failed: {error}"
+                )));
+            }
         }
         self.inner
             .plugins
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(plugin.clone());
-        tracing::info!(plugin = %plugin.metadata().reference(), roles = %plugin.roles(), size = plugin.metadata().size, "plugin uploaded");
+        tracing::info!(plugin = %reference, roles = %plugin.roles(), size = plugin.metadata().size, "plugin uploaded");
         Ok(Uploaded {
             plugin,
             created: true,
@@ -163,11 +182,20 @@ impl PluginHost {
     }
 
     /// Deletes one version (`name@version`) or every version (`name`) of an uploaded plugin, from
-    /// the registry and the data directory. Jobs already running it finish with it.
+    /// the data directory and then the registry. Jobs already running it finish with it. Runs as a
+    /// task of its own, so a client that goes away cannot cut it in half.
     pub async fn delete(&self, reference: &str) -> Result<Vec<Arc<Plugin>>, PluginError> {
         if self.inner.store.is_none() {
             return Err(PluginError::NoStore);
         }
+        let host = self.clone();
+        let reference = reference.to_owned();
+        tokio::spawn(async move { host.delete_now(&reference).await })
+            .await
+            .map_err(|error| PluginError::Storage(format!("deleting the plugin failed: {error}")))?
+    }
+
+    async fn delete_now(&self, reference: &str) -> Result<Vec<Arc<Plugin>>, PluginError> {
         let (name, version) = parse_reference(reference)?;
         let _changing = self.inner.changes.lock().await;
         self.check_open()?;
@@ -184,42 +212,54 @@ impl PluginHost {
                 what: first.source().description(),
             });
         }
-        let removed = {
-            let mut registry = self
-                .inner
-                .plugins
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            registry.remove(name, version.as_ref())
-        };
-        let versions: Vec<semver::Version> = removed
+        let versions: Vec<semver::Version> = targets
             .iter()
             .map(|plugin| plugin.version().clone())
             .collect();
-        let keep = self.registry().component_hashes();
+        // The disk first: if removing a manifest fails, the registry still has the version, as
+        // the next start would.
         let inner = self.inner.clone();
         let name_ = name.to_owned();
-        let deleted = tokio::task::spawn_blocking(move || {
-            let store = inner.store.as_ref().expect("checked above");
-            store.remove(&name_, &versions)?;
-            store.collect_garbage(&keep)
+        let removed = tokio::task::spawn_blocking(move || {
+            let store = inner.store.as_ref().expect("checked by delete");
+            store.remove(&name_, &versions)
         })
         .await
         .map_err(|error| PluginError::Storage(format!("deleting the plugin failed: {error}")))?;
-        if let Err(error) = deleted {
-            // The registry no longer has it; the next start's clean-up retries what is left on disk,
-            // unless the manifest itself could not be removed, in which case the plugin returns.
+        if let Err(error) = removed {
             tracing::error!(plugin = reference, %error, "deleting a plugin from the data directory failed");
             return Err(PluginError::Storage(format!(
                 "deleting {reference} from the data directory failed: {error}"
             )));
         }
+        let removed = self
+            .inner
+            .plugins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name, version.as_ref());
+        self.collect_garbage().await;
         tracing::info!(
             plugin = reference,
             versions = removed.len(),
             "plugin deleted"
         );
         Ok(removed)
+    }
+
+    /// Removes components that no stored manifest and no loaded plugin uses. Best effort: what is
+    /// left is retried at the next delete or start.
+    async fn collect_garbage(&self) {
+        let inner = self.inner.clone();
+        let keep = self.registry().component_hashes();
+        let collected = tokio::task::spawn_blocking(move || {
+            let store = inner.store.as_ref().expect("only with a store");
+            store.collect_garbage(keep)
+        })
+        .await;
+        if let Ok(Err(error)) = collected {
+            tracing::warn!(%error, "clearing unused files from the data directory failed");
+        }
     }
 
     /// Stops changes to the registry and releases the data directory, for another server to use;
@@ -335,8 +375,7 @@ impl PluginHost {
                 }
             }
         }
-        let keep = self.registry().component_hashes();
-        if let Err(error) = store.collect_garbage(&keep) {
+        if let Err(error) = store.collect_garbage(self.registry().component_hashes()) {
             tracing::warn!(%error, "clearing unused files from the data directory failed");
         }
         tracing::info!(plugins = names.len(), versions = restored, elapsed = ?started.elapsed(), "restored uploaded plugins");
