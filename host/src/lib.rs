@@ -12,6 +12,7 @@ pub mod page;
 pub mod plugin;
 pub mod pool;
 pub mod render;
+pub mod sched;
 mod sys;
 
 use std::future::Future;

@@ -14,12 +14,15 @@
 //! `cargo run --release -p pagewright-bench -- languages` measures the same extractor in Rust, C,
 //! JavaScript and Python: upload-and-compile time, load time after a restart, fuel and time per call.
 //!
+//! `cargo run --release -p pagewright-bench -- sched-core` measures the scheduler's queue alone.
+//!
 //! Memory is the sum of PSS (not RSS, which counts shared pages once per process) over the process tree.
 
 mod languages;
 mod memory;
 mod plugins;
 mod scenarios;
+mod sched;
 
 use std::time::Duration;
 
@@ -77,6 +80,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         calls: usize,
     },
+    /// The scheduler's queue alone: enqueue + dequeue operations per second with many jobs queued.
+    SchedCore {
+        /// Jobs queued while measuring.
+        #[arg(long, default_value_t = 100_000)]
+        queued: usize,
+        /// Operations measured (half pushes, half pops).
+        #[arg(long, default_value_t = 2_000_000)]
+        operations: usize,
+        /// Tenants the jobs are spread over.
+        #[arg(long, default_value_t = 1_000)]
+        tenants: usize,
+    },
     /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
     #[command(hide = true)]
     Serve {
@@ -114,6 +129,11 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Languages { rounds, calls } => {
             runtime.block_on(languages::languages_bench(rounds, calls))
         }
+        BenchCommand::SchedCore {
+            queued,
+            operations,
+            tenants,
+        } => sched::sched_core_bench(queued, operations, tenants),
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
                 .with_env_filter("warn")

@@ -1,0 +1,467 @@
+//! [`JobQueue`]: the scheduler's queue of jobs waiting for a slot, without any I/O, so that ordering,
+//! aging, fairness and deadlines are tested without a browser.
+//!
+//! - **Bands.** A job's score puts it in a band: urgent (score ≥ 200), hot (≥ 100) or cold. The
+//!   built-in score is its class's base (urgent 200, hot 100, cold 0) plus the request's number
+//!   (-50..=50); a scorer plugin's score replaces it. Higher bands go first.
+//! - **Aging.** A waiting job rises one band per `aging_step` of waiting, so a cold job waits at most
+//!   two steps behind a flood of hotter work. Within a band, the jobs that aged into it go first,
+//!   oldest first: they have waited longest.
+//! - **Fairness.** Within a band, tenants take turns (round robin), and a tenant's own jobs go by
+//!   score, then arrival. A tenant sending a hundred times another's rate gets no more turns.
+//! - **Deadlines.** Every job has a queue-wait deadline; [`JobQueue::expire`] takes out the jobs past
+//!   theirs, so they end with their own error and never start.
+//!
+//! Each job is in several indexes (its tenant's heap, its band's arrival order, the deadline heap);
+//! dispatch, cancellation and expiry remove it from `jobs` only, and the indexes skip entries that are
+//! no longer there when they reach them. Enqueue and dequeue are O(log n) amortised.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A job's priority class, as requests name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Urgent,
+    Hot,
+    Cold,
+}
+
+impl Class {
+    /// The built-in score of a job of this class with no number.
+    pub fn base_score(self) -> f64 {
+        match self {
+            Self::Urgent => 200.0,
+            Self::Hot => 100.0,
+            Self::Cold => 0.0,
+        }
+    }
+}
+
+/// The band a score falls in: 0 (urgent), 1 (hot) or 2 (cold).
+fn band_of(score: f64) -> usize {
+    if score >= 200.0 {
+        0
+    } else if score >= 100.0 {
+        1
+    } else {
+        2
+    }
+}
+
+const BANDS: usize = 3;
+
+/// Why a job could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("the queue is full ({0} jobs)")]
+    Full(usize),
+}
+
+/// A job's place in the queue, for cancelling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+/// What the queue knows of a job besides its payload.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub tenant: Arc<str>,
+    pub score: f64,
+    pub enqueued_at: Instant,
+    pub queue_deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Waiting<T> {
+    placement: Placement,
+    band: usize,
+    job: T,
+}
+
+/// A tenant's jobs in one band: best score first, then the earliest.
+#[derive(Debug, Default)]
+struct TenantJobs {
+    heap: BinaryHeap<(Score, Reverse<u64>)>,
+}
+
+/// An `f64` score ordered totally (NaN is refused before it gets here).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score(f64);
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Band {
+    tenants: HashMap<Arc<str>, TenantJobs>,
+    /// Tenants with jobs in this band, in turn order.
+    turns: VecDeque<Arc<str>>,
+    /// Every job placed in this band, in arrival order: the oldest is the first to age upwards.
+    arrivals: VecDeque<u64>,
+}
+
+/// The queue. Not thread-safe by itself: the scheduler holds it under one lock.
+#[derive(Debug)]
+pub struct JobQueue<T> {
+    jobs: HashMap<u64, Waiting<T>>,
+    bands: [Band; BANDS],
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    capacity: usize,
+    aging_step: Duration,
+    next: u64,
+}
+
+impl<T> JobQueue<T> {
+    pub fn new(capacity: usize, aging_step: Duration) -> Self {
+        Self {
+            jobs: HashMap::with_capacity(capacity.min(1 << 16)),
+            bands: Default::default(),
+            deadlines: BinaryHeap::new(),
+            capacity,
+            aging_step,
+            next: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Jobs waiting per band (urgent, hot, cold), by the band they were queued in.
+    pub fn depth_by_band(&self) -> [usize; BANDS] {
+        let mut depth = [0; BANDS];
+        for waiting in self.jobs.values() {
+            depth[waiting.band] += 1;
+        }
+        depth
+    }
+
+    /// Queues a job; refused when the queue is full. A NaN score counts as 0.
+    pub fn push(&mut self, mut placement: Placement, job: T) -> Result<Ticket, Refused> {
+        if self.jobs.len() >= self.capacity {
+            return Err(Refused::Full(self.capacity));
+        }
+        if placement.score.is_nan() {
+            placement.score = 0.0;
+        }
+        let id = self.next;
+        self.next += 1;
+        let band_index = band_of(placement.score);
+        let band = &mut self.bands[band_index];
+        if !band.tenants.contains_key(&placement.tenant) {
+            band.turns.push_back(placement.tenant.clone());
+        }
+        band.tenants
+            .entry(placement.tenant.clone())
+            .or_default()
+            .heap
+            .push((Score(placement.score), Reverse(id)));
+        band.arrivals.push_back(id);
+        self.deadlines.push(Reverse((placement.queue_deadline, id)));
+        self.jobs.insert(
+            id,
+            Waiting {
+                placement,
+                band: band_index,
+                job,
+            },
+        );
+        self.compact_if_needed();
+        Ok(Ticket(id))
+    }
+
+    /// Drops the entries of jobs that left from the arrival and deadline indexes once those hold
+    /// twice the live jobs: a job that stays at the front of an index (a long deadline, a cold job
+    /// under a flood) would otherwise keep everything behind it.
+    fn compact_if_needed(&mut self) {
+        let limit = 2 * self.jobs.len() + 1024;
+        let jobs = &self.jobs;
+        for band in &mut self.bands {
+            if band.arrivals.len() > limit {
+                band.arrivals.retain(|id| jobs.contains_key(id));
+            }
+        }
+        if self.deadlines.len() > limit {
+            self.deadlines
+                .retain(|Reverse((_, id))| jobs.contains_key(id));
+        }
+    }
+
+    /// Takes a queued job out (a cancellation); `None` if it already left.
+    pub fn remove(&mut self, ticket: Ticket) -> Option<(Placement, T)> {
+        self.jobs
+            .remove(&ticket.0)
+            .map(|waiting| (waiting.placement, waiting.job))
+    }
+
+    /// The next job to run at `now`: the highest band (after aging) first; in a band, jobs aged into
+    /// it first, then tenants in turn.
+    pub fn pop(&mut self, now: Instant) -> Option<(Placement, T)> {
+        for band in 0..BANDS {
+            if let Some(id) = self.oldest_aged_into(band, now) {
+                return self.take(id);
+            }
+            if let Some(id) = self.next_turn(band) {
+                return self.take(id);
+            }
+        }
+        None
+    }
+
+    /// Removes and returns the jobs whose queue-wait deadline is at or before `now`.
+    pub fn expire(&mut self, now: Instant) -> Vec<(Placement, T)> {
+        let mut expired = Vec::new();
+        while let Some(Reverse((deadline, id))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if let Some(job) = self.take(id) {
+                expired.push(job);
+            }
+        }
+        expired
+    }
+
+    /// The earliest queue-wait deadline of a waiting job, for the timer that calls [`Self::expire`].
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse((deadline, id))) = self.deadlines.peek().copied() {
+            if self.jobs.contains_key(&id) {
+                return Some(deadline);
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
+    fn take(&mut self, id: u64) -> Option<(Placement, T)> {
+        self.jobs
+            .remove(&id)
+            .map(|waiting| (waiting.placement, waiting.job))
+    }
+
+    /// The oldest job of a lower band that has waited long enough to count as `band`.
+    fn oldest_aged_into(&mut self, band: usize, now: Instant) -> Option<u64> {
+        let mut best: Option<(Instant, u64)> = None;
+        for lower in band + 1..BANDS {
+            let steps = (lower - band) as u32;
+            let arrivals = &mut self.bands[lower].arrivals;
+            // Skip jobs that already left.
+            while let Some(&id) = arrivals.front() {
+                if self.jobs.contains_key(&id) {
+                    break;
+                }
+                arrivals.pop_front();
+            }
+            let Some(&id) = arrivals.front() else {
+                continue;
+            };
+            let enqueued_at = self.jobs[&id].placement.enqueued_at;
+            let aged = now.saturating_duration_since(enqueued_at) >= self.aging_step * steps;
+            if aged && best.is_none_or(|(oldest, _)| enqueued_at < oldest) {
+                best = Some((enqueued_at, id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// The best job of the next tenant in turn in `band`; tenants without jobs leave the ring.
+    fn next_turn(&mut self, band: usize) -> Option<u64> {
+        let jobs = &self.jobs;
+        let band = &mut self.bands[band];
+        while let Some(tenant) = band.turns.pop_front() {
+            let Some(queue) = band.tenants.get_mut(&tenant) else {
+                continue;
+            };
+            while let Some(&(_, Reverse(id))) = queue.heap.peek() {
+                queue.heap.pop();
+                if jobs.contains_key(&id) {
+                    if queue.heap.is_empty() {
+                        band.tenants.remove(&tenant);
+                    } else {
+                        band.turns.push_back(tenant);
+                    }
+                    return Some(id);
+                }
+            }
+            band.tenants.remove(&tenant);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: Duration = Duration::from_secs(10);
+
+    fn placement(tenant: &str, score: f64, at: Instant) -> Placement {
+        Placement {
+            tenant: Arc::from(tenant),
+            score,
+            enqueued_at: at,
+            queue_deadline: at + Duration::from_secs(3600),
+        }
+    }
+
+    fn drain(queue: &mut JobQueue<&'static str>, now: Instant) -> Vec<&'static str> {
+        std::iter::from_fn(|| queue.pop(now).map(|(_, job)| job)).collect()
+    }
+
+    #[test]
+    fn higher_bands_first_then_score_then_arrival() {
+        let now = Instant::now();
+        let mut queue = JobQueue::new(100, STEP);
+        queue
+            .push(placement("t", 0.0, now), "cold")
+            .expect("room in the queue");
+        queue
+            .push(placement("t", 100.0, now), "hot")
+            .expect("room in the queue");
+        queue
+            .push(placement("t", 150.0, now), "hot+50")
+            .expect("room in the queue");
+        queue
+            .push(placement("t", 200.0, now), "urgent")
+            .expect("room in the queue");
+        queue
+            .push(placement("t", 100.0, now), "hot, later")
+            .expect("room in the queue");
+        assert_eq!(
+            drain(&mut queue, now),
+            ["urgent", "hot+50", "hot", "hot, later", "cold"]
+        );
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn waiting_jobs_age_upwards_so_cold_jobs_finish() {
+        let start = Instant::now();
+        let mut queue = JobQueue::new(100, STEP);
+        queue
+            .push(placement("t", 0.0, start), "old cold")
+            .expect("room in the queue");
+        // A steady stream of hot work arriving after it.
+        for _ in 0..5 {
+            queue
+                .push(placement("t", 100.0, start + STEP), "hot")
+                .expect("room in the queue");
+        }
+        // Before a step has passed, hot work goes first; after one step the cold job counts as hot
+        // and has waited longest; after two it is urgent.
+        assert_eq!(queue.pop(start + STEP / 2).expect("a job").1, "hot");
+        assert_eq!(queue.pop(start + STEP).expect("a job").1, "old cold");
+        let mut queue = JobQueue::new(100, STEP);
+        queue
+            .push(placement("t", 0.0, start), "old cold")
+            .expect("room in the queue");
+        queue
+            .push(placement("t", 200.0, start + 2 * STEP), "urgent")
+            .expect("room in the queue");
+        assert_eq!(queue.pop(start + 2 * STEP).expect("a job").1, "old cold");
+    }
+
+    #[test]
+    fn tenants_take_turns_whatever_their_rates() {
+        let now = Instant::now();
+        let mut queue = JobQueue::new(1000, STEP);
+        for _ in 0..100 {
+            queue
+                .push(placement("flood", 100.0, now), "flood")
+                .expect("room in the queue");
+        }
+        queue
+            .push(placement("trickle", 100.0, now), "trickle")
+            .expect("room in the queue");
+        let order = drain(&mut queue, now);
+        let position = order
+            .iter()
+            .position(|job| *job == "trickle")
+            .expect("the trickle ran");
+        assert!(position <= 1, "the trickle went {position}th");
+        assert_eq!(order.len(), 101);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_cancelled_jobs_leave() {
+        let now = Instant::now();
+        let mut queue = JobQueue::new(2, STEP);
+        let first = queue
+            .push(placement("t", 100.0, now), "first")
+            .expect("room in the queue");
+        queue
+            .push(placement("t", 100.0, now), "second")
+            .expect("room in the queue");
+        assert_eq!(
+            queue.push(placement("t", 100.0, now), "third"),
+            Err(Refused::Full(2))
+        );
+        assert_eq!(queue.remove(first).expect("still queued").1, "first");
+        assert!(queue.remove(first).is_none());
+        assert_eq!(drain(&mut queue, now), ["second"]);
+    }
+
+    #[test]
+    fn indexes_stay_bounded_while_one_job_waits_at_their_front() {
+        let now = Instant::now();
+        let mut queue = JobQueue::new(100, STEP);
+        queue
+            .push(placement("t", 0.0, now), "old cold")
+            .expect("room in the queue");
+        for _ in 0..50_000 {
+            queue
+                .push(placement("t", 10.0, now), "cold")
+                .expect("room in the queue");
+            // Same tenant and band: the higher score goes first, every time.
+            assert_eq!(queue.pop(now).expect("a job").1, "cold");
+        }
+        assert!(queue.bands[2].arrivals.len() <= 2 * queue.len() + 1024);
+        assert!(queue.deadlines.len() <= 2 * queue.len() + 1024);
+        assert_eq!(drain(&mut queue, now), ["old cold"]);
+    }
+
+    #[test]
+    fn jobs_past_their_queue_deadline_expire_and_never_pop() {
+        let now = Instant::now();
+        let mut queue = JobQueue::new(10, STEP);
+        let mut short = placement("t", 200.0, now);
+        short.queue_deadline = now + Duration::from_millis(100);
+        queue.push(short, "short").expect("room in the queue");
+        queue
+            .push(placement("t", 0.0, now), "patient")
+            .expect("room in the queue");
+        assert_eq!(
+            queue.next_deadline(),
+            Some(now + Duration::from_millis(100))
+        );
+        assert!(queue.expire(now).is_empty());
+        let expired = queue.expire(now + Duration::from_millis(100));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].1, "short");
+        assert_eq!(drain(&mut queue, now), ["patient"]);
+        assert_eq!(queue.next_deadline(), None);
+    }
+}
