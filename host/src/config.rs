@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP render service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Render one page to a file without a server: `pagewright render URL --screenshot out.png`.
     Render(RenderArgs),
     /// Work with plugin components without a server.
@@ -172,6 +172,22 @@ pub struct ServeArgs {
     /// in milliseconds.
     #[arg(long, env = "PAGEWRIGHT_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
+
+    /// Jobs that may wait for a run slot at once; a job beyond it gets a 429. Each waiting job costs a
+    /// few hundred bytes of host memory, so the default holds a flood of 12,800+ jobs.
+    #[arg(long, env = "PAGEWRIGHT_QUEUE_CAPACITY", default_value_t = 16_384)]
+    pub queue_capacity: usize,
+
+    /// How long a job may wait in the queue before it ends with `queue_timeout`, never started, in
+    /// milliseconds (a request may ask for less or more with `queue_timeout_ms`, up to
+    /// `--max-job-timeout-ms`). Its run time budget starts when it leaves the queue.
+    #[arg(long, env = "PAGEWRIGHT_QUEUE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub queue_timeout_ms: u64,
+
+    /// Waiting this long lifts a job one priority band (cold to hot, hot to urgent), so cold jobs
+    /// finish under a flood of hotter ones. In milliseconds.
+    #[arg(long, env = "PAGEWRIGHT_AGING_STEP_MS", default_value_t = 10_000)]
+    pub aging_step_ms: u64,
 
     /// Where uploaded plugins and compiled plugin code are kept. One server per directory. Default:
     /// `$XDG_DATA_HOME/pagewright`, else `$HOME/.local/share/pagewright`, else `/var/lib/pagewright`.
@@ -424,6 +440,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub admin_token: Option<Token>,
     pub render_token: Option<Token>,
+    pub sched: crate::sched::SchedSettings,
+    /// Default queue-wait budget of a job.
+    pub queue_timeout: Duration,
 }
 
 /// A bearer token, kept out of `Debug` output so settings can be logged.
@@ -504,6 +523,18 @@ impl ServeArgs {
                 });
             }
         }
+        if self.queue_capacity == 0 || self.queue_timeout_ms == 0 || self.aging_step_ms == 0 {
+            return Err(ConfigError::Invalid {
+                flag: "queue-capacity/queue-timeout-ms/aging-step-ms",
+                rule: "positive",
+                value: "0".into(),
+            });
+        }
+        let sched = crate::sched::SchedSettings {
+            queue_capacity: self.queue_capacity,
+            slots: pool.max_concurrent_renders,
+            aging_step: Duration::from_millis(self.aging_step_ms),
+        };
         let mut plugins = self.plugins.validate(self.deny_private_networks)?;
         plugins.data_dir = Some(self.data_dir.clone().unwrap_or_else(default_data_dir));
         Ok(Settings {
@@ -519,6 +550,8 @@ impl ServeArgs {
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             admin_token: self.admin_token.clone().map(Token),
             render_token: self.render_token.clone().map(Token),
+            sched,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
         })
     }
 }

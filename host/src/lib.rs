@@ -37,7 +37,9 @@ pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
     let browser = BrowserSupervisor::start(settings.browser.clone(), metrics.clone());
     let pool = PagePool::new(browser.clone(), settings.pool.clone(), metrics.clone());
     let renderer = Renderer::new(pool.clone(), plugins.clone(), metrics.clone());
+    let scheduler = sched::Scheduler::new(settings.sched.clone());
     Ok(AppState {
+        scheduler,
         settings,
         browser,
         pool,
@@ -216,6 +218,12 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::ZERO,
         admin_token: None,
         render_token: None,
+        sched: sched::SchedSettings {
+            queue_capacity: 16,
+            slots: 1,
+            aging_step: timeout,
+        },
+        queue_timeout: timeout,
     };
     let state = start_services(settings)?;
     // The same built-in plugins the API's endpoints use.

@@ -9,3 +9,4 @@ mod page_ops;
 mod plugins;
 mod pool;
 mod registry;
+mod sched;

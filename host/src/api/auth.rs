@@ -38,14 +38,18 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Middleware: with a render token configured, every request outside `/health` and `/metrics` must
-/// carry it (or the admin token).
+/// Middleware: with a render token configured, every request outside `/health`, `/metrics` and
+/// `/v1/pressure` must carry it (or the admin token).
 pub async fn render_access(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let open = matches!(request.uri().path(), "/health" | "/metrics");
+    // What load balancers and monitoring poll.
+    let open = matches!(
+        request.uri().path(),
+        "/health" | "/metrics" | "/v1/pressure"
+    );
     if let Some(render_token) = &state.settings.render_token
         && !open
     {

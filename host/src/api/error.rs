@@ -44,6 +44,12 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"pagewright\""),
             );
         }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            // The queue drains at the render rate: a second frees dozens of places.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // The browser relaunches in well under a second; a pool slot frees within a render.
             response
@@ -60,6 +66,21 @@ impl From<RenderError> for ApiError {
             RenderError::Page(error) => error.into(),
             RenderError::Pool(error) => error.into(),
             RenderError::Plugin(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::sched::SchedError> for ApiError {
+    fn from(error: crate::sched::SchedError) -> Self {
+        use crate::sched::SchedError;
+        let message = error.to_string();
+        match error {
+            SchedError::QueueFull { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", message)
+            }
+            SchedError::QueueTimeout { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "queue_timeout", message)
+            }
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct AppState {
     pub pool: PagePool,
     pub renderer: Renderer,
     pub plugins: PluginHost,
+    pub scheduler: crate::sched::Scheduler,
     pub metrics: Metrics,
 }
 
@@ -58,6 +59,7 @@ pub fn app(state: AppState) -> Router {
                 .delete(plugins::delete),
         )
         .route("/health", get(ops::health))
+        .route("/v1/pressure", get(ops::pressure))
         .route("/v1/status", get(ops::status))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)

@@ -22,6 +22,28 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Va
     }
 }
 
+/// For load balancers: 200 while the server takes work, 503 (route elsewhere) when its queue is
+/// 90% full or its browser is down; the body has the figures either way.
+pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let queue = state.scheduler.status();
+    let browser_up = state.browser.current().is_some();
+    let queue_full = queue.queued * 10 >= queue.queue_capacity * 9;
+    let status = if browser_up && !queue_full {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let pool = state.pool.status();
+    let body = json!({
+        "accepting": status == StatusCode::OK,
+        "queue": queue,
+        "browser": if browser_up { "connected" } else { "down" },
+        "pool": pool,
+        "plugin_memory_bytes": state.plugins.usage_now().memory_bytes,
+    });
+    (status, Json(body))
+}
+
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let browser = match state.browser.state() {
         BrowserState::Starting => json!({ "state": "starting" }),
@@ -38,6 +60,7 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "browser": { "restarts": state.browser.restarts(), "current": browser },
         "pool": state.pool.status(),
+        "scheduler": state.scheduler.status(),
         "plugin_host": state.plugins.usage_now(),
         // The latest version of each; `/v1/plugins` has the details.
         "plugins": state.plugins.catalog().iter().filter_map(|versions| versions.last()).map(|plugin| json!({

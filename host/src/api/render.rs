@@ -23,6 +23,7 @@ use crate::page::options::{
 };
 use crate::plugin::PluginCall;
 use crate::render::{NativeOutput, Output, RenderJob, Rendered, RenderedBody, Target};
+use crate::sched::{Admission, Class};
 
 /// What every render request has: the page to load, how to load it, and the time budget.
 #[derive(Debug, Deserialize)]
@@ -42,8 +43,32 @@ pub struct RenderRequest<O> {
     /// Page-script plugins to apply, in order.
     #[serde(default)]
     pub scripts: Vec<ScriptRef>,
-    /// The whole job's time budget in milliseconds (server default and maximum apply).
+    /// The whole job's time budget in milliseconds (server default and maximum apply). It starts
+    /// when the job leaves the queue.
     pub timeout_ms: Option<u64>,
+    /// Who the job is for: tenants take turns for run slots. Default `default`.
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub priority: PriorityRequest,
+    /// How long the job may wait for a run slot, in milliseconds (server default and maximum apply).
+    pub queue_timeout_ms: Option<u64>,
+}
+
+/// `{"class": "urgent" | "hot" | "cold", "number": -50..=50}`, both optional (hot, 0).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityRequest {
+    pub class: Option<Class>,
+    #[serde(default)]
+    pub number: i8,
+}
+
+/// A job ready for the scheduler: what it will run, how it is queued, and its run-time budget,
+/// which starts when it leaves the queue.
+pub struct QueuedJob {
+    pub job: RenderJob,
+    pub admission: Admission,
+    pub run_timeout: Duration,
 }
 
 /// A page-script plugin and its params: `"name"` or `{"plugin": "name", "params": {...}}`.
@@ -105,7 +130,7 @@ async fn job<O>(
     state: &AppState,
     request: RenderRequest<O>,
     output: impl FnOnce(O) -> Result<Output, ApiError>,
-) -> Result<RenderJob, ApiError> {
+) -> Result<QueuedJob, ApiError> {
     let target = match (request.url, request.html) {
         (Some(url), None) => Target::Url(
             url_policy::check(&url, state.settings.deny_private_networks)
@@ -126,25 +151,19 @@ async fn job<O>(
             ));
         }
     };
-    let timeout = match request.timeout_ms {
-        Some(0) => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "timeout_ms must be positive",
-            ));
-        }
-        Some(ms) if Duration::from_millis(ms) > state.settings.max_job_timeout => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!(
-                    "timeout_ms {ms} is above this server's maximum of {}",
-                    state.settings.max_job_timeout.as_millis()
-                ),
-            ));
-        }
-        Some(ms) => Duration::from_millis(ms),
-        None => state.settings.job_timeout,
-    };
+    let timeout = budget(
+        state,
+        "timeout_ms",
+        request.timeout_ms,
+        state.settings.job_timeout,
+    )?;
+    let queue_timeout = budget(
+        state,
+        "queue_timeout_ms",
+        request.queue_timeout_ms,
+        state.settings.queue_timeout,
+    )?;
+    let admission = admission(request.tenant, request.priority, queue_timeout)?;
     let scripts = request
         .scripts
         .into_iter()
@@ -166,7 +185,68 @@ async fn job<O>(
         deadline: Instant::now() + timeout,
     };
     job.validate()?;
-    Ok(job)
+    Ok(QueuedJob {
+        job,
+        admission,
+        run_timeout: timeout,
+    })
+}
+
+/// A time budget from the request (positive, at most `--max-job-timeout-ms`) or the default.
+fn budget(
+    state: &AppState,
+    field: &str,
+    requested: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ApiError> {
+    let max = state.settings.max_job_timeout;
+    match requested {
+        None => Ok(default),
+        Some(0) => Err(ApiError::bad_request(
+            "invalid_request",
+            format!("{field} must be positive"),
+        )),
+        Some(ms) if Duration::from_millis(ms) > max => Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "{field} {ms} is above this server's maximum of {}",
+                max.as_millis()
+            ),
+        )),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// The job's place in the scheduler: its tenant (1-64 of letters, digits, `.`, `_`, `-`), class and
+/// number (-50..=50), and its queue deadline.
+fn admission(
+    tenant: Option<String>,
+    priority: PriorityRequest,
+    queue_timeout: Duration,
+) -> Result<Admission, ApiError> {
+    let tenant = tenant.unwrap_or_else(|| "default".to_owned());
+    let tenant_ok = (1..=64).contains(&tenant.len())
+        && tenant
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+    if !tenant_ok {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`tenant` must be 1-64 of letters, digits, `.`, `_` and `-`",
+        ));
+    }
+    if !(-50..=50).contains(&priority.number) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("priority.number {} is outside -50..=50", priority.number),
+        ));
+    }
+    Ok(Admission {
+        tenant: tenant.into(),
+        class: priority.class.unwrap_or(Class::Hot),
+        number: priority.number,
+        queue_deadline: Instant::now() + queue_timeout,
+    })
 }
 
 /// The registered plugin `name` with `params` as its JSON params.
@@ -203,8 +283,16 @@ fn builtin<O: serde::Serialize>(
     }
 }
 
-async fn run(state: &AppState, job: RenderJob) -> Result<Rendered, ApiError> {
+/// Waits for a run slot in the scheduler's order, then renders with the run budget starting now.
+async fn run(state: &AppState, queued: QueuedJob) -> Result<Rendered, ApiError> {
+    let QueuedJob {
+        mut job,
+        admission,
+        run_timeout,
+    } = queued;
+    let _slot = state.scheduler.admit(&admission).await?;
     let started = Instant::now();
+    job.deadline = started + run_timeout;
     let rendered = state.renderer.render(&job).await?;
     tracing::debug!(job = job.id, elapsed = ?started.elapsed(), url = %rendered.navigation.url, "rendered");
     Ok(rendered)

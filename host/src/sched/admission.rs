@@ -1,0 +1,335 @@
+//! [`Scheduler`]: admission into the [`JobQueue`] and dispatch onto a fixed number of run slots.
+//!
+//! A job asks for a [`Slot`] with its tenant, priority and queue-wait deadline. A full queue refuses
+//! at once (the API answers 429); otherwise the job waits until the queue's order gives it a free
+//! slot, or until its deadline (it then leaves the queue and never starts). A slot is held while the
+//! job runs; dropping it frees the slot and dispatches the next job.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::queue::{Class, JobQueue, Placement, Refused, Ticket};
+
+/// What the scheduler needs to know of a job.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub tenant: Arc<str>,
+    pub class: Class,
+    /// Moves the job within its class: -50..=50.
+    pub number: i8,
+    pub queue_deadline: Instant,
+}
+
+impl Admission {
+    /// The built-in score: the class's base plus the number.
+    pub fn score(&self) -> f64 {
+        self.class.base_score() + f64::from(self.number)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedSettings {
+    /// Jobs that may wait at once; beyond it, 429.
+    pub queue_capacity: usize,
+    /// Jobs that may run at once.
+    pub slots: usize,
+    /// Waiting this long lifts a job one band.
+    pub aging_step: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    #[error("the queue is full ({capacity} jobs waiting); retry later")]
+    QueueFull { capacity: usize },
+    #[error("the job waited {} ms in the queue without a free slot and was not started", waited.as_millis())]
+    QueueTimeout { waited: Duration },
+}
+
+/// Queue and slot figures at one moment, for `/v1/pressure` and `/v1/status`.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SchedStatus {
+    pub queued: usize,
+    pub queue_capacity: usize,
+    /// Waiting jobs by the band they were queued in.
+    pub queued_urgent: usize,
+    pub queued_hot: usize,
+    pub queued_cold: usize,
+    pub running: usize,
+    pub slots: usize,
+}
+
+/// The scheduler. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<State>,
+    settings: SchedSettings,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: JobQueue<oneshot::Sender<Slot>>,
+    running: usize,
+}
+
+/// A run slot, held while a job runs. Dropping it frees the slot.
+#[derive(Debug)]
+pub struct Slot {
+    inner: Option<Arc<Inner>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.lock().running -= 1;
+            inner.dispatch();
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands free slots to the jobs the queue puts first. A job whose caller left is skipped.
+    fn dispatch(self: &Arc<Self>) {
+        loop {
+            let waiter = {
+                let mut state = self.lock();
+                if state.running >= self.settings.slots {
+                    return;
+                }
+                let Some((_, waiter)) = state.queue.pop(std::time::Instant::now()) else {
+                    return;
+                };
+                state.running += 1;
+                waiter
+            };
+            let slot = Slot {
+                inner: Some(self.clone()),
+            };
+            if let Err(mut unwanted) = waiter.send(slot) {
+                // The caller gave up between its deadline check and now: take the slot back without
+                // recursing through its `Drop`.
+                unwanted.inner = None;
+                self.lock().running -= 1;
+            }
+        }
+    }
+}
+
+/// Takes a job's ticket out of the queue if the caller stops waiting (its deadline, or its
+/// request went away).
+struct Waiting<'a> {
+    inner: &'a Arc<Inner>,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.inner.lock().queue.remove(ticket);
+        }
+    }
+}
+
+impl Scheduler {
+    pub fn new(settings: SchedSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    queue: JobQueue::new(settings.queue_capacity, settings.aging_step),
+                    running: 0,
+                }),
+                settings,
+            }),
+        }
+    }
+
+    /// Waits for a run slot in the queue's order, until the job's queue deadline.
+    pub async fn admit(&self, admission: &Admission) -> Result<Slot, SchedError> {
+        let enqueued_at = Instant::now();
+        let (sender, receiver) = oneshot::channel();
+        let placement = Placement {
+            tenant: admission.tenant.clone(),
+            score: admission.score(),
+            enqueued_at: enqueued_at.into_std(),
+            queue_deadline: admission.queue_deadline.into_std(),
+        };
+        let ticket = self
+            .inner
+            .lock()
+            .queue
+            .push(placement, sender)
+            .map_err(|Refused::Full(capacity)| SchedError::QueueFull { capacity })?;
+        let mut waiting = Waiting {
+            inner: &self.inner,
+            ticket: Some(ticket),
+        };
+        self.inner.dispatch();
+        match tokio::time::timeout_at(admission.queue_deadline, receiver).await {
+            Ok(Ok(slot)) => {
+                waiting.ticket = None;
+                Ok(slot)
+            }
+            // Timed out (or, which cannot happen while the queue holds the sender, dropped):
+            // `waiting` takes the ticket out as it goes.
+            Ok(Err(_)) | Err(_) => Err(SchedError::QueueTimeout {
+                waited: enqueued_at.elapsed(),
+            }),
+        }
+    }
+
+    pub fn status(&self) -> SchedStatus {
+        let state = self.inner.lock();
+        let [urgent, hot, cold] = state.queue.depth_by_band();
+        SchedStatus {
+            queued: state.queue.len(),
+            queue_capacity: state.queue.capacity(),
+            queued_urgent: urgent,
+            queued_hot: hot,
+            queued_cold: cold,
+            running: state.running,
+            slots: self.inner.settings.slots,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduler(capacity: usize, slots: usize) -> Scheduler {
+        Scheduler::new(SchedSettings {
+            queue_capacity: capacity,
+            slots,
+            aging_step: Duration::from_secs(10),
+        })
+    }
+
+    fn admission(tenant: &str, class: Class, wait: Duration) -> Admission {
+        Admission {
+            tenant: Arc::from(tenant),
+            class,
+            number: 0,
+            queue_deadline: Instant::now() + wait,
+        }
+    }
+
+    #[tokio::test]
+    async fn slots_go_to_the_highest_priority_waiting_job() {
+        let scheduler = scheduler(10, 1);
+        let busy = scheduler
+            .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
+            .await
+            .expect("a free slot");
+        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        for (name, class) in [
+            ("cold", Class::Cold),
+            ("hot", Class::Hot),
+            ("urgent", Class::Urgent),
+        ] {
+            let scheduler = scheduler.clone();
+            let order_tx = order_tx.clone();
+            waiters.push(tokio::spawn(async move {
+                let slot = scheduler
+                    .admit(&admission("t", class, Duration::from_secs(5)))
+                    .await
+                    .expect("admitted");
+                order_tx.send(name).expect("send");
+                drop(slot);
+            }));
+            tokio::task::yield_now().await;
+        }
+        // Let every waiter queue before the slot frees.
+        while scheduler.status().queued < 3 {
+            tokio::task::yield_now().await;
+        }
+        drop(busy);
+        for waiter in waiters {
+            waiter.await.expect("waiter");
+        }
+        let mut seen = Vec::new();
+        while let Ok(name) = order.try_recv() {
+            seen.push(name);
+        }
+        assert_eq!(seen, ["urgent", "hot", "cold"]);
+        assert_eq!(scheduler.status().running, 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_a_waiting_job_times_out_without_starting() {
+        let scheduler = scheduler(1, 1);
+        let _busy = scheduler
+            .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
+            .await
+            .expect("a free slot");
+        let waiting = {
+            let scheduler = scheduler.clone();
+            tokio::spawn(async move {
+                scheduler
+                    .admit(&admission("t", Class::Hot, Duration::from_millis(200)))
+                    .await
+            })
+        };
+        while scheduler.status().queued < 1 {
+            tokio::task::yield_now().await;
+        }
+        let refused = scheduler
+            .admit(&admission("t", Class::Urgent, Duration::from_secs(5)))
+            .await;
+        assert!(
+            matches!(refused, Err(SchedError::QueueFull { capacity: 1 })),
+            "{refused:?}"
+        );
+        let timed_out = waiting.await.expect("task");
+        assert!(
+            matches!(timed_out, Err(SchedError::QueueTimeout { .. })),
+            "{timed_out:?}"
+        );
+        assert_eq!(
+            scheduler.status().queued,
+            0,
+            "the expired job left the queue"
+        );
+        assert_eq!(scheduler.status().running, 1);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_leaves_the_queue() {
+        let scheduler = scheduler(10, 1);
+        let busy = scheduler
+            .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
+            .await
+            .expect("a free slot");
+        let waiting = {
+            let scheduler = scheduler.clone();
+            tokio::spawn(async move {
+                scheduler
+                    .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
+                    .await
+            })
+        };
+        while scheduler.status().queued < 1 {
+            tokio::task::yield_now().await;
+        }
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(scheduler.status().queued, 0);
+        drop(busy);
+        assert_eq!(
+            scheduler.status().running,
+            0,
+            "no slot went to the departed caller"
+        );
+    }
+}

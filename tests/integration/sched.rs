@@ -1,0 +1,184 @@
+//! The scheduler in front of the renderer: 429 when the queue is full, `/v1/pressure` for load
+//! balancers, queue-wait deadlines, and priorities deciding who gets a free slot.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, error_message};
+
+/// One render slot, so a slow job holds everything else in the queue.
+async fn one_slot_server(queue_capacity: &str) -> TestServer {
+    TestServer::start(&[
+        "--max-concurrent-renders",
+        "1",
+        "--max-pages",
+        "1",
+        "--queue-capacity",
+        queue_capacity,
+    ])
+    .await
+}
+
+/// A job that holds its slot for `ms` milliseconds (waiting for an element that never appears),
+/// then fails with 408.
+fn slow_job(ms: u64) -> Value {
+    json!({ "html": "<p>slow</p>", "goto": { "wait_for_selector": { "selector": "#never" } },
+            "timeout_ms": ms })
+}
+
+async fn wait_until(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) {
+    for _ in 0..500 {
+        if done(&server.get_json("/v1/status").await["scheduler"]) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the scheduler never got to: {what}");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_and_pressure_says_route_elsewhere() {
+    let server = one_slot_server("1").await;
+    let pressure = server.get("/v1/pressure").await;
+    assert_eq!(pressure.status(), 200);
+    let slow = tokio::spawn({
+        let (client, base) = (server.client.clone(), server.base.clone());
+        async move {
+            client
+                .post(format!("{base}/v1/content"))
+                .json(&slow_job(2_000))
+                .send()
+                .await
+        }
+    });
+    wait_until(&server, "one running", |s| s["running"] == 1).await;
+    let queued = tokio::spawn({
+        let (client, base) = (server.client.clone(), server.base.clone());
+        async move {
+            client
+                .post(format!("{base}/v1/content"))
+                .json(&json!({ "html": "<p>queued</p>" }))
+                .send()
+                .await
+        }
+    });
+    wait_until(&server, "one queued", |s| s["queued"] == 1).await;
+
+    let pressure = server.get("/v1/pressure").await;
+    assert_eq!(pressure.status(), 503);
+    let body: Value = pressure.json().await.expect("JSON");
+    assert_eq!(body["accepting"], false);
+    assert_eq!(body["queue"]["queued"], 1);
+    assert_eq!(body["queue"]["running"], 1);
+
+    let refused = server
+        .post("/v1/content", json!({ "html": "<p>one too many</p>" }))
+        .await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    error_message(refused, 429, "queue_full").await;
+
+    let slow = slow.await.expect("task").expect("answered");
+    assert_eq!(slow.status(), 408);
+    let queued = queued.await.expect("task").expect("answered");
+    assert_eq!(
+        queued.status(),
+        200,
+        "the queued job ran once the slot was free"
+    );
+    assert_eq!(server.get("/v1/pressure").await.status(), 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_that_waits_past_its_queue_deadline_never_starts() {
+    let server = one_slot_server("8").await;
+    let slow = tokio::spawn({
+        let (client, base) = (server.client.clone(), server.base.clone());
+        async move {
+            client
+                .post(format!("{base}/v1/content"))
+                .json(&slow_job(1_500))
+                .send()
+                .await
+        }
+    });
+    wait_until(&server, "one running", |s| s["running"] == 1).await;
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "html": "<p>impatient</p>", "queue_timeout_ms": 200 }),
+        )
+        .await;
+    let message = error_message(response, 503, "queue_timeout").await;
+    assert!(message.contains("not started"), "{message}");
+    assert_eq!(
+        server.get_json("/v1/status").await["scheduler"]["queued"],
+        0
+    );
+    let _ = slow.await;
+
+    // Bad scheduling fields are refused like any other.
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "html": "x", "priority": { "class": "lukewarm" } }),
+        )
+        .await;
+    error_message(response, 400, "invalid_request").await;
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "html": "x", "priority": { "number": 51 } }),
+        )
+        .await;
+    error_message(response, 400, "invalid_request").await;
+    let response = server
+        .post("/v1/content", json!({ "html": "x", "tenant": "a/b" }))
+        .await;
+    error_message(response, 400, "invalid_request").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_free_slot_goes_to_the_highest_priority() {
+    let server = one_slot_server("8").await;
+    let slow = tokio::spawn({
+        let (client, base) = (server.client.clone(), server.base.clone());
+        async move {
+            client
+                .post(format!("{base}/v1/content"))
+                .json(&slow_job(1_000))
+                .send()
+                .await
+        }
+    });
+    wait_until(&server, "one running", |s| s["running"] == 1).await;
+    let (finished_tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let mut jobs = Vec::new();
+    for (count, class) in [(1, "cold"), (2, "hot"), (3, "urgent")] {
+        let (client, base, finished_tx) = (
+            server.client.clone(),
+            server.base.clone(),
+            finished_tx.clone(),
+        );
+        jobs.push(tokio::spawn(async move {
+            let response = client
+                .post(format!("{base}/v1/content"))
+                .json(&json!({ "html": format!("<p>{class}</p>"), "priority": { "class": class } }))
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(response.status(), 200);
+            finished_tx.send(class).expect("send");
+        }));
+        wait_until(&server, "the job queued", |s| s["queued"] == count).await;
+    }
+    let _ = slow.await;
+    for job in jobs {
+        job.await.expect("job");
+    }
+    let order: Vec<&str> = std::iter::from_fn(|| finished.try_recv().ok()).collect();
+    assert_eq!(order, ["urgent", "hot", "cold"]);
+    server.shutdown().await;
+}
