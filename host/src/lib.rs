@@ -37,7 +37,7 @@ pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
     let browser = BrowserSupervisor::start(settings.browser.clone(), metrics.clone());
     let pool = PagePool::new(browser.clone(), settings.pool.clone(), metrics.clone());
     let renderer = Renderer::new(pool.clone(), plugins.clone(), metrics.clone());
-    let scheduler = sched::Scheduler::new(settings.sched.clone());
+    let scheduler = sched::Scheduler::new(settings.sched.clone(), metrics.clone());
     Ok(AppState {
         scheduler,
         settings,

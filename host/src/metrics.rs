@@ -32,6 +32,11 @@ pub struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BandLabels {
+    pub band: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabels {
     pub plugin: String,
 }
@@ -69,6 +74,16 @@ pub struct Metrics {
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     /// Fuel plugins consumed, by plugin.
     pub plugin_fuel: Family<PluginLabels, Counter>,
+    /// Jobs waiting for a run slot, by the band they were queued in (`urgent`, `hot`, `cold`).
+    pub sched_queued: Family<BandLabels, Gauge>,
+    /// Jobs holding a run slot.
+    pub sched_running: Gauge,
+    /// Time from admission to a run slot, by band, for the jobs that got one.
+    pub sched_wait_seconds: Family<BandLabels, Histogram>,
+    /// Time jobs held their run slot.
+    pub sched_run_seconds: Histogram,
+    /// Jobs refused or ended by the scheduler, by why (`queue_full`, `queue_timeout`).
+    pub sched_rejections: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -137,6 +152,42 @@ impl Metrics {
             "Fuel consumed by plugins",
             plugin_fuel.clone(),
         );
+        let sched_queued = Family::<BandLabels, Gauge>::default();
+        registry.register(
+            "sched_queued",
+            "Jobs waiting for a run slot, by band",
+            sched_queued.clone(),
+        );
+        let sched_running = Gauge::default();
+        registry.register(
+            "sched_running",
+            "Jobs holding a run slot",
+            sched_running.clone(),
+        );
+        // 1 ms to ~65 s: most jobs wait nothing, a flood's tail waits for the queue deadline.
+        let latency = || {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 2.0, 17,
+            ))
+        };
+        let sched_wait_seconds = Family::<BandLabels, Histogram>::new_with_constructor(latency);
+        registry.register(
+            "sched_wait_seconds",
+            "Time from admission to a run slot, by band",
+            sched_wait_seconds.clone(),
+        );
+        let sched_run_seconds = latency();
+        registry.register(
+            "sched_run_seconds",
+            "Time jobs held their run slot",
+            sched_run_seconds.clone(),
+        );
+        let sched_rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sched_rejections",
+            "Jobs refused or ended by the scheduler, by reason",
+            sched_rejections.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -150,6 +201,11 @@ impl Metrics {
             jobs_retried,
             plugin_calls,
             plugin_fuel,
+            sched_queued,
+            sched_running,
+            sched_wait_seconds,
+            sched_run_seconds,
+            sched_rejections,
         }
     }
 

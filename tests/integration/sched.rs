@@ -87,6 +87,13 @@ async fn a_full_queue_answers_429_and_pressure_says_route_elsewhere() {
         "the queued job ran once the slot was free"
     );
     assert_eq!(server.get("/v1/pressure").await.status(), 200);
+    server
+        .assert_metric("pagewright_sched_rejections_total{reason=\"queue_full\"} 1")
+        .await;
+    server
+        .assert_metric("pagewright_sched_wait_seconds_count{band=\"hot\"} 2")
+        .await;
+    server.assert_metric("pagewright_sched_running 0").await;
     server.shutdown().await;
 }
 
@@ -116,6 +123,9 @@ async fn a_job_that_waits_past_its_queue_deadline_never_starts() {
         server.get_json("/v1/status").await["scheduler"]["queued"],
         0
     );
+    server
+        .assert_metric("pagewright_sched_rejections_total{reason=\"queue_timeout\"} 1")
+        .await;
     let _ = slow.await;
 
     // Bad scheduling fields are refused like any other.

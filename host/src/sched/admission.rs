@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::queue::{Class, JobQueue, Placement, Refused, Ticket};
+use super::queue::{BAND_NAMES, Class, JobQueue, Placement, Refused, Ticket, band_of};
+use crate::metrics::{BandLabels, Metrics, ReasonLabels};
 
 /// What the scheduler needs to know of a job.
 #[derive(Debug, Clone)]
@@ -71,6 +72,7 @@ pub struct Scheduler {
 struct Inner {
     state: Mutex<State>,
     settings: SchedSettings,
+    metrics: Metrics,
 }
 
 #[derive(Debug)]
@@ -83,12 +85,17 @@ struct State {
 #[derive(Debug)]
 pub struct Slot {
     inner: Option<Arc<Inner>>,
+    taken_at: Instant,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
-            inner.lock().running -= 1;
+            inner
+                .metrics
+                .sched_run_seconds
+                .observe(self.taken_at.elapsed().as_secs_f64());
+            inner.changed(|state| state.running -= 1);
             inner.dispatch();
         }
     }
@@ -99,28 +106,43 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Changes the state under the lock and publishes the queue and slot gauges.
+    fn changed<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.lock();
+        let result = change(&mut state);
+        for (band, depth) in BAND_NAMES.iter().zip(state.queue.depth_by_band()) {
+            self.metrics
+                .sched_queued
+                .get_or_create(&BandLabels { band })
+                .set(depth as i64);
+        }
+        self.metrics.sched_running.set(state.running as i64);
+        result
+    }
+
     /// Hands free slots to the jobs the queue puts first. A job whose caller left is skipped.
     fn dispatch(self: &Arc<Self>) {
         loop {
-            let waiter = {
-                let mut state = self.lock();
+            let waiter = self.changed(|state| {
                 if state.running >= self.settings.slots {
-                    return;
+                    return None;
                 }
-                let Some((_, waiter)) = state.queue.pop(std::time::Instant::now()) else {
-                    return;
-                };
+                let (_, waiter) = state.queue.pop(std::time::Instant::now())?;
                 state.running += 1;
-                waiter
+                Some(waiter)
+            });
+            let Some(waiter) = waiter else {
+                return;
             };
             let slot = Slot {
                 inner: Some(self.clone()),
+                taken_at: Instant::now(),
             };
             if let Err(mut unwanted) = waiter.send(slot) {
                 // The caller gave up between its deadline check and now: take the slot back without
                 // recursing through its `Drop`.
                 unwanted.inner = None;
-                self.lock().running -= 1;
+                self.changed(|state| state.running -= 1);
             }
         }
     }
@@ -136,13 +158,13 @@ struct Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.inner.lock().queue.remove(ticket);
+            self.inner.changed(|state| state.queue.remove(ticket));
         }
     }
 }
 
 impl Scheduler {
-    pub fn new(settings: SchedSettings) -> Self {
+    pub fn new(settings: SchedSettings, metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -150,8 +172,17 @@ impl Scheduler {
                     running: 0,
                 }),
                 settings,
+                metrics,
             }),
         }
+    }
+
+    fn reject(&self, reason: &'static str) {
+        self.inner
+            .metrics
+            .sched_rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Waits for a run slot in the queue's order, until the job's queue deadline.
@@ -164,12 +195,14 @@ impl Scheduler {
             enqueued_at: enqueued_at.into_std(),
             queue_deadline: admission.queue_deadline.into_std(),
         };
-        let ticket = self
+        let score = placement.score;
+        let pushed = self
             .inner
-            .lock()
-            .queue
-            .push(placement, sender)
-            .map_err(|Refused::Full(capacity)| SchedError::QueueFull { capacity })?;
+            .changed(|state| state.queue.push(placement, sender));
+        let ticket = pushed.map_err(|Refused::Full(capacity)| {
+            self.reject("queue_full");
+            SchedError::QueueFull { capacity }
+        })?;
         let mut waiting = Waiting {
             inner: &self.inner,
             ticket: Some(ticket),
@@ -178,13 +211,23 @@ impl Scheduler {
         match tokio::time::timeout_at(admission.queue_deadline, receiver).await {
             Ok(Ok(slot)) => {
                 waiting.ticket = None;
+                self.inner
+                    .metrics
+                    .sched_wait_seconds
+                    .get_or_create(&BandLabels {
+                        band: BAND_NAMES[band_of(score)],
+                    })
+                    .observe(enqueued_at.elapsed().as_secs_f64());
                 Ok(slot)
             }
             // Timed out (or, which cannot happen while the queue holds the sender, dropped):
             // `waiting` takes the ticket out as it goes.
-            Ok(Err(_)) | Err(_) => Err(SchedError::QueueTimeout {
-                waited: enqueued_at.elapsed(),
-            }),
+            Ok(Err(_)) | Err(_) => {
+                self.reject("queue_timeout");
+                Err(SchedError::QueueTimeout {
+                    waited: enqueued_at.elapsed(),
+                })
+            }
         }
     }
 
@@ -208,11 +251,14 @@ mod tests {
     use super::*;
 
     fn scheduler(capacity: usize, slots: usize) -> Scheduler {
-        Scheduler::new(SchedSettings {
-            queue_capacity: capacity,
-            slots,
-            aging_step: Duration::from_secs(10),
-        })
+        Scheduler::new(
+            SchedSettings {
+                queue_capacity: capacity,
+                slots,
+                aging_step: Duration::from_secs(10),
+            },
+            Metrics::new(),
+        )
     }
 
     fn admission(tenant: &str, class: Class, wait: Duration) -> Admission {

@@ -42,7 +42,7 @@ impl Class {
 }
 
 /// The band a score falls in: 0 (urgent), 1 (hot) or 2 (cold).
-fn band_of(score: f64) -> usize {
+pub(super) fn band_of(score: f64) -> usize {
     if score >= 200.0 {
         0
     } else if score >= 100.0 {
@@ -123,7 +123,12 @@ pub struct JobQueue<T> {
     capacity: usize,
     aging_step: Duration,
     next: u64,
+    /// Waiting jobs by the band they were queued in.
+    depth: [usize; BANDS],
 }
+
+/// Band names, as metrics and status label them.
+pub const BAND_NAMES: [&str; BANDS] = ["urgent", "hot", "cold"];
 
 impl<T> JobQueue<T> {
     pub fn new(capacity: usize, aging_step: Duration) -> Self {
@@ -134,6 +139,7 @@ impl<T> JobQueue<T> {
             capacity,
             aging_step,
             next: 0,
+            depth: [0; BANDS],
         }
     }
 
@@ -151,11 +157,7 @@ impl<T> JobQueue<T> {
 
     /// Jobs waiting per band (urgent, hot, cold), by the band they were queued in.
     pub fn depth_by_band(&self) -> [usize; BANDS] {
-        let mut depth = [0; BANDS];
-        for waiting in self.jobs.values() {
-            depth[waiting.band] += 1;
-        }
-        depth
+        self.depth
     }
 
     /// Queues a job; refused when the queue is full. A NaN score counts as 0.
@@ -188,6 +190,7 @@ impl<T> JobQueue<T> {
                 job,
             },
         );
+        self.depth[band_index] += 1;
         self.compact_if_needed();
         Ok(Ticket(id))
     }
@@ -211,9 +214,7 @@ impl<T> JobQueue<T> {
 
     /// Takes a queued job out (a cancellation); `None` if it already left.
     pub fn remove(&mut self, ticket: Ticket) -> Option<(Placement, T)> {
-        self.jobs
-            .remove(&ticket.0)
-            .map(|waiting| (waiting.placement, waiting.job))
+        self.take(ticket.0)
     }
 
     /// The next job to run at `now`: the highest band (after aging) first; in a band, jobs aged into
@@ -257,9 +258,9 @@ impl<T> JobQueue<T> {
     }
 
     fn take(&mut self, id: u64) -> Option<(Placement, T)> {
-        self.jobs
-            .remove(&id)
-            .map(|waiting| (waiting.placement, waiting.job))
+        let waiting = self.jobs.remove(&id)?;
+        self.depth[waiting.band] -= 1;
+        Some((waiting.placement, waiting.job))
     }
 
     /// The oldest job of a lower band that has waited long enough to count as `band`.
