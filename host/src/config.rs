@@ -189,6 +189,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_AGING_STEP_MS", default_value_t = 10_000)]
     pub aging_step_ms: u64,
 
+    /// A scorer plugin (NAME or NAME@VERSION) that scores every job at admission, instead of the
+    /// built-in score (class + number). `PUT /v1/scheduler/scorer` changes it while running.
+    #[arg(long, env = "PAGEWRIGHT_SCORER")]
+    pub scorer: Option<String>,
+
     /// Where uploaded plugins and compiled plugin code are kept. One server per directory. Default:
     /// `$XDG_DATA_HOME/pagewright`, else `$HOME/.local/share/pagewright`, else `/var/lib/pagewright`.
     #[arg(long, env = "PAGEWRIGHT_DATA_DIR")]
@@ -443,6 +448,8 @@ pub struct Settings {
     pub sched: crate::sched::SchedSettings,
     /// Default queue-wait budget of a job.
     pub queue_timeout: Duration,
+    /// The scorer plugin to start with.
+    pub scorer: Option<String>,
 }
 
 /// A bearer token, kept out of `Debug` output so settings can be logged.
@@ -552,6 +559,7 @@ impl ServeArgs {
             render_token: self.render_token.clone().map(Token),
             sched,
             queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+            scorer: self.scorer.clone(),
         })
     }
 }

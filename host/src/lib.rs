@@ -37,7 +37,17 @@ pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
     let browser = BrowserSupervisor::start(settings.browser.clone(), metrics.clone());
     let pool = PagePool::new(browser.clone(), settings.pool.clone(), metrics.clone());
     let renderer = Renderer::new(pool.clone(), plugins.clone(), metrics.clone());
-    let scheduler = sched::Scheduler::new(settings.sched.clone(), metrics.clone());
+    let scheduler = sched::Scheduler::new(
+        settings.sched.clone(),
+        metrics.clone(),
+        Some(plugins.clone()),
+    );
+    if let Some(name) = &settings.scorer {
+        plugins
+            .get(name)
+            .and_then(|scorer| scheduler.set_scorer(Some(scorer)))
+            .with_context(|| format!("--scorer {name} is not usable"))?;
+    }
     Ok(AppState {
         scheduler,
         settings,
@@ -224,6 +234,7 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
             aging_step: timeout,
         },
         queue_timeout: timeout,
+        scorer: None,
     };
     let state = start_services(settings)?;
     // The same built-in plugins the API's endpoints use.

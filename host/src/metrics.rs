@@ -84,6 +84,8 @@ pub struct Metrics {
     pub sched_run_seconds: Histogram,
     /// Jobs refused or ended by the scheduler, by why (`queue_full`, `queue_timeout`).
     pub sched_rejections: Family<ReasonLabels, Counter>,
+    /// Scorer plugin calls that failed, so the job got the built-in score.
+    pub sched_scorer_failures: Counter,
 }
 
 impl Metrics {
@@ -188,6 +190,12 @@ impl Metrics {
             "Jobs refused or ended by the scheduler, by reason",
             sched_rejections.clone(),
         );
+        let sched_scorer_failures = Counter::default();
+        registry.register(
+            "sched_scorer_failures",
+            "Scorer plugin calls that failed (the job got the built-in score)",
+            sched_scorer_failures.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -206,6 +214,7 @@ impl Metrics {
             sched_wait_seconds,
             sched_run_seconds,
             sched_rejections,
+            sched_scorer_failures,
         }
     }
 

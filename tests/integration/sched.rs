@@ -192,3 +192,112 @@ async fn a_free_slot_goes_to_the_highest_priority() {
     assert_eq!(order, ["urgent", "hot", "cold"]);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_scorer_plugin_decides_the_order_and_a_failing_one_falls_back() {
+    const ADMIN: &str = "sched-admin-token-0123456789";
+    let site = crate::harness::FixtureSite::start().await;
+    let server = TestServer::start(&[
+        "--max-concurrent-renders",
+        "1",
+        "--max-pages",
+        "1",
+        "--admin-token",
+        ADMIN,
+    ])
+    .await;
+    // `stamp` scores a job by the length of its URL: 200 or more is the urgent band.
+    server.load_guest("stamp");
+    server.load_guest("spin-scorer");
+    server.load_guest("noop");
+    let set_scorer = |plugin: &'static str| {
+        server
+            .client
+            .put(format!("{}/v1/scheduler/scorer", server.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "plugin": plugin }))
+            .send()
+    };
+    let response = set_scorer("stamp").await.expect("answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        server.get_json("/v1/scheduler").await["scorer"],
+        "stamp@0.0.0"
+    );
+    let response = set_scorer("noop").await.expect("answered");
+    error_message(response, 400, "plugin_role_missing").await;
+
+    let slow = tokio::spawn({
+        let (client, base) = (server.client.clone(), server.base.clone());
+        async move {
+            client
+                .post(format!("{base}/v1/content"))
+                .json(&slow_job(1_000))
+                .send()
+                .await
+        }
+    });
+    wait_until(&server, "one running", |s| s["running"] == 1).await;
+    let (finished_tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let long_url = format!("{}?{}", site.url("/"), "x".repeat(250));
+    let mut jobs = Vec::new();
+    // The urgent class with a short URL, then the cold class with a long one: the scorer's order
+    // is the reverse of the built-in one.
+    for (count, (name, url, class)) in [
+        ("short urgent", site.url("/"), "urgent"),
+        ("long cold", long_url, "cold"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (client, base, finished_tx) = (
+            server.client.clone(),
+            server.base.clone(),
+            finished_tx.clone(),
+        );
+        jobs.push(tokio::spawn(async move {
+            let response = client
+                .post(format!("{base}/v1/content"))
+                .json(&json!({ "url": url, "priority": { "class": class } }))
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(response.status(), 200);
+            finished_tx.send(name).expect("send");
+        }));
+        wait_until(&server, "the job queued", |s| s["queued"] == count + 1).await;
+    }
+    let _ = slow.await;
+    for job in jobs {
+        job.await.expect("job");
+    }
+    let order: Vec<&str> = std::iter::from_fn(|| finished.try_recv().ok()).collect();
+    assert_eq!(order, ["long cold", "short urgent"]);
+
+    // A scorer that never returns is stopped at its small budget; the job runs on the built-in
+    // score and the failure is counted.
+    assert_eq!(
+        set_scorer("spin-scorer").await.expect("answered").status(),
+        200
+    );
+    let response = server
+        .post("/v1/content", json!({ "url": site.url("/") }))
+        .await;
+    assert_eq!(response.status(), 200);
+    server
+        .assert_metric("pagewright_sched_scorer_failures_total 1")
+        .await;
+    let cleared = server
+        .client
+        .delete(format!("{}/v1/scheduler/scorer", server.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(cleared.status(), 200);
+    assert_eq!(
+        server.get_json("/v1/scheduler").await["scorer"],
+        Value::Null
+    );
+    server.shutdown().await;
+}

@@ -9,6 +9,7 @@ mod error;
 mod ops;
 mod plugins;
 mod render;
+mod scheduler;
 pub mod url_policy;
 
 use std::time::Instant;
@@ -18,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 pub use error::ApiError;
 pub use plugins::{MANIFEST_HEADER, PathParam, PluginEntry};
@@ -60,6 +61,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/health", get(ops::health))
         .route("/v1/pressure", get(ops::pressure))
+        .route("/v1/scheduler", get(scheduler::show))
+        .route(
+            "/v1/scheduler/scorer",
+            put(scheduler::set_scorer).delete(scheduler::clear_scorer),
+        )
         .route("/v1/status", get(ops::status))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)

@@ -163,7 +163,7 @@ async fn job<O>(
         request.queue_timeout_ms,
         state.settings.queue_timeout,
     )?;
-    let admission = admission(request.tenant, request.priority, queue_timeout)?;
+    let mut admission = admission(request.tenant, request.priority, queue_timeout)?;
     let scripts = request
         .scripts
         .into_iter()
@@ -185,6 +185,14 @@ async fn job<O>(
         deadline: Instant::now() + timeout,
     };
     job.validate()?;
+    admission.url = match &job.target {
+        Target::Url(url) => url.clone(),
+        Target::Html(_) => "about:blank".into(),
+    };
+    admission.plugin = match &job.output {
+        Output::Plugin(call) => Some(call.plugin.name().to_owned()),
+        Output::Native(_) => None,
+    };
     Ok(QueuedJob {
         job,
         admission,
@@ -246,6 +254,8 @@ fn admission(
         class: priority.class.unwrap_or(Class::Hot),
         number: priority.number,
         queue_deadline: Instant::now() + queue_timeout,
+        url: String::new(),
+        plugin: None,
     })
 }
 

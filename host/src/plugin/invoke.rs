@@ -19,6 +19,12 @@ use crate::metrics::PluginCallLabels;
 /// Init scripts one page-script plugin may inject: each is a CDP call before navigation.
 const MAX_INIT_SCRIPTS: usize = 32;
 
+/// A scorer runs in the admission path of every job, so it gets a small budget whatever its own
+/// limits: 10 M fuel is well under a millisecond of CPU here, and a scorer that needs more falls back
+/// to the built-in score instead of holding up admission.
+pub(super) const SCORE_FUEL: u64 = 10_000_000;
+pub(super) const SCORE_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// What to call.
 pub(super) enum Call {
     Extract(String),
@@ -86,7 +92,11 @@ pub(super) async fn invoke(
             usage: Usage::default(),
         };
     }
-    let limits = *plugin.limits();
+    let mut limits = *plugin.limits();
+    if matches!(call, Call::Score(_)) {
+        limits.fuel = limits.fuel.min(SCORE_FUEL);
+        limits.timeout = limits.timeout.min(SCORE_TIMEOUT);
+    }
     // An upload's verifying instantiation is not a call a job made: it stays out of the metrics.
     let counted = !matches!(call, Call::Verify);
     let permit = match tokio::time::timeout_at(

@@ -5,7 +5,7 @@
 //! slot, or until its deadline (it then leaves the queue and never starts). A slot is held while the
 //! job runs; dropping it frees the slot and dispatches the next job.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -13,6 +13,10 @@ use tokio::time::Instant;
 
 use super::queue::{BAND_NAMES, Class, JobQueue, Placement, Refused, Ticket, band_of};
 use crate::metrics::{BandLabels, Metrics, ReasonLabels};
+use crate::plugin::{JobContext, JobInfo, Plugin, PluginError, PluginHost, PriorityClass, Role};
+
+/// How long a scorer call may wait for a plugin instance and run, in all.
+const SCORER_WAIT: Duration = Duration::from_millis(100);
 
 /// What the scheduler needs to know of a job.
 #[derive(Debug, Clone)]
@@ -22,6 +26,9 @@ pub struct Admission {
     /// Moves the job within its class: -50..=50.
     pub number: i8,
     pub queue_deadline: Instant,
+    /// The page (`about:blank` for inline HTML) and the extractor, for a scorer plugin.
+    pub url: String,
+    pub plugin: Option<String>,
 }
 
 impl Admission {
@@ -73,6 +80,9 @@ struct Inner {
     state: Mutex<State>,
     settings: SchedSettings,
     metrics: Metrics,
+    /// The plugin host scorers run in; `None` when scores are always the built-in ones.
+    plugins: Option<PluginHost>,
+    scorer: RwLock<Option<Arc<Plugin>>>,
 }
 
 #[derive(Debug)]
@@ -164,7 +174,8 @@ impl Drop for Waiting<'_> {
 }
 
 impl Scheduler {
-    pub fn new(settings: SchedSettings, metrics: Metrics) -> Self {
+    /// A scheduler; with `plugins`, a scorer plugin can be set.
+    pub fn new(settings: SchedSettings, metrics: Metrics, plugins: Option<PluginHost>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -173,7 +184,80 @@ impl Scheduler {
                 }),
                 settings,
                 metrics,
+                plugins,
+                scorer: RwLock::new(None),
             }),
+        }
+    }
+
+    /// Scores jobs with `scorer` (a plugin with the scorer role) from now on, or with the built-in
+    /// score if `None`.
+    pub fn set_scorer(&self, scorer: Option<Arc<Plugin>>) -> Result<(), PluginError> {
+        if let Some(scorer) = &scorer {
+            scorer.require(Role::Scorer)?;
+        }
+        *self
+            .inner
+            .scorer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = scorer;
+        Ok(())
+    }
+
+    pub fn scorer(&self) -> Option<Arc<Plugin>> {
+        self.inner
+            .scorer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The job's score: the scorer plugin's, or the built-in one when there is none or it fails
+    /// (a trap, its small fuel budget, a score that is not a number). A failure is counted, never
+    /// a reason to refuse the job.
+    async fn score(&self, admission: &Admission) -> f64 {
+        let builtin = admission.score();
+        let (Some(plugins), Some(scorer)) = (&self.inner.plugins, self.scorer()) else {
+            return builtin;
+        };
+        let info = JobInfo {
+            url: admission.url.clone(),
+            origin: url::Url::parse(&admission.url)
+                .map(|url| url.origin().ascii_serialization())
+                .unwrap_or_default(),
+            plugin: admission.plugin.clone(),
+            tenant: Some(admission.tenant.to_string()),
+            class: match admission.class {
+                Class::Urgent => PriorityClass::Urgent,
+                Class::Hot => PriorityClass::Hot,
+                Class::Cold => PriorityClass::Cold,
+            },
+            priority: Some(i32::from(admission.number)),
+            age_ms: 0,
+            attempt: 1,
+            origin_stats: None,
+        };
+        // Waiting long for a plugin instance would hold up admission: give up soon.
+        let job = JobContext {
+            id: 0,
+            deadline: Instant::now() + SCORER_WAIT,
+        };
+        match plugins.score(&scorer, info, job).await.0 {
+            Ok(score) if score.is_finite() => score,
+            Ok(score) => {
+                tracing::debug!(
+                    scorer = scorer.name(),
+                    score,
+                    "the scorer's score is not a number; using the built-in one"
+                );
+                self.inner.metrics.sched_scorer_failures.inc();
+                builtin
+            }
+            Err(error) => {
+                tracing::debug!(scorer = scorer.name(), %error, "the scorer failed; using the built-in score");
+                self.inner.metrics.sched_scorer_failures.inc();
+                builtin
+            }
         }
     }
 
@@ -191,7 +275,7 @@ impl Scheduler {
         let (sender, receiver) = oneshot::channel();
         let placement = Placement {
             tenant: admission.tenant.clone(),
-            score: admission.score(),
+            score: self.score(admission).await,
             enqueued_at: enqueued_at.into_std(),
             queue_deadline: admission.queue_deadline.into_std(),
         };
@@ -258,6 +342,7 @@ mod tests {
                 aging_step: Duration::from_secs(10),
             },
             Metrics::new(),
+            None,
         )
     }
 
@@ -267,6 +352,8 @@ mod tests {
             class,
             number: 0,
             queue_deadline: Instant::now() + wait,
+            url: "about:blank".into(),
+            plugin: None,
         }
     }
 

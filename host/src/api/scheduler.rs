@@ -1,0 +1,53 @@
+//! `GET /v1/scheduler` (the queue and the scorer), `PUT /v1/scheduler/scorer` (`{"plugin": NAME}`,
+//! a plugin with the scorer role) and `DELETE /v1/scheduler/scorer` (back to the built-in score).
+//! Changing the scorer needs the admin token.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Admin;
+use super::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScorerRequest {
+    plugin: String,
+}
+
+pub async fn show(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "scorer": scorer_name(&state),
+        "queue": state.scheduler.status(),
+    }))
+}
+
+pub async fn set_scorer(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: ScorerRequest = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::bad_request("invalid_request", format!("invalid request body: {error}"))
+    })?;
+    let plugin = state.plugins.get(&request.plugin)?;
+    state.scheduler.set_scorer(Some(plugin))?;
+    Ok(Json(json!({ "scorer": scorer_name(&state) })))
+}
+
+pub async fn clear_scorer(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    state.scheduler.set_scorer(None)?;
+    Ok(Json(json!({ "scorer": null })))
+}
+
+fn scorer_name(state: &AppState) -> Option<String> {
+    state
+        .scheduler
+        .scorer()
+        .map(|plugin| plugin.metadata().reference())
+}
