@@ -27,6 +27,57 @@ fn slow_job(ms: u64) -> Value {
             "timeout_ms": ms })
 }
 
+/// Starts a [`slow_job`] and waits until it holds the (only) run slot; its answer, later.
+async fn occupy_the_slot(
+    server: &TestServer,
+    ms: u64,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let (client, base) = (server.client.clone(), server.base.clone());
+    let slow = tokio::spawn(async move {
+        client
+            .post(format!("{base}/v1/content"))
+            .json(&slow_job(ms))
+            .send()
+            .await
+    });
+    wait_until(server, "one running", |s| s["running"] == 1).await;
+    slow
+}
+
+/// Holds the only slot with a slow job, queues `jobs` (`/v1/content` bodies) one after the other,
+/// frees the slot, and returns the jobs' names in the order they finished, all with 200.
+async fn finishing_order<const N: usize>(
+    server: &TestServer,
+    jobs: [(&'static str, Value); N],
+) -> Vec<&'static str> {
+    let slow = occupy_the_slot(server, 1_000).await;
+    let (finished_tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let mut running = Vec::new();
+    for (queued, (name, body)) in jobs.into_iter().enumerate() {
+        let (client, base, finished_tx) = (
+            server.client.clone(),
+            server.base.clone(),
+            finished_tx.clone(),
+        );
+        running.push(tokio::spawn(async move {
+            let response = client
+                .post(format!("{base}/v1/content"))
+                .json(&body)
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(response.status(), 200, "{name}");
+            finished_tx.send(name).expect("send");
+        }));
+        wait_until(server, "the job queued", |s| s["queued"] == queued + 1).await;
+    }
+    let _ = slow.await;
+    for job in running {
+        job.await.expect("job");
+    }
+    std::iter::from_fn(|| finished.try_recv().ok()).collect()
+}
+
 async fn wait_until(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) {
     for _ in 0..500 {
         if done(&server.get_json("/v1/status").await["scheduler"]) {
@@ -42,17 +93,7 @@ async fn a_full_queue_answers_429_and_pressure_says_route_elsewhere() {
     let server = one_slot_server("1").await;
     let pressure = server.get("/v1/pressure").await;
     assert_eq!(pressure.status(), 200);
-    let slow = tokio::spawn({
-        let (client, base) = (server.client.clone(), server.base.clone());
-        async move {
-            client
-                .post(format!("{base}/v1/content"))
-                .json(&slow_job(2_000))
-                .send()
-                .await
-        }
-    });
-    wait_until(&server, "one running", |s| s["running"] == 1).await;
+    let slow = occupy_the_slot(&server, 2_000).await;
     let queued = tokio::spawn({
         let (client, base) = (server.client.clone(), server.base.clone());
         async move {
@@ -100,17 +141,7 @@ async fn a_full_queue_answers_429_and_pressure_says_route_elsewhere() {
 #[tokio::test]
 async fn a_job_that_waits_past_its_queue_deadline_never_starts() {
     let server = one_slot_server("8").await;
-    let slow = tokio::spawn({
-        let (client, base) = (server.client.clone(), server.base.clone());
-        async move {
-            client
-                .post(format!("{base}/v1/content"))
-                .json(&slow_job(1_500))
-                .send()
-                .await
-        }
-    });
-    wait_until(&server, "one running", |s| s["running"] == 1).await;
+    let slow = occupy_the_slot(&server, 1_500).await;
     let response = server
         .post(
             "/v1/content",
@@ -153,43 +184,14 @@ async fn a_job_that_waits_past_its_queue_deadline_never_starts() {
 #[tokio::test]
 async fn a_free_slot_goes_to_the_highest_priority() {
     let server = one_slot_server("8").await;
-    let slow = tokio::spawn({
-        let (client, base) = (server.client.clone(), server.base.clone());
-        async move {
-            client
-                .post(format!("{base}/v1/content"))
-                .json(&slow_job(1_000))
-                .send()
-                .await
-        }
+    let jobs = ["cold", "hot", "urgent"].map(|class| {
+        let body = json!({ "html": format!("<p>{class}</p>"), "priority": { "class": class } });
+        (class, body)
     });
-    wait_until(&server, "one running", |s| s["running"] == 1).await;
-    let (finished_tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
-    let mut jobs = Vec::new();
-    for (count, class) in [(1, "cold"), (2, "hot"), (3, "urgent")] {
-        let (client, base, finished_tx) = (
-            server.client.clone(),
-            server.base.clone(),
-            finished_tx.clone(),
-        );
-        jobs.push(tokio::spawn(async move {
-            let response = client
-                .post(format!("{base}/v1/content"))
-                .json(&json!({ "html": format!("<p>{class}</p>"), "priority": { "class": class } }))
-                .send()
-                .await
-                .expect("answered");
-            assert_eq!(response.status(), 200);
-            finished_tx.send(class).expect("send");
-        }));
-        wait_until(&server, "the job queued", |s| s["queued"] == count).await;
-    }
-    let _ = slow.await;
-    for job in jobs {
-        job.await.expect("job");
-    }
-    let order: Vec<&str> = std::iter::from_fn(|| finished.try_recv().ok()).collect();
-    assert_eq!(order, ["urgent", "hot", "cold"]);
+    assert_eq!(
+        finishing_order(&server, jobs).await,
+        ["urgent", "hot", "cold"]
+    );
     server.shutdown().await;
 }
 
@@ -227,52 +229,23 @@ async fn a_scorer_plugin_decides_the_order_and_a_failing_one_falls_back() {
     let response = set_scorer("noop").await.expect("answered");
     error_message(response, 400, "plugin_role_missing").await;
 
-    let slow = tokio::spawn({
-        let (client, base) = (server.client.clone(), server.base.clone());
-        async move {
-            client
-                .post(format!("{base}/v1/content"))
-                .json(&slow_job(1_000))
-                .send()
-                .await
-        }
-    });
-    wait_until(&server, "one running", |s| s["running"] == 1).await;
-    let (finished_tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
-    let long_url = format!("{}?{}", site.url("/"), "x".repeat(250));
-    let mut jobs = Vec::new();
     // The urgent class with a short URL, then the cold class with a long one: the scorer's order
     // is the reverse of the built-in one.
-    for (count, (name, url, class)) in [
-        ("short urgent", site.url("/"), "urgent"),
-        ("long cold", long_url, "cold"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let (client, base, finished_tx) = (
-            server.client.clone(),
-            server.base.clone(),
-            finished_tx.clone(),
-        );
-        jobs.push(tokio::spawn(async move {
-            let response = client
-                .post(format!("{base}/v1/content"))
-                .json(&json!({ "url": url, "priority": { "class": class } }))
-                .send()
-                .await
-                .expect("answered");
-            assert_eq!(response.status(), 200);
-            finished_tx.send(name).expect("send");
-        }));
-        wait_until(&server, "the job queued", |s| s["queued"] == count + 1).await;
-    }
-    let _ = slow.await;
-    for job in jobs {
-        job.await.expect("job");
-    }
-    let order: Vec<&str> = std::iter::from_fn(|| finished.try_recv().ok()).collect();
-    assert_eq!(order, ["long cold", "short urgent"]);
+    let long_url = format!("{}?{}", site.url("/"), "x".repeat(250));
+    let jobs = [
+        (
+            "short urgent",
+            json!({ "url": site.url("/"), "priority": { "class": "urgent" } }),
+        ),
+        (
+            "long cold",
+            json!({ "url": long_url, "priority": { "class": "cold" } }),
+        ),
+    ];
+    assert_eq!(
+        finishing_order(&server, jobs).await,
+        ["long cold", "short urgent"]
+    );
 
     // A scorer that never returns is stopped at its small budget; the job runs on the built-in
     // score and the failure is counted.

@@ -357,6 +357,25 @@ mod tests {
         }
     }
 
+    /// Takes a one-slot scheduler's slot, and queues one more job with `wait` as its queue budget.
+    async fn busy_with_one_waiting(
+        scheduler: &Scheduler,
+        wait: Duration,
+    ) -> (Slot, tokio::task::JoinHandle<Result<Slot, SchedError>>) {
+        let busy = scheduler
+            .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
+            .await
+            .expect("a free slot");
+        let waiting = {
+            let scheduler = scheduler.clone();
+            tokio::spawn(async move { scheduler.admit(&admission("t", Class::Hot, wait)).await })
+        };
+        while scheduler.status().queued < 1 {
+            tokio::task::yield_now().await;
+        }
+        (busy, waiting)
+    }
+
     #[tokio::test]
     async fn slots_go_to_the_highest_priority_waiting_job() {
         let scheduler = scheduler(10, 1);
@@ -402,21 +421,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_and_a_waiting_job_times_out_without_starting() {
         let scheduler = scheduler(1, 1);
-        let _busy = scheduler
-            .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
-            .await
-            .expect("a free slot");
-        let waiting = {
-            let scheduler = scheduler.clone();
-            tokio::spawn(async move {
-                scheduler
-                    .admit(&admission("t", Class::Hot, Duration::from_millis(200)))
-                    .await
-            })
-        };
-        while scheduler.status().queued < 1 {
-            tokio::task::yield_now().await;
-        }
+        let (_busy, waiting) = busy_with_one_waiting(&scheduler, Duration::from_millis(200)).await;
         let refused = scheduler
             .admit(&admission("t", Class::Urgent, Duration::from_secs(5)))
             .await;
@@ -440,21 +445,7 @@ mod tests {
     #[tokio::test]
     async fn a_caller_that_goes_away_leaves_the_queue() {
         let scheduler = scheduler(10, 1);
-        let busy = scheduler
-            .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
-            .await
-            .expect("a free slot");
-        let waiting = {
-            let scheduler = scheduler.clone();
-            tokio::spawn(async move {
-                scheduler
-                    .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
-                    .await
-            })
-        };
-        while scheduler.status().queued < 1 {
-            tokio::task::yield_now().await;
-        }
+        let (busy, waiting) = busy_with_one_waiting(&scheduler, Duration::from_secs(5)).await;
         waiting.abort();
         let _ = waiting.await;
         assert_eq!(scheduler.status().queued, 0);
