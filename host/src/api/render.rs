@@ -113,7 +113,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 
 /// Parses a body as JSON whatever its content type (curl's `-d` says form-urlencoded), with serde's
 /// message, which names an unknown or mistyped field and where it is.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_request",

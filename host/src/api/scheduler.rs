@@ -29,9 +29,7 @@ pub async fn set_scorer(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let request: ScorerRequest = serde_json::from_slice(&body).map_err(|error| {
-        ApiError::bad_request("invalid_request", format!("invalid request body: {error}"))
-    })?;
+    let request: ScorerRequest = super::render::parse(&body)?;
     let plugin = state.plugins.get(&request.plugin)?;
     state.scheduler.set_scorer(Some(plugin))?;
     Ok(Json(json!({ "scorer": scorer_name(&state) })))

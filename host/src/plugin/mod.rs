@@ -231,16 +231,13 @@ impl PluginHost {
     /// directory, and loads the built-in plugins, the `--plugin` files and the uploaded plugins.
     pub fn new(settings: PluginSettings, metrics: Metrics) -> Result<Self, PluginError> {
         let host = Self::without_plugins(settings, metrics)?;
+        let builtin_version = semver::Version::parse(env!("CARGO_PKG_VERSION"))
+            .expect("the crate version is semantic");
         for (name, bytes) in registry::BUILTINS {
-            let version = semver::Version::parse(env!("CARGO_PKG_VERSION"))
-                .expect("the crate version is semantic");
-            host.load_source(name, version, bytes, Source::Builtin)?;
+            host.load_source(name, builtin_version.clone(), bytes, Source::Builtin)?;
         }
         for (name, path) in &host.inner.settings.files {
-            if registry::BUILTINS
-                .iter()
-                .any(|(builtin, _)| builtin == name)
-            {
+            if registry::is_builtin(name) {
                 return Err(PluginError::Invalid {
                     name: name.clone(),
                     reason: "a built-in plugin has that name".into(),

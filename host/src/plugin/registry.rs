@@ -218,6 +218,21 @@ impl Plugin {
         })
     }
 
+    /// The same checked component under other metadata (an upload's final version), without
+    /// checking it again.
+    pub(super) fn with_metadata(&self, metadata: Metadata) -> Self {
+        Self {
+            metadata,
+            source: self.source,
+            limits: self.limits,
+            imports: self.imports.clone(),
+            pre: self.pre.clone(),
+            extractor: self.extractor.clone(),
+            page_script: self.page_script.clone(),
+            scorer: self.scorer.clone(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.metadata.name
     }
@@ -284,6 +299,11 @@ impl Plugin {
             imports: self.imports.clone(),
         }
     }
+}
+
+/// Is `name` a built-in plugin's?
+pub(super) fn is_builtin(name: &str) -> bool {
+    BUILTINS.iter().any(|(builtin, _)| *builtin == name)
 }
 
 /// A plugin as a request names it: `name` (its latest version) or `name@version`.

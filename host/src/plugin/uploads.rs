@@ -84,7 +84,7 @@ impl PluginHost {
         // while the disk is still being written).
         let host = self.clone();
         let commit = tokio::spawn(async move {
-            host.commit_upload(metadata, manifest.version, limits, component, bytes)
+            host.commit_upload(&checked, metadata, manifest.version, component, bytes)
                 .await
         });
         commit
@@ -96,9 +96,9 @@ impl PluginHost {
     /// directory, register.
     async fn commit_upload(
         &self,
+        checked: &Plugin,
         mut metadata: Metadata,
         requested_version: Option<semver::Version>,
-        limits: Limits,
         component: Component,
         bytes: Bytes,
     ) -> Result<Uploaded, PluginError> {
@@ -139,14 +139,7 @@ impl PluginHost {
                 })
             };
         }
-        let plugin = Arc::new(Plugin::new(
-            &self.inner.engine,
-            &self.inner.linker,
-            &component,
-            metadata.clone(),
-            Source::Uploaded,
-            limits,
-        )?);
+        let plugin = Arc::new(checked.with_metadata(metadata.clone()));
         let reference = metadata.reference();
         let inner = self.inner.clone();
         let stored = tokio::task::spawn_blocking(move || {
@@ -281,10 +274,7 @@ impl PluginHost {
 
     /// Only uploaded plugins may be replaced: refuses a name that a built-in or a `--plugin` file has.
     fn check_replaceable(&self, name: &str) -> Result<(), PluginError> {
-        let is_builtin = registry::BUILTINS
-            .iter()
-            .any(|(builtin, _)| *builtin == name);
-        let source = if is_builtin {
+        let source = if registry::is_builtin(name) {
             Some(Source::Builtin)
         } else {
             self.versions(name).first().map(|plugin| plugin.source())
