@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::auth::Admin;
 use super::{ApiError, AppState};
-use crate::plugin::{Manifest, Plugin, PluginInfo, Source};
+use crate::plugin::{Manifest, Plugin, PluginError, PluginInfo, Source};
 
 /// The one path parameter of a route (a plugin's name or `name@version`), with a malformed one (not
 /// UTF-8 once percent-decoded) answered as JSON like every other error.
@@ -76,13 +76,7 @@ pub async fn describe(
         return Ok(Json(state.plugins.get(&reference)?.info()).into_response());
     }
     let versions = state.plugins.versions(&reference);
-    let entry = PluginEntry::of(&versions).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "plugin_not_found",
-            format!("no plugin named `{reference}`"),
-        )
-    })?;
+    let entry = PluginEntry::of(&versions).ok_or(PluginError::NotFound(reference))?;
     Ok(Json(entry).into_response())
 }
 
