@@ -189,10 +189,30 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_AGING_STEP_MS", default_value_t = 10_000)]
     pub aging_step_ms: u64,
 
+    /// The queue's order: `priority` (classes, numbers and scorer plugins, aging, tenants taking
+    /// turns by predicted render time) or `fifo` (first come, first served: the baseline the
+    /// scheduler benchmarks compare against).
+    #[arg(long, env = "PAGEWRIGHT_QUEUE_ORDER", value_enum, default_value_t = QueueOrder::Priority)]
+    pub queue_order: QueueOrder,
+
     /// A scorer plugin (NAME or NAME@VERSION) that scores every job at admission, instead of the
     /// built-in score (class + number). `PUT /v1/scheduler/scorer` changes it while running.
     #[arg(long, env = "PAGEWRIGHT_SCORER")]
     pub scorer: Option<String>,
+
+    /// How long a finished async job (`POST /v1/jobs`) and its result are kept, in milliseconds.
+    #[arg(long, env = "PAGEWRIGHT_JOB_RESULT_TTL_MS", default_value_t = 600_000)]
+    pub job_result_ttl_ms: u64,
+
+    /// Memory for the results of finished async jobs, in MiB; past it the oldest results are
+    /// dropped first (their jobs say so). 256 MiB holds ~2,500 full-HD screenshots.
+    #[arg(long, env = "PAGEWRIGHT_JOB_RESULTS_MAX_MIB", default_value_t = 256)]
+    pub job_results_max_mib: usize,
+
+    /// Secret that signs webhook posts: `x-pagewright-signature: sha256=HEX`, the HMAC-SHA256 of
+    /// the body. Without one, posts are not signed.
+    #[arg(long, env = "PAGEWRIGHT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 
     /// Where uploaded plugins and compiled plugin code are kept. One server per directory. Default:
     /// `$XDG_DATA_HOME/pagewright`, else `$HOME/.local/share/pagewright`, else `/var/lib/pagewright`.
@@ -208,6 +228,13 @@ pub struct ServeArgs {
     /// is open to whoever can reach it; `/health` and `/metrics` always are.
     #[arg(long, env = "PAGEWRIGHT_RENDER_TOKEN", hide_env_values = true)]
     pub render_token: Option<String>,
+}
+
+/// How the job queue orders waiting jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueOrder {
+    Priority,
+    Fifo,
 }
 
 /// Where Chromium comes from and how it starts.
@@ -236,10 +263,21 @@ pub struct PoolArgs {
     #[arg(long, env = "PAGEWRIGHT_MAX_PAGES")]
     pub max_pages: Option<usize>,
 
-    /// Most renders running at once. Chromium saturates at 4-8 concurrent renders on 2 cores (measured);
-    /// beyond that more concurrency only adds latency. Default: 4 per CPU core.
+    /// Most renders running at once. The scheduler adapts how many actually run to how busy the
+    /// CPUs are (see `--min-concurrent-renders`): Chromium rendering local pages saturates 2 cores
+    /// at 4 (measured), while renders that wait on slow sites use no CPU and can run by the dozen.
+    /// Default: 8 per CPU core, at most `--max-pages`.
     #[arg(long, env = "PAGEWRIGHT_MAX_CONCURRENT_RENDERS")]
     pub max_concurrent_renders: Option<usize>,
+
+    /// The fewest renders the adaptive limit allows at once. Default: one per CPU core. The limit
+    /// starts at two per core, where Chromium saturated 2 cores in the pool benchmark.
+    #[arg(long, env = "PAGEWRIGHT_MIN_CONCURRENT_RENDERS")]
+    pub min_concurrent_renders: Option<usize>,
+
+    /// Run exactly `--max-concurrent-renders` at once instead of adapting to the CPUs' load.
+    #[arg(long, env = "PAGEWRIGHT_FIXED_CONCURRENCY", default_value_t = false)]
+    pub fixed_concurrency: bool,
 
     /// How long a page may sit idle before it is closed, in milliseconds.
     #[arg(
@@ -450,6 +488,8 @@ pub struct Settings {
     pub queue_timeout: Duration,
     /// The scorer plugin to start with.
     pub scorer: Option<String>,
+    pub jobs: crate::sched::JobsSettings,
+    pub webhook_secret: Option<Token>,
 }
 
 /// A bearer token, kept out of `Debug` output so settings can be logged.
@@ -482,6 +522,10 @@ pub struct BrowserSettings {
 pub struct PoolSettings {
     pub max_pages: usize,
     pub max_concurrent_renders: usize,
+    /// The scheduler's adaptive limit: its floor, where it starts, and whether it adapts at all.
+    pub min_concurrent_renders: usize,
+    pub start_concurrent_renders: usize,
+    pub fixed_concurrency: bool,
     pub idle_timeout: Duration,
     pub page_reuse_limit: u32,
     pub context_reuse_limit: u32,
@@ -540,7 +584,11 @@ impl ServeArgs {
         let sched = crate::sched::SchedSettings {
             queue_capacity: self.queue_capacity,
             slots: pool.max_concurrent_renders,
+            min_slots: pool.min_concurrent_renders,
+            start_slots: pool.start_concurrent_renders,
+            adaptive: !pool.fixed_concurrency,
             aging_step: Duration::from_millis(self.aging_step_ms),
+            fifo: self.queue_order == QueueOrder::Fifo,
         };
         let mut plugins = self.plugins.validate(self.deny_private_networks)?;
         plugins.data_dir = Some(self.data_dir.clone().unwrap_or_else(default_data_dir));
@@ -560,9 +608,19 @@ impl ServeArgs {
             sched,
             queue_timeout: Duration::from_millis(self.queue_timeout_ms),
             scorer: self.scorer.clone(),
+            jobs: crate::sched::JobsSettings {
+                result_ttl: Duration::from_millis(self.job_result_ttl_ms),
+                max_result_bytes: self.job_results_max_mib << 20,
+                // Finished records are ~1 KB without their results: 100k is ~100 MB at most.
+                max_records: MAX_FINISHED_JOBS,
+            },
+            webhook_secret: self.webhook_secret.clone().map(Token),
         })
     }
 }
+
+/// Finished async jobs kept at most, whatever their age.
+const MAX_FINISHED_JOBS: usize = 100_000;
 
 /// Shortest admin or render token accepted.
 const MIN_TOKEN_CHARS: usize = 16;
@@ -595,10 +653,23 @@ impl BrowserArgs {
 impl PoolArgs {
     pub fn validate(&self) -> Result<PoolSettings, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let max_concurrent_renders = self.max_concurrent_renders.unwrap_or(4 * cores);
         let max_pages = self
             .max_pages
             .unwrap_or_else(|| (total_memory_bytes() / (128 << 20)).clamp(8, 512) as usize);
+        let max_concurrent_renders = self
+            .max_concurrent_renders
+            .unwrap_or((8 * cores).min(max_pages));
+        let min_concurrent_renders = self
+            .min_concurrent_renders
+            .unwrap_or(cores)
+            .min(max_concurrent_renders);
+        if min_concurrent_renders == 0 {
+            return Err(ConfigError::Invalid {
+                flag: "min-concurrent-renders",
+                rule: "at least 1",
+                value: "0".into(),
+            });
+        }
         if max_concurrent_renders == 0 {
             return Err(ConfigError::Invalid {
                 flag: "max-concurrent-renders",
@@ -625,6 +696,10 @@ impl PoolArgs {
         Ok(PoolSettings {
             max_pages,
             max_concurrent_renders,
+            min_concurrent_renders,
+            start_concurrent_renders: (2 * cores)
+                .clamp(min_concurrent_renders, max_concurrent_renders),
+            fixed_concurrency: self.fixed_concurrency,
             idle_timeout: Duration::from_millis(self.page_idle_timeout_ms),
             page_reuse_limit: self.page_reuse_limit,
             context_reuse_limit: self.context_reuse_limit,

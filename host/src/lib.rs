@@ -15,6 +15,8 @@ pub mod render;
 pub mod sched;
 mod sys;
 
+pub use sys::raise_open_files_limit;
+
 use std::future::Future;
 
 use anyhow::Context;
@@ -42,6 +44,13 @@ pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
         metrics.clone(),
         Some(plugins.clone()),
     );
+    scheduler.start_upkeep(pool.clone());
+    let jobs = sched::Jobs::new(settings.jobs.clone());
+    let webhooks = sched::Webhooks::new(
+        jobs.clone(),
+        settings.webhook_secret.as_ref().map(config::Token::expose),
+        metrics.clone(),
+    );
     if let Some(name) = &settings.scorer {
         plugins
             .get(name)
@@ -50,6 +59,8 @@ pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
     }
     Ok(AppState {
         scheduler,
+        jobs,
+        webhooks,
         settings,
         browser,
         pool,
@@ -100,11 +111,31 @@ pub async fn serve(
     served.context("serving HTTP failed")
 }
 
+/// Connections the kernel queues for `accept`: a burst of thousands of clients connecting at once
+/// (a flood of jobs) would otherwise overflow the default of 1024 and wait for SYN retries, seconds
+/// each. The kernel caps it at `net.core.somaxconn` (4096 on Debian 12).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `address` with [`LISTEN_BACKLOG`].
+pub fn bind(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// `pagewright serve`: bind, start, serve until SIGINT or SIGTERM.
 pub async fn run_server(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("binding {} failed", settings.listen))?;
+    match raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open files limit"),
+    }
+    let listener =
+        bind(settings.listen).with_context(|| format!("binding {} failed", settings.listen))?;
     tracing::info!(address = %listener.local_addr()?, "pagewright is listening");
     let state = start_services(settings)?;
     serve(state, listener, shutdown_signal()).await
@@ -214,6 +245,9 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
         pool: config::PoolSettings {
             max_pages: 1,
             max_concurrent_renders: 1,
+            min_concurrent_renders: 1,
+            start_concurrent_renders: 1,
+            fixed_concurrency: true,
             idle_timeout: timeout,
             page_reuse_limit: u32::MAX,
             context_reuse_limit: u32::MAX,
@@ -231,10 +265,20 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
         sched: sched::SchedSettings {
             queue_capacity: 16,
             slots: 1,
+            min_slots: 1,
+            start_slots: 1,
+            adaptive: false,
             aging_step: timeout,
+            fifo: true,
         },
         queue_timeout: timeout,
         scorer: None,
+        jobs: sched::JobsSettings {
+            result_ttl: timeout,
+            max_result_bytes: 0,
+            max_records: 0,
+        },
+        webhook_secret: None,
     };
     let state = start_services(settings)?;
     // The same built-in plugins the API's endpoints use.
@@ -280,6 +324,7 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
             scripts: Vec::new(),
             output,
             deadline: tokio::time::Instant::now() + timeout,
+            priority: sched::Priority::DEFAULT,
         };
         job.page.viewport = Viewport {
             width: args.viewport.0,

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub pages_created: Counter,
     /// Leases served by an idle page instead of a new one.
     pub pages_reused: Counter,
+    /// Pages opened ahead of demand for a key the scheduler expects jobs for.
+    pub pages_prewarmed: Counter,
     /// Pages closed, by why (`idle`, `lru`, `reuse_limit`, `crashed`, `failed`, `browser_died`).
     pub pages_evicted: Family<ReasonLabels, Counter>,
     /// Jobs retried once because the browser died under them.
@@ -78,6 +80,8 @@ pub struct Metrics {
     pub sched_queued: Family<BandLabels, Gauge>,
     /// Jobs holding a run slot.
     pub sched_running: Gauge,
+    /// Run slots there are now (the adaptive concurrency limit).
+    pub sched_limit: Gauge,
     /// Time from admission to a run slot, by band, for the jobs that got one.
     pub sched_wait_seconds: Family<BandLabels, Histogram>,
     /// Time jobs held their run slot.
@@ -86,6 +90,10 @@ pub struct Metrics {
     pub sched_rejections: Family<ReasonLabels, Counter>,
     /// Scorer plugin calls that failed, so the job got the built-in score.
     pub sched_scorer_failures: Counter,
+    /// CPU slots given up at a fuel yield to a waiting job of equal or higher priority.
+    pub sched_preemptions: Counter,
+    /// Async jobs' webhook deliveries, by outcome (`delivered`, `failed`).
+    pub webhook_deliveries: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -130,6 +138,12 @@ impl Metrics {
             "Leases served by an idle page",
             pages_reused.clone(),
         );
+        let pages_prewarmed = Counter::default();
+        registry.register(
+            "pool_pages_prewarmed",
+            "Pages opened ahead of demand for an isolation key",
+            pages_prewarmed.clone(),
+        );
         let pages_evicted = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "pool_evictions",
@@ -166,6 +180,12 @@ impl Metrics {
             "Jobs holding a run slot",
             sched_running.clone(),
         );
+        let sched_limit = Gauge::default();
+        registry.register(
+            "sched_slots",
+            "Run slots there are now (the adaptive concurrency limit)",
+            sched_limit.clone(),
+        );
         // 1 ms to ~65 s: most jobs wait nothing, a flood's tail waits for the queue deadline.
         let latency = || {
             Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -196,6 +216,18 @@ impl Metrics {
             "Scorer plugin calls that failed (the job got the built-in score)",
             sched_scorer_failures.clone(),
         );
+        let sched_preemptions = Counter::default();
+        registry.register(
+            "sched_preemptions",
+            "Plugin CPU slots given up at a fuel yield to a waiting job of equal or higher priority",
+            sched_preemptions.clone(),
+        );
+        let webhook_deliveries = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Async jobs' webhook deliveries, by outcome",
+            webhook_deliveries.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -205,16 +237,20 @@ impl Metrics {
             pool_contexts,
             pages_created,
             pages_reused,
+            pages_prewarmed,
             pages_evicted,
             jobs_retried,
             plugin_calls,
             plugin_fuel,
             sched_queued,
             sched_running,
+            sched_limit,
             sched_wait_seconds,
             sched_run_seconds,
             sched_rejections,
             sched_scorer_failures,
+            sched_preemptions,
+            webhook_deliveries,
         }
     }
 

@@ -17,6 +17,7 @@ use crate::page::options::{
 use crate::page::{Navigation, Page, PageError};
 use crate::plugin::{self, JobContext, PluginCall, PluginError, PluginHost, Role, Usage};
 use crate::pool::{DEFAULT_ISOLATION_KEY, PagePool, PoolError};
+use crate::sched::Priority;
 
 /// What to load into the page.
 #[derive(Debug, Clone)]
@@ -57,6 +58,8 @@ pub struct RenderJob {
     pub scripts: Vec<PluginCall>,
     pub output: Output,
     pub deadline: Instant,
+    /// The job's standing for the CPU slots its plugin code runs in, from the scheduler.
+    pub priority: Priority,
 }
 
 impl RenderJob {
@@ -129,6 +132,19 @@ impl RenderError {
         )
     }
 
+    /// Did the job fail because of the site (it did not load or load in time, its page crashed),
+    /// rather than its input, a plugin or the server? Per-origin failure rates count these.
+    pub fn origin_failed(&self) -> bool {
+        let page = match self {
+            Self::Page(error) | Self::Plugin(PluginError::Page(error)) => error,
+            _ => return false,
+        };
+        matches!(
+            page,
+            PageError::Timeout { .. } | PageError::Navigation { .. } | PageError::Crashed
+        )
+    }
+
     fn spoils_page(&self) -> bool {
         match self {
             Self::Page(error) => error.spoils_page(),
@@ -182,6 +198,7 @@ impl Renderer {
         let context = JobContext {
             id: job.id,
             deadline: job.deadline,
+            priority: job.priority,
         };
         let mut lease = self.pool.lease(key, job.deadline).await?;
         let prepared = prepare(

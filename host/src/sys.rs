@@ -1,5 +1,6 @@
 //! The host's unsafe system calls: process and thread set-up that the standard library and tokio do
-//! not offer (Chromium's parent-death signal, the plugin workers' lower priority). Kept in this one
+//! not offer (Chromium's parent-death signal, the plugin workers' lower priority, the open-files
+//! limit). Kept in this one
 //! module so that every such `unsafe` block is here, next to the reason it is sound. (NUMA pinning of
 //! shard processes will join it.) The only other `unsafe` in the host is loading compiled plugin
 //! code, in `plugin/artifact.rs`.
@@ -56,4 +57,28 @@ pub(crate) fn lower_thread_priority() {
     if result == -1 {
         tracing::warn!(error = %io::Error::last_os_error(), "could not lower a plugin worker's priority");
     }
+}
+
+/// Raises this process's soft limit on open files to its hard limit, and returns the new soft limit.
+/// Every in-flight request holds a socket, and the default soft limit (often 1024) would cap a
+/// server meant to hold 12,800 jobs in flight far below that; the hard limit is the operator's.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` and `setrlimit` read and write the `rlimit` struct we pass, which lives on
+    // this stack frame for the length of the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
 }

@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod failures;
 mod harness;
+mod jobs;
 mod languages;
 mod page_ops;
 mod plugins;

@@ -438,10 +438,10 @@ async fn a_scorer_scores_and_a_page_less_call_is_refused_page_work() {
     server.load_guest("page-tour");
     server.load_guest("noop");
     let plugins = &server.state.plugins;
-    let job = pagewright::plugin::JobContext {
-        id: 1,
-        deadline: tokio::time::Instant::now() + Duration::from_secs(10),
-    };
+    let job = pagewright::plugin::JobContext::new(
+        1,
+        tokio::time::Instant::now() + Duration::from_secs(10),
+    );
     let info = pagewright::plugin::JobInfo {
         url: "https://example.com/abc".into(),
         origin: "https://example.com".into(),

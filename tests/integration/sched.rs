@@ -274,3 +274,138 @@ async fn a_scorer_plugin_decides_the_order_and_a_failing_one_falls_back() {
     );
     server.shutdown().await;
 }
+
+/// Polls `/v1/status` until `done` holds for it.
+async fn status_until(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..500 {
+        let status = server.get_json("/v1/status").await;
+        if done(&status) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server never got to: {what}");
+}
+
+#[tokio::test]
+async fn a_spinning_cold_plugin_gives_the_cpu_to_an_urgent_job() {
+    let site = crate::harness::FixtureSite::start().await;
+    // One CPU slot for plugin code, two run slots: the urgent job gets a page at once, and its
+    // plugin code can only run if the spinning one gives the CPU up.
+    let server = TestServer::start(&[
+        "--plugin-workers",
+        "1",
+        "--max-concurrent-renders",
+        "2",
+        "--max-pages",
+        "2",
+        "--plugin-fuel",
+        "1000000000000000",
+    ])
+    .await;
+    server.load_guest("spin");
+    let spinning = server
+        .post(
+            "/v1/jobs",
+            json!({ "plugin": "spin", "url": site.url("/"), "priority": { "class": "cold" } }),
+        )
+        .await;
+    assert_eq!(spinning.status(), 202);
+    let spinning: Value = spinning.json().await.expect("a job");
+    let spinning = spinning["id"].as_str().expect("an id").to_owned();
+    status_until(&server, "the loop holds the CPU", |status| {
+        status["plugin_host"]["cpu"]["busy"] == 1
+    })
+    .await;
+    let urgent = server
+        .post(
+            "/v1/content",
+            json!({ "url": site.url("/"), "priority": { "class": "urgent" } }),
+        )
+        .await;
+    assert_eq!(urgent.status(), 200);
+    assert_eq!(
+        server.get_json(&format!("/v1/jobs/{spinning}")).await["state"],
+        "running",
+        "the urgent job finished while the loop still ran"
+    );
+    let preemptions = server.get_json("/v1/status").await["plugin_host"]["cpu"]["preemptions"]
+        .as_u64()
+        .expect("a count");
+    assert!(preemptions >= 1, "{preemptions}");
+    server
+        .client
+        .delete(format!("{}/v1/jobs/{spinning}", server.base))
+        .send()
+        .await
+        .expect("answered");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pages_stay_warm_for_keys_jobs_arrive_for_and_are_opened_ahead() {
+    let server = TestServer::start(&["--page-idle-timeout-ms", "500"]).await;
+    let job = |extra: Value| {
+        let mut body = json!({ "html": "<p>warm</p>", "page": { "isolation_key": "steady" } });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        body
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            server.post("/v1/content", job(json!({}))).await.status(),
+            200
+        );
+    }
+    // Past the idle timeout, the key's page is still there: jobs are arriving for it.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let status = server.get_json("/v1/status").await;
+    let warm = status["prewarm"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|key| key["key"] == "steady")
+        .unwrap_or_else(|| panic!("no demand for the key: {status}"))
+        .clone();
+    assert_eq!(warm["warm_pages"], 1, "{warm}");
+    assert_eq!(status["pool"]["live_pages"], 1, "{status}");
+    assert_eq!(status["pool"]["warm_pages_wanted"], 1, "{status}");
+
+    // A job that times out takes its page with it; a new one is opened ahead of the next job.
+    let failed = server
+        .post(
+            "/v1/content",
+            job(json!({ "timeout_ms": 300,
+                        "goto": { "wait_for_selector": { "selector": "#never" } } })),
+        )
+        .await;
+    assert_eq!(failed.status(), 408);
+    status_until(&server, "a page opened ahead", |status| {
+        status["pool"]["idle_pages"] == 1
+    })
+    .await;
+    server
+        .assert_metric("pagewright_pool_pages_prewarmed_total 1")
+        .await;
+    let reused_before = reused(&server).await;
+    assert_eq!(
+        server.post("/v1/content", job(json!({}))).await.status(),
+        200
+    );
+    assert_eq!(
+        reused(&server).await,
+        reused_before + 1,
+        "the job found the warm page"
+    );
+    server.shutdown().await;
+}
+
+async fn reused(server: &TestServer) -> u64 {
+    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("pagewright_pool_pages_reused_total "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}

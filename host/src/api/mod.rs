@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+mod jobs;
 mod ops;
 mod plugins;
 mod render;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub renderer: Renderer,
     pub plugins: PluginHost,
     pub scheduler: crate::sched::Scheduler,
+    pub jobs: crate::sched::Jobs,
+    pub webhooks: crate::sched::Webhooks,
     pub metrics: Metrics,
 }
 
@@ -52,6 +55,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/content", post(render::content))
         .route("/v1/scrape", post(render::scrape))
         .route("/v1/run/{plugin}", post(render::run_plugin))
+        .route("/v1/jobs", post(jobs::submit))
+        .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
+        .route("/v1/jobs/{id}/result", get(jobs::result_of))
         .route("/v1/plugins", get(plugins::list))
         .route(
             "/v1/plugins/{name}",

@@ -22,13 +22,28 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Va
     }
 }
 
+/// The machine's memory is low when less than this share of it is available: a server that keeps
+/// taking work then gets its Chromium killed by the kernel.
+const LOW_MEMORY_SHARE: f64 = 0.05;
+
 /// For load balancers: 200 while the server takes work, 503 (route elsewhere) when its queue is
-/// 90% full or its browser is down; the body has the figures either way.
+/// 90% full, its browser is down or the machine is low on memory; the body has the figures (and
+/// the reasons) either way.
 pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let queue = state.scheduler.status();
     let browser_up = state.browser.current().is_some();
-    let queue_full = queue.queued * 10 >= queue.queue_capacity * 9;
-    let status = if browser_up && !queue_full {
+    let memory = Memory::now();
+    let mut reasons = Vec::new();
+    if !browser_up {
+        reasons.push("browser_down");
+    }
+    if queue.queued * 10 >= queue.queue_capacity * 9 {
+        reasons.push("queue_full");
+    }
+    if memory.is_low() {
+        reasons.push("memory_low");
+    }
+    let status = if reasons.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -36,13 +51,58 @@ pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_
     let pool = state.pool.status();
     let body = json!({
         "accepting": status == StatusCode::OK,
+        "reasons": reasons,
         "queue": queue,
         "browser": if browser_up { "connected" } else { "down" },
         "pool": pool,
-        "plugin_memory_bytes": state.plugins.usage_now().memory_bytes,
+        "memory": {
+            "host_rss_bytes": memory.host_rss,
+            "available_bytes": memory.available,
+            "total_bytes": memory.total,
+            "plugin_bytes": state.plugins.usage_now().memory_bytes,
+        },
     });
     (status, Json(body))
 }
+
+/// The host process's resident memory and the machine's, from `/proc` (`None` where unreadable).
+#[derive(Debug)]
+struct Memory {
+    host_rss: Option<u64>,
+    available: Option<u64>,
+    total: Option<u64>,
+}
+
+impl Memory {
+    fn now() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |name: &str| {
+            meminfo
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+        };
+        // statm's second field is resident pages; pages are 4 KiB on the machines this runs on.
+        let host_rss = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|pages| pages * 4096);
+        Self {
+            host_rss,
+            available: field("MemAvailable:"),
+            total: field("MemTotal:"),
+        }
+    }
+
+    fn is_low(&self) -> bool {
+        matches!((self.available, self.total), (Some(available), Some(total))
+            if (available as f64) < total as f64 * LOW_MEMORY_SHARE)
+    }
+}
+
+/// Isolation keys `/v1/status` lists under `prewarm`.
+const STATUS_KEYS: usize = 20;
 
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let browser = match state.browser.state() {
@@ -61,6 +121,9 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "browser": { "restarts": state.browser.restarts(), "current": browser },
         "pool": state.pool.status(),
         "scheduler": state.scheduler.status(),
+        // The keys jobs are arriving for, busiest first, and the pages kept warm for each.
+        "prewarm": state.scheduler.demand().into_iter().take(STATUS_KEYS).collect::<Vec<_>>(),
+        "jobs": state.jobs.status(),
         "plugin_host": state.plugins.usage_now(),
         // The latest version of each; `/v1/plugins` has the details.
         "plugins": state.plugins.catalog().iter().filter_map(|versions| versions.last()).map(|plugin| json!({

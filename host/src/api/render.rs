@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -22,8 +21,8 @@ use crate::page::options::{
     ContentOptions, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
 use crate::plugin::PluginCall;
-use crate::render::{NativeOutput, Output, RenderJob, Rendered, RenderedBody, Target};
-use crate::sched::{Admission, Class};
+use crate::render::{NativeOutput, Output, RenderError, RenderJob, Rendered, RenderedBody, Target};
+use crate::sched::{Admission, Class, Queued};
 
 /// What every render request has: the page to load, how to load it, and the time budget.
 #[derive(Debug, Deserialize)]
@@ -88,7 +87,7 @@ pub struct ScriptWithParams {
 }
 
 /// The raw request body, with a too-large body answered as a JSON 413 like every other error.
-pub struct Body(Bytes);
+pub struct Body(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
@@ -183,12 +182,17 @@ async fn job<O>(
         scripts,
         output: output(request.options)?,
         deadline: Instant::now() + timeout,
+        priority: crate::sched::Priority::DEFAULT,
     };
     job.validate()?;
     admission.url = match &job.target {
         Target::Url(url) => url.clone(),
         Target::Html(_) => "about:blank".into(),
     };
+    admission.origin = crate::sched::origin_of(&admission.url);
+    if let Some(key) = &job.page.isolation_key {
+        admission.isolation_key = key.as_str().into();
+    }
     admission.plugin = match &job.output {
         Output::Plugin(call) => Some(call.plugin.name().to_owned()),
         Output::Native(_) => None,
@@ -253,9 +257,7 @@ fn admission(
         tenant: tenant.into(),
         class: priority.class.unwrap_or(Class::Hot),
         number: priority.number,
-        queue_deadline: Instant::now() + queue_timeout,
-        url: String::new(),
-        plugin: None,
+        ..Admission::new("", Instant::now() + queue_timeout)
     })
 }
 
@@ -293,73 +295,140 @@ fn builtin<O: serde::Serialize>(
     }
 }
 
+/// What a request asks for: a named endpoint's output, or an extractor plugin's.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Endpoint<'a> {
+    Screenshot,
+    Pdf,
+    Content,
+    /// `/v1/scrape` (the `scrape` plugin) and `/v1/run/{plugin}`.
+    Plugin(&'a str),
+}
+
+impl<'a> Endpoint<'a> {
+    /// An async job's `plugin`: `screenshot` and `pdf` get their endpoints' checked options, any
+    /// other name (the built-in `content` and `scrape` included) is run as `/v1/run/{plugin}` runs it.
+    pub fn for_job(plugin: &'a str) -> Self {
+        match plugin {
+            "screenshot" => Self::Screenshot,
+            "pdf" => Self::Pdf,
+            plugin => Self::Plugin(plugin),
+        }
+    }
+}
+
+/// The job for `endpoint` from a request body. The named endpoints parse their options with the
+/// host's types first, so a typo is a 400 before any browser work; a plugin gets `params` (or
+/// `options`) as its params.
+pub(super) async fn job_for(
+    state: &AppState,
+    endpoint: Endpoint<'_>,
+    body: serde_json::Value,
+) -> Result<QueuedJob, ApiError> {
+    fn request<O: DeserializeOwned + Default>(
+        body: serde_json::Value,
+    ) -> Result<RenderRequest<O>, ApiError> {
+        serde_json::from_value(body).map_err(|error| {
+            ApiError::bad_request("invalid_request", format!("invalid request body: {error}"))
+        })
+    }
+    match endpoint {
+        Endpoint::Screenshot => {
+            job(state, request::<ScreenshotOptions>(body)?, |options| {
+                options.validate()?;
+                builtin(state, "screenshot", options, NativeOutput::Screenshot)
+            })
+            .await
+        }
+        Endpoint::Pdf => {
+            job(state, request::<PdfOptions>(body)?, |options| {
+                options.validate()?;
+                builtin(state, "pdf", options, NativeOutput::Pdf)
+            })
+            .await
+        }
+        Endpoint::Content => {
+            job(state, request::<ContentOptions>(body)?, |options| {
+                builtin(state, "content", options, NativeOutput::Content)
+            })
+            .await
+        }
+        Endpoint::Plugin(plugin) => {
+            job(state, request::<serde_json::Value>(body)?, |params| {
+                Ok(Output::Plugin(plugin_call(state, plugin, &params)?))
+            })
+            .await
+        }
+    }
+}
+
 /// Waits for a run slot in the scheduler's order, then renders with the run budget starting now.
 async fn run(state: &AppState, queued: QueuedJob) -> Result<Rendered, ApiError> {
+    let waiting = state.scheduler.enqueue(&queued.admission).await?;
+    run_queued(state, queued, waiting, || {}).await
+}
+
+/// Waits for the run slot of a job already in the queue, calls `started` when it has one, then
+/// renders with the run budget starting now, and feeds the outcome to the scheduler's statistics.
+pub(super) async fn run_queued(
+    state: &AppState,
+    queued: QueuedJob,
+    waiting: Queued,
+    started: impl FnOnce(),
+) -> Result<Rendered, ApiError> {
     let QueuedJob {
         mut job,
         admission,
         run_timeout,
     } = queued;
-    let _slot = state.scheduler.admit(&admission).await?;
-    let started = Instant::now();
-    job.deadline = started + run_timeout;
-    let rendered = state.renderer.render(&job).await?;
-    tracing::debug!(job = job.id, elapsed = ?started.elapsed(), url = %rendered.navigation.url, "rendered");
+    let slot = waiting.slot().await?;
+    started();
+    let began = Instant::now();
+    job.deadline = began + run_timeout;
+    job.priority = slot.priority();
+    // Boxed: a job waiting in the queue then holds a pointer, not the render's whole state, which
+    // matters with thousands of jobs waiting.
+    let rendered = Box::pin(state.renderer.render(&job)).await;
+    let origin_failed = rendered.as_ref().is_err_and(RenderError::origin_failed);
+    state
+        .scheduler
+        .finished(&admission, began.elapsed(), origin_failed);
+    drop(slot);
+    let rendered = rendered?;
+    tracing::debug!(job = job.id, elapsed = ?began.elapsed(), url = %rendered.navigation.url, "rendered");
     Ok(rendered)
+}
+
+/// A render endpoint's job, run now.
+async fn endpoint(
+    state: &AppState,
+    endpoint: Endpoint<'_>,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let job = job_for(state, endpoint, parse(body)?).await?;
+    Ok(response(run(state, job).await?))
 }
 
 pub async fn screenshot(
     State(state): State<AppState>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let request: RenderRequest<ScreenshotOptions> = parse(&body)?;
-    let job = job(&state, request, |options| {
-        options.validate()?;
-        builtin(&state, "screenshot", options, NativeOutput::Screenshot)
-    })
-    .await?;
-    Ok(response(run(&state, job).await?))
+    endpoint(&state, Endpoint::Screenshot, &body).await
 }
 
 pub async fn pdf(State(state): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
-    let request: RenderRequest<PdfOptions> = parse(&body)?;
-    let job = job(&state, request, |options| {
-        options.validate()?;
-        builtin(&state, "pdf", options, NativeOutput::Pdf)
-    })
-    .await?;
-    Ok(response(run(&state, job).await?))
+    endpoint(&state, Endpoint::Pdf, &body).await
 }
 
 pub async fn content(
     State(state): State<AppState>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let request: RenderRequest<ContentOptions> = parse(&body)?;
-    let job = job(&state, request, |options| {
-        builtin(&state, "content", options, NativeOutput::Content)
-    })
-    .await?;
-    let rendered = run(&state, job).await?;
-    if let RenderedBody::Html(html) = rendered.body {
-        // The native path: the same JSON the plugin returns.
-        return Ok(Json(serde_json::json!({
-            "url": rendered.navigation.url,
-            "status": rendered.navigation.status,
-            "html": html,
-        }))
-        .into_response());
-    }
-    Ok(response(rendered))
+    endpoint(&state, Endpoint::Content, &body).await
 }
 
 pub async fn scrape(State(state): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
-    let request: RenderRequest<serde_json::Value> = parse(&body)?;
-    let job = job(&state, request, |params| {
-        Ok(Output::Plugin(plugin_call(&state, "scrape", &params)?))
-    })
-    .await?;
-    Ok(response(run(&state, job).await?))
+    endpoint(&state, Endpoint::Plugin("scrape"), &body).await
 }
 
 /// `POST /v1/run/{plugin}`: any extractor, with `params` (or `options`) as its params.
@@ -368,55 +437,99 @@ pub async fn run_plugin(
     super::PathParam(plugin): super::PathParam,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let request: RenderRequest<serde_json::Value> = parse(&body)?;
-    let job = job(&state, request, |params| {
-        Ok(Output::Plugin(plugin_call(&state, &plugin, &params)?))
-    })
-    .await?;
-    Ok(response(run(&state, job).await?))
+    endpoint(&state, Endpoint::Plugin(&plugin), &body).await
 }
 
-/// The output with its content type, the page's final URL and HTTP status, and the plugins' cost.
-fn response(rendered: Rendered) -> Response {
+/// What a render produced, as the response carries it: the body and its content type, the page's
+/// final URL and HTTP status, and what the plugins cost.
+pub(super) struct Produced {
+    pub content_type: HeaderValue,
+    pub body: Vec<u8>,
+    pub page_status: u16,
+    pub page_url: String,
+    pub usage: Option<crate::plugin::Usage>,
+}
+
+impl From<Rendered> for Produced {
+    fn from(rendered: Rendered) -> Self {
+        let navigation = rendered.navigation;
+        let (content_type, body) = match rendered.body {
+            RenderedBody::Bytes {
+                content_type,
+                bytes,
+            } => (
+                // A plugin names its own content type; one that is not a valid header value is
+                // not served.
+                HeaderValue::from_str(&content_type)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                bytes,
+            ),
+            RenderedBody::Json(json) => (
+                HeaderValue::from_static("application/json"),
+                json.into_bytes(),
+            ),
+            RenderedBody::Text(text) => (
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+                text.into_bytes(),
+            ),
+            // The native content path: the same JSON the content plugin returns.
+            RenderedBody::Html(html) => (
+                HeaderValue::from_static("application/json"),
+                serde_json::json!({
+                    "url": navigation.url,
+                    "status": navigation.status,
+                    "html": html,
+                })
+                .to_string()
+                .into_bytes(),
+            ),
+        };
+        Self {
+            content_type,
+            body,
+            page_status: navigation.status,
+            page_url: navigation.url,
+            usage: rendered.usage,
+        }
+    }
+}
+
+/// The response headers for a produced output: the content type, the page's final URL and HTTP
+/// status, and the plugins' cost.
+pub(super) fn output_headers(
+    content_type: HeaderValue,
+    page_status: u16,
+    page_url: &str,
+    fuel: Option<u64>,
+    plugin_ms: Option<f64>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-pagewright-page-status",
-        HeaderValue::from(rendered.navigation.status),
-    );
-    if let Ok(url) = HeaderValue::from_str(&rendered.navigation.url) {
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert("x-pagewright-page-status", HeaderValue::from(page_status));
+    if let Ok(url) = HeaderValue::from_str(page_url) {
         headers.insert("x-pagewright-page-url", url);
     }
-    if let Some(usage) = rendered.usage {
-        headers.insert("x-pagewright-plugin-fuel", HeaderValue::from(usage.fuel));
-        headers.insert(
-            "x-pagewright-plugin-ms",
-            HeaderValue::from_str(&format!("{:.3}", usage.wall.as_secs_f64() * 1000.0))
-                .unwrap_or(HeaderValue::from_static("0")),
-        );
+    if let Some(fuel) = fuel {
+        headers.insert("x-pagewright-plugin-fuel", HeaderValue::from(fuel));
     }
-    let (content_type, body) = match rendered.body {
-        RenderedBody::Bytes {
-            content_type,
-            bytes,
-        } => (
-            // A plugin names its own content type; one that is not a valid header value is not served.
-            HeaderValue::from_str(&content_type)
-                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-            bytes,
-        ),
-        RenderedBody::Json(json) => (
-            HeaderValue::from_static("application/json"),
-            json.into_bytes(),
-        ),
-        RenderedBody::Text(text) => (
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-            text.into_bytes(),
-        ),
-        RenderedBody::Html(html) => (
-            HeaderValue::from_static("text/html; charset=utf-8"),
-            html.into_bytes(),
-        ),
-    };
-    headers.insert(header::CONTENT_TYPE, content_type);
-    (headers, body).into_response()
+    if let Some(ms) = plugin_ms
+        && let Ok(value) = HeaderValue::from_str(&format!("{ms:.3}"))
+    {
+        headers.insert("x-pagewright-plugin-ms", value);
+    }
+    headers
+}
+
+fn response(rendered: Rendered) -> Response {
+    let produced = Produced::from(rendered);
+    let headers = output_headers(
+        produced.content_type,
+        produced.page_status,
+        &produced.page_url,
+        produced.usage.map(|usage| usage.fuel),
+        produced
+            .usage
+            .map(|usage| usage.wall.as_secs_f64() * 1000.0),
+    );
+    (headers, produced.body).into_response()
 }

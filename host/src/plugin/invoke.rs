@@ -12,7 +12,7 @@ use super::engine::{EPOCH_TICK, FUEL_YIELD_INTERVAL};
 use super::error::GuestErrorKind;
 use super::log::LogSink;
 use super::page_resource::{PageResource, message};
-use super::state::{MemoryRefusal, PageContext, PluginState};
+use super::state::{CpuHook, MemoryRefusal, PageContext, PluginState};
 use super::{HostInner, JobContext, Output, Plugin, PluginError, Role, Usage};
 use crate::metrics::PluginCallLabels;
 
@@ -131,9 +131,11 @@ pub(super) async fn invoke(
             inner.memory_budget.clone(),
             inner.settings.deny_private_networks,
             page,
+            inner.cpu.turn(job.priority),
         ),
     );
     store.limiter(|state| &mut state.limiter);
+    store.call_hook_async(CpuHook);
     let prepared = store
         .set_fuel(limits.fuel)
         .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));

@@ -42,6 +42,7 @@ use crate::config::PluginSettings;
 use crate::metrics::Metrics;
 use crate::page::Navigation;
 use crate::pool::Lease;
+use crate::sched::{CpuSlots, CpuStatus, Priority};
 
 pub use error::{GuestErrorKind, PluginError};
 pub use manifest::{Limits, LimitsView, MAX_DESCRIPTION_BYTES, Manifest, RequestedLimits};
@@ -92,11 +93,24 @@ impl Usage {
     }
 }
 
-/// The job a plugin call belongs to: its id (in the plugin's log lines) and its deadline.
+/// The job a plugin call belongs to: its id (in the plugin's log lines), its deadline, and its
+/// priority for the CPU slots plugin code runs in.
 #[derive(Debug, Clone, Copy)]
 pub struct JobContext {
     pub id: u64,
     pub deadline: Instant,
+    pub priority: Priority,
+}
+
+impl JobContext {
+    /// A job of the default priority (hot): for calls made outside the scheduler.
+    pub fn new(id: u64, deadline: Instant) -> Self {
+        Self {
+            id,
+            deadline,
+            priority: Priority::DEFAULT,
+        }
+    }
 }
 
 /// A plugin and the params the request gave it (JSON text).
@@ -187,6 +201,8 @@ pub struct HostUsage {
     pub max_memory_bytes: usize,
     /// Components compiled since start; the others were loaded compiled from the data directory.
     pub compilations: u64,
+    /// The CPU slots plugin code runs in, one per plugin worker.
+    pub cpu: CpuStatus,
 }
 
 /// The plugin host. Cheap to clone.
@@ -214,6 +230,8 @@ struct HostInner {
     instances: Arc<Semaphore>,
     /// Linear memory all instances together may hold.
     memory_budget: Arc<state::MemoryBudget>,
+    /// Plugin code runs only in one of these, taken in priority order (one per worker thread).
+    cpu: CpuSlots,
     workers: workers::Workers,
     metrics: Metrics,
 }
@@ -268,6 +286,7 @@ impl PluginHost {
             inner: Arc::new(HostInner {
                 instances: Arc::new(Semaphore::new(settings.max_instances as usize)),
                 memory_budget: state::MemoryBudget::new(settings.max_total_memory_bytes),
+                cpu: CpuSlots::new(settings.workers, metrics.clone()),
                 workers: workers::Workers::start(settings.workers)?,
                 engine,
                 linker,
@@ -391,6 +410,7 @@ impl PluginHost {
                 .inner
                 .compilations
                 .load(std::sync::atomic::Ordering::Relaxed),
+            cpu: self.inner.cpu.status(),
         }
     }
 
@@ -505,6 +525,7 @@ impl PluginHost {
         let job = JobContext {
             id: 0,
             deadline: Instant::now() + plugin.limits().timeout,
+            priority: Priority::BACKGROUND,
         };
         let (result, _) = self
             .without_page(plugin, Call::Verify, job, |returned| {
@@ -573,10 +594,7 @@ mod tests {
     }
 
     fn job() -> JobContext {
-        JobContext {
-            id: 1,
-            deadline: Instant::now() + Duration::from_secs(60),
-        }
+        JobContext::new(1, Instant::now() + Duration::from_secs(60))
     }
 
     #[tokio::test]
@@ -683,10 +701,7 @@ mod tests {
             async move { host.extract_without_page(&spin, "{}", job()).await }
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let short = JobContext {
-            id: 2,
-            deadline: Instant::now() + Duration::from_millis(300),
-        };
+        let short = JobContext::new(2, Instant::now() + Duration::from_millis(300));
         let (result, _) = host.extract_without_page(&noop, "{}", short).await;
         assert!(matches!(result, Err(PluginError::Busy)), "{result:?}");
         // Once the loop's deadline frees the instance, the next call gets it.
@@ -694,6 +709,49 @@ mod tests {
         assert_eq!(result.expect("noop runs"), Output::Text(String::new()));
         let (spun, _) = spinning.await.expect("the spinning task");
         assert!(matches!(spun, Err(PluginError::Timeout { .. })), "{spun:?}");
+    }
+
+    /// Runs a spinning plugin at `spinning` priority on a host with one CPU slot, then a no-op at
+    /// `priority`; the no-op must finish while the loop still runs.
+    async fn a_call_gets_the_cpu_from_a_spinning_one(spinning: Priority, priority: Priority) {
+        let host = host_with(|settings| {
+            settings.workers = 1;
+            settings.fuel = u64::MAX / 2;
+            settings.timeout = Duration::from_secs(20);
+        });
+        let spin = guest(&host, "spin");
+        let noop = guest(&host, "noop");
+        let spinning_call = tokio::spawn({
+            let host = host.clone();
+            let job = JobContext {
+                priority: spinning,
+                ..job()
+            };
+            async move { host.extract_without_page(&spin, "{}", job).await }
+        });
+        while host.usage_now().cpu.busy == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let job = JobContext { priority, ..job() };
+        let (result, _) = host.extract_without_page(&noop, "{}", job).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(!spinning_call.is_finished(), "the loop is still running");
+        assert!(host.usage_now().cpu.preemptions >= 1);
+        spinning_call.abort();
+    }
+
+    #[tokio::test]
+    async fn a_spinning_plugin_gives_its_cpu_slot_to_a_higher_priority_call() {
+        let cold = Priority {
+            band: 2,
+            score: 0.0,
+        };
+        a_call_gets_the_cpu_from_a_spinning_one(cold, Priority::DEFAULT).await;
+    }
+
+    #[tokio::test]
+    async fn plugins_of_equal_priority_take_turns_on_the_cpu() {
+        a_call_gets_the_cpu_from_a_spinning_one(Priority::DEFAULT, Priority::DEFAULT).await;
     }
 
     #[test]

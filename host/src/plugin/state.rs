@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::log::LogSink;
 use crate::page::{Navigation, PageError};
 use crate::pool::Lease;
+use crate::sched::CpuTurn;
 
 /// The job's page, lent to one plugin call after another.
 #[derive(Debug)]
@@ -44,6 +45,9 @@ pub(super) struct PluginState {
     pub last_page_error: Option<(String, PageError)>,
     /// The server's `--deny-private-networks`, which the plugin's `goto` obeys too.
     pub deny_private_networks: bool,
+    /// The call's claim on a CPU slot: held while plugin code runs, given up while a page operation
+    /// waits on Chromium (see [`CpuHook`]).
+    pub cpu: CpuTurn,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -62,6 +66,7 @@ impl PluginState {
         memory_budget: Arc<MemoryBudget>,
         deny_private_networks: bool,
         page: Option<PageContext>,
+        cpu: CpuTurn,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(log.stdout())
@@ -75,7 +80,39 @@ impl PluginState {
             log,
             last_page_error: None,
             deny_private_networks,
+            cpu,
         }
+    }
+}
+
+/// Keeps plugin code inside a CPU slot: it takes one before the host enters the guest, gives it up
+/// when the guest returns, and at every return from the host into the guest (after a host call, or
+/// after a fuel yield, which wasmtime makes as a call into the host) takes one back if a page
+/// operation gave it up, or hands it to a waiting job once the slice is used
+/// ([`CpuTurn::at_yield`]).
+pub(super) struct CpuHook;
+
+#[async_trait::async_trait]
+impl wasmtime::CallHookHandler<PluginState> for CpuHook {
+    async fn handle_call_event(
+        &self,
+        mut store: wasmtime::StoreContextMut<'_, PluginState>,
+        hook: wasmtime::CallHook,
+    ) -> wasmtime::Result<()> {
+        use wasmtime::CallHook;
+        match hook {
+            CallHook::CallingWasm => {
+                let fuel = store.get_fuel()?;
+                store.data_mut().cpu.hold(fuel).await;
+            }
+            CallHook::ReturningFromHost => {
+                let fuel = store.get_fuel()?;
+                store.data_mut().cpu.at_yield(fuel).await;
+            }
+            CallHook::ReturningFromWasm => store.data_mut().cpu.release(),
+            CallHook::CallingHost => {}
+        }
+        Ok(())
     }
 }
 

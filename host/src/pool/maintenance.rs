@@ -1,6 +1,7 @@
-//! The pool's background work: a once-a-second tick that closes idle pages past the idle timeout,
-//! parks used pages on `about:blank`, and disposes of empty contexts; and a listener per browser that
-//! flags pages whose renderer crashed.
+//! The pool's background work: a once-a-second tick that closes idle pages past the idle timeout
+//! (sparing the pages kept warm), parks used pages on `about:blank`, disposes of empty contexts and
+//! opens pages ahead of demand (`prewarm.rs`); and a listener per browser that flags pages whose
+//! renderer crashed.
 
 use super::{CDP_CLEANUP_TIMEOUT, IdlePage, PoolInner, close_target};
 use crate::browser::BrowserSession;
@@ -25,14 +26,29 @@ impl PoolInner {
         };
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
+        let mut spared = self.warm_targets().clone();
         let (expired, parking, contexts) = {
             let mut state = self.lock();
             if state.generation != session.generation {
                 return;
             }
-            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.idle)
-                .into_iter()
-                .partition(|idle| now.duration_since(idle.since) >= timeout);
+            let mut idle = std::mem::take(&mut state.idle);
+            // Most recently returned first: a key's warmest pages are the ones kept warm.
+            idle.sort_by_key(|idle| std::cmp::Reverse(idle.since));
+            let (expired, mut kept): (Vec<_>, Vec<_>) = idle.into_iter().partition(|idle| {
+                // A key the scheduler expects jobs for keeps up to its target of idle pages past
+                // the timeout; its recent pages count against the target first.
+                let warm = match spared.get_mut(&idle.page.key) {
+                    Some(left) if *left > 0 => {
+                        *left -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                !warm && now.duration_since(idle.since) >= timeout
+            });
+            // Leases take the last matching idle page: keep the most recent last.
+            kept.reverse();
             // Pages idle for a moment and still holding their last document get parked on
             // about:blank: its scripts and timers stop and its memory goes, at the cost of a navigation
             // that was not worth paying while jobs kept coming.
@@ -86,6 +102,14 @@ impl PoolInner {
             .await;
         }
     }
+
+    /// The once-a-second upkeep: idle eviction and parking, then pages opened ahead of demand.
+    async fn upkeep(self: &Arc<Self>) {
+        self.evict_idle().await;
+        if let Some(session) = self.browser.current() {
+            self.prewarm(&session);
+        }
+    }
 }
 
 /// Marks pages whose renderer crashed, so they are discarded instead of reused. Ends with the browser.
@@ -118,6 +142,6 @@ pub(super) async fn maintain(pool: Weak<PoolInner>) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        pool.evict_idle().await;
+        pool.upkeep().await;
     }
 }

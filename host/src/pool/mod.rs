@@ -19,12 +19,14 @@
 //!
 //! Files: this one holds the pool's state and the lease/return machinery; `lease.rs` the [`Lease`]
 //! handle; `contexts.rs` browser contexts per key; `policy.rs` the eviction order; `reset.rs` what is
-//! undone between jobs; `maintenance.rs` the background tick (idle eviction, parking) and crash listener.
+//! undone between jobs; `maintenance.rs` the background tick (idle eviction, parking) and crash
+//! listener; `prewarm.rs` the pages kept warm for the keys the scheduler expects jobs for.
 
 mod contexts;
 mod lease;
 mod maintenance;
 mod policy;
+mod prewarm;
 mod reset;
 
 use contexts::ContextEntry;
@@ -89,6 +91,8 @@ struct PoolInner {
     /// The server's runtime. Pool work is spawned here, not on whatever runtime drops a lease: a lease
     /// returned from the plugin workers would otherwise be reset on their low-priority threads.
     runtime: tokio::runtime::Handle,
+    /// Pages to keep warm per isolation key, from the scheduler's demand figures (`prewarm.rs`).
+    warm_targets: Mutex<HashMap<String, usize>>,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +183,8 @@ pub struct PoolStatus {
     pub running_renders: usize,
     pub max_concurrent_renders: usize,
     pub contexts: usize,
+    /// Pages the demand figures want kept warm, over every key.
+    pub warm_pages_wanted: usize,
     pub idle_timeout_ms: u64,
     pub page_reuse_limit: u32,
     pub context_reuse_limit: u32,
@@ -196,6 +202,7 @@ impl PagePool {
             context_creation: tokio::sync::Mutex::new(()),
             page_returned: Notify::new(),
             runtime: tokio::runtime::Handle::current(),
+            warm_targets: Mutex::new(HashMap::new()),
         });
         inner.runtime.spawn(maintain(Arc::downgrade(&inner)));
         Self { inner }
@@ -251,6 +258,7 @@ impl PagePool {
                 - self.inner.render_slots.available_permits(),
             max_concurrent_renders: settings.max_concurrent_renders,
             contexts: state.contexts.len(),
+            warm_pages_wanted: self.inner.warm_targets().values().sum(),
             idle_timeout_ms: settings.idle_timeout.as_millis() as u64,
             page_reuse_limit: settings.page_reuse_limit,
             context_reuse_limit: settings.context_reuse_limit,

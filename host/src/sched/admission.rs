@@ -1,9 +1,13 @@
-//! [`Scheduler`]: admission into the [`JobQueue`] and dispatch onto a fixed number of run slots.
+//! [`Scheduler`]: admission into the [`JobQueue`] and dispatch onto run slots.
 //!
 //! A job asks for a [`Slot`] with its tenant, priority and queue-wait deadline. A full queue refuses
 //! at once (the API answers 429); otherwise the job waits until the queue's order gives it a free
 //! slot, or until its deadline (it then leaves the queue and never starts). A slot is held while the
 //! job runs; dropping it frees the slot and dispatches the next job.
+//!
+//! How many slots there are is the [`ConcurrencyLimit`], adapted once a second to how busy the
+//! CPUs are (`limit.rs`). The same once-a-second upkeep hands the pool the pages to keep warm per
+//! isolation key, from the demand the [`Statistics`] predict.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
@@ -11,9 +15,15 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::cpu::Priority;
+use super::limit::{ADAPT_EVERY, ConcurrencyLimit, CpuMeter};
+use super::origins::{KeyDemand, Statistics};
 use super::queue::{BAND_NAMES, Class, JobQueue, Placement, Refused, Ticket, band_of};
 use crate::metrics::{BandLabels, Metrics, ReasonLabels};
-use crate::plugin::{JobContext, JobInfo, Plugin, PluginError, PluginHost, PriorityClass, Role};
+use crate::plugin::{
+    JobContext, JobInfo, OriginStats, Plugin, PluginError, PluginHost, PriorityClass, Role,
+};
+use crate::pool::PagePool;
 
 /// How long a scorer call may wait for a plugin instance and run, in all.
 const SCORER_WAIT: Duration = Duration::from_millis(100);
@@ -25,10 +35,42 @@ pub struct Admission {
     pub class: Class,
     /// Moves the job within its class: -50..=50.
     pub number: i8,
+    /// When the request arrived: a scorer sees the job's age from it.
+    pub received_at: Instant,
     pub queue_deadline: Instant,
     /// The page (`about:blank` for inline HTML) and the extractor, for a scorer plugin.
     pub url: String,
     pub plugin: Option<String>,
+    /// Scheme, host and port of `url` (empty for inline HTML): whose statistics the job feeds and
+    /// draws its predicted cost from.
+    pub origin: String,
+    /// The pages the job runs on: demand per key decides which pages are kept warm.
+    pub isolation_key: Arc<str>,
+}
+
+impl Admission {
+    /// An admission for `url` with the defaults a request without scheduling fields gets.
+    pub fn new(url: &str, queue_deadline: Instant) -> Self {
+        Self {
+            tenant: Arc::from("default"),
+            class: Class::Hot,
+            number: 0,
+            received_at: Instant::now(),
+            queue_deadline,
+            url: url.to_owned(),
+            plugin: None,
+            origin: origin_of(url),
+            isolation_key: Arc::from(crate::pool::DEFAULT_ISOLATION_KEY),
+        }
+    }
+}
+
+/// Scheme, host and port of `url`; empty when it has none (inline HTML's `about:blank`).
+pub fn origin_of(url: &str) -> String {
+    match url::Url::parse(url).map(|url| url.origin()) {
+        Ok(origin @ url::Origin::Tuple(..)) => origin.ascii_serialization(),
+        _ => String::new(),
+    }
 }
 
 impl Admission {
@@ -42,10 +84,18 @@ impl Admission {
 pub struct SchedSettings {
     /// Jobs that may wait at once; beyond it, 429.
     pub queue_capacity: usize,
-    /// Jobs that may run at once.
+    /// Jobs that may run at once, at most (`--max-concurrent-renders`).
     pub slots: usize,
+    /// The least the adaptive limit goes down to, and where it starts.
+    pub min_slots: usize,
+    pub start_slots: usize,
+    /// Adapt the limit to the CPUs' load; off, it stays at `slots`.
+    pub adaptive: bool,
     /// Waiting this long lifts a job one band.
     pub aging_step: Duration,
+    /// First come, first served: classes, numbers, tenants, scorers and costs are ignored (a
+    /// baseline for the benchmarks, and an escape hatch).
+    pub fifo: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +116,12 @@ pub struct SchedStatus {
     pub queued_hot: usize,
     pub queued_cold: usize,
     pub running: usize,
+    /// Jobs that may run now: the adaptive limit.
     pub slots: usize,
+    pub min_slots: usize,
+    pub max_slots: usize,
+    /// How busy the CPUs were in the last second (0 to 1), as the limit saw it.
+    pub cpu_busy: Option<f64>,
 }
 
 /// The scheduler. Cheap to clone.
@@ -83,12 +138,19 @@ struct Inner {
     /// The plugin host scorers run in; `None` when scores are always the built-in ones.
     plugins: Option<PluginHost>,
     scorer: RwLock<Option<Arc<Plugin>>>,
+    stats: Statistics,
 }
 
 #[derive(Debug)]
 struct State {
     queue: JobQueue<oneshot::Sender<Slot>>,
     running: usize,
+    limit: ConcurrencyLimit,
+    /// A job waited while every slot was taken, since the limit last adapted.
+    held_back: bool,
+    cpu_busy: Option<f64>,
+    /// Keys with demand, as the last upkeep saw them.
+    demand: Vec<KeyDemand>,
 }
 
 /// A run slot, held while a job runs. Dropping it frees the slot.
@@ -96,6 +158,15 @@ struct State {
 pub struct Slot {
     inner: Option<Arc<Inner>>,
     taken_at: Instant,
+    priority: Priority,
+}
+
+impl Slot {
+    /// The job's priority when it left the queue (its band after aging, and its score): its
+    /// standing for the CPU slots its plugin code runs in.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
 }
 
 impl Drop for Slot {
@@ -130,23 +201,37 @@ impl Inner {
         result
     }
 
+    fn reject(&self, reason: &'static str) {
+        self.metrics
+            .sched_rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     /// Hands free slots to the jobs the queue puts first. A job whose caller left is skipped.
     fn dispatch(self: &Arc<Self>) {
         loop {
             let waiter = self.changed(|state| {
-                if state.running >= self.settings.slots {
+                if state.running >= state.limit.current {
+                    state.held_back |= !state.queue.is_empty();
                     return None;
                 }
-                let (_, waiter) = state.queue.pop(std::time::Instant::now())?;
+                let (band, placement, waiter) =
+                    state.queue.pop_with_band(std::time::Instant::now())?;
                 state.running += 1;
-                Some(waiter)
+                let priority = Priority {
+                    band: band as u8,
+                    score: placement.score,
+                };
+                Some((priority, waiter))
             });
-            let Some(waiter) = waiter else {
+            let Some((priority, waiter)) = waiter else {
                 return;
             };
             let slot = Slot {
                 inner: Some(self.clone()),
                 taken_at: Instant::now(),
+                priority,
             };
             if let Err(mut unwanted) = waiter.send(slot) {
                 // The caller gave up between its deadline check and now: take the slot back without
@@ -158,14 +243,46 @@ impl Inner {
     }
 }
 
-/// Takes a job's ticket out of the queue if the caller stops waiting (its deadline, or its
-/// request went away).
-struct Waiting<'a> {
-    inner: &'a Arc<Inner>,
+/// A job in the queue, waiting for a run slot. Dropping it (the caller's deadline, a request that
+/// went away, a cancelled async job) takes the job out of the queue.
+#[derive(Debug)]
+pub struct Queued {
+    inner: Arc<Inner>,
     ticket: Option<Ticket>,
+    receiver: oneshot::Receiver<Slot>,
+    enqueued_at: Instant,
+    deadline: Instant,
+    band: usize,
 }
 
-impl Drop for Waiting<'_> {
+impl Queued {
+    /// Waits for a run slot in the queue's order, until the job's queue deadline.
+    pub async fn slot(mut self) -> Result<Slot, SchedError> {
+        match tokio::time::timeout_at(self.deadline, &mut self.receiver).await {
+            Ok(Ok(slot)) => {
+                self.ticket = None;
+                self.inner
+                    .metrics
+                    .sched_wait_seconds
+                    .get_or_create(&BandLabels {
+                        band: BAND_NAMES[self.band],
+                    })
+                    .observe(self.enqueued_at.elapsed().as_secs_f64());
+                Ok(slot)
+            }
+            // Timed out (or, which cannot happen while the queue holds the sender, dropped):
+            // the drop takes the ticket out as it goes.
+            Ok(Err(_)) | Err(_) => {
+                self.inner.reject("queue_timeout");
+                Err(SchedError::QueueTimeout {
+                    waited: self.enqueued_at.elapsed(),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Queued {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             self.inner.changed(|state| state.queue.remove(ticket));
@@ -181,11 +298,24 @@ impl Scheduler {
                 state: Mutex::new(State {
                     queue: JobQueue::new(settings.queue_capacity, settings.aging_step),
                     running: 0,
+                    limit: if settings.adaptive {
+                        ConcurrencyLimit::new(
+                            settings.start_slots,
+                            settings.min_slots,
+                            settings.slots,
+                        )
+                    } else {
+                        ConcurrencyLimit::new(settings.slots, settings.slots, settings.slots)
+                    },
+                    held_back: false,
+                    cpu_busy: None,
+                    demand: Vec::new(),
                 }),
                 settings,
                 metrics,
                 plugins,
                 scorer: RwLock::new(None),
+                stats: Statistics::default(),
             }),
         }
     }
@@ -220,27 +350,35 @@ impl Scheduler {
         let (Some(plugins), Some(scorer)) = (&self.inner.plugins, self.scorer()) else {
             return builtin;
         };
-        let info = JobInfo {
-            url: admission.url.clone(),
-            origin: url::Url::parse(&admission.url)
-                .map(|url| url.origin().ascii_serialization())
-                .unwrap_or_default(),
-            plugin: admission.plugin.clone(),
-            tenant: Some(admission.tenant.to_string()),
-            class: match admission.class {
-                Class::Urgent => PriorityClass::Urgent,
-                Class::Hot => PriorityClass::Hot,
-                Class::Cold => PriorityClass::Cold,
-            },
-            priority: Some(i32::from(admission.number)),
-            age_ms: 0,
-            attempt: 1,
-            origin_stats: None,
-        };
+        let info =
+            JobInfo {
+                url: admission.url.clone(),
+                origin: admission.origin.clone(),
+                plugin: admission.plugin.clone(),
+                tenant: Some(admission.tenant.to_string()),
+                class: match admission.class {
+                    Class::Urgent => PriorityClass::Urgent,
+                    Class::Hot => PriorityClass::Hot,
+                    Class::Cold => PriorityClass::Cold,
+                },
+                priority: Some(i32::from(admission.number)),
+                age_ms: admission.received_at.elapsed().as_millis() as u64,
+                // A job is scored once, when it is admitted; a retry after a browser death keeps its
+                // slot and is not queued again.
+                attempt: 1,
+                origin_stats: self.inner.stats.origin(&admission.origin).map(|figures| {
+                    OriginStats {
+                        jobs: figures.jobs,
+                        mean_render_ms: figures.mean_render_ms,
+                        failure_rate: figures.failure_rate,
+                    }
+                }),
+            };
         // Waiting long for a plugin instance would hold up admission: give up soon.
         let job = JobContext {
             id: 0,
             deadline: Instant::now() + SCORER_WAIT,
+            priority: Priority::ADMISSION,
         };
         match plugins.score(&scorer, info, job).await.0 {
             Ok(score) if score.is_finite() => score,
@@ -261,58 +399,69 @@ impl Scheduler {
         }
     }
 
-    fn reject(&self, reason: &'static str) {
-        self.inner
-            .metrics
-            .sched_rejections
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
-    }
-
     /// Waits for a run slot in the queue's order, until the job's queue deadline.
     pub async fn admit(&self, admission: &Admission) -> Result<Slot, SchedError> {
+        self.enqueue(admission).await?.slot().await
+    }
+
+    /// Scores the job and puts it in the queue; a full queue refuses it at once.
+    pub async fn enqueue(&self, admission: &Admission) -> Result<Queued, SchedError> {
         let enqueued_at = Instant::now();
+        self.inner
+            .stats
+            .arrived(&admission.isolation_key, enqueued_at.into_std());
         let (sender, receiver) = oneshot::channel();
+        let (tenant, score, cost) = if self.inner.settings.fifo {
+            // One tenant, one score, one cost: the queue's order is the arrival order.
+            (Arc::from(""), Class::Hot.base_score(), 1.0)
+        } else {
+            (
+                admission.tenant.clone(),
+                self.score(admission).await,
+                self.inner.stats.predicted_ms(&admission.origin),
+            )
+        };
         let placement = Placement {
-            tenant: admission.tenant.clone(),
-            score: self.score(admission).await,
+            tenant,
+            score,
+            cost,
             enqueued_at: enqueued_at.into_std(),
             queue_deadline: admission.queue_deadline.into_std(),
         };
-        let score = placement.score;
         let pushed = self
             .inner
             .changed(|state| state.queue.push(placement, sender));
         let ticket = pushed.map_err(|Refused::Full(capacity)| {
-            self.reject("queue_full");
+            self.inner.reject("queue_full");
             SchedError::QueueFull { capacity }
         })?;
-        let mut waiting = Waiting {
-            inner: &self.inner,
+        let queued = Queued {
+            inner: self.inner.clone(),
             ticket: Some(ticket),
+            receiver,
+            enqueued_at,
+            deadline: admission.queue_deadline,
+            band: band_of(score),
         };
         self.inner.dispatch();
-        match tokio::time::timeout_at(admission.queue_deadline, receiver).await {
-            Ok(Ok(slot)) => {
-                waiting.ticket = None;
-                self.inner
-                    .metrics
-                    .sched_wait_seconds
-                    .get_or_create(&BandLabels {
-                        band: BAND_NAMES[band_of(score)],
-                    })
-                    .observe(enqueued_at.elapsed().as_secs_f64());
-                Ok(slot)
-            }
-            // Timed out (or, which cannot happen while the queue holds the sender, dropped):
-            // `waiting` takes the ticket out as it goes.
-            Ok(Err(_)) | Err(_) => {
-                self.reject("queue_timeout");
-                Err(SchedError::QueueTimeout {
-                    waited: enqueued_at.elapsed(),
-                })
-            }
-        }
+        Ok(queued)
+    }
+
+    /// A job admitted with `admission` ran for `ran`; `origin_failed` if it failed in a way that
+    /// is the site's doing (it did not load, timed out, crashed its renderer).
+    pub fn finished(&self, admission: &Admission, ran: Duration, origin_failed: bool) {
+        self.inner.stats.finished(
+            &admission.origin,
+            &admission.isolation_key,
+            ran,
+            !origin_failed,
+            std::time::Instant::now(),
+        );
+    }
+
+    /// Per-origin and per-key statistics.
+    pub fn statistics(&self) -> &Statistics {
+        &self.inner.stats
     }
 
     pub fn status(&self) -> SchedStatus {
@@ -325,8 +474,56 @@ impl Scheduler {
             queued_hot: hot,
             queued_cold: cold,
             running: state.running,
-            slots: self.inner.settings.slots,
+            slots: state.limit.current,
+            min_slots: state.limit.min,
+            max_slots: state.limit.max,
+            cpu_busy: state.cpu_busy,
         }
+    }
+
+    /// The keys with demand and the pages kept warm for them, as the last upkeep computed them.
+    pub fn demand(&self) -> Vec<KeyDemand> {
+        self.inner.lock().demand.clone()
+    }
+
+    /// Starts the once-a-second upkeep: adapt the concurrency limit, and hand `pool` the pages to
+    /// keep warm. It ends with the scheduler.
+    pub fn start_upkeep(&self, pool: PagePool) {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut meter = CpuMeter::new(None);
+            let mut tick = tokio::time::interval(ADAPT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                let busy = meter.busy();
+                let demand = inner.stats.demand(std::time::Instant::now());
+                pool.set_warm_targets(
+                    demand
+                        .iter()
+                        .map(|key| (key.key.clone(), key.warm_pages))
+                        .collect(),
+                );
+                let adaptive = inner.settings.adaptive;
+                inner.changed(|state| {
+                    if let (true, Some(busy)) = (adaptive, busy) {
+                        state.limit.adapt(busy, state.held_back);
+                    }
+                    state.held_back = false;
+                    state.cpu_busy = busy;
+                    state.demand = demand;
+                });
+                inner
+                    .metrics
+                    .sched_limit
+                    .set(inner.lock().limit.current as i64);
+                // A limit that grew lets waiting jobs in now.
+                inner.dispatch();
+            }
+        });
     }
 }
 
@@ -339,7 +536,11 @@ mod tests {
             SchedSettings {
                 queue_capacity: capacity,
                 slots,
+                min_slots: slots,
+                start_slots: slots,
+                adaptive: false,
                 aging_step: Duration::from_secs(10),
+                fifo: false,
             },
             Metrics::new(),
             None,
@@ -350,10 +551,7 @@ mod tests {
         Admission {
             tenant: Arc::from(tenant),
             class,
-            number: 0,
-            queue_deadline: Instant::now() + wait,
-            url: "about:blank".into(),
-            plugin: None,
+            ..Admission::new("about:blank", Instant::now() + wait)
         }
     }
 

@@ -7,8 +7,13 @@
 //! - **Aging.** A waiting job rises one band per `aging_step` of waiting, so a cold job waits at most
 //!   two steps behind a flood of hotter work. Within a band, the jobs that aged into it go first,
 //!   oldest first: they have waited longest.
-//! - **Fairness.** Within a band, tenants take turns (round robin), and a tenant's own jobs go by
-//!   score, then arrival. A tenant sending a hundred times another's rate gets no more turns.
+//! - **Fairness.** Within a band, tenants take turns by predicted render time (start-time fair
+//!   queuing): each tenant has a virtual clock that its dispatched jobs advance by their predicted
+//!   cost, and the tenant whose clock is furthest behind goes next. With equal costs this is round
+//!   robin; a tenant whose pages take ten times as long gets a tenth of the turns. A tenant sending a
+//!   hundred times another's rate gets no more time, and a tenant arriving with nothing queued
+//!   starts at the band's current virtual time, so it waits for at most one turn. A tenant's own
+//!   jobs go by score, then arrival.
 //! - **Deadlines.** Every job has a queue-wait deadline; [`JobQueue::expire`] takes out the jobs past
 //!   theirs, so they end with their own error and never start.
 //!
@@ -70,6 +75,8 @@ pub struct Ticket(u64);
 pub struct Placement {
     pub tenant: Arc<str>,
     pub score: f64,
+    /// Predicted render time in milliseconds: what the job's turn costs its tenant.
+    pub cost: f64,
     pub enqueued_at: Instant,
     pub queue_deadline: Instant,
 }
@@ -85,6 +92,10 @@ struct Waiting<T> {
 #[derive(Debug, Default)]
 struct TenantJobs {
     heap: BinaryHeap<(Score, Reverse<u64>)>,
+    /// Virtual time at which the tenant's last dispatched job ends; its next one starts no earlier.
+    finish: f64,
+    /// The tenant has an entry in its band's `turns`.
+    has_turn: bool,
 }
 
 /// An `f64` score ordered totally (NaN is refused before it gets here).
@@ -108,8 +119,11 @@ impl Ord for Score {
 #[derive(Debug, Default)]
 struct Band {
     tenants: HashMap<Arc<str>, TenantJobs>,
-    /// Tenants with jobs in this band, in turn order.
-    turns: VecDeque<Arc<str>>,
+    /// Tenants with jobs in this band, by the virtual start time of their next job, then by when
+    /// they got the turn.
+    turns: BinaryHeap<Reverse<(Score, u64, Arc<str>)>>,
+    /// The virtual start time of the job dispatched last.
+    vtime: f64,
     /// Every job placed in this band, in arrival order: the oldest is the first to age upwards.
     arrivals: VecDeque<u64>,
 }
@@ -160,7 +174,8 @@ impl<T> JobQueue<T> {
         self.depth
     }
 
-    /// Queues a job; refused when the queue is full. A NaN score counts as 0.
+    /// Queues a job; refused when the queue is full. A NaN score counts as 0; a cost that is not a
+    /// positive number counts as 1 ms.
     pub fn push(&mut self, mut placement: Placement, job: T) -> Result<Ticket, Refused> {
         if self.jobs.len() >= self.capacity {
             return Err(Refused::Full(self.capacity));
@@ -168,18 +183,21 @@ impl<T> JobQueue<T> {
         if placement.score.is_nan() {
             placement.score = 0.0;
         }
+        if !(placement.cost.is_finite() && placement.cost > 0.0) {
+            placement.cost = 1.0;
+        }
         let id = self.next;
         self.next += 1;
         let band_index = band_of(placement.score);
         let band = &mut self.bands[band_index];
-        if !band.tenants.contains_key(&placement.tenant) {
-            band.turns.push_back(placement.tenant.clone());
+        let tenant = band.tenants.entry(placement.tenant.clone()).or_default();
+        tenant.heap.push((Score(placement.score), Reverse(id)));
+        if !tenant.has_turn {
+            tenant.has_turn = true;
+            let start = tenant.finish.max(band.vtime);
+            band.turns
+                .push(Reverse((Score(start), id, placement.tenant.clone())));
         }
-        band.tenants
-            .entry(placement.tenant.clone())
-            .or_default()
-            .heap
-            .push((Score(placement.score), Reverse(id)));
         band.arrivals.push_back(id);
         self.deadlines.push(Reverse((placement.queue_deadline, id)));
         self.jobs.insert(
@@ -220,12 +238,18 @@ impl<T> JobQueue<T> {
     /// The next job to run at `now`: the highest band (after aging) first; in a band, jobs aged into
     /// it first, then tenants in turn.
     pub fn pop(&mut self, now: Instant) -> Option<(Placement, T)> {
+        self.pop_with_band(now)
+            .map(|(_, placement, job)| (placement, job))
+    }
+
+    /// [`Self::pop`], with the band the job left from (after aging): 0 urgent, 1 hot, 2 cold.
+    pub fn pop_with_band(&mut self, now: Instant) -> Option<(usize, Placement, T)> {
         for band in 0..BANDS {
-            if let Some(id) = self.oldest_aged_into(band, now) {
-                return self.take(id);
-            }
-            if let Some(id) = self.next_turn(band) {
-                return self.take(id);
+            let id = self
+                .oldest_aged_into(band, now)
+                .or_else(|| self.next_turn(band));
+            if let Some((placement, job)) = id.and_then(|id| self.take(id)) {
+                return Some((band, placement, job));
             }
         }
         None
@@ -288,24 +312,31 @@ impl<T> JobQueue<T> {
         best.map(|(_, id)| id)
     }
 
-    /// The best job of the next tenant in turn in `band`; tenants without jobs leave the ring.
+    /// The best job of the tenant whose turn it is in `band` (the earliest virtual start time),
+    /// advancing the tenant's clock by the job's cost. A tenant left without jobs leaves the band;
+    /// what it had run ahead of the band's clock is forgotten with it (at most one job's cost).
     fn next_turn(&mut self, band: usize) -> Option<u64> {
         let jobs = &self.jobs;
         let band = &mut self.bands[band];
-        while let Some(tenant) = band.turns.pop_front() {
+        while let Some(Reverse((Score(start), _, tenant))) = band.turns.pop() {
             let Some(queue) = band.tenants.get_mut(&tenant) else {
                 continue;
             };
-            while let Some(&(_, Reverse(id))) = queue.heap.peek() {
-                queue.heap.pop();
-                if jobs.contains_key(&id) {
-                    if queue.heap.is_empty() {
-                        band.tenants.remove(&tenant);
-                    } else {
-                        band.turns.push_back(tenant);
-                    }
-                    return Some(id);
+            queue.has_turn = false;
+            while let Some((_, Reverse(id))) = queue.heap.pop() {
+                let Some(waiting) = jobs.get(&id) else {
+                    continue;
+                };
+                band.vtime = start;
+                queue.finish = start + waiting.placement.cost;
+                if queue.heap.is_empty() {
+                    band.tenants.remove(&tenant);
+                } else {
+                    queue.has_turn = true;
+                    band.turns
+                        .push(Reverse((Score(queue.finish), id, tenant.clone())));
                 }
+                return Some(id);
             }
             band.tenants.remove(&tenant);
         }
@@ -323,6 +354,7 @@ mod tests {
         Placement {
             tenant: Arc::from(tenant),
             score,
+            cost: 100.0,
             enqueued_at: at,
             queue_deadline: at + Duration::from_secs(3600),
         }
@@ -404,6 +436,30 @@ mod tests {
             .expect("the trickle ran");
         assert!(position <= 1, "the trickle went {position}th");
         assert_eq!(order.len(), 101);
+    }
+
+    #[test]
+    fn tenants_share_by_predicted_render_time() {
+        let now = Instant::now();
+        let mut queue = JobQueue::new(1000, STEP);
+        for _ in 0..200 {
+            let mut slow = placement("slow pages", 100.0, now);
+            slow.cost = 1_000.0;
+            queue.push(slow, "slow").expect("room in the queue");
+            queue
+                .push(placement("fast pages", 100.0, now), "fast")
+                .expect("room in the queue");
+        }
+        // Each slow job costs ten fast ones: over 110 turns, 10 slow and 100 fast.
+        let first: Vec<_> = (0..110).map(|_| queue.pop(now).expect("a job").1).collect();
+        let slow = first.iter().filter(|job| **job == "slow").count();
+        assert!((10..=11).contains(&slow), "{slow} slow jobs in 110 turns");
+        // A tenant that arrives with nothing queued waits for one turn at most.
+        queue
+            .push(placement("newcomer", 100.0, now), "newcomer")
+            .expect("room in the queue");
+        let next: Vec<_> = (0..2).map(|_| queue.pop(now).expect("a job").1).collect();
+        assert!(next.contains(&"newcomer"), "{next:?}");
     }
 
     #[test]

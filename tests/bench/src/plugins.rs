@@ -76,10 +76,7 @@ async fn invocation_cost(calls: usize) -> anyhow::Result<(f64, f64, f64)> {
     let settings = pagewright::config::PluginArgs::default().validate(false)?;
     let host = pagewright::plugin::PluginHost::new(settings, pagewright::metrics::Metrics::new())?;
     let noop = host.load("noop", &guest("noop")?)?;
-    let job = || JobContext {
-        id: 1,
-        deadline: tokio::time::Instant::now() + Duration::from_secs(10),
-    };
+    let job = || JobContext::new(1, tokio::time::Instant::now() + Duration::from_secs(10));
     for _ in 0..1_000 {
         host.extract_without_page(&noop, "{}", job()).await.0?;
     }
@@ -195,10 +192,10 @@ async fn spinning_neighbours(loops: usize) -> anyhow::Result<Isolation> {
             let spin = spin.clone();
             let ended = ended.clone();
             tokio::spawn(async move {
-                let job = JobContext {
-                    id: 1_000_000 + id as u64,
-                    deadline: tokio::time::Instant::now() + Duration::from_secs(120),
-                };
+                let job = JobContext::new(
+                    1_000_000 + id as u64,
+                    tokio::time::Instant::now() + Duration::from_secs(120),
+                );
                 let (result, _) = host.extract_without_page(&spin, "{}", job).await;
                 ended
                     .lock()

@@ -25,6 +25,7 @@ pub fn sched_core_bench(queued: usize, operations: usize, tenants: usize) -> any
         Placement {
             tenant: tenant_names[random as usize % tenants].clone(),
             score: [0.0, 100.0, 200.0][(random >> 32) as usize % 3] + (random >> 48) as f64 % 50.0,
+            cost: 50.0 + (random >> 40) as f64 % 500.0,
             enqueued_at: start + Duration::from_micros(i as u64),
             queue_deadline: start + Duration::from_secs(3600),
         }
