@@ -30,6 +30,12 @@ use plugin::PluginHost;
 use pool::PagePool;
 use render::Renderer;
 
+/// Makes rustls's ring provider the process's crypto provider (once; later calls do nothing).
+/// reqwest is built without a provider of its own, so every HTTPS client needs this first.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Starts the plugin host (compiling the built-in plugins), the browser supervisor and the pool; the
 /// browser launches in the background.
 pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
@@ -187,6 +193,7 @@ pub async fn run_plugin_upload(args: config::UploadArgs) -> anyhow::Result<()> {
         args.server.trim_end_matches('/'),
         args.name
     );
+    install_tls_provider();
     let response = reqwest::Client::new()
         .put(&url)
         .bearer_auth(&args.token)

@@ -343,6 +343,46 @@ async fn a_spinning_cold_plugin_gives_the_cpu_to_an_urgent_job() {
 }
 
 #[tokio::test]
+async fn a_plugin_waiting_on_its_page_holds_no_cpu_slot() {
+    // One CPU slot: if the waiting plugin kept it, the second job's plugin could not run until the
+    // wait was over.
+    let server = TestServer::start(&[
+        "--plugin-workers",
+        "1",
+        "--max-concurrent-renders",
+        "2",
+        "--max-pages",
+        "2",
+    ])
+    .await;
+    server.load_guest("sleeper");
+    let waiting = server
+        .post(
+            "/v1/jobs",
+            json!({ "plugin": "sleeper", "html": "<p>zzz</p>", "params": { "ms": 5_000 } }),
+        )
+        .await;
+    assert_eq!(waiting.status(), 202);
+    let waiting: Value = waiting.json().await.expect("a job");
+    let waiting = waiting["id"].as_str().expect("an id").to_owned();
+    let status = status_until(&server, "the plugin is waiting on its page", |status| {
+        status["plugin_host"]["instances"] == 1
+    })
+    .await;
+    assert_eq!(status["plugin_host"]["cpu"]["busy"], 0, "{status}");
+    let other = server
+        .post("/v1/content", json!({ "html": "<p>awake</p>" }))
+        .await;
+    assert_eq!(other.status(), 200);
+    assert_eq!(
+        server.get_json(&format!("/v1/jobs/{waiting}")).await["state"],
+        "running",
+        "the other job finished while the plugin still waited"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn pages_stay_warm_for_keys_jobs_arrive_for_and_are_opened_ahead() {
     let server = TestServer::start(&["--page-idle-timeout-ms", "500"]).await;
     let job = |extra: Value| {

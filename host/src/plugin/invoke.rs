@@ -153,7 +153,15 @@ pub(super) async fn invoke(
     store.set_epoch_deadline(epoch_ticks(limit));
 
     // The epoch deadline stops guest code; the timeout also stops a plugin waiting in a host call.
-    let outcome = tokio::time::timeout(limit, call_guest(&mut store, plugin, call)).await;
+    let cpu = store.data().cpu.handle();
+    let outcome = tokio::time::timeout(
+        limit,
+        OffCpuWhenBlocked {
+            call: std::pin::pin!(call_guest(&mut store, plugin, call)),
+            cpu,
+        },
+    )
+    .await;
     let usage = Usage {
         fuel: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
         wall: started.elapsed(),
@@ -223,6 +231,54 @@ pub(super) async fn invoke(
         page: state.page.take(),
         result,
         usage,
+    }
+}
+
+/// Drives a plugin call and gives its CPU slot up whenever the call blocks: when the call's future
+/// is pending without having woken itself. A fuel yield wakes its task before it returns pending,
+/// so it keeps the slot (the call hook decides about preemption there); a host call waiting on
+/// Chromium, a timer or anything else does not, and releases it. The call hook takes a slot again
+/// before plugin code goes on.
+struct OffCpuWhenBlocked<F> {
+    call: F,
+    cpu: crate::sched::CpuTurnHandle,
+}
+
+impl<F: Future + Unpin> Future for OffCpuWhenBlocked<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let woken = Arc::new(WakeFlag {
+            woken: std::sync::atomic::AtomicBool::new(false),
+            waker: cx.waker().clone(),
+        });
+        let waker = std::task::Waker::from(woken.clone());
+        let polled =
+            std::pin::Pin::new(&mut self.call).poll(&mut std::task::Context::from_waker(&waker));
+        if polled.is_pending() && !woken.woken.load(std::sync::atomic::Ordering::Relaxed) {
+            self.cpu.release();
+        }
+        polled
+    }
+}
+
+/// A waker that remembers being woken, and passes the wake on.
+struct WakeFlag {
+    woken: std::sync::atomic::AtomicBool,
+    waker: std::task::Waker,
+}
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.waker.wake_by_ref();
     }
 }
 

@@ -48,9 +48,6 @@ impl PluginState {
             ));
         };
         let page = Page::new(&context.lease, context.deadline);
-        // Waiting on Chromium holds no CPU slot; the call hook takes one again before the plugin
-        // goes on.
-        self.cpu.release();
         let result = operation(&page).await;
         result.map_err(|error| {
             if error.spoils_page()

@@ -45,8 +45,8 @@ pub(super) struct PluginState {
     pub last_page_error: Option<(String, PageError)>,
     /// The server's `--deny-private-networks`, which the plugin's `goto` obeys too.
     pub deny_private_networks: bool,
-    /// The call's claim on a CPU slot: held while plugin code runs, given up while a page operation
-    /// waits on Chromium (see [`CpuHook`]).
+    /// The call's claim on a CPU slot: held while plugin code runs, given up while the call is
+    /// blocked in the host (see [`CpuHook`] and `invoke::OffCpuWhenBlocked`).
     pub cpu: CpuTurn,
 }
 
@@ -87,8 +87,8 @@ impl PluginState {
 
 /// Keeps plugin code inside a CPU slot: it takes one before the host enters the guest, gives it up
 /// when the guest returns, and at every return from the host into the guest (after a host call, or
-/// after a fuel yield, which wasmtime makes as a call into the host) takes one back if a page
-/// operation gave it up, or hands it to a waiting job once the slice is used
+/// after a fuel yield, which wasmtime makes as a call into the host) takes one back if the call
+/// blocked and gave it up, or hands it to a waiting job once the slice is used
 /// ([`CpuTurn::at_yield`]).
 pub(super) struct CpuHook;
 

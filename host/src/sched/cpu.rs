@@ -2,9 +2,9 @@
 //! plugin code runs only while its [`CpuTurn`] holds one, and waiting jobs get free slots in priority
 //! order.
 //!
-//! - **Off the CPU while waiting on Chromium.** A plugin's page operation gives its slot up before it
-//!   awaits the browser and takes one again (in priority order) before the plugin continues, so page
-//!   work never holds a CPU slot.
+//! - **Off the CPU while blocked.** A call blocked in the host (a page operation waiting on
+//!   Chromium, a sleep) gives its slot up and takes one again, in priority order, before its plugin
+//!   code continues, so page work never holds a CPU slot.
 //! - **Cooperative preemption.** Plugin code yields every `FUEL_YIELD_INTERVAL` units of fuel. At
 //!   each yield, a job that has used its slice ([`SLICE_FUEL`]) while a job of equal or higher
 //!   priority waits gives its slot to that job and waits its turn again. Among equals this is round
@@ -20,6 +20,7 @@
 //! follow.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -195,7 +196,7 @@ impl CpuSlots {
         CpuTurn {
             slots: self.clone(),
             priority,
-            held: false,
+            held: Arc::new(AtomicBool::new(false)),
             fuel_at_start: 0,
         }
     }
@@ -265,38 +266,66 @@ impl Drop for PendingGrant<'_> {
 }
 
 /// One plugin call's claim on the CPU. It holds a slot while the call runs plugin code and none
-/// while it waits on Chromium; dropping it gives back a slot it holds.
+/// while the call is blocked in the host; dropping it gives back a slot it holds.
 #[derive(Debug)]
 pub struct CpuTurn {
     slots: CpuSlots,
     priority: Priority,
-    held: bool,
+    /// Shared with [`CpuTurn::handle`], so the future driving the call can give the slot up when
+    /// the call blocks.
+    held: Arc<AtomicBool>,
     /// The store's fuel when this slice began.
     fuel_at_start: u64,
 }
 
+/// Gives a [`CpuTurn`]'s slot up from outside the store, for the future that drives the call.
+#[derive(Debug, Clone)]
+pub struct CpuTurnHandle {
+    slots: CpuSlots,
+    held: Arc<AtomicBool>,
+}
+
+impl CpuTurnHandle {
+    /// Gives the slot up if the turn holds one; the turn takes one again before plugin code runs.
+    pub fn release(&self) {
+        if self.held.swap(false, AtomicOrdering::Relaxed) {
+            self.slots.release();
+        }
+    }
+}
+
 impl CpuTurn {
+    /// The handle that lets the driver of the call give the slot up.
+    pub fn handle(&self) -> CpuTurnHandle {
+        CpuTurnHandle {
+            slots: self.slots.clone(),
+            held: self.held.clone(),
+        }
+    }
+
+    fn held(&self) -> bool {
+        self.held.load(AtomicOrdering::Relaxed)
+    }
+
     /// Waits for a slot unless the turn holds one; `fuel` is the store's fuel now, where a new slice
     /// starts.
     pub async fn hold(&mut self, fuel: u64) {
-        if !self.held {
+        if !self.held() {
             self.slots.acquire(self.priority, false).await;
-            self.held = true;
+            self.held.store(true, AtomicOrdering::Relaxed);
             self.fuel_at_start = fuel;
         }
     }
 
-    /// Gives the slot up (before waiting on Chromium, or when the plugin returns).
+    /// Gives the slot up (when the plugin returns).
     pub fn release(&mut self) {
-        if std::mem::take(&mut self.held) {
-            self.slots.release();
-        }
+        self.handle().release();
     }
 
     /// At a yield with `fuel` left: takes a slot if the turn has none, and gives it up to a waiting
     /// job of equal or higher priority once this slice is used. True if it gave the slot up.
     pub async fn at_yield(&mut self, fuel: u64) -> bool {
-        if !self.held {
+        if !self.held() {
             self.hold(fuel).await;
             return false;
         }
@@ -312,12 +341,12 @@ impl CpuTurn {
                 return false;
             }
             state.preemptions += 1;
+            self.held.store(false, AtomicOrdering::Relaxed);
             state.hand_over();
         }
-        self.held = false;
         self.slots.inner.metrics.sched_preemptions.inc();
         self.slots.acquire(self.priority, true).await;
-        self.held = true;
+        self.held.store(true, AtomicOrdering::Relaxed);
         self.fuel_at_start = fuel;
         true
     }

@@ -21,7 +21,7 @@ mod webhook;
 pub use admission::{
     Admission, Queued, SchedError, SchedSettings, SchedStatus, Scheduler, Slot, origin_of,
 };
-pub use cpu::{CpuSlots, CpuStatus, CpuTurn, Priority, SLICE_FUEL};
+pub use cpu::{CpuSlots, CpuStatus, CpuTurn, CpuTurnHandle, Priority, SLICE_FUEL};
 pub use jobs::{
     JobError, JobFailure, JobId, JobResult, JobState, Jobs, JobsSettings, JobsStatus, Outcome,
     Record, Submission,

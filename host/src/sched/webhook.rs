@@ -32,6 +32,7 @@ pub struct Webhooks {
 
 impl Webhooks {
     pub fn new(jobs: Jobs, secret: Option<&str>, metrics: Metrics) -> Self {
+        crate::install_tls_provider();
         Self {
             // Redirects are not followed: a webhook goes where it was told, or nowhere.
             client: reqwest::Client::builder()

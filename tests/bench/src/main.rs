@@ -14,11 +14,16 @@
 //! `cargo run --release -p pagewright-bench -- languages` measures the same extractor in Rust, C,
 //! JavaScript and Python: upload-and-compile time, load time after a restart, fuel and time per call.
 //!
-//! `cargo run --release -p pagewright-bench -- sched-core` measures the scheduler's queue alone.
+//! `cargo run --release -p pagewright-bench -- sched-core` measures the scheduler's queue alone;
+//! `-- flood` holds 13,000 jobs in flight against one server; `-- priority` and `-- fairness`
+//! measure urgent jobs under a cold flood and a small tenant beside a big one, each against an idle
+//! server and against first-come-first-served.
 //!
 //! Memory is the sum of PSS (not RSS, which counts shared pages once per process) over the process tree.
 
+mod flood;
 mod languages;
+mod load;
 mod memory;
 mod plugins;
 mod scenarios;
@@ -92,6 +97,42 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1_000)]
         tenants: usize,
     },
+    /// Thousands of jobs in flight at once, half synchronous and half async with webhooks: none
+    /// lost, host memory while they are in flight.
+    Flood {
+        /// Jobs submitted, all at once.
+        #[arg(long, default_value_t = 13_000)]
+        jobs: usize,
+        /// The share of them submitted as async jobs.
+        #[arg(long, default_value_t = 0.5)]
+        async_share: f64,
+    },
+    /// Urgent jobs at a steady rate while a cold flood saturates the machine: their latency against
+    /// the same jobs on an idle server, with priorities and with FIFO.
+    Priority {
+        /// Seconds each measurement runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Urgent jobs per second.
+        #[arg(long, default_value_t = 2.0)]
+        urgent_rate: f64,
+        /// Clients in the cold flood, each sending its next job as soon as the last is answered.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
+    /// Two tenants, one sending `ratio` times the other's rate: the small one's latency against an
+    /// idle server, with tenants taking turns and with FIFO.
+    Fairness {
+        /// Seconds each measurement runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// The small tenant's jobs per second.
+        #[arg(long, default_value_t = 1.0)]
+        small_rate: f64,
+        /// How many times the small tenant's rate the big one sends.
+        #[arg(long, default_value_t = 100.0)]
+        ratio: f64,
+    },
     /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
     #[command(hide = true)]
     Serve {
@@ -134,6 +175,19 @@ fn main() -> anyhow::Result<()> {
             operations,
             tenants,
         } => sched::sched_core_bench(queued, operations, tenants),
+        BenchCommand::Flood { jobs, async_share } => {
+            runtime.block_on(flood::flood_bench(jobs, async_share))
+        }
+        BenchCommand::Priority {
+            seconds,
+            urgent_rate,
+            clients,
+        } => runtime.block_on(load::priority_bench(seconds, urgent_rate, clients)),
+        BenchCommand::Fairness {
+            seconds,
+            small_rate,
+            ratio,
+        } => runtime.block_on(load::fairness_bench(seconds, small_rate, ratio)),
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
                 .with_env_filter("warn")

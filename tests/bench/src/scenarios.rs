@@ -256,6 +256,14 @@ impl PagewrightServer {
         })
     }
 
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
     async fn measure(&self, url: &str, concurrency: usize, duration: Duration) -> Measured {
         self.measure_as("pagewright HTTP API", url, concurrency, duration)
             .await
