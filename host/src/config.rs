@@ -184,8 +184,8 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_QUEUE_TIMEOUT_MS", default_value_t = 30_000)]
     pub queue_timeout_ms: u64,
 
-    /// Waiting this long lifts a job one priority band (cold to hot, hot to urgent), so cold jobs
-    /// finish under a flood of hotter ones. In milliseconds.
+    /// A cold job waiting this long counts as hot (ahead of its tenant's hot jobs), so cold jobs
+    /// finish under a flood of hot ones. Nothing ages into urgent. In milliseconds.
     #[arg(long, env = "PAGEWRIGHT_AGING_STEP_MS", default_value_t = 10_000)]
     pub aging_step_ms: u64,
 
@@ -270,8 +270,9 @@ pub struct PoolArgs {
     #[arg(long, env = "PAGEWRIGHT_MAX_CONCURRENT_RENDERS")]
     pub max_concurrent_renders: Option<usize>,
 
-    /// The fewest renders the adaptive limit allows at once. Default: one per CPU core. The limit
-    /// starts at two per core, where Chromium saturated 2 cores in the pool benchmark.
+    /// The fewest renders the adaptive limit allows at once, and where it starts. Default: two per
+    /// CPU core, where Chromium saturated 2 cores in the pool benchmark; the limit grows above it
+    /// only while the CPUs idle with jobs waiting (renders waiting on slow sites).
     #[arg(long, env = "PAGEWRIGHT_MIN_CONCURRENT_RENDERS")]
     pub min_concurrent_renders: Option<usize>,
 
@@ -661,7 +662,7 @@ impl PoolArgs {
             .unwrap_or((8 * cores).min(max_pages));
         let min_concurrent_renders = self
             .min_concurrent_renders
-            .unwrap_or(cores)
+            .unwrap_or(2 * cores)
             .min(max_concurrent_renders);
         if min_concurrent_renders == 0 {
             return Err(ConfigError::Invalid {
@@ -697,8 +698,7 @@ impl PoolArgs {
             max_pages,
             max_concurrent_renders,
             min_concurrent_renders,
-            start_concurrent_renders: (2 * cores)
-                .clamp(min_concurrent_renders, max_concurrent_renders),
+            start_concurrent_renders: min_concurrent_renders,
             fixed_concurrency: self.fixed_concurrency,
             idle_timeout: Duration::from_millis(self.page_idle_timeout_ms),
             page_reuse_limit: self.page_reuse_limit,

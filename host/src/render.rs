@@ -200,7 +200,9 @@ impl Renderer {
             deadline: job.deadline,
             priority: job.priority,
         };
+        let began = Instant::now();
         let mut lease = self.pool.lease(key, job.deadline).await?;
+        let leased = Instant::now();
         let prepared = prepare(
             &Page::new(&lease, job.deadline),
             job,
@@ -235,10 +237,18 @@ impl Renderer {
                 });
             }
         };
+        let prepared_at = Instant::now();
         let run = self
             .plugins
             .run_on_page(lease, navigation, context, job.scripts.clone(), call)
             .await;
+        tracing::debug!(
+            job = job.id,
+            lease_ms = millis(leased - began),
+            navigate_ms = millis(prepared_at - leased),
+            plugin_ms = millis(prepared_at.elapsed()),
+            "job phases"
+        );
         usage.add(run.usage);
         if let (Some(mut lease), Err(error)) = (run.lease, &run.result)
             && error.spoils_page()
@@ -255,6 +265,10 @@ impl Renderer {
             usage: Some(usage),
         })
     }
+}
+
+fn millis(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 /// Page options, page scripts' init scripts, navigation.

@@ -299,14 +299,14 @@ async fn health_status_and_metrics() {
     assert_eq!(status["browser"]["current"]["state"], "connected");
     assert!(status["browser"]["current"]["pid"].as_u64().is_some());
     assert!(status["pool"]["live_pages"].as_u64().expect("live_pages") >= 1);
-    // Eight render slots per core at most, the adaptive limit between one and eight per core.
+    // Eight render slots per core at most, the adaptive limit between two and eight per core.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     assert_eq!(status["pool"]["max_concurrent_renders"], 8 * cores);
     let scheduler = &status["scheduler"];
     assert_eq!(scheduler["max_slots"], 8 * cores);
-    assert_eq!(scheduler["min_slots"], cores);
+    assert_eq!(scheduler["min_slots"], 2 * cores);
     let slots = scheduler["slots"].as_u64().expect("slots") as usize;
-    assert!((cores..=8 * cores).contains(&slots), "{scheduler}");
+    assert!((2 * cores..=8 * cores).contains(&slots), "{scheduler}");
     let plugins: Vec<&str> = status["plugins"]
         .as_array()
         .expect("plugins")

@@ -30,6 +30,8 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `pagewright serve` flags (plus a loopback port) and waits for its browser.
     pub async fn start(flags: &[&str]) -> Self {
+        // reqwest's TLS has no crypto provider of its own: every client needs the process's first.
+        pagewright::install_tls_provider();
         let mut argv = vec!["pagewright", "serve", "--listen", "127.0.0.1:0"];
         argv.extend_from_slice(flags);
         let data_dir = if flags.contains(&"--data-dir") {

@@ -25,6 +25,19 @@ use crate::plugin::{
 };
 use crate::pool::PagePool;
 
+/// Urgent jobs that may run beyond the concurrency limit, so that an urgent job does not wait for
+/// a render to finish; never beyond `--max-concurrent-renders`.
+pub const URGENT_HEADROOM: usize = 2;
+
+/// While a favoured job runs or an urgent one waits, other jobs start only while fewer than this
+/// many of them run. Favoured jobs are urgent ones and a tenant's only job in flight (a trickle
+/// beside another tenant's flood). Renders share the CPUs, so every other render under way slows
+/// the favoured one (on 2 cores one render alone takes ~150 ms, one of four ~340 ms, measured):
+/// those already running finish, the favoured job soon has Chromium nearly to itself, and the
+/// others fill the slots again once it is done. When every job is favoured (many light tenants),
+/// none is held back.
+pub const OTHERS_DURING_FAVOURED: usize = 1;
+
 /// How long a scorer call may wait for a plugin instance and run, in all.
 const SCORER_WAIT: Duration = Duration::from_millis(100);
 
@@ -144,7 +157,7 @@ struct Inner {
 #[derive(Debug)]
 struct State {
     queue: JobQueue<oneshot::Sender<Slot>>,
-    running: usize,
+    running: Running,
     limit: ConcurrencyLimit,
     /// A job waited while every slot was taken, since the limit last adapted.
     held_back: bool,
@@ -153,12 +166,46 @@ struct State {
     demand: Vec<KeyDemand>,
 }
 
+/// The jobs holding run slots: how many, how many of them are favoured, and how many per tenant.
+#[derive(Debug, Default)]
+struct Running {
+    total: usize,
+    favoured: usize,
+    by_tenant: std::collections::HashMap<Arc<str>, usize>,
+}
+
+impl Running {
+    fn of(&self, tenant: &str) -> usize {
+        self.by_tenant.get(tenant).copied().unwrap_or(0)
+    }
+
+    fn start(&mut self, tenant: &Arc<str>, favoured: bool) {
+        self.total += 1;
+        self.favoured += usize::from(favoured);
+        *self.by_tenant.entry(tenant.clone()).or_default() += 1;
+    }
+
+    fn end(&mut self, tenant: &str, favoured: bool) {
+        self.total -= 1;
+        self.favoured -= usize::from(favoured);
+        if let Some(count) = self.by_tenant.get_mut(tenant) {
+            *count -= 1;
+            if *count == 0 {
+                self.by_tenant.remove(tenant);
+            }
+        }
+    }
+}
+
 /// A run slot, held while a job runs. Dropping it frees the slot.
 #[derive(Debug)]
 pub struct Slot {
     inner: Option<Arc<Inner>>,
     taken_at: Instant,
     priority: Priority,
+    tenant: Arc<str>,
+    /// Others made way for this job (`OTHERS_DURING_FAVOURED`).
+    favoured: bool,
 }
 
 impl Slot {
@@ -176,7 +223,7 @@ impl Drop for Slot {
                 .metrics
                 .sched_run_seconds
                 .observe(self.taken_at.elapsed().as_secs_f64());
-            inner.changed(|state| state.running -= 1);
+            inner.changed(|state| state.running.end(&self.tenant, self.favoured));
             inner.dispatch();
         }
     }
@@ -197,7 +244,7 @@ impl Inner {
                 .get_or_create(&BandLabels { band })
                 .set(depth as i64);
         }
-        self.metrics.sched_running.set(state.running as i64);
+        self.metrics.sched_running.set(state.running.total as i64);
         result
     }
 
@@ -212,32 +259,56 @@ impl Inner {
     fn dispatch(self: &Arc<Self>) {
         loop {
             let waiter = self.changed(|state| {
-                if state.running >= state.limit.current {
-                    state.held_back |= !state.queue.is_empty();
+                let now = std::time::Instant::now();
+                let fifo = self.settings.fifo;
+                let running = &state.running;
+                let favoured =
+                    |band: usize, tenant: &str| !fifo && (band == 0 || running.of(tenant) == 0);
+                let others = running.total - running.favoured;
+                let favoured_active =
+                    !fifo && (running.favoured > 0 || state.queue.depth_by_band()[0] > 0);
+                let limit = state.limit.current;
+                let popped = if running.total < limit
+                    && !(favoured_active && others >= OTHERS_DURING_FAVOURED)
+                {
+                    state.queue.pop_with_band(now)
+                } else if !fifo
+                    && others > 0
+                    && running.total < (limit + URGENT_HEADROOM).min(state.limit.max)
+                {
+                    // Beyond the limit only jobs that others make way for: the others already
+                    // running finish and none starts, so the favoured job does not crowd Chromium.
+                    state.queue.pop_next(now, 2, favoured)
+                } else {
+                    None
+                };
+                let Some((band, placement, waiter)) = popped else {
+                    state.held_back |= !state.queue.is_empty() && state.running.total >= limit;
                     return None;
-                }
-                let (band, placement, waiter) =
-                    state.queue.pop_with_band(std::time::Instant::now())?;
-                state.running += 1;
+                };
+                let favoured = favoured(band, &placement.tenant);
+                state.running.start(&placement.tenant, favoured);
                 let priority = Priority {
                     band: band as u8,
                     score: placement.score,
                 };
-                Some((priority, waiter))
+                Some((priority, placement.tenant, favoured, waiter))
             });
-            let Some((priority, waiter)) = waiter else {
+            let Some((priority, tenant, favoured, waiter)) = waiter else {
                 return;
             };
             let slot = Slot {
                 inner: Some(self.clone()),
                 taken_at: Instant::now(),
                 priority,
+                tenant,
+                favoured,
             };
             if let Err(mut unwanted) = waiter.send(slot) {
                 // The caller gave up between its deadline check and now: take the slot back without
                 // recursing through its `Drop`.
                 unwanted.inner = None;
-                self.changed(|state| state.running -= 1);
+                self.changed(|state| state.running.end(&unwanted.tenant, unwanted.favoured));
             }
         }
     }
@@ -297,7 +368,7 @@ impl Scheduler {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     queue: JobQueue::new(settings.queue_capacity, settings.aging_step),
-                    running: 0,
+                    running: Running::default(),
                     limit: if settings.adaptive {
                         ConcurrencyLimit::new(
                             settings.start_slots,
@@ -473,7 +544,7 @@ impl Scheduler {
             queued_urgent: urgent,
             queued_hot: hot,
             queued_cold: cold,
-            running: state.running,
+            running: state.running.total,
             slots: state.limit.current,
             min_slots: state.limit.min,
             max_slots: state.limit.max,
@@ -614,6 +685,95 @@ mod tests {
         }
         assert_eq!(seen, ["urgent", "hot", "cold"]);
         assert_eq!(scheduler.status().running, 0);
+    }
+
+    /// A scheduler whose limit is `limit` with room up to `max`.
+    fn scheduler_with_headroom(limit: usize, max: usize) -> Scheduler {
+        Scheduler::new(
+            SchedSettings {
+                queue_capacity: 100,
+                slots: max,
+                min_slots: limit,
+                start_slots: limit,
+                adaptive: true,
+                aging_step: Duration::from_secs(10),
+                fifo: false,
+            },
+            Metrics::new(),
+            None,
+        )
+    }
+
+    /// Admits a job in a task of its own, returning its slot (or error) when it gets one.
+    fn admit_later(
+        scheduler: &Scheduler,
+        tenant: &'static str,
+        class: Class,
+    ) -> tokio::task::JoinHandle<Result<Slot, SchedError>> {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move {
+            scheduler
+                .admit(&admission(tenant, class, Duration::from_secs(5)))
+                .await
+        })
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_urgent_job_starts_beyond_the_limit_and_others_wait_for_it() {
+        let scheduler = scheduler_with_headroom(2, 4);
+        let cold = |_| admission("t", Class::Cold, Duration::from_secs(5));
+        let first = scheduler.admit(&cold(())).await.expect("a slot");
+        let second = scheduler.admit(&cold(())).await.expect("a slot");
+        // Both slots are taken, yet the urgent job starts at once.
+        let urgent = scheduler
+            .admit(&admission("t", Class::Urgent, Duration::from_secs(5)))
+            .await
+            .expect("a slot beyond the limit");
+        assert_eq!(urgent.priority().band, 0);
+        let waiting = admit_later(&scheduler, "t", Class::Cold);
+        settle().await;
+        drop(first);
+        settle().await;
+        assert!(
+            !waiting.is_finished(),
+            "no other job starts while the urgent one runs and one other still does"
+        );
+        drop(urgent);
+        let started = waiting.await.expect("task").expect("a slot");
+        assert_eq!(scheduler.status().running, 2);
+        drop((second, started));
+    }
+
+    #[tokio::test]
+    async fn a_tenants_only_job_starts_while_another_tenants_flood_holds_the_slots() {
+        let scheduler = scheduler_with_headroom(2, 4);
+        let flood: Vec<_> = (0..2)
+            .map(|_| admission("flood", Class::Hot, Duration::from_secs(5)))
+            .collect();
+        let mut held = Vec::new();
+        for job in &flood {
+            held.push(scheduler.admit(job).await.expect("a slot"));
+        }
+        let queued: Vec<_> = (0..5)
+            .map(|_| admit_later(&scheduler, "flood", Class::Hot))
+            .collect();
+        settle().await;
+        assert_eq!(scheduler.status().queued, 5);
+        let trickle = scheduler
+            .admit(&admission("trickle", Class::Hot, Duration::from_secs(5)))
+            .await
+            .expect("the trickle's job starts at once");
+        assert_eq!(scheduler.status().running, 3);
+        drop((trickle, held));
+        for job in queued {
+            drop(job.await.expect("task").expect("a slot"));
+        }
     }
 
     #[tokio::test]

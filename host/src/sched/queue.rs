@@ -4,9 +4,11 @@
 //! - **Bands.** A job's score puts it in a band: urgent (score ≥ 200), hot (≥ 100) or cold. The
 //!   built-in score is its class's base (urgent 200, hot 100, cold 0) plus the request's number
 //!   (-50..=50); a scorer plugin's score replaces it. Higher bands go first.
-//! - **Aging.** A waiting job rises one band per `aging_step` of waiting, so a cold job waits at most
-//!   two steps behind a flood of hotter work. Within a band, the jobs that aged into it go first,
-//!   oldest first: they have waited longest.
+//! - **Aging.** A cold job that has waited `aging_step` moves into the hot band, where it goes
+//!   ahead of its own tenant's hot jobs and takes its tenant's turns like any hot job: cold jobs
+//!   finish under a flood of hot work, yet an old backlog never jumps another tenant's turn. Nothing
+//!   ages into the urgent band: aged work must not delay the jobs that asked to go first, and a hot
+//!   flood turning urgent would push out every other tenant's hot jobs.
 //! - **Fairness.** Within a band, tenants take turns by predicted render time (start-time fair
 //!   queuing): each tenant has a virtual clock that its dispatched jobs advance by their predicted
 //!   cost, and the tenant whose clock is furthest behind goes next. With equal costs this is round
@@ -17,9 +19,10 @@
 //! - **Deadlines.** Every job has a queue-wait deadline; [`JobQueue::expire`] takes out the jobs past
 //!   theirs, so they end with their own error and never start.
 //!
-//! Each job is in several indexes (its tenant's heap, its band's arrival order, the deadline heap);
-//! dispatch, cancellation and expiry remove it from `jobs` only, and the indexes skip entries that are
-//! no longer there when they reach them. Enqueue and dequeue are O(log n) amortised.
+//! Each job is in several indexes (its tenant's heap in its band, its band's arrival order, the
+//! deadline heap); dispatch, cancellation, expiry and aging change `jobs` only, and the indexes skip
+//! entries that no longer match it when they reach them. Enqueue and dequeue are O(log n)
+//! amortised.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -84,14 +87,18 @@ pub struct Placement {
 #[derive(Debug)]
 struct Waiting<T> {
     placement: Placement,
+    /// The band the job is in now (a cold job that aged is in the hot band).
     band: usize,
+    /// The band it was queued in, which `depth_by_band` counts.
+    queued_band: usize,
     job: T,
 }
 
-/// A tenant's jobs in one band: best score first, then the earliest.
+/// A tenant's jobs in one band: jobs that aged into the band first, then the best score, then the
+/// earliest.
 #[derive(Debug, Default)]
 struct TenantJobs {
-    heap: BinaryHeap<(Score, Reverse<u64>)>,
+    heap: BinaryHeap<(bool, Score, Reverse<u64>)>,
     /// Virtual time at which the tenant's last dispatched job ends; its next one starts no earlier.
     finish: f64,
     /// The tenant has an entry in its band's `turns`.
@@ -116,6 +123,9 @@ impl Ord for Score {
     }
 }
 
+const HOT: usize = 1;
+const COLD: usize = 2;
+
 #[derive(Debug, Default)]
 struct Band {
     tenants: HashMap<Arc<str>, TenantJobs>,
@@ -124,8 +134,24 @@ struct Band {
     turns: BinaryHeap<Reverse<(Score, u64, Arc<str>)>>,
     /// The virtual start time of the job dispatched last.
     vtime: f64,
-    /// Every job placed in this band, in arrival order: the oldest is the first to age upwards.
+    /// The cold band's jobs in arrival order: the oldest is the first to age upwards.
     arrivals: VecDeque<u64>,
+}
+
+impl Band {
+    /// Puts job `id` in its tenant's queue in this band, and the tenant in turn if it was not.
+    fn enter(&mut self, placement: &Placement, id: u64, aged: bool) {
+        let tenant = self.tenants.entry(placement.tenant.clone()).or_default();
+        tenant
+            .heap
+            .push((aged, Score(placement.score), Reverse(id)));
+        if !tenant.has_turn {
+            tenant.has_turn = true;
+            let start = tenant.finish.max(self.vtime);
+            self.turns
+                .push(Reverse((Score(start), id, placement.tenant.clone())));
+        }
+    }
 }
 
 /// The queue. Not thread-safe by itself: the scheduler holds it under one lock.
@@ -189,27 +215,25 @@ impl<T> JobQueue<T> {
         let id = self.next;
         self.next += 1;
         let band_index = band_of(placement.score);
-        let band = &mut self.bands[band_index];
-        let tenant = band.tenants.entry(placement.tenant.clone()).or_default();
-        tenant.heap.push((Score(placement.score), Reverse(id)));
-        if !tenant.has_turn {
-            tenant.has_turn = true;
-            let start = tenant.finish.max(band.vtime);
-            band.turns
-                .push(Reverse((Score(start), id, placement.tenant.clone())));
+        self.bands[band_index].enter(&placement, id, false);
+        if band_index == COLD {
+            self.bands[COLD].arrivals.push_back(id);
         }
-        band.arrivals.push_back(id);
         self.deadlines.push(Reverse((placement.queue_deadline, id)));
         self.jobs.insert(
             id,
             Waiting {
                 placement,
                 band: band_index,
+                queued_band: band_index,
                 job,
             },
         );
         self.depth[band_index] += 1;
         self.compact_if_needed();
+        if id.is_multiple_of(1024) {
+            self.forget_idle_tenants();
+        }
         Ok(Ticket(id))
     }
 
@@ -219,10 +243,9 @@ impl<T> JobQueue<T> {
     fn compact_if_needed(&mut self) {
         let limit = 2 * self.jobs.len() + 1024;
         let jobs = &self.jobs;
-        for band in &mut self.bands {
-            if band.arrivals.len() > limit {
-                band.arrivals.retain(|id| jobs.contains_key(id));
-            }
+        let cold = &mut self.bands[COLD].arrivals;
+        if cold.len() > limit {
+            cold.retain(|id| jobs.get(id).is_some_and(|waiting| waiting.band == COLD));
         }
         if self.deadlines.len() > limit {
             self.deadlines
@@ -235,8 +258,8 @@ impl<T> JobQueue<T> {
         self.take(ticket.0)
     }
 
-    /// The next job to run at `now`: the highest band (after aging) first; in a band, jobs aged into
-    /// it first, then tenants in turn.
+    /// The next job to run at `now`: the highest band first (cold jobs that waited `aging_step`
+    /// count as hot); in a band, tenants in turn.
     pub fn pop(&mut self, now: Instant) -> Option<(Placement, T)> {
         self.pop_with_band(now)
             .map(|(_, placement, job)| (placement, job))
@@ -244,15 +267,80 @@ impl<T> JobQueue<T> {
 
     /// [`Self::pop`], with the band the job left from (after aging): 0 urgent, 1 hot, 2 cold.
     pub fn pop_with_band(&mut self, now: Instant) -> Option<(usize, Placement, T)> {
-        for band in 0..BANDS {
-            let id = self
-                .oldest_aged_into(band, now)
-                .or_else(|| self.next_turn(band));
-            if let Some((placement, job)) = id.and_then(|id| self.take(id)) {
+        self.pop_within(now, BANDS - 1)
+    }
+
+    /// The next job at `now` if it is in band `max_band` or higher (after aging).
+    pub fn pop_within(&mut self, now: Instant, max_band: usize) -> Option<(usize, Placement, T)> {
+        self.pop_next(now, max_band, |_, _| true)
+    }
+
+    /// The next job at `now` if it is in band `max_band` or higher and `accept(band, tenant)` takes
+    /// it; `None` (and the job stays first) if not.
+    pub fn pop_next(
+        &mut self,
+        now: Instant,
+        max_band: usize,
+        accept: impl Fn(usize, &str) -> bool,
+    ) -> Option<(usize, Placement, T)> {
+        self.age(now);
+        for band in 0..=max_band.min(BANDS - 1) {
+            let Some(tenant) = self.head_tenant(band) else {
+                continue;
+            };
+            if !accept(band, &tenant) {
+                return None;
+            }
+            if let Some((placement, job)) = self.next_turn(band).and_then(|id| self.take(id)) {
                 return Some((band, placement, job));
             }
         }
         None
+    }
+
+    /// The tenant whose turn it is in `band`, after taking tenants left without live jobs there
+    /// out of turn.
+    fn head_tenant(&mut self, band_index: usize) -> Option<Arc<str>> {
+        let jobs = &self.jobs;
+        let band = &mut self.bands[band_index];
+        while let Some(Reverse((_, _, tenant))) = band.turns.peek() {
+            let tenant = tenant.clone();
+            if let Some(queue) = band.tenants.get_mut(&tenant) {
+                while let Some(&(_, _, Reverse(id))) = queue.heap.peek() {
+                    if jobs
+                        .get(&id)
+                        .is_some_and(|waiting| waiting.band == band_index)
+                    {
+                        return Some(tenant);
+                    }
+                    queue.heap.pop();
+                }
+                // No job left here: out of turn, its clock kept (`forget_idle_tenants`).
+                queue.has_turn = false;
+            }
+            band.turns.pop();
+        }
+        None
+    }
+
+    /// Moves the cold jobs that have waited `aging_step` at `now` into the hot band, oldest first.
+    fn age(&mut self, now: Instant) {
+        while let Some(&id) = self.bands[COLD].arrivals.front() {
+            let Some(waiting) = self.jobs.get_mut(&id) else {
+                self.bands[COLD].arrivals.pop_front();
+                continue;
+            };
+            if waiting.band != COLD {
+                self.bands[COLD].arrivals.pop_front();
+                continue;
+            }
+            if now.saturating_duration_since(waiting.placement.enqueued_at) < self.aging_step {
+                return;
+            }
+            self.bands[COLD].arrivals.pop_front();
+            waiting.band = HOT;
+            self.bands[HOT].enter(&waiting.placement, id, true);
+        }
     }
 
     /// Removes and returns the jobs whose queue-wait deadline is at or before `now`.
@@ -283,64 +371,50 @@ impl<T> JobQueue<T> {
 
     fn take(&mut self, id: u64) -> Option<(Placement, T)> {
         let waiting = self.jobs.remove(&id)?;
-        self.depth[waiting.band] -= 1;
+        self.depth[waiting.queued_band] -= 1;
         Some((waiting.placement, waiting.job))
     }
 
-    /// The oldest job of a lower band that has waited long enough to count as `band`.
-    fn oldest_aged_into(&mut self, band: usize, now: Instant) -> Option<u64> {
-        let mut best: Option<(Instant, u64)> = None;
-        for lower in band + 1..BANDS {
-            let steps = (lower - band) as u32;
-            let arrivals = &mut self.bands[lower].arrivals;
-            // Skip jobs that already left.
-            while let Some(&id) = arrivals.front() {
-                if self.jobs.contains_key(&id) {
-                    break;
-                }
-                arrivals.pop_front();
-            }
-            let Some(&id) = arrivals.front() else {
-                continue;
-            };
-            let enqueued_at = self.jobs[&id].placement.enqueued_at;
-            let aged = now.saturating_duration_since(enqueued_at) >= self.aging_step * steps;
-            if aged && best.is_none_or(|(oldest, _)| enqueued_at < oldest) {
-                best = Some((enqueued_at, id));
-            }
-        }
-        best.map(|(_, id)| id)
-    }
-
     /// The best job of the tenant whose turn it is in `band` (the earliest virtual start time),
-    /// advancing the tenant's clock by the job's cost. A tenant left without jobs leaves the band;
-    /// what it had run ahead of the band's clock is forgotten with it (at most one job's cost).
-    fn next_turn(&mut self, band: usize) -> Option<u64> {
+    /// advancing the tenant's clock by the job's cost.
+    fn next_turn(&mut self, band_index: usize) -> Option<u64> {
         let jobs = &self.jobs;
-        let band = &mut self.bands[band];
+        let band = &mut self.bands[band_index];
         while let Some(Reverse((Score(start), _, tenant))) = band.turns.pop() {
             let Some(queue) = band.tenants.get_mut(&tenant) else {
                 continue;
             };
             queue.has_turn = false;
-            while let Some((_, Reverse(id))) = queue.heap.pop() {
-                let Some(waiting) = jobs.get(&id) else {
+            while let Some((_, _, Reverse(id))) = queue.heap.pop() {
+                // Gone, or aged out of this band.
+                let Some(waiting) = jobs.get(&id).filter(|waiting| waiting.band == band_index)
+                else {
                     continue;
                 };
                 band.vtime = start;
                 queue.finish = start + waiting.placement.cost;
-                if queue.heap.is_empty() {
-                    band.tenants.remove(&tenant);
-                } else {
+                // A tenant left without jobs keeps its clock (see `forget_idle_tenants`), so a
+                // tenant sending in bursts does not start each burst with a fresh turn.
+                if !queue.heap.is_empty() {
                     queue.has_turn = true;
                     band.turns
                         .push(Reverse((Score(queue.finish), id, tenant.clone())));
                 }
                 return Some(id);
             }
-            band.tenants.remove(&tenant);
         }
         None
+    }
+
+    /// Drops the tenants that have no jobs and whose clock the band's has caught up with: they
+    /// would start at the band's clock anyway.
+    fn forget_idle_tenants(&mut self) {
+        for band in &mut self.bands {
+            let vtime = band.vtime;
+            band.tenants.retain(|_, tenant| {
+                tenant.has_turn || !tenant.heap.is_empty() || tenant.finish > vtime
+            });
+        }
     }
 }
 
@@ -391,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn waiting_jobs_age_upwards_so_cold_jobs_finish() {
+    fn waiting_cold_jobs_age_into_the_hot_band_so_they_finish() {
         let start = Instant::now();
         let mut queue = JobQueue::new(100, STEP);
         queue
@@ -400,21 +474,44 @@ mod tests {
         // A steady stream of hot work arriving after it.
         for _ in 0..5 {
             queue
-                .push(placement("t", 100.0, start + STEP), "hot")
+                .push(placement("t", 150.0, start + STEP), "hot")
                 .expect("room in the queue");
         }
-        // Before a step has passed, hot work goes first; after one step the cold job counts as hot
-        // and has waited longest; after two it is urgent.
+        // Before a step has passed, hot work goes first; after one the cold job counts as hot, and
+        // goes ahead of its tenant's hot jobs.
         assert_eq!(queue.pop(start + STEP / 2).expect("a job").1, "hot");
-        assert_eq!(queue.pop(start + STEP).expect("a job").1, "old cold");
+        let (band, _, job) = queue.pop_with_band(start + STEP).expect("a job");
+        assert_eq!((band, job), (1, "old cold"));
+        assert_eq!(
+            queue.depth_by_band(),
+            [0, 4, 0],
+            "counted by the band it was queued in"
+        );
+    }
+
+    #[test]
+    fn aged_jobs_never_pass_urgent_ones_or_another_tenants_turn() {
+        let start = Instant::now();
+        let later = start + 3 * STEP;
         let mut queue = JobQueue::new(100, STEP);
         queue
-            .push(placement("t", 0.0, start), "old cold")
+            .push(placement("old", 0.0, start), "old cold")
             .expect("room in the queue");
         queue
-            .push(placement("t", 200.0, start + 2 * STEP), "urgent")
+            .push(placement("old", 100.0, start), "old hot")
             .expect("room in the queue");
-        assert_eq!(queue.pop(start + 2 * STEP).expect("a job").1, "old cold");
+        queue
+            .push(placement("new", 200.0, later), "urgent")
+            .expect("room in the queue");
+        queue
+            .push(placement("new", 100.0, later), "new hot")
+            .expect("room in the queue");
+        let order = drain(&mut queue, later);
+        assert_eq!(order[0], "urgent");
+        // In the hot band the tenants take turns, whatever the age of one's backlog.
+        let new_hot = order.iter().position(|job| *job == "new hot");
+        assert!(new_hot <= Some(2), "{order:?}");
+        assert_eq!(order.len(), 4);
     }
 
     #[test]
@@ -495,7 +592,7 @@ mod tests {
             // Same tenant and band: the higher score goes first, every time.
             assert_eq!(queue.pop(now).expect("a job").1, "cold");
         }
-        assert!(queue.bands[2].arrivals.len() <= 2 * queue.len() + 1024);
+        assert!(queue.bands[COLD].arrivals.len() <= 2 * queue.len() + 1024);
         assert!(queue.deadlines.len() <= 2 * queue.len() + 1024);
         assert_eq!(drain(&mut queue, now), ["old cold"]);
     }

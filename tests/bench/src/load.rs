@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 
 use crate::scenarios::{PagewrightServer, percentile, serve_page};
 
+/// Requests at 4/s before the idle measurement: the pool, the statistics and Chromium's caches
+/// are warm when it starts.
+const WARM_UP: Duration = Duration::from_secs(10);
+
 /// How one request went.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -31,6 +35,7 @@ struct Figures {
     ok: usize,
     failed: usize,
     p50_ms: f64,
+    p90_ms: f64,
     p99_ms: f64,
 }
 
@@ -46,8 +51,36 @@ impl Figures {
             ok: latencies.len(),
             failed: samples.len() - latencies.len(),
             p50_ms: percentile(&latencies, 0.50),
+            p90_ms: percentile(&latencies, 0.90),
             p99_ms: percentile(&latencies, 0.99),
         }
+    }
+}
+
+/// The table both benches print: `who`'s latency idle and loaded per queue order, the ratio of the
+/// p99s (the target), and one more column.
+fn print_table<'a>(
+    who: &str,
+    extra: &str,
+    rows: impl Iterator<Item = (&'a str, &'a Figures, &'a Figures, String)>,
+) {
+    println!(
+        "| queue order | {who} p50 idle / loaded ms | p90 idle / loaded | p99 idle / loaded | p99 loaded / idle | {who} failed | {extra} | target |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for (label, idle, loaded, extra) in rows {
+        println!(
+            "| {label} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | **{:.2}x** | {} | {extra} | {} |",
+            idle.p50_ms,
+            loaded.p50_ms,
+            idle.p90_ms,
+            loaded.p90_ms,
+            idle.p99_ms,
+            loaded.p99_ms,
+            loaded.p99_ms / idle.p99_ms,
+            loaded.failed,
+            if label == "FIFO" { "baseline" } else { "<= 2x" },
+        );
     }
 }
 
@@ -171,7 +204,7 @@ pub async fn priority_bench(seconds: u64, urgent_rate: f64, clients: usize) -> a
         let server = PagewrightServer::start(&server_args(fifo)).await?;
         let url = format!("{}/v1/screenshot", server.base());
         // Warm the pool and the statistics, then measure the urgent jobs alone.
-        steady(&client, &url, urgent.clone(), 4.0, Duration::from_secs(3)).await;
+        steady(&client, &url, urgent.clone(), 4.0, WARM_UP).await;
         let idle = Figures::of(&steady(&client, &url, urgent.clone(), urgent_rate, duration).await);
         let flooding = flood(&client, &url, cold.clone(), clients);
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -194,27 +227,13 @@ pub async fn priority_bench(seconds: u64, urgent_rate: f64, clients: usize) -> a
         );
         rows.push((label, idle, loaded, cold_rate));
     }
-    println!(
-        "| queue order | urgent p50 idle / loaded ms | urgent p99 idle / loaded ms | p99 loaded / idle | urgent failed | cold flood renders/s | target |"
+    print_table(
+        "urgent",
+        "cold flood renders/s",
+        rows.iter().map(|(label, idle, loaded, cold_rate)| {
+            (*label, idle, loaded, format!("{cold_rate:.2}"))
+        }),
     );
-    println!("|---|---:|---:|---:|---:|---:|---|");
-    for (label, idle, loaded, cold_rate) in &rows {
-        println!(
-            "| {label} | {:.1} / {:.1} | {:.1} / {:.1} | **{:.2}x** | {} | {:.2} | {} |",
-            idle.p50_ms,
-            loaded.p50_ms,
-            idle.p99_ms,
-            loaded.p99_ms,
-            loaded.p99_ms / idle.p99_ms,
-            loaded.failed,
-            cold_rate,
-            if *label == "FIFO" {
-                "baseline"
-            } else {
-                "<= 2x"
-            },
-        );
-    }
     if let [(_, _, priority, _), (_, _, fifo, _)] = rows.as_slice() {
         println!(
             "\nUrgent p99 under the cold flood, FIFO / priorities: {:.2}x",
@@ -235,7 +254,7 @@ pub async fn fairness_bench(seconds: u64, small_rate: f64, ratio: f64) -> anyhow
     for (label, fifo) in [("tenants take turns", false), ("FIFO", true)] {
         let server = PagewrightServer::start(&server_args(fifo)).await?;
         let url = format!("{}/v1/screenshot", server.base());
-        steady(&client, &url, small.clone(), 4.0, Duration::from_secs(3)).await;
+        steady(&client, &url, small.clone(), 4.0, WARM_UP).await;
         let idle = Figures::of(&steady(&client, &url, small.clone(), small_rate, duration).await);
         let big_load = {
             let (client, url, big) = (client.clone(), url.clone(), big.clone());
@@ -259,27 +278,12 @@ pub async fn fairness_bench(seconds: u64, small_rate: f64, ratio: f64) -> anyhow
         );
         rows.push((label, idle, loaded, big));
     }
-    println!(
-        "| queue order | small p50 idle / loaded ms | small p99 idle / loaded ms | p99 loaded / idle | small failed | big: rendered / refused or expired | target |"
+    print_table(
+        "small",
+        "big: rendered / refused or expired",
+        rows.iter().map(|(label, idle, loaded, big)| {
+            (*label, idle, loaded, format!("{} / {}", big.ok, big.failed))
+        }),
     );
-    println!("|---|---:|---:|---:|---:|---:|---|");
-    for (label, idle, loaded, big) in &rows {
-        println!(
-            "| {label} | {:.1} / {:.1} | {:.1} / {:.1} | **{:.2}x** | {} | {} / {} | {} |",
-            idle.p50_ms,
-            loaded.p50_ms,
-            idle.p99_ms,
-            loaded.p99_ms,
-            loaded.p99_ms / idle.p99_ms,
-            loaded.failed,
-            big.ok,
-            big.failed,
-            if *label == "FIFO" {
-                "baseline"
-            } else {
-                "<= 2x"
-            },
-        );
-    }
     Ok(())
 }

@@ -143,6 +143,8 @@ enum BenchCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // reqwest's TLS has no crypto provider of its own: every client needs the process's first.
+    pagewright::install_tls_provider();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         BenchCommand::Pool {
@@ -190,7 +192,10 @@ fn main() -> anyhow::Result<()> {
         } => runtime.block_on(load::fairness_bench(seconds, small_rate, ratio)),
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
-                .with_env_filter("warn")
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                )
                 .with_writer(std::io::stderr)
                 .init();
             let argv = ["pagewright", "serve"]
