@@ -189,6 +189,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_AGING_STEP_MS", default_value_t = 10_000)]
     pub aging_step_ms: u64,
 
+    /// The NUMA nodes to run a shard on each (its own Chromium, page pool and plugin workers,
+    /// pinned to the node's CPUs and preferring its memory). `auto` reads them from
+    /// `/sys/devices/system/node`; CPU lists separated by `;` give them instead: `0;1` is two
+    /// shards of one CPU each, which runs several shards on a one-node machine.
+    #[arg(long, env = "PAGEWRIGHT_NUMA_NODES", default_value = "auto")]
+    pub numa_nodes: String,
+
     /// The queue's order: `priority` (classes, numbers and scorer plugins, aging, tenants taking
     /// turns by predicted render time) or `fifo` (first come, first served: the baseline the
     /// scheduler benchmarks compare against).
@@ -368,7 +375,11 @@ pub struct PluginSettings {
     pub max_total_memory_bytes: usize,
     pub max_output_bytes: usize,
     pub max_instances: u32,
+    /// Plugin worker threads in all.
     pub workers: usize,
+    /// The shards' nodes: a group of workers each, pinned to the node's CPUs and sharing
+    /// `workers` by CPUs. Empty: one group, unpinned.
+    pub worker_nodes: Vec<crate::shard::Node>,
     /// Copied from the server's setting: plugins' own navigations obey it.
     pub deny_private_networks: bool,
     /// Components to load at start-up, by name.
@@ -461,6 +472,7 @@ impl PluginArgs {
             max_output_bytes: self.plugin_max_output_mib << 20,
             max_instances: self.plugin_instances,
             workers,
+            worker_nodes: Vec::new(),
             deny_private_networks,
             files: self.plugin_files.clone(),
             max_upload_bytes: self.plugin_max_upload_mib << 20,
@@ -491,6 +503,8 @@ pub struct Settings {
     pub scorer: Option<String>,
     pub jobs: crate::sched::JobsSettings,
     pub webhook_secret: Option<Token>,
+    /// A shard per node.
+    pub topology: crate::shard::Topology,
 }
 
 /// A bearer token, kept out of `Debug` output so settings can be logged.
@@ -517,6 +531,9 @@ impl std::fmt::Debug for Token {
 pub struct BrowserSettings {
     pub executable: PathBuf,
     pub launch_timeout: Duration,
+    /// The NUMA node whose CPUs the browser's processes are pinned to and whose memory they
+    /// prefer (a shard's); `None` leaves them wherever the kernel puts them.
+    pub node: Option<crate::shard::Node>,
 }
 
 #[derive(Debug, Clone)]
@@ -531,6 +548,25 @@ pub struct PoolSettings {
     pub page_reuse_limit: u32,
     pub context_reuse_limit: u32,
     pub lease_timeout: Duration,
+}
+
+impl PoolSettings {
+    /// A shard's pool: its share of the pages and of the renders by CPUs, `cpus` of `total_cpus`.
+    /// Renders round up (the shares add up to at least the machine's limit, which the scheduler
+    /// enforces), pages round down (their sum is what memory was sized for), and a shard always
+    /// has a page for each render it may run.
+    pub fn share(&self, cpus: usize, total_cpus: usize) -> Self {
+        let total_cpus = total_cpus.max(1);
+        let renders = (self.max_concurrent_renders * cpus)
+            .div_ceil(total_cpus)
+            .max(1);
+        let pages = (self.max_pages * cpus / total_cpus).max(renders);
+        Self {
+            max_pages: pages,
+            max_concurrent_renders: renders,
+            ..self.clone()
+        }
+    }
 }
 
 /// A configuration that cannot work, named by the flag at fault.
@@ -591,8 +627,27 @@ impl ServeArgs {
             aging_step: Duration::from_millis(self.aging_step_ms),
             fifo: self.queue_order == QueueOrder::Fifo,
         };
+        let topology = match self.numa_nodes.as_str() {
+            "auto" => crate::shard::Topology::detect(),
+            spec => {
+                crate::shard::Topology::configured(spec).map_err(|error| ConfigError::Invalid {
+                    flag: "numa-nodes",
+                    rule: "`auto` or CPU lists separated by `;` (like `0-3;4-7`)",
+                    value: format!("`{spec}`: {error}"),
+                })?
+            }
+        };
+        if topology.nodes.len() > pool.max_concurrent_renders {
+            return Err(ConfigError::Invalid {
+                flag: "max-concurrent-renders",
+                rule: "at least one per shard (NUMA node)",
+                value: pool.max_concurrent_renders.to_string(),
+            });
+        }
         let mut plugins = self.plugins.validate(self.deny_private_networks)?;
         plugins.data_dir = Some(self.data_dir.clone().unwrap_or_else(default_data_dir));
+        plugins.worker_nodes = topology.nodes.clone();
+        plugins.workers = plugins.workers.max(topology.nodes.len());
         Ok(Settings {
             listen: self.listen,
             browser: self.browser.validate()?,
@@ -616,6 +671,7 @@ impl ServeArgs {
                 max_records: MAX_FINISHED_JOBS,
             },
             webhook_secret: self.webhook_secret.clone().map(Token),
+            topology,
         })
     }
 }
@@ -647,6 +703,7 @@ impl BrowserArgs {
         Ok(BrowserSettings {
             executable: find_chrome(self.chrome.clone())?,
             launch_timeout: Duration::from_millis(self.browser_launch_timeout_ms),
+            node: None,
         })
     }
 }
@@ -744,4 +801,64 @@ fn total_memory_bytes() -> u64 {
             Some(kib * 1024)
         })
         .unwrap_or(4 << 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(flags: &[&str]) -> Result<Settings, ConfigError> {
+        let argv = ["pagewright", "serve"].iter().chain(flags);
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
+            panic!("parsed as another command");
+        };
+        args.validate()
+    }
+
+    #[test]
+    fn a_bad_numa_topology_names_the_flag_and_the_reason() {
+        for (spec, reason) in [
+            ("0;0", "more than one node"),
+            ("x", "not a CPU list"),
+            ("1000", "not one this process may run on"),
+        ] {
+            match serve(&["--numa-nodes", spec]) {
+                Err(ConfigError::Invalid { flag, value, .. }) => {
+                    assert_eq!(flag, "numa-nodes");
+                    assert!(value.contains(reason), "{spec}: {value}");
+                }
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn shards_share_pages_renders_and_plugin_workers_by_cpus() {
+        let cpu = crate::sys::allowed_cpus()
+            .into_iter()
+            .next()
+            .expect("a CPU");
+        let settings = serve(&[
+            "--numa-nodes",
+            &cpu.to_string(),
+            "--max-pages",
+            "30",
+            "--max-concurrent-renders",
+            "9",
+        ])
+        .expect("valid");
+        assert_eq!(settings.topology.nodes.len(), 1);
+        assert_eq!(settings.plugins.worker_nodes, settings.topology.nodes);
+        // One CPU of three: a third of the pages, rounded down; a third of the renders, rounded up.
+        let share = settings.pool.share(1, 3);
+        assert_eq!((share.max_pages, share.max_concurrent_renders), (10, 3));
+        // Never fewer pages than renders, never no renders.
+        let tiny = PoolSettings {
+            max_pages: 2,
+            max_concurrent_renders: 2,
+            ..settings.pool.clone()
+        }
+        .share(1, 4);
+        assert_eq!((tiny.max_pages, tiny.max_concurrent_renders), (1, 1));
+    }
 }

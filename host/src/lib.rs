@@ -1,8 +1,10 @@
 //! pagewright: a render platform over a shared headless Chromium.
 //!
-//! A request's path: [`api`] parses and checks it and builds a [`render::RenderJob`]; [`render`] leases a
-//! page from [`pool`], which opens pages in the Chromium that [`browser`] keeps alive; the job drives the
-//! page through [`page`]'s operations and the output goes back. See `docs/architecture.md`.
+//! A request's path: [`api`] parses and checks it and builds a [`render::RenderJob`]; [`sched`] queues
+//! it until a run slot is free; [`shard`] places it on a NUMA node's shard, whose [`render`] leases a
+//! page from the shard's [`pool`], which opens pages in the Chromium that the shard's [`browser`]
+//! supervisor keeps alive; the job drives the page through [`page`]'s operations (and [`plugin`]s on
+//! the shard's plugin workers) and the output goes back. See `docs/architecture.md`.
 
 pub mod api;
 pub mod browser;
@@ -13,6 +15,7 @@ pub mod plugin;
 pub mod pool;
 pub mod render;
 pub mod sched;
+pub mod shard;
 mod sys;
 
 pub use sys::raise_open_files_limit;
@@ -36,21 +39,22 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Starts the plugin host (compiling the built-in plugins), the browser supervisor and the pool; the
-/// browser launches in the background.
+/// Starts the plugin host (compiling the built-in plugins), the shards (a browser supervisor and a
+/// pool each) and the scheduler; the browsers launch in the background.
 pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
     let metrics = Metrics::new();
     let plugins = PluginHost::new(settings.plugins.clone(), metrics.clone())
         .context("starting the plugin host failed")?;
-    let browser = BrowserSupervisor::start(settings.browser.clone(), metrics.clone());
-    let pool = PagePool::new(browser.clone(), settings.pool.clone(), metrics.clone());
-    let renderer = Renderer::new(pool.clone(), plugins.clone(), metrics.clone());
+    let shards = start_shards(&settings, &plugins, &metrics);
     let scheduler = sched::Scheduler::new(
         settings.sched.clone(),
         metrics.clone(),
         Some(plugins.clone()),
     );
-    scheduler.start_upkeep(pool.clone());
+    scheduler.start_upkeep({
+        let shards = shards.clone();
+        move |demand| shards.set_warm_targets(demand)
+    });
     let jobs = sched::Jobs::new(settings.jobs.clone());
     let webhooks = sched::Webhooks::new(
         jobs.clone(),
@@ -68,12 +72,40 @@ pub fn start_services(settings: Settings) -> anyhow::Result<AppState> {
         jobs,
         webhooks,
         settings,
-        browser,
-        pool,
-        renderer,
+        shards,
         plugins,
         metrics,
     })
+}
+
+/// A browser, pool and renderer per node of the topology, each browser pinned to its node; the
+/// browsers launch in the background.
+fn start_shards(settings: &Settings, plugins: &PluginHost, metrics: &Metrics) -> shard::Shards {
+    let topology = settings.topology.clone();
+    let total_cpus = topology.cpus();
+    let shards = topology
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let browser = BrowserSupervisor::start(
+                config::BrowserSettings {
+                    node: Some(node.clone()),
+                    ..settings.browser.clone()
+                },
+                metrics.clone(),
+            );
+            let pool = PagePool::new(
+                index,
+                browser.clone(),
+                settings.pool.share(node.cpus.len(), total_cpus),
+                metrics.clone(),
+            );
+            let renderer = Renderer::new(pool.clone(), plugins.clone(), metrics.clone(), index);
+            shard::Shard::new(index, node.clone(), browser, pool, renderer)
+        })
+        .collect();
+    shard::Shards::new(topology, shards, metrics.clone())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; then stops accepting, gives in-flight
@@ -113,8 +145,7 @@ pub async fn serve(
             }
         }
     };
-    state.pool.close().await;
-    state.browser.shutdown().await;
+    state.shards.close().await;
     // Requests the grace period abandoned may still hold the plugin host; the data directory is
     // released now regardless, so a server started next can have it.
     state.plugins.close().await;
@@ -290,6 +321,8 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
             max_records: 0,
         },
         webhook_secret: None,
+        // One browser for one page, wherever the kernel runs it.
+        topology: shard::Topology::single_node(),
     };
     let state = start_services(settings)?;
     // The same built-in plugins the API's endpoints use.
@@ -328,7 +361,7 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
     let mut result = Ok(());
     for (path, output) in outputs {
         let mut job = RenderJob {
-            id: state.renderer.next_job_id(),
+            id: render::next_job_id(),
             target: Target::Url(url.to_string()),
             goto: Default::default(),
             page: Default::default(),
@@ -342,7 +375,7 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
             height: args.viewport.1,
             ..Viewport::default()
         };
-        let rendered = match state.renderer.render(&job).await {
+        let rendered = match state.shards[0].renderer.render(&job).await {
             Ok(rendered) => rendered,
             Err(error) => {
                 result = Err(anyhow::anyhow!("rendering {url} failed: {error}"));
@@ -373,8 +406,7 @@ pub async fn run_render(args: config::RenderArgs) -> anyhow::Result<()> {
             rendered.navigation.status
         );
     }
-    state.pool.close().await;
-    state.browser.shutdown().await;
+    state.shards.close().await;
     result
 }
 

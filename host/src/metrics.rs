@@ -28,7 +28,20 @@ pub struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
+    pub shard: u64,
     pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    pub shard: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlacementLabels {
+    pub shard: u64,
+    /// Why the job went there: `warm`, `home` or `least_loaded`.
+    pub placement: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,8 +72,8 @@ pub struct Metrics {
     pub browser_restarts: Counter,
     /// Pages in the pool by state (`idle`, `active`).
     pub pool_pages: Family<StateLabels, Gauge>,
-    /// Browser contexts (isolation keys) alive.
-    pub pool_contexts: Gauge,
+    /// Browser contexts (isolation keys) alive, by shard.
+    pub pool_contexts: Family<ShardLabels, Gauge>,
     /// Pages opened.
     pub pages_created: Counter,
     /// Leases served by an idle page instead of a new one.
@@ -92,6 +105,8 @@ pub struct Metrics {
     pub sched_scorer_failures: Counter,
     /// CPU slots given up at a fuel yield to a waiting job of equal or higher priority.
     pub sched_preemptions: Counter,
+    /// Jobs placed on a shard, by shard and why there.
+    pub placements: Family<PlacementLabels, Counter>,
     /// Async jobs' webhook deliveries, by outcome (`delivered`, `failed`).
     pub webhook_deliveries: Family<ReasonLabels, Counter>,
 }
@@ -121,13 +136,13 @@ impl Metrics {
         let pool_pages = Family::<StateLabels, Gauge>::default();
         registry.register(
             "pool_pages",
-            "Pages in the pool by state",
+            "Pages in the pool by shard and state",
             pool_pages.clone(),
         );
-        let pool_contexts = Gauge::default();
+        let pool_contexts = Family::<ShardLabels, Gauge>::default();
         registry.register(
             "pool_contexts",
-            "Browser contexts (isolation keys) alive",
+            "Browser contexts (isolation keys) alive, by shard",
             pool_contexts.clone(),
         );
         let pages_created = Counter::default();
@@ -222,6 +237,12 @@ impl Metrics {
             "Plugin CPU slots given up at a fuel yield to a waiting job of equal or higher priority",
             sched_preemptions.clone(),
         );
+        let placements = Family::<PlacementLabels, Counter>::default();
+        registry.register(
+            "placements",
+            "Jobs placed on a shard, by shard and why there (warm page, home shard, least loaded)",
+            placements.clone(),
+        );
         let webhook_deliveries = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "webhook_deliveries",
@@ -250,6 +271,7 @@ impl Metrics {
             sched_rejections,
             sched_scorer_failures,
             sched_preemptions,
+            placements,
             webhook_deliveries,
         }
     }

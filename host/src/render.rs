@@ -5,7 +5,6 @@
 //! A job whose browser died under it is retried once on the relaunched browser if its deadline allows:
 //! a browser crash is rarely the job's fault, and one retry hides most of them from the user.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
@@ -160,22 +159,25 @@ pub struct Renderer {
     pool: PagePool,
     plugins: PluginHost,
     metrics: Metrics,
-    job_ids: Arc<AtomicU64>,
+    /// The shard whose pool this is: the jobs' plugin code runs on its workers.
+    shard: usize,
+}
+
+/// A fresh job id, unique in this process (plugin log lines and async jobs carry it).
+pub fn next_job_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Renderer {
-    pub fn new(pool: PagePool, plugins: PluginHost, metrics: Metrics) -> Self {
+    /// Renders on `pool`, shard `shard`'s.
+    pub fn new(pool: PagePool, plugins: PluginHost, metrics: Metrics, shard: usize) -> Self {
         Self {
             pool,
             plugins,
             metrics,
-            job_ids: Arc::new(AtomicU64::new(1)),
+            shard,
         }
-    }
-
-    /// A fresh job id.
-    pub fn next_job_id(&self) -> u64 {
-        self.job_ids.fetch_add(1, Ordering::Relaxed)
     }
 
     pub async fn render(&self, job: &RenderJob) -> Result<Rendered, RenderError> {
@@ -199,6 +201,7 @@ impl Renderer {
             id: job.id,
             deadline: job.deadline,
             priority: job.priority,
+            shard: self.shard,
         };
         let began = Instant::now();
         let mut lease = self.pool.lease(key, job.deadline).await?;
@@ -244,6 +247,8 @@ impl Renderer {
             .await;
         tracing::debug!(
             job = job.id,
+            band = job.priority.band,
+            shard = self.shard,
             lease_ms = millis(leased - began),
             navigate_ms = millis(prepared_at - leased),
             plugin_ms = millis(prepared_at.elapsed()),

@@ -1,11 +1,12 @@
 //! The host's unsafe system calls: process and thread set-up that the standard library and tokio do
 //! not offer (Chromium's parent-death signal, the plugin workers' lower priority, the open-files
-//! limit). Kept in this one
-//! module so that every such `unsafe` block is here, next to the reason it is sound. (NUMA pinning of
-//! shard processes will join it.) The only other `unsafe` in the host is loading compiled plugin
-//! code, in `plugin/artifact.rs`.
+//! limit, and a NUMA shard's CPU affinity and memory policy, for its threads and its Chromium).
+//! Kept in this one module so that every such `unsafe` block is here, next to the reason it is
+//! sound. The only other `unsafe` in the host is loading compiled plugin code, in
+//! `plugin/artifact.rs`.
 #![allow(unsafe_code)]
 
+use std::collections::BTreeSet;
 use std::io;
 
 /// Makes the child started by `command` receive SIGKILL when its parent (this process) dies, however
@@ -81,4 +82,99 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
         }
     }
     Ok(limit.rlim_cur)
+}
+
+/// CPUs a `cpu_set_t` can name: the most a topology may use.
+pub(crate) const MAX_CPUS: usize = libc::CPU_SETSIZE as usize;
+
+/// `MPOL_PREFERRED` from `<linux/mempolicy.h>` (the libc crate does not define the memory policy
+/// constants): allocate on the given node while it has free memory, elsewhere after that. A shard
+/// that prefers its node's memory never fails an allocation because that node is full.
+const MPOL_PREFERRED: libc::c_int = 1;
+
+/// The CPUs the calling thread may run on; every CPU the machine reports if that cannot be read.
+pub(crate) fn allowed_cpus() -> BTreeSet<usize> {
+    // SAFETY: `cpu_set_t` is plain bits, valid zeroed; `sched_getaffinity` writes at most
+    // `size_of::<cpu_set_t>()` bytes into the set on this stack frame, and `CPU_ISSET` reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            return (0..MAX_CPUS)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .collect();
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (0..cores).collect()
+}
+
+/// A CPU set and memory policy to apply to a thread or a child process. Built before any fork, so
+/// that applying it in a child between fork and exec neither allocates nor locks.
+#[derive(Clone, Copy)]
+pub(crate) struct Pinning {
+    cpus: libc::cpu_set_t,
+    /// One bit per kernel node; zero for no preference.
+    memory_nodes: libc::c_ulong,
+}
+
+impl Pinning {
+    /// Pins to `cpus` (each below [`MAX_CPUS`]) and prefers the memory of kernel node
+    /// `memory_node` (below 64, which every machine's node count is), if given.
+    pub fn new(cpus: &[usize], memory_node: Option<usize>) -> Self {
+        // SAFETY: `cpu_set_t` is plain bits, valid zeroed; `CPU_SET` writes the bit of a CPU that
+        // the topology already checked to be below `CPU_SETSIZE`.
+        let set = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &cpu in cpus {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            set
+        };
+        let memory_nodes = memory_node
+            .filter(|&node| node < libc::c_ulong::BITS as usize)
+            .map_or(0, |node| 1 << node);
+        Self {
+            cpus: set,
+            memory_nodes,
+        }
+    }
+
+    /// Applies the CPU set and memory policy to the calling thread (`0` names it to both calls),
+    /// and so to every thread and process it starts from now on. Async-signal-safe: two plain
+    /// system calls on data the struct already holds.
+    fn apply(&self) -> io::Result<()> {
+        // SAFETY: `sched_setaffinity` reads `size_of::<cpu_set_t>()` bytes of `self.cpus`;
+        // `set_mempolicy` reads one `c_ulong` of node mask, whose width in bits it is given.
+        unsafe {
+            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &self.cpus) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            if self.memory_nodes != 0
+                && libc::syscall(
+                    libc::SYS_set_mempolicy,
+                    MPOL_PREFERRED,
+                    &self.memory_nodes as *const libc::c_ulong,
+                    libc::c_ulong::BITS as libc::c_ulong,
+                ) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Pins the calling thread (a shard's plugin worker as it starts).
+    pub fn apply_to_current_thread(&self) -> io::Result<()> {
+        self.apply()
+    }
+
+    /// Pins the child `command` starts, before it execs: Chromium's every process inherits it.
+    pub fn apply_to_child(self, command: &mut tokio::process::Command) {
+        // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+        // calls are allowed: `apply` makes two system calls on the copied struct and allocates
+        // nothing (`io::Error::last_os_error` reads errno into an integer).
+        unsafe {
+            command.pre_exec(move || self.apply());
+        }
+    }
 }

@@ -296,11 +296,18 @@ async fn health_status_and_metrics() {
         .await;
 
     let status: serde_json::Value = server.get("/v1/status").await.json().await.expect("JSON");
-    assert_eq!(status["browser"]["current"]["state"], "connected");
-    assert!(status["browser"]["current"]["pid"].as_u64().is_some());
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert_eq!(status["browsers"]["connected"], 1);
+    assert_eq!(status["shards"][0]["browser"]["state"], "connected");
+    assert!(status["shards"][0]["browser"]["pid"].as_u64().is_some());
+    assert_eq!(
+        status["topology"]["nodes"][0]["cpus"]
+            .as_array()
+            .map(Vec::len),
+        Some(cores)
+    );
     assert!(status["pool"]["live_pages"].as_u64().expect("live_pages") >= 1);
     // Eight render slots per core at most, the adaptive limit between two and eight per core.
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     assert_eq!(status["pool"]["max_concurrent_renders"], 8 * cores);
     let scheduler = &status["scheduler"];
     assert_eq!(scheduler["max_slots"], 8 * cores);

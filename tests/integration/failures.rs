@@ -118,8 +118,7 @@ async fn killing_the_browser_mid_job_fails_or_retries_and_service_recovers() {
         other => panic!("unexpected status {other}: {:?}", response.text().await),
     }
 
-    server
-        .state
+    server.state.shards[0]
         .browser
         .ready(tokio::time::Instant::now() + Duration::from_secs(30))
         .await
@@ -232,7 +231,7 @@ async fn chromium_does_not_outlive_a_killed_pagewright() {
     for _ in 0..300 {
         if let Ok(response) = reqwest::get(&status_url).await
             && let Ok(status) = response.json::<serde_json::Value>().await
-            && let Some(pid) = status["browser"]["current"]["pid"].as_u64()
+            && let Some(pid) = status["shards"][0]["browser"]["pid"].as_u64()
         {
             browser_pid = Some(pid);
             break;

@@ -53,11 +53,13 @@ impl TestServer {
         let task = tokio::spawn(pagewright::serve(state.clone(), listener, async {
             let _ = stopped.await;
         }));
-        state
-            .browser
-            .ready(tokio::time::Instant::now() + Duration::from_secs(30))
-            .await
-            .expect("Chromium starts");
+        for shard in state.shards.iter() {
+            shard
+                .browser
+                .ready(tokio::time::Instant::now() + Duration::from_secs(30))
+                .await
+                .expect("Chromium starts");
+        }
         Self {
             base: format!("http://{address}"),
             state,
@@ -126,7 +128,11 @@ impl TestServer {
     }
 
     pub fn browser_pid(&self) -> u32 {
-        self.state.browser.current().expect("a browser is up").pid
+        self.state.shards[0]
+            .browser
+            .current()
+            .expect("a browser is up")
+            .pid
     }
 }
 

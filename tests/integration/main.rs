@@ -11,3 +11,4 @@ mod plugins;
 mod pool;
 mod registry;
 mod sched;
+mod shards;

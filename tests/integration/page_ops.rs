@@ -31,8 +31,7 @@ fn deadline() -> Instant {
 async fn evaluate_query_click_type_scroll() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&[]).await;
-    let lease = server
-        .state
+    let lease = server.state.shards[0]
         .pool
         .lease("k", deadline())
         .await
@@ -106,7 +105,7 @@ async fn evaluate_query_click_type_scroll() {
 async fn page_options_apply_and_reset() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&["--max-concurrent-renders", "1", "--max-pages", "1"]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
     let echo = site.url("/echo");
 
     {
@@ -224,7 +223,7 @@ async fn page_options_apply_and_reset() {
 async fn blocking_javascript_and_waits() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&[]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
 
     {
         let lease = pool.lease("k", deadline()).await.expect("lease");

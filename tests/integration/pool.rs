@@ -16,20 +16,23 @@ fn deadline() -> Instant {
 /// Waits until the background reset of returned pages has settled.
 async fn settle(server: &TestServer) {
     for _ in 0..100 {
-        let status = server.state.pool.status();
+        let status = server.state.shards[0].pool.status();
         if status.leased_pages == 0 && status.returning_pages == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("pages never came back: {:?}", server.state.pool.status());
+    panic!(
+        "pages never came back: {:?}",
+        server.state.shards[0].pool.status()
+    );
 }
 
 #[tokio::test]
 async fn pages_are_reused_within_a_key_and_never_across_keys() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&[]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
 
     let first = {
         let lease = pool.lease("tenant-a", deadline()).await.expect("lease");
@@ -103,7 +106,7 @@ async fn pages_are_reused_within_a_key_and_never_across_keys() {
 async fn idle_pages_expire_and_reuse_limits_recycle() {
     let server =
         TestServer::start(&["--page-idle-timeout-ms", "1000", "--page-reuse-limit", "2"]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
 
     let mut targets = Vec::new();
     for _ in 0..3 {
@@ -136,7 +139,7 @@ async fn idle_pages_expire_and_reuse_limits_recycle() {
 async fn crashed_pages_are_discarded() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&[]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
 
     let crashed_target = {
         let lease = pool.lease("k", deadline()).await.expect("lease");
@@ -185,7 +188,7 @@ async fn crashed_pages_are_discarded() {
 #[tokio::test]
 async fn at_the_page_cap_the_coldest_idle_page_is_evicted() {
     let server = TestServer::start(&["--max-pages", "2", "--max-concurrent-renders", "1"]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
 
     // Key "hot" is used twice, "cold" once; a third key needs a page: "cold" goes.
     for key in ["hot", "cold", "hot"] {
@@ -211,7 +214,7 @@ async fn at_the_page_cap_the_coldest_idle_page_is_evicted() {
 #[tokio::test]
 async fn inline_html_on_a_used_page_starts_from_a_clean_window() {
     let server = TestServer::start(&["--max-pages", "1", "--max-concurrent-renders", "1"]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
     {
         let lease = pool.lease("k", deadline()).await.expect("lease");
         let page = Page::new(&lease, deadline());
@@ -242,7 +245,7 @@ async fn inline_html_on_a_used_page_starts_from_a_clean_window() {
 #[tokio::test]
 async fn concurrent_first_leases_of_a_key_share_one_context() {
     let server = TestServer::start(&[]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
     let leases = futures::future::join_all((0..6).map(|_| pool.lease("fresh", deadline()))).await;
     assert!(leases.iter().all(Result::is_ok));
     assert_eq!(pool.status().contexts, 1, "one context for one key");
@@ -254,7 +257,7 @@ async fn concurrent_first_leases_of_a_key_share_one_context() {
 async fn cancelled_leases_and_operations_leave_the_pool_consistent() {
     let site = FixtureSite::start().await;
     let server = TestServer::start(&[]).await;
-    let pool = &server.state.pool;
+    let pool = &server.state.shards[0].pool;
 
     // Leases dropped at every stage, opening a page included: no count may leak.
     for wait_ms in [0, 1, 2, 5, 10, 20, 40] {

@@ -25,20 +25,16 @@ use axum::routing::{get, post, put};
 pub use error::ApiError;
 pub use plugins::{MANIFEST_HEADER, PathParam, PluginEntry};
 
-use crate::browser::BrowserSupervisor;
 use crate::config::Settings;
 use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
 use crate::plugin::PluginHost;
-use crate::pool::PagePool;
-use crate::render::Renderer;
 
 /// Everything a handler needs. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub settings: Settings,
-    pub browser: BrowserSupervisor,
-    pub pool: PagePool,
-    pub renderer: Renderer,
+    /// A browser, pool and renderer per NUMA node.
+    pub shards: crate::shard::Shards,
     pub plugins: PluginHost,
     pub scheduler: crate::sched::Scheduler,
     pub jobs: crate::sched::Jobs,

@@ -8,17 +8,21 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::browser::BrowserState;
 
-/// 200 while a browser is connected, 503 otherwise.
+/// 200 while a browser is connected (one shard's is enough: placement sends jobs around the
+/// others while they relaunch), 503 otherwise.
 pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.browser.current() {
-        Some(_) => Ok(Json(json!({ "status": "ok" }))),
-        None => Err(ApiError::new(
+    let up = state.shards.up();
+    if up > 0 {
+        Ok(Json(
+            json!({ "status": "ok", "shards": state.shards.len(), "shards_up": up }),
+        ))
+    } else {
+        Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "browser_unavailable",
-            "the browser is not connected",
-        )),
+            "no shard's browser is connected",
+        ))
     }
 }
 
@@ -31,7 +35,8 @@ const LOW_MEMORY_SHARE: f64 = 0.05;
 /// the reasons) either way.
 pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let queue = state.scheduler.status();
-    let browser_up = state.browser.current().is_some();
+    let shards_up = state.shards.up();
+    let browser_up = shards_up > 0;
     let memory = Memory::now();
     let mut reasons = Vec::new();
     if !browser_up {
@@ -48,13 +53,14 @@ pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let pool = state.pool.status();
     let body = json!({
         "accepting": status == StatusCode::OK,
         "reasons": reasons,
         "queue": queue,
         "browser": if browser_up { "connected" } else { "down" },
-        "pool": pool,
+        "shards": state.shards.len(),
+        "shards_up": shards_up,
+        "pool": state.shards.pool_status(),
         "memory": {
             "host_rss_bytes": memory.host_rss,
             "available_bytes": memory.available,
@@ -105,21 +111,18 @@ impl Memory {
 const STATUS_KEYS: usize = 20;
 
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let browser = match state.browser.state() {
-        BrowserState::Starting => json!({ "state": "starting" }),
-        BrowserState::Ready(session) => json!({
-            "state": if session.is_alive() { "connected" } else { "down" },
-            "generation": session.generation,
-            "pid": session.pid,
-            "version": session.version,
-        }),
-        BrowserState::Down { reason } => json!({ "state": "down", "reason": reason }),
-        BrowserState::Stopped => json!({ "state": "stopped" }),
-    };
+    let shards = state.shards.status();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "browser": { "restarts": state.browser.restarts(), "current": browser },
-        "pool": state.pool.status(),
+        // Where the shards run: the NUMA nodes, their CPUs and memory.
+        "topology": state.shards.topology(),
+        "browsers": {
+            "connected": shards.iter().filter(|shard| shard.browser.state == "connected").count(),
+            "restarts": shards.iter().map(|shard| shard.browser.restarts).sum::<u64>(),
+        },
+        // Every shard's pool added up; each shard's own is under `shards`.
+        "pool": state.shards.pool_status(),
+        "shards": shards,
         "scheduler": state.scheduler.status(),
         // The keys jobs are arriving for, busiest first, and the pages kept warm for each.
         "prewarm": state.scheduler.demand().into_iter().take(STATUS_KEYS).collect::<Vec<_>>(),

@@ -175,7 +175,7 @@ async fn job<O>(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let job = RenderJob {
-        id: state.renderer.next_job_id(),
+        id: crate::render::next_job_id(),
         target,
         goto: request.goto,
         page: request.page,
@@ -386,16 +386,31 @@ pub(super) async fn run_queued(
     let began = Instant::now();
     job.deadline = began + run_timeout;
     job.priority = slot.priority();
+    // Placed only now that it may run, on the shard best placed for it at this moment.
+    let placed = state.shards.place(
+        &admission.isolation_key,
+        state.scheduler.statistics().predicted_ms(&admission.origin),
+        state.scheduler.limit(),
+    );
     // Boxed: a job waiting in the queue then holds a pointer, not the render's whole state, which
     // matters with thousands of jobs waiting.
-    let rendered = Box::pin(state.renderer.render(&job)).await;
+    let rendered = Box::pin(placed.shard().renderer.render(&job)).await;
     let origin_failed = rendered.as_ref().is_err_and(RenderError::origin_failed);
     state
         .scheduler
         .finished(&admission, began.elapsed(), origin_failed);
+    let placed_on = placed.shard().index;
+    drop(placed);
     drop(slot);
     let rendered = rendered?;
-    tracing::debug!(job = job.id, elapsed = ?began.elapsed(), url = %rendered.navigation.url, "rendered");
+    tracing::debug!(
+        job = job.id,
+        shard = placed_on,
+        queued_ms = (began - admission.received_at).as_secs_f64() * 1000.0,
+        ran_ms = began.elapsed().as_secs_f64() * 1000.0,
+        url = %rendered.navigation.url,
+        "rendered"
+    );
     Ok(rendered)
 }
 

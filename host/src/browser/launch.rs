@@ -2,8 +2,8 @@
 //!
 //! We spawn Chromium ourselves instead of `chromiumoxide::Browser::launch` so that we own the process:
 //! its pid (for memory figures and kill-on-failure), its stderr (drained, so a chatty browser never blocks
-//! on a full pipe), and later its CPU affinity (NUMA shards). chromiumoxide then connects to the
-//! DevTools address that Chromium prints on stderr.
+//! on a full pipe), and its CPU affinity and memory policy (a NUMA shard's). chromiumoxide then
+//! connects to the DevTools address that Chromium prints on stderr.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
 use super::BrowserError;
+use crate::shard::Node;
 
 /// Flags for every launch. The first group is required on this kind of machine (measured): without the
 /// background-networking flags Chromium keeps dialling Google hosts that a closed network refuses.
@@ -65,8 +66,13 @@ pub(crate) struct Launched {
     pub _user_data_dir: tempfile::TempDir,
 }
 
-/// Starts Chromium with a fresh profile directory and connects to it.
-pub(crate) async fn launch(executable: &Path, timeout: Duration) -> Result<Launched, BrowserError> {
+/// Starts Chromium with a fresh profile directory and connects to it; pinned to `node`'s CPUs and
+/// preferring its memory, if given (every process Chromium starts inherits both).
+pub(crate) async fn launch(
+    executable: &Path,
+    timeout: Duration,
+    node: Option<&Node>,
+) -> Result<Launched, BrowserError> {
     // A fresh profile per launch: a shared one makes a second Chromium refuse with `SingletonLock`.
     let user_data_dir = tempfile::Builder::new()
         .prefix("pagewright-chromium-")
@@ -75,6 +81,9 @@ pub(crate) async fn launch(executable: &Path, timeout: Duration) -> Result<Launc
     let mut command = Command::new(executable);
     // Chromium must not outlive pagewright, even one killed with SIGKILL.
     crate::sys::kill_with_parent(&mut command);
+    if let Some(node) = node {
+        crate::sys::Pinning::new(&node.cpus, node.memory_node).apply_to_child(&mut command);
+    }
     let mut child = command
         .args(CHROMIUM_FLAGS)
         .arg(format!(

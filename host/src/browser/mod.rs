@@ -216,7 +216,7 @@ async fn supervise(settings: BrowserSettings, metrics: Metrics, shared: Arc<Shar
             break;
         }
         let launched = tokio::select! {
-            launched = launch::launch(&settings.executable, settings.launch_timeout) => launched,
+            launched = launch::launch(&settings.executable, settings.launch_timeout, settings.node.as_ref()) => launched,
             () = stopped(&mut stop) => break,
         };
         let mut launched = match launched {

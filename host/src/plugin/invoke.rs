@@ -131,7 +131,7 @@ pub(super) async fn invoke(
             inner.memory_budget.clone(),
             inner.settings.deny_private_networks,
             page,
-            inner.cpu.turn(job.priority),
+            inner.group(job.shard).cpu.turn(job.priority),
         ),
     );
     store.limiter(|state| &mut state.limiter);

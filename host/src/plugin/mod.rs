@@ -42,7 +42,7 @@ use crate::config::PluginSettings;
 use crate::metrics::Metrics;
 use crate::page::Navigation;
 use crate::pool::Lease;
-use crate::sched::{CpuSlots, CpuStatus, Priority};
+use crate::sched::{CpuStatus, Priority};
 
 pub use error::{GuestErrorKind, PluginError};
 pub use manifest::{Limits, LimitsView, MAX_DESCRIPTION_BYTES, Manifest, RequestedLimits};
@@ -100,6 +100,8 @@ pub struct JobContext {
     pub id: u64,
     pub deadline: Instant,
     pub priority: Priority,
+    /// The shard the job runs on: its plugin code runs on that shard's workers.
+    pub shard: usize,
 }
 
 impl JobContext {
@@ -109,6 +111,7 @@ impl JobContext {
             id,
             deadline,
             priority: Priority::DEFAULT,
+            shard: 0,
         }
     }
 }
@@ -230,10 +233,48 @@ struct HostInner {
     instances: Arc<Semaphore>,
     /// Linear memory all instances together may hold.
     memory_budget: Arc<state::MemoryBudget>,
-    /// Plugin code runs only in one of these, taken in priority order (one per worker thread).
-    cpu: CpuSlots,
-    workers: workers::Workers,
+    /// A group of workers per shard; plugin code runs only in one of a group's CPU slots, taken in
+    /// priority order (one per worker thread).
+    groups: Vec<workers::WorkerGroup>,
     metrics: Metrics,
+}
+
+impl HostInner {
+    /// The workers of `shard` (the last group for a shard beyond them, which a host built with
+    /// fewer groups than the server has shards would otherwise panic on).
+    fn group(&self, shard: usize) -> &workers::WorkerGroup {
+        &self.groups[shard.min(self.groups.len() - 1)]
+    }
+}
+
+/// A group of workers per node of `settings.worker_nodes`, `settings.workers` threads shared among
+/// them by CPUs (at least one each); one unpinned group without nodes.
+fn worker_groups(
+    settings: &PluginSettings,
+    metrics: &Metrics,
+) -> Result<Vec<workers::WorkerGroup>, PluginError> {
+    if settings.worker_nodes.is_empty() {
+        return Ok(vec![workers::WorkerGroup::start(
+            0,
+            settings.workers,
+            None,
+            metrics.clone(),
+        )?]);
+    }
+    let cpus: usize = settings
+        .worker_nodes
+        .iter()
+        .map(|node| node.cpus.len())
+        .sum();
+    settings
+        .worker_nodes
+        .iter()
+        .enumerate()
+        .map(|(shard, node)| {
+            let threads = (settings.workers * node.cpus.len()).div_ceil(cpus.max(1));
+            workers::WorkerGroup::start(shard, threads.max(1), Some(node), metrics.clone())
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for HostInner {
@@ -286,8 +327,7 @@ impl PluginHost {
             inner: Arc::new(HostInner {
                 instances: Arc::new(Semaphore::new(settings.max_instances as usize)),
                 memory_budget: state::MemoryBudget::new(settings.max_total_memory_bytes),
-                cpu: CpuSlots::new(settings.workers, metrics.clone()),
-                workers: workers::Workers::start(settings.workers)?,
+                groups: worker_groups(&settings, &metrics)?,
                 engine,
                 linker,
                 plugins: RwLock::new(registry::Registry::default()),
@@ -410,7 +450,7 @@ impl PluginHost {
                 .inner
                 .compilations
                 .load(std::sync::atomic::Ordering::Relaxed),
-            cpu: self.inner.cpu.status(),
+            cpu: CpuStatus::sum(self.inner.groups.iter().map(|group| group.cpu.status())),
         }
     }
 
@@ -439,7 +479,7 @@ impl PluginHost {
         extractor: PluginCall,
     ) -> PageRun {
         let inner = self.inner.clone();
-        let run = self.inner.workers.run(async move {
+        let run = self.inner.group(job.shard).workers.run(async move {
             let mut page = Some(PageContext::new(lease, job.deadline, navigation));
             let mut usage = Usage::default();
             let steps = after_load
@@ -526,6 +566,7 @@ impl PluginHost {
             id: 0,
             deadline: Instant::now() + plugin.limits().timeout,
             priority: Priority::BACKGROUND,
+            shard: 0,
         };
         let (result, _) = self
             .without_page(plugin, Call::Verify, job, |returned| {
@@ -560,7 +601,7 @@ impl PluginHost {
     ) -> (Result<T, PluginError>, Usage) {
         let inner = self.inner.clone();
         let plugin = plugin.clone();
-        let run = self.inner.workers.run(async move {
+        let run = self.inner.group(job.shard).workers.run(async move {
             let invoked = invoke::invoke(&inner, &plugin, call, None, job).await;
             let result = invoked
                 .result
@@ -716,6 +757,7 @@ mod tests {
     async fn a_call_gets_the_cpu_from_a_spinning_one(spinning: Priority, priority: Priority) {
         let host = host_with(|settings| {
             settings.workers = 1;
+            settings.worker_nodes.clear();
             settings.fuel = u64::MAX / 2;
             settings.timeout = Duration::from_secs(20);
         });

@@ -1,13 +1,40 @@
-//! The plugin workers: a multi-threaded tokio runtime of their own whose threads run at a lower OS
+//! The plugin workers: multi-threaded tokio runtimes of their own whose threads run at a lower OS
 //! priority than the server's. Plugins time-slice among themselves by fuel; against everything else
 //! (the HTTP server, the CDP handler, Chromium's processes) the kernel gives way to the normal-priority
 //! threads, so a flood of spinning plugins slows plugins, not page work.
+//!
+//! There is one group of workers per shard ([`WorkerGroup`]): its threads are pinned to the shard's
+//! CPUs and prefer its node's memory, next to the shard's Chromium, and its CPU slots are its own.
 
 use std::future::Future;
 
 use tokio::runtime::Runtime;
 
 use super::PluginError;
+use crate::sched::CpuSlots;
+use crate::shard::Node;
+
+/// One shard's workers and the CPU slots their plugin code takes turns in (one per thread).
+#[derive(Debug)]
+pub(super) struct WorkerGroup {
+    pub workers: Workers,
+    pub cpu: CpuSlots,
+}
+
+impl WorkerGroup {
+    /// `threads` workers for shard `shard`, pinned to `node` if given.
+    pub fn start(
+        shard: usize,
+        threads: usize,
+        node: Option<&Node>,
+        metrics: crate::metrics::Metrics,
+    ) -> Result<Self, PluginError> {
+        Ok(Self {
+            workers: Workers::start(shard, threads, node)?,
+            cpu: CpuSlots::new(threads, metrics),
+        })
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct Workers {
@@ -15,11 +42,20 @@ pub(super) struct Workers {
 }
 
 impl Workers {
-    pub fn start(threads: usize) -> Result<Self, PluginError> {
+    fn start(shard: usize, threads: usize, node: Option<&Node>) -> Result<Self, PluginError> {
+        let pinning = node.map(|node| crate::sys::Pinning::new(&node.cpus, node.memory_node));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
-            .thread_name("pagewright-plugin")
-            .on_thread_start(crate::sys::lower_thread_priority)
+            // Within the 15 bytes a Linux thread name keeps, so `ps -L` and `/proc` show all of it.
+            .thread_name(format!("pw-plugin-{shard}"))
+            .on_thread_start(move || {
+                crate::sys::lower_thread_priority();
+                if let Some(pinning) = &pinning
+                    && let Err(error) = pinning.apply_to_current_thread()
+                {
+                    tracing::warn!(%error, shard, "could not pin a plugin worker to its shard's CPUs");
+                }
+            })
             .enable_all()
             .build()
             .map_err(PluginError::Workers)?;

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 
 use crate::browser::{BrowserError, BrowserSession, BrowserSupervisor};
 use crate::config::PoolSettings;
-use crate::metrics::{Metrics, StateLabels};
+use crate::metrics::{Metrics, ShardLabels, StateLabels};
 use policy::AccessHistory;
 
 /// Why a page could not be leased, by step.
@@ -93,6 +93,8 @@ struct PoolInner {
     runtime: tokio::runtime::Handle,
     /// Pages to keep warm per isolation key, from the scheduler's demand figures (`prewarm.rs`).
     warm_targets: Mutex<HashMap<String, usize>>,
+    /// The shard this pool belongs to, for its metrics' labels.
+    shard: usize,
 }
 
 #[derive(Debug, Default)]
@@ -190,9 +192,33 @@ pub struct PoolStatus {
     pub context_reuse_limit: u32,
 }
 
+impl PoolStatus {
+    /// Several pools' figures added up (the shards' pools, which share their settings).
+    pub fn total(statuses: impl IntoIterator<Item = Self>) -> Option<Self> {
+        statuses.into_iter().reduce(|sum, status| Self {
+            live_pages: sum.live_pages + status.live_pages,
+            idle_pages: sum.idle_pages + status.idle_pages,
+            leased_pages: sum.leased_pages + status.leased_pages,
+            returning_pages: sum.returning_pages + status.returning_pages,
+            max_pages: sum.max_pages + status.max_pages,
+            running_renders: sum.running_renders + status.running_renders,
+            max_concurrent_renders: sum.max_concurrent_renders + status.max_concurrent_renders,
+            contexts: sum.contexts + status.contexts,
+            warm_pages_wanted: sum.warm_pages_wanted + status.warm_pages_wanted,
+            ..sum
+        })
+    }
+}
+
 impl PagePool {
-    /// Creates the pool and its maintenance task (idle eviction), which stops when the pool is dropped.
-    pub fn new(browser: BrowserSupervisor, settings: PoolSettings, metrics: Metrics) -> Self {
+    /// Creates shard `shard`'s pool and its maintenance task (idle eviction), which stops when the
+    /// pool is dropped.
+    pub fn new(
+        shard: usize,
+        browser: BrowserSupervisor,
+        settings: PoolSettings,
+        metrics: Metrics,
+    ) -> Self {
         let inner = Arc::new(PoolInner {
             browser,
             render_slots: Arc::new(Semaphore::new(settings.max_concurrent_renders)),
@@ -203,6 +229,7 @@ impl PagePool {
             page_returned: Notify::new(),
             runtime: tokio::runtime::Handle::current(),
             warm_targets: Mutex::new(HashMap::new()),
+            shard,
         });
         inner.runtime.spawn(maintain(Arc::downgrade(&inner)));
         Self { inner }
@@ -243,6 +270,15 @@ impl PagePool {
             permit: Some(permit),
             discard: None,
         })
+    }
+
+    /// Whether an idle page of `key` is waiting: a job of that key placed here would find it warm.
+    pub fn has_idle_page(&self, key: &str) -> bool {
+        self.inner
+            .lock()
+            .idle
+            .iter()
+            .any(|idle| idle.page.key == key)
     }
 
     pub fn status(&self) -> PoolStatus {
@@ -608,14 +644,19 @@ impl PoolInner {
     }
 
     fn publish(&self, state: &PoolState) {
+        let shard = self.shard as u64;
         let gauge = |state_label| {
-            self.metrics
-                .pool_pages
-                .get_or_create(&StateLabels { state: state_label })
+            self.metrics.pool_pages.get_or_create(&StateLabels {
+                shard,
+                state: state_label,
+            })
         };
         gauge("idle").set(state.idle.len() as i64);
         gauge("active").set(state.leased as i64);
-        self.metrics.pool_contexts.set(state.contexts.len() as i64);
+        self.metrics
+            .pool_contexts
+            .get_or_create(&ShardLabels { shard })
+            .set(state.contexts.len() as i64);
     }
 }
 

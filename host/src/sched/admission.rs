@@ -6,8 +6,9 @@
 //! job runs; dropping it frees the slot and dispatches the next job.
 //!
 //! How many slots there are is the [`ConcurrencyLimit`], adapted once a second to how busy the
-//! CPUs are (`limit.rs`). The same once-a-second upkeep hands the pool the pages to keep warm per
-//! isolation key, from the demand the [`Statistics`] predict.
+//! CPUs are (`limit.rs`). The same once-a-second upkeep hands the shards' pools the pages to keep
+//! warm per isolation key, from the demand the [`Statistics`] predict. Which shard a job with a
+//! slot runs on is the shards' choice (`shard/`).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
@@ -23,7 +24,6 @@ use crate::metrics::{BandLabels, Metrics, ReasonLabels};
 use crate::plugin::{
     JobContext, JobInfo, OriginStats, Plugin, PluginError, PluginHost, PriorityClass, Role,
 };
-use crate::pool::PagePool;
 
 /// Urgent jobs that may run beyond the concurrency limit, so that an urgent job does not wait for
 /// a render to finish; never beyond `--max-concurrent-renders`.
@@ -445,11 +445,13 @@ impl Scheduler {
                     }
                 }),
             };
-        // Waiting long for a plugin instance would hold up admission: give up soon.
+        // Waiting long for a plugin instance would hold up admission: give up soon. A scorer is
+        // not page work and belongs to no shard: it runs on the first shard's workers.
         let job = JobContext {
             id: 0,
             deadline: Instant::now() + SCORER_WAIT,
             priority: Priority::ADMISSION,
+            shard: 0,
         };
         match plugins.score(&scorer, info, job).await.0 {
             Ok(score) if score.is_finite() => score,
@@ -557,9 +559,14 @@ impl Scheduler {
         self.inner.lock().demand.clone()
     }
 
-    /// Starts the once-a-second upkeep: adapt the concurrency limit, and hand `pool` the pages to
-    /// keep warm. It ends with the scheduler.
-    pub fn start_upkeep(&self, pool: PagePool) {
+    /// Jobs that may run at once now: the adaptive limit.
+    pub fn limit(&self) -> usize {
+        self.inner.lock().limit.current
+    }
+
+    /// Starts the once-a-second upkeep: adapt the concurrency limit, and hand `warm` the keys with
+    /// demand and the pages to keep warm for each (the shards' pools). It ends with the scheduler.
+    pub fn start_upkeep(&self, warm: impl Fn(&[KeyDemand]) + Send + 'static) {
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut meter = CpuMeter::new(None);
@@ -572,12 +579,7 @@ impl Scheduler {
                 };
                 let busy = meter.busy();
                 let demand = inner.stats.demand(std::time::Instant::now());
-                pool.set_warm_targets(
-                    demand
-                        .iter()
-                        .map(|key| (key.key.clone(), key.warm_pages))
-                        .collect(),
-                );
+                warm(&demand);
                 let adaptive = inner.settings.adaptive;
                 inner.changed(|state| {
                     if let (true, Some(busy)) = (adaptive, busy) {

@@ -82,13 +82,27 @@ impl Priority {
 }
 
 /// CPU slot figures at one moment, for `/v1/status`.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct CpuStatus {
     pub slots: usize,
     pub busy: usize,
     pub waiting: usize,
     /// Turns given up at a yield to a waiting job since start.
     pub preemptions: u64,
+}
+
+impl CpuStatus {
+    /// The figures of several groups of slots, added up.
+    pub fn sum(statuses: impl IntoIterator<Item = Self>) -> Self {
+        statuses
+            .into_iter()
+            .fold(Self::default(), |sum, status| Self {
+                slots: sum.slots + status.slots,
+                busy: sum.busy + status.busy,
+                waiting: sum.waiting + status.waiting,
+                preemptions: sum.preemptions + status.preemptions,
+            })
+    }
 }
 
 /// The CPU slots. Cheap to clone.

@@ -23,24 +23,24 @@ const WARM_UP: Duration = Duration::from_secs(10);
 
 /// How one request went.
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    latency: Duration,
+pub(crate) struct Sample {
+    pub latency: Duration,
     /// HTTP status; 0 when no answer came.
-    status: u16,
+    pub status: u16,
 }
 
 /// Latency figures of the requests that succeeded, and how many did not.
 #[derive(Debug)]
-struct Figures {
-    ok: usize,
-    failed: usize,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
+pub(crate) struct Figures {
+    pub ok: usize,
+    pub failed: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
 }
 
 impl Figures {
-    fn of(samples: &[Sample]) -> Self {
+    pub fn of(samples: &[Sample]) -> Self {
         let mut latencies: Vec<Duration> = samples
             .iter()
             .filter(|sample| sample.status == 200)
@@ -85,7 +85,7 @@ fn print_table<'a>(
 }
 
 /// One screenshot request; its latency and status.
-async fn shoot(client: &reqwest::Client, url: &str, body: &Value) -> Sample {
+pub(crate) async fn shoot(client: &reqwest::Client, url: &str, body: &Value) -> Sample {
     let began = Instant::now();
     let status = match client.post(url).json(body).send().await {
         Ok(response) => {

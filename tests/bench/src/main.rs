@@ -28,6 +28,7 @@ mod memory;
 mod plugins;
 mod scenarios;
 mod sched;
+mod shards;
 
 use std::time::Duration;
 
@@ -133,6 +134,20 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100.0)]
         ratio: f64,
     },
+    /// One shard against two configured shards (`--numa-nodes`) on this machine: throughput, p50
+    /// and p99 under a closed loop of clients over several isolation keys, and how often placement
+    /// found a warm page.
+    Shards {
+        /// Seconds each configuration is measured.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Clients, each sending its next screenshot as soon as the last is answered.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Isolation keys the jobs rotate over.
+        #[arg(long, default_value_t = 8)]
+        keys: usize,
+    },
     /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
     #[command(hide = true)]
     Serve {
@@ -190,6 +205,15 @@ fn main() -> anyhow::Result<()> {
             small_rate,
             ratio,
         } => runtime.block_on(load::fairness_bench(seconds, small_rate, ratio)),
+        BenchCommand::Shards {
+            seconds,
+            clients,
+            keys,
+        } => runtime.block_on(shards::shards_bench(
+            Duration::from_secs(seconds),
+            clients,
+            keys,
+        )),
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -568,10 +568,12 @@ impl InProcessServer {
         let task = tokio::spawn(pagewright::serve(state.clone(), listener, async {
             let _ = stopped.await;
         }));
-        state
-            .browser
-            .ready(tokio::time::Instant::now() + Duration::from_secs(30))
-            .await?;
+        for shard in state.shards.iter() {
+            shard
+                .browser
+                .ready(tokio::time::Instant::now() + Duration::from_secs(30))
+                .await?;
+        }
         Ok(Self {
             state,
             base,
