@@ -6,8 +6,8 @@ use base64::Engine;
 use chromiumoxide::cdp::browser_protocol::dom::Rgba;
 use chromiumoxide::cdp::browser_protocol::emulation::SetDefaultBackgroundColorOverrideParams;
 use chromiumoxide::cdp::browser_protocol::page::{
-    BringToFrontParams, CaptureScreenshotFormat, CaptureScreenshotParams, GetLayoutMetricsParams,
-    PrintToPdfParams, Viewport as ClipRect,
+    CaptureScreenshotFormat, CaptureScreenshotParams, GetLayoutMetricsParams, PrintToPdfParams,
+    Viewport as ClipRect,
 };
 use chromiumoxide::error::CdpError;
 
@@ -82,18 +82,6 @@ impl Page<'_> {
             from_surface: Some(true),
             optimize_for_speed: None,
         };
-        // Activate the page first. Chromium captures from the page's next compositor frame, and a
-        // page that is not its window's active one may not produce one soon: without this, 7% of
-        // captures took 0.4-2 s instead of ~0.1 (8 clients over 8 isolation keys, so 8 windows),
-        // one in a few hundred hung until the job's deadline, and on a quiet server one urgent
-        // capture in 20-25 took ~500 ms. With it, none over 400 ms in the same run (measured),
-        // for one more CDP round trip.
-        self.step(
-            "bring the page to the front",
-            self.deadline,
-            self.cdp().execute(BringToFrontParams::default()),
-        )
-        .await?;
         let captured = self
             .step(
                 "capture screenshot",
