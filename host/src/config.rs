@@ -556,11 +556,9 @@ impl PoolSettings {
     /// enforces), pages round down (their sum is what memory was sized for), and a shard always
     /// has a page for each render it may run.
     pub fn share(&self, cpus: usize, total_cpus: usize) -> Self {
-        let total_cpus = total_cpus.max(1);
-        let renders = (self.max_concurrent_renders * cpus)
-            .div_ceil(total_cpus)
-            .max(1);
-        let pages = (self.max_pages * cpus / total_cpus).max(renders);
+        let renders =
+            crate::shard::topology::share_by_cpus(self.max_concurrent_renders, cpus, total_cpus);
+        let pages = (self.max_pages * cpus / total_cpus.max(1)).max(renders);
         Self {
             max_pages: pages,
             max_concurrent_renders: renders,

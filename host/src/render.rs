@@ -272,7 +272,8 @@ impl Renderer {
     }
 }
 
-fn millis(duration: std::time::Duration) -> f64 {
+/// A duration in milliseconds, for log fields.
+pub(crate) fn millis(duration: std::time::Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 

@@ -117,7 +117,7 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         // Where the shards run: the NUMA nodes, their CPUs and memory.
         "topology": state.shards.topology(),
         "browsers": {
-            "connected": shards.iter().filter(|shard| shard.browser.state == "connected").count(),
+            "connected": state.shards.up(),
             "restarts": shards.iter().map(|shard| shard.browser.restarts).sum::<u64>(),
         },
         // Every shard's pool added up; each shard's own is under `shards`.

@@ -406,8 +406,8 @@ pub(super) async fn run_queued(
     tracing::debug!(
         job = job.id,
         shard = placed_on,
-        queued_ms = (began - admission.received_at).as_secs_f64() * 1000.0,
-        ran_ms = began.elapsed().as_secs_f64() * 1000.0,
+        queued_ms = crate::render::millis(began - admission.received_at),
+        ran_ms = crate::render::millis(began.elapsed()),
         url = %rendered.navigation.url,
         "rendered"
     );

@@ -82,7 +82,7 @@ pub(crate) async fn launch(
     // Chromium must not outlive pagewright, even one killed with SIGKILL.
     crate::sys::kill_with_parent(&mut command);
     if let Some(node) = node {
-        crate::sys::Pinning::new(&node.cpus, node.memory_node).apply_to_child(&mut command);
+        node.pinning().apply_to_child(&mut command);
     }
     let mut child = command
         .args(CHROMIUM_FLAGS)

@@ -271,8 +271,9 @@ fn worker_groups(
         .iter()
         .enumerate()
         .map(|(shard, node)| {
-            let threads = (settings.workers * node.cpus.len()).div_ceil(cpus.max(1));
-            workers::WorkerGroup::start(shard, threads.max(1), Some(node), metrics.clone())
+            let threads =
+                crate::shard::topology::share_by_cpus(settings.workers, node.cpus.len(), cpus);
+            workers::WorkerGroup::start(shard, threads, Some(node), metrics.clone())
         })
         .collect()
 }

@@ -43,7 +43,7 @@ pub(super) struct Workers {
 
 impl Workers {
     fn start(shard: usize, threads: usize, node: Option<&Node>) -> Result<Self, PluginError> {
-        let pinning = node.map(|node| crate::sys::Pinning::new(&node.cpus, node.memory_node));
+        let pinning = node.map(Node::pinning);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             // Within the 15 bytes a Linux thread name keeps, so `ps -L` and `/proc` show all of it.

@@ -228,20 +228,24 @@ impl Shards {
     /// `limit` jobs run on the whole machine.
     pub fn place(&self, key: &Arc<str>, cost_ms: f64, limit: usize) -> Placed {
         let shards = &self.inner.shards;
-        let total_cpus = self.inner.topology.cpus().max(1);
+        let total_cpus = self.inner.topology.cpus();
         let candidates: Vec<Candidate> = shards
             .iter()
             .map(|shard| Candidate {
                 up: shard.is_up(),
-                // A share by CPUs, rounded up, so that the shares add up to at least the limit.
-                room: shard.running() < (limit * shard.node.cpus.len()).div_ceil(total_cpus).max(1),
+                room: shard.running()
+                    < topology::share_by_cpus(limit, shard.node.cpus.len(), total_cpus),
                 warm: shard.pool.has_idle_page(key),
                 load_per_cpu: shard.load_per_cpu(),
             })
             .collect();
-        let (index, placement) = choose(&candidates, self.home_of(key));
+        let (index, placement) = {
+            let mut homes = self.homes();
+            let chosen = choose(&candidates, homes.get(&**key).copied());
+            homes.put(key.clone(), chosen.0);
+            chosen
+        };
         let shard = shards[index].clone();
-        self.homes().put(key.clone(), index);
         let cost_ms = cost_ms.max(0.0).round() as u64;
         shard.running.fetch_add(1, Ordering::Relaxed);
         shard.load_ms.fetch_add(cost_ms, Ordering::Relaxed);
@@ -267,22 +271,21 @@ impl Shards {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn home_of(&self, key: &str) -> Option<usize> {
-        self.homes().get(key).copied()
-    }
-
     /// Hands each shard the pages to keep warm for the keys whose home it is. A key with demand and
     /// no home yet (its jobs are all still queued) gets one by its hash, so its warm pages wait on one
     /// shard, where the placement of its first job will find them.
     pub fn set_warm_targets(&self, demand: &[KeyDemand]) {
         let shards = &self.inner.shards;
         let mut targets = vec![std::collections::HashMap::new(); shards.len()];
+        let mut homes = self.homes();
         for key in demand {
-            let index = self
-                .home_of(&key.key)
+            let index = homes
+                .get(key.key.as_str())
+                .copied()
                 .unwrap_or_else(|| hash_shard(&key.key, shards.len()));
             targets[index].insert(key.key.clone(), key.warm_pages);
         }
+        drop(homes);
         for (shard, targets) in shards.iter().zip(targets) {
             shard.pool.set_warm_targets(targets);
         }

@@ -122,6 +122,19 @@ impl Topology {
     }
 }
 
+impl Node {
+    /// Pins to this node's CPUs and prefers its memory (when the kernel has the node).
+    pub(crate) fn pinning(&self) -> crate::sys::Pinning {
+        crate::sys::Pinning::new(&self.cpus, self.memory_node)
+    }
+}
+
+/// A node's share of `amount` by CPUs, `cpus` of `total_cpus`: rounded up, so that the shares add
+/// up to at least `amount`, and at least one.
+pub fn share_by_cpus(amount: usize, cpus: usize, total_cpus: usize) -> usize {
+    (amount * cpus).div_ceil(total_cpus.max(1)).max(1)
+}
+
 /// Nodes under `root` with at least one allowed CPU, each limited to the allowed CPUs.
 fn read_sysfs(root: &Path, allowed: &BTreeSet<usize>) -> Vec<Node> {
     let Ok(entries) = std::fs::read_dir(root) else {
