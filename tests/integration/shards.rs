@@ -86,17 +86,29 @@ fn process_tree(pid: u32) -> Vec<u32> {
     tree
 }
 
-/// Renders with several isolation keys at once, so that both shards open pages and renderers.
-async fn render_on_both(server: &TestServer, site: &FixtureSite) {
-    let renders = (0..4).map(|n| {
+/// Renders `path` `count` times at once, each with an isolation key of its own (`{prefix}-N`),
+/// and asserts that every one succeeds.
+async fn render_with_keys(
+    server: &TestServer,
+    site: &FixtureSite,
+    path: &str,
+    prefix: &str,
+    count: usize,
+) {
+    let renders = (0..count).map(|n| {
         server.post(
             "/v1/content",
-            json!({ "url": site.url("/slow?ms=300"), "page": { "isolation_key": format!("key-{n}") } }),
+            json!({ "url": site.url(path), "page": { "isolation_key": format!("{prefix}-{n}") } }),
         )
     });
     for response in join_all(renders).await {
         assert_eq!(response.status(), 200);
     }
+}
+
+/// Renders with several isolation keys at once, so that both shards open pages and renderers.
+async fn render_on_both(server: &TestServer, site: &FixtureSite) {
+    render_with_keys(server, site, "/slow?ms=300", "key", 4).await;
 }
 
 #[tokio::test]
@@ -237,15 +249,7 @@ async fn a_shard_whose_browser_dies_relaunches_while_the_other_serves() {
 
     // Jobs keep succeeding: placed on the surviving shard while the other is down, or retried on
     // its relaunched browser.
-    let renders = (0..6).map(|n| {
-        server.post(
-            "/v1/content",
-            json!({ "url": site.url("/"), "page": { "isolation_key": format!("after-{n}") } }),
-        )
-    });
-    for response in join_all(renders).await {
-        assert_eq!(response.status(), 200);
-    }
+    render_with_keys(&server, &site, "/", "after", 6).await;
     assert_eq!(server.get("/health").await.status(), 200);
 
     let mut relaunched = None;
