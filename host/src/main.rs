@@ -1,7 +1,6 @@
 //! The `pagewright` binary: parse the command line, set up logging, hand over to the library.
 
 use clap::Parser;
-use pagewright::config::{Cli, Command, PluginCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -12,17 +11,6 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            // `{:#}` prints the chain of causes on one line, without a backtrace.
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             // chromiumoxide's handler warns about every event it cannot decode (Chromium 156 sends
@@ -32,13 +20,13 @@ async fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide::handler=off")),
         )
         .init();
-    match Cli::parse().command {
-        Command::Serve(args) => {
-            let settings = args.validate()?;
-            pagewright::run_server(settings).await
+    let cli = pagewright::cli::Cli::parse();
+    match runtime.block_on(pagewright::cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the chain of causes on one line, without a backtrace.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
         }
-        Command::Render(args) => pagewright::run_render(args).await,
-        Command::Plugin(PluginCommand::Check { file }) => pagewright::run_plugin_check(&file).await,
-        Command::Plugin(PluginCommand::Upload(args)) => pagewright::run_plugin_upload(args).await,
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{FixtureSite, TestServer, error_code, png_size};
+use crate::harness::{FixtureSite, TestServer, error_code, eventually, png_size};
 
 #[tokio::test]
 async fn screenshots_in_every_format_and_shape() {
@@ -348,7 +348,14 @@ async fn graceful_shutdown_finishes_in_flight_jobs() {
     let slow = site.url("/slow?ms=1500");
     let in_flight =
         tokio::spawn(async move { client.post(url).json(&json!({ "url": slow })).send().await });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    eventually(
+        "the job's page asks for the slow page",
+        std::time::Duration::from_secs(10),
+        || async {
+            (site.slow_requests.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(())
+        },
+    )
+    .await;
     let base = server.base.clone();
     server.shutdown().await;
     let response = in_flight

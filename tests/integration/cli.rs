@@ -2,7 +2,7 @@
 //! check` and `pagewright plugin upload`.
 
 use clap::Parser;
-use pagewright::config::{Cli, Command};
+use pagewright::cli::{Cli, Command};
 
 use crate::harness::{FixtureSite, png_size};
 
@@ -27,10 +27,9 @@ async fn render_writes_screenshot_pdf_and_html() {
         "--viewport",
         "800x600",
     ];
-    let Command::Render(args) = Cli::try_parse_from(argv).expect("parses").command else {
-        panic!("parsed as another command");
-    };
-    pagewright::run_render(args).await.expect("renders");
+    let cli = Cli::try_parse_from(argv).expect("parses");
+    assert!(matches!(cli.command, Command::Render(_)));
+    pagewright::cli::run(cli).await.expect("renders");
     assert_eq!(png_size(&std::fs::read(&png).expect("png")), (800, 600));
     assert!(std::fs::read(&pdf).expect("pdf").starts_with(b"%PDF-"));
     let html = std::fs::read_to_string(&html).expect("html");
@@ -52,13 +51,9 @@ async fn render_refuses_bad_urls_and_reports_failed_navigations() {
             "--screenshot",
             png.to_str().expect("path"),
         ];
-        let Command::Render(args) = Cli::try_parse_from(argv).expect("parses").command else {
-            panic!("parsed as another command");
-        };
-        let error = pagewright::run_render(args)
-            .await
-            .expect_err(url)
-            .to_string();
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        assert!(matches!(cli.command, Command::Render(_)));
+        let error = pagewright::cli::run(cli).await.expect_err(url).to_string();
         assert!(error.contains(expected), "{url}: {error}");
     }
     assert!(!png.exists(), "nothing written on failure");
@@ -69,7 +64,7 @@ async fn render_refuses_bad_urls_and_reports_failed_navigations() {
 #[test]
 fn plugin_check_reports_a_plugin_or_why_it_is_not_one() {
     let pagewright = env!("CARGO_BIN_EXE_pagewright");
-    let stamp = std::path::Path::new(pagewright::plugin::TEST_GUESTS_DIR).join("stamp.wasm");
+    let stamp = pagewright_test_guests::path("stamp");
     let output = std::process::Command::new(pagewright)
         .args(["plugin", "check"])
         .arg(&stamp)
@@ -96,7 +91,7 @@ fn plugin_check_reports_a_plugin_or_why_it_is_not_one() {
 async fn plugin_upload_sends_a_component_and_reports_the_servers_answer() {
     const ADMIN: &str = "cli-admin-token-0123456789";
     let server = crate::harness::TestServer::start(&["--admin-token", ADMIN]).await;
-    let title = std::path::Path::new(pagewright::plugin::TEST_GUESTS_DIR).join("title.wasm");
+    let title = pagewright_test_guests::path("title");
     let upload = |token: &str| {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
             .args(["plugin", "upload"])
@@ -118,13 +113,7 @@ async fn plugin_upload_sends_a_component_and_reports_the_servers_answer() {
     assert!(report.contains("uploaded title@1.2.0"), "{report}");
     assert!(report.contains("roles:  extractor"), "{report}");
     assert_eq!(
-        server
-            .state
-            .plugins
-            .get("title")
-            .expect("registered")
-            .version()
-            .to_string(),
+        server.get_json("/v1/plugins/title").await["latest"],
         "1.2.0"
     );
 

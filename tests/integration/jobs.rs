@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::harness::{FixtureSite, TestServer, error_message};
+use crate::harness::{FixtureSite, TestServer, error_message, eventually};
 
 /// `POST /v1/jobs` with `body`; asserts a 202 with a `Location` and returns the job's document.
 async fn submit(server: &TestServer, body: Value) -> Value {
@@ -32,14 +32,15 @@ async fn wait_for(
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    for _ in 0..1_000 {
-        let job = server.get_json(&format!("/v1/jobs/{id}")).await;
-        if done(&job) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {id} never got to: {what}");
+    eventually(
+        &format!("job {id}: {what}"),
+        Duration::from_secs(20),
+        || async {
+            let job = server.get_json(&format!("/v1/jobs/{id}")).await;
+            done(&job).then_some(job)
+        },
+    )
+    .await
 }
 
 async fn finished(server: &TestServer, id: &str) -> Value {
@@ -128,14 +129,15 @@ fn id_of(job: &Value) -> String {
 }
 
 async fn wait_for_gone(server: &TestServer, id: &str) -> reqwest::Response {
-    for _ in 0..500 {
-        let response = server.get(&format!("/v1/jobs/{id}")).await;
-        if response.status() == 404 {
-            return response;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {id} was kept past its time");
+    eventually(
+        &format!("job {id} is forgotten after its time"),
+        Duration::from_secs(10),
+        || async {
+            let response = server.get(&format!("/v1/jobs/{id}")).await;
+            (response.status() == 404).then_some(response)
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -232,16 +234,18 @@ async fn a_webhook_gets_the_finished_job_signed() {
 #[tokio::test]
 async fn cancelling_takes_a_queued_job_out_and_stops_a_running_plugin() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[
-        "--max-concurrent-renders",
-        "1",
-        "--max-pages",
-        "1",
-        "--plugin-fuel",
-        "1000000000000000",
-    ])
+    let server = TestServer::with_guests(
+        &["spin"],
+        &[
+            "--max-concurrent-renders",
+            "1",
+            "--max-pages",
+            "1",
+            "--plugin-fuel",
+            "1000000000000000",
+        ],
+    )
     .await;
-    server.load_guest("spin");
     // The spinning plugin holds the only run slot; the second job waits behind it.
     let running = submit(&server, json!({ "plugin": "spin", "url": site.url("/") })).await;
     let running = id(&running);
@@ -287,18 +291,19 @@ async fn cancelling_takes_a_queued_job_out_and_stops_a_running_plugin() {
         .await
         .expect("answered");
     assert_eq!(response.status(), 200);
-    for _ in 0..500 {
-        let status = server.get_json("/v1/status").await;
-        if status["scheduler"]["running"] == 0
-            && status["plugin_host"]["instances"] == 0
-            && status["plugin_host"]["cpu"]["busy"] == 0
-            && status["pool"]["leased_pages"] == 0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let status = server.get_json("/v1/status").await;
+    let status = eventually(
+        "the cancelled job lets go of everything",
+        Duration::from_secs(10),
+        || async {
+            let status = server.get_json("/v1/status").await;
+            (status["scheduler"]["running"] == 0
+                && status["plugin_host"]["instances"] == 0
+                && status["plugin_host"]["cpu"]["busy"] == 0
+                && status["pool"]["leased_pages"] == 0)
+                .then_some(status)
+        },
+    )
+    .await;
     assert_eq!(status["scheduler"]["running"], 0, "{status}");
     assert_eq!(status["plugin_host"]["instances"], 0, "{status}");
     assert_eq!(status["pool"]["leased_pages"], 0, "{status}");

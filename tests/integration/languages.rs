@@ -118,6 +118,5 @@ async fn a_python_plugin_runs_on_a_page() {
 
 #[tokio::test]
 async fn the_rust_plugin_does_the_same() {
-    let path = Path::new(pagewright::plugin::TEST_GUESTS_DIR).join("title.wasm");
-    upload_and_run("rust-title", std::fs::read(path).expect("the title guest")).await;
+    upload_and_run("rust-title", pagewright_test_guests::bytes("title")).await;
 }

@@ -1,14 +1,19 @@
-//! Integration tests: the real server, a real Chromium, fixture pages on loopback.
+//! Integration tests: the real server, a real Chromium, fixture pages on loopback, driven through the
+//! server's public entry points (the command line's settings, the router over HTTP). The pool's and
+//! the page operations' own tests are the host's (`host/src/pool/tests.rs`, `host/src/page/tests.rs`).
 
 mod api;
 mod cli;
+#[path = "../support/eventually.rs"]
+mod eventually;
 mod failures;
 mod harness;
 mod jobs;
 mod languages;
-mod page_ops;
+mod layers;
 mod plugins;
-mod pool;
 mod registry;
 mod sched;
 mod shards;
+#[path = "../support/site.rs"]
+mod site;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{FixtureSite, TestServer, error_code, error_message, png_size};
+use crate::harness::{FixtureSite, TestServer, error_code, error_message, eventually, png_size};
 
 /// A job that must still succeed next to a failing plugin.
 async fn screenshot_works(server: &TestServer, site: &FixtureSite) {
@@ -21,7 +21,7 @@ async fn screenshot_works(server: &TestServer, site: &FixtureSite) {
 #[tokio::test]
 async fn builtin_plugins_serve_the_endpoints() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::with_guests(&["stamp"], &[]).await;
 
     let response = server
         .post(
@@ -157,7 +157,6 @@ async fn builtin_plugins_serve_the_endpoints() {
         .await,
         "plugin_not_found"
     );
-    server.load_guest("stamp");
     assert_eq!(
         error_code(
             server
@@ -189,8 +188,7 @@ async fn builtin_plugins_serve_the_endpoints() {
 #[tokio::test]
 async fn a_guest_drives_every_page_operation() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[]).await;
-    server.load_guest("page-tour");
+    let server = TestServer::with_guests(&["page-tour"], &[]).await;
     let response = server
         .post(
             "/v1/run/page-tour",
@@ -244,8 +242,7 @@ async fn a_guest_drives_every_page_operation() {
 #[tokio::test]
 async fn page_operations_with_bad_arguments_are_refused_not_fatal() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[]).await;
-    server.load_guest("bad-args");
+    let server = TestServer::with_guests(&["bad-args"], &[]).await;
     let response = server
         .post("/v1/run/bad-args", json!({ "url": site.url("/") }))
         .await;
@@ -273,8 +270,7 @@ async fn page_operations_with_bad_arguments_are_refused_not_fatal() {
 #[tokio::test]
 async fn a_trapping_plugin_is_a_422_and_the_server_carries_on() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[]).await;
-    server.load_guest("trap");
+    let server = TestServer::with_guests(&["trap"], &[]).await;
     let response = server
         .post("/v1/run/trap", json!({ "url": site.url("/") }))
         .await;
@@ -293,12 +289,15 @@ async fn a_trapping_plugin_is_a_422_and_the_server_carries_on() {
 async fn an_infinite_loop_runs_out_of_fuel() {
     let site = FixtureSite::start().await;
     // The default budget (1e10) lasts ~0.6 s of CPU here, so the screenshot runs while it spins.
-    let server = TestServer::start(&[]).await;
-    server.load_guest("spin");
+    let server = TestServer::with_guests(&["spin"], &[]).await;
     let (spun, ()) = tokio::join!(
         server.post("/v1/run/spin", json!({ "url": site.url("/") })),
         async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            eventually("the loop runs", Duration::from_secs(10), || async {
+                let status = server.get_json("/v1/status").await;
+                (status["plugin_host"]["instances"].as_u64() >= Some(1)).then_some(())
+            })
+            .await;
             screenshot_works(&server, &site).await;
         }
     );
@@ -311,14 +310,16 @@ async fn an_infinite_loop_runs_out_of_fuel() {
 #[tokio::test]
 async fn an_infinite_loop_with_fuel_to_spare_hits_its_deadline() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[
-        "--plugin-fuel",
-        "1000000000000000",
-        "--plugin-timeout-ms",
-        "2000",
-    ])
+    let server = TestServer::with_guests(
+        &["spin"],
+        &[
+            "--plugin-fuel",
+            "1000000000000000",
+            "--plugin-timeout-ms",
+            "2000",
+        ],
+    )
     .await;
-    server.load_guest("spin");
     let started = std::time::Instant::now();
     let response = server
         .post("/v1/run/spin", json!({ "url": site.url("/") }))
@@ -377,11 +378,64 @@ async fn bad_builtin_options_are_refused_before_any_browser_work() {
         .await;
 }
 
+/// The page, not the plugin, took the job's time: a screenshot of a page that spins in JavaScript
+/// hangs in the page operation until the job's deadline. Here the plugin, returning from that
+/// operation, must also wait for the one CPU slot, which a spinning urgent plugin holds: the call is
+/// still stopped at the deadline, and the answer is the page's timeout (`render_timeout`), not the
+/// plugin's (this interleaving used to answer `plugin_timeout`).
+#[tokio::test]
+async fn a_page_that_uses_up_the_jobs_time_is_a_render_timeout_even_when_its_plugin_waits_for_the_cpu()
+ {
+    let site = FixtureSite::start().await;
+    let server = TestServer::with_guests(
+        &["spin"],
+        &[
+            "--plugin-workers",
+            "1",
+            "--plugin-fuel",
+            "1000000000000000",
+            "--plugin-timeout-ms",
+            "60000",
+        ],
+    )
+    .await;
+    let screenshot = server.post(
+        "/v1/screenshot",
+        json!({ "url": site.url("/spin"), "timeout_ms": 3000, "priority": { "class": "cold" } }),
+    );
+    let spinner = async {
+        // The screenshot plugin is blocked in its page operation: an instance, and no CPU slot held
+        // (seen twice in a row, so not the moment between taking an instance and starting).
+        let seen = std::cell::Cell::new(0);
+        eventually(
+            "the screenshot waits on the page",
+            Duration::from_secs(10),
+            || async {
+                let status = server.get_json("/v1/status").await;
+                let host = &status["plugin_host"];
+                let blocked = host["instances"] == 1 && host["cpu"]["busy"] == 0;
+                seen.set(if blocked { seen.get() + 1 } else { 0 });
+                (seen.get() >= 2).then_some(())
+            },
+        )
+        .await;
+        let client = server.client.clone();
+        let url = format!("{}/v1/run/spin", server.base);
+        let body =
+            json!({ "url": site.url("/"), "timeout_ms": 10000, "priority": { "class": "urgent" } });
+        tokio::spawn(async move { client.post(url).json(&body).send().await }).abort_handle()
+    };
+    let (response, spinning) = tokio::join!(screenshot, spinner);
+    let message = error_message(response, 408, "render_timeout").await;
+    assert!(message.contains("capture"), "{message}");
+    // The spinning job goes with its client.
+    spinning.abort();
+}
+
 #[tokio::test]
 async fn a_memory_bomb_stops_at_the_memory_limit() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&["--plugin-memory-mib", "32"]).await;
-    server.load_guest("memory-bomb");
+    let server = TestServer::with_guests(&["memory-bomb"], &["--plugin-memory-mib", "32"]).await;
     let response = server
         .post("/v1/run/memory-bomb", json!({ "url": site.url("/") }))
         .await;
@@ -392,8 +446,7 @@ async fn a_memory_bomb_stops_at_the_memory_limit() {
 #[tokio::test]
 async fn a_100_mb_output_is_refused_as_too_large() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[]).await;
-    server.load_guest("huge-output");
+    let server = TestServer::with_guests(&["huge-output"], &[]).await;
     let response = server
         .post("/v1/run/huge-output", json!({ "url": site.url("/") }))
         .await;
@@ -404,8 +457,7 @@ async fn a_100_mb_output_is_refused_as_too_large() {
 #[tokio::test]
 async fn page_script_plugins_run_before_and_after_load() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[]).await;
-    server.load_guest("stamp");
+    let server = TestServer::with_guests(&["stamp"], &[]).await;
     let content: Value = server
         .post(
             "/v1/content",
@@ -429,51 +481,6 @@ async fn page_script_plugins_run_before_and_after_load() {
         )
         .await;
     assert_eq!(error_code(response, 400).await, "invalid_input");
-}
-
-#[tokio::test]
-async fn a_scorer_scores_and_a_page_less_call_is_refused_page_work() {
-    let server = TestServer::start(&[]).await;
-    server.load_guest("stamp");
-    server.load_guest("page-tour");
-    server.load_guest("noop");
-    let plugins = &server.state.plugins;
-    let job = pagewright::plugin::JobContext::new(
-        1,
-        tokio::time::Instant::now() + Duration::from_secs(10),
-    );
-    let info = pagewright::plugin::JobInfo {
-        url: "https://example.com/abc".into(),
-        origin: "https://example.com".into(),
-        plugin: None,
-        tenant: None,
-        class: pagewright::plugin::PriorityClass::Hot,
-        priority: None,
-        age_ms: 0,
-        attempt: 1,
-        origin_stats: None,
-    };
-    let stamp = plugins.get("stamp").expect("stamp");
-    let (score, usage) = plugins.score(&stamp, info, job).await;
-    assert_eq!(
-        score.expect("a score"),
-        "https://example.com/abc".len() as f64
-    );
-    assert!(usage.fuel > 0);
-
-    let noop = plugins.get("noop").expect("noop");
-    let (output, _) = plugins.extract_without_page(&noop, "{}", job).await;
-    assert_eq!(
-        output.expect("noop runs"),
-        pagewright::plugin::Output::Text(String::new())
-    );
-
-    let tour = plugins.get("page-tour").expect("page-tour");
-    let (output, _) = plugins
-        .extract_without_page(&tour, r#"{"url": "http://127.0.0.1:9/"}"#, job)
-        .await;
-    let error = output.expect_err("no page to tour");
-    assert!(error.to_string().contains("no page"), "{error}");
 }
 
 #[tokio::test]
@@ -503,14 +510,16 @@ async fn native_builtins_serve_without_plugins() {
 #[tokio::test]
 async fn a_client_that_goes_away_mid_plugin_gets_its_page_reset_and_reused() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[
-        "--plugin-fuel",
-        "1000000000000000",
-        "--plugin-timeout-ms",
-        "60000",
-    ])
+    let server = TestServer::with_guests(
+        &["spin"],
+        &[
+            "--plugin-fuel",
+            "1000000000000000",
+            "--plugin-timeout-ms",
+            "60000",
+        ],
+    )
     .await;
-    server.load_guest("spin");
     // The client gives up while the plugin spins: the request is dropped, the plugin's worker task is
     // aborted, and its lease is dropped on the plugin workers.
     let gave_up = server
@@ -521,21 +530,19 @@ async fn a_client_that_goes_away_mid_plugin_gets_its_page_reset_and_reused() {
         .send()
         .await;
     assert!(gave_up.is_err(), "the client timed out");
-    let settled = async {
-        loop {
-            let status: Value = server.get("/v1/status").await.json().await.expect("json");
-            if status["pool"]["leased_pages"] == 0
-                && status["pool"]["returning_pages"] == 0
-                && status["pool"]["running_renders"] == 0
-            {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), settled)
-        .await
-        .expect("the page came back and its render slot freed");
+    eventually(
+        "the page came back and its render slot freed",
+        Duration::from_secs(10),
+        || async {
+            let status = server.get_json("/v1/status").await;
+            let pool = &status["pool"];
+            (pool["leased_pages"] == 0
+                && pool["returning_pages"] == 0
+                && pool["running_renders"] == 0)
+                .then_some(())
+        },
+    )
+    .await;
     screenshot_works(&server, &site).await;
     // The spinning plugin was not in a page operation, so its page was reset and served the next job.
     server

@@ -13,8 +13,7 @@ const ADMIN: &str = "admin-token-for-tests-0123456789";
 const RENDER: &str = "render-token-for-tests-0123456789";
 
 fn guest(name: &str) -> Vec<u8> {
-    let path = Path::new(pagewright::plugin::TEST_GUESTS_DIR).join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
+    pagewright_test_guests::bytes(name)
 }
 
 fn wat(text: &str) -> Vec<u8> {
@@ -502,7 +501,11 @@ async fn uploads_racing_deletes_leave_one_consistent_state() {
             deleted.status()
         );
         // Whatever the order, the registry and the disk agree.
-        let versions = server.state.plugins.versions("racer");
+        let described = server.get_json("/v1/plugins/racer").await;
+        let versions = described["versions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let manifests: Vec<String> = stored(data.path())
             .into_iter()
             .filter(|file| file.starts_with("manifests/"))
@@ -568,7 +571,7 @@ async fn a_stored_version_that_does_not_load_keeps_its_files() {
 
     // A `--plugin` file takes the name: the upload does not load, but nothing of it is removed, and
     // its version number stays taken.
-    let noop = Path::new(pagewright::plugin::TEST_GUESTS_DIR).join("noop.wasm");
+    let noop = pagewright_test_guests::path("noop");
     let flag = format!("shadowed={}", noop.display());
     let server = server_with_admin(data.path(), &["--plugin", &flag]).await;
     assert_eq!(

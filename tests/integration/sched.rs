@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, error_message};
+use crate::harness::{TestServer, error_message, eventually};
 
 /// One render slot, so a slow job holds everything else in the queue.
 async fn one_slot_server(queue_capacity: &str) -> TestServer {
@@ -79,13 +79,7 @@ async fn finishing_order<const N: usize>(
 }
 
 async fn wait_until(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) {
-    for _ in 0..500 {
-        if done(&server.get_json("/v1/status").await["scheduler"]) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the scheduler never got to: {what}");
+    status_until(server, what, |status| done(&status["scheduler"])).await;
 }
 
 #[tokio::test]
@@ -199,19 +193,19 @@ async fn a_free_slot_goes_to_the_highest_priority() {
 async fn a_scorer_plugin_decides_the_order_and_a_failing_one_falls_back() {
     const ADMIN: &str = "sched-admin-token-0123456789";
     let site = crate::harness::FixtureSite::start().await;
-    let server = TestServer::start(&[
-        "--max-concurrent-renders",
-        "1",
-        "--max-pages",
-        "1",
-        "--admin-token",
-        ADMIN,
-    ])
+    let server = TestServer::with_guests(
+        &["stamp", "spin-scorer", "noop"],
+        &[
+            "--max-concurrent-renders",
+            "1",
+            "--max-pages",
+            "1",
+            "--admin-token",
+            ADMIN,
+        ],
+    )
     .await;
     // `stamp` scores a job by the length of its URL: 200 or more is the urgent band.
-    server.load_guest("stamp");
-    server.load_guest("spin-scorer");
-    server.load_guest("noop");
     let set_scorer = |plugin: &'static str| {
         server
             .client
@@ -277,14 +271,11 @@ async fn a_scorer_plugin_decides_the_order_and_a_failing_one_falls_back() {
 
 /// Polls `/v1/status` until `done` holds for it.
 async fn status_until(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..500 {
+    eventually(what, Duration::from_secs(10), || async {
         let status = server.get_json("/v1/status").await;
-        if done(&status) {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the server never got to: {what}");
+        done(&status).then_some(status)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -292,18 +283,20 @@ async fn a_spinning_cold_plugin_gives_the_cpu_to_an_urgent_job() {
     let site = crate::harness::FixtureSite::start().await;
     // One CPU slot for plugin code, two run slots: the urgent job gets a page at once, and its
     // plugin code can only run if the spinning one gives the CPU up.
-    let server = TestServer::start(&[
-        "--plugin-workers",
-        "1",
-        "--max-concurrent-renders",
-        "2",
-        "--max-pages",
-        "2",
-        "--plugin-fuel",
-        "1000000000000000",
-    ])
+    let server = TestServer::with_guests(
+        &["spin"],
+        &[
+            "--plugin-workers",
+            "1",
+            "--max-concurrent-renders",
+            "2",
+            "--max-pages",
+            "2",
+            "--plugin-fuel",
+            "1000000000000000",
+        ],
+    )
     .await;
-    server.load_guest("spin");
     let spinning = server
         .post(
             "/v1/jobs",
@@ -346,16 +339,18 @@ async fn a_spinning_cold_plugin_gives_the_cpu_to_an_urgent_job() {
 async fn a_plugin_waiting_on_its_page_holds_no_cpu_slot() {
     // One CPU slot: if the waiting plugin kept it, the second job's plugin could not run until the
     // wait was over.
-    let server = TestServer::start(&[
-        "--plugin-workers",
-        "1",
-        "--max-concurrent-renders",
-        "2",
-        "--max-pages",
-        "2",
-    ])
+    let server = TestServer::with_guests(
+        &["sleeper"],
+        &[
+            "--plugin-workers",
+            "1",
+            "--max-concurrent-renders",
+            "2",
+            "--max-pages",
+            "2",
+        ],
+    )
     .await;
-    server.load_guest("sleeper");
     let waiting = server
         .post(
             "/v1/jobs",
@@ -398,7 +393,8 @@ async fn pages_stay_warm_for_keys_jobs_arrive_for_and_are_opened_ahead() {
             200
         );
     }
-    // Past the idle timeout, the key's page is still there: jobs are arriving for it.
+    // Past the idle timeout, the key's page is still there: jobs are arriving for it. (A test about
+    // time itself: the page outlives its 500 ms idle timeout by several once-a-second ticks.)
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let status = server.get_json("/v1/status").await;
     let warm = status["prewarm"]

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use pagewright::shard::topology::format_cpu_list;
+use pagewright::topology::format_cpu_list;
 use serde_json::json;
 
-use crate::harness::{FixtureSite, TestServer};
+use crate::harness::{FixtureSite, TestServer, eventually};
 
 /// `--numa-nodes` for two nodes of one CPU each, from the first two CPUs this process may use.
 fn two_nodes() -> (String, [String; 2]) {
@@ -21,7 +21,7 @@ fn two_nodes() -> (String, [String; 2]) {
                 .map(str::to_owned)
         })
         .expect("Cpus_allowed_list");
-    let cpus = pagewright::shard::topology::parse_cpu_list(&allowed).expect("a CPU list");
+    let cpus = pagewright::topology::parse_cpu_list(&allowed).expect("a CPU list");
     let cpus: Vec<usize> = cpus.into_iter().take(2).collect();
     assert_eq!(
         cpus.len(),
@@ -252,16 +252,16 @@ async fn a_shard_whose_browser_dies_relaunches_while_the_other_serves() {
     render_with_keys(&server, &site, "/", "after", 6).await;
     assert_eq!(server.get("/health").await.status(), 200);
 
-    let mut relaunched = None;
-    for _ in 0..100 {
-        let status = server.get_json("/v1/status").await;
-        if status["shards"][0]["browser"]["state"] == "connected" && pid_of(&status, 0) != dying {
-            relaunched = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = relaunched.expect("shard 0's browser is relaunched");
+    let status = eventually(
+        "shard 0's browser is relaunched",
+        Duration::from_secs(10),
+        || async {
+            let status = server.get_json("/v1/status").await;
+            (status["shards"][0]["browser"]["state"] == "connected" && pid_of(&status, 0) != dying)
+                .then_some(status)
+        },
+    )
+    .await;
     assert_eq!(status["shards"][0]["browser"]["restarts"], 1, "{status}");
     assert_eq!(
         pid_of(&status, 1),

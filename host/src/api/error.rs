@@ -6,10 +6,14 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::exec::ExecError;
+use crate::job::options::InvalidOption;
+use crate::jobs::{JobError, JobFailure};
 use crate::page::PageError;
 use crate::plugin::{GuestErrorKind, PluginError};
 use crate::pool::PoolError;
-use crate::render::RenderError;
+use crate::sched::SchedError;
+use crate::url_policy::UrlError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -60,19 +64,61 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<RenderError> for ApiError {
-    fn from(error: RenderError) -> Self {
+/// A failed async job's error, kept as the synchronous endpoint would have answered it.
+pub fn describe_failure(error: ExecError) -> JobFailure {
+    let error = ApiError::from(error);
+    JobFailure {
+        status: error.status.as_u16(),
+        code: error.code.to_owned(),
+        message: error.message,
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(error: ExecError) -> Self {
         match error {
-            RenderError::Page(error) => error.into(),
-            RenderError::Pool(error) => error.into(),
-            RenderError::Plugin(error) => error.into(),
+            ExecError::Queue(error) => error.into(),
+            ExecError::Page(error) => error.into(),
+            ExecError::Pool(error) => error.into(),
+            ExecError::Plugin(error) => error.into(),
         }
     }
 }
 
-impl From<crate::sched::SchedError> for ApiError {
-    fn from(error: crate::sched::SchedError) -> Self {
-        use crate::sched::SchedError;
+impl From<UrlError> for ApiError {
+    fn from(error: UrlError) -> Self {
+        let message = error.to_string();
+        match error {
+            UrlError::Invalid { .. } | UrlError::NoHost(_) => {
+                Self::bad_request("invalid_url", message)
+            }
+            UrlError::Scheme(_) | UrlError::Internal { .. } => {
+                Self::bad_request("url_not_allowed", message)
+            }
+            UrlError::Resolve { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "navigation_failed", message)
+            }
+        }
+    }
+}
+
+impl From<InvalidOption> for ApiError {
+    fn from(error: InvalidOption) -> Self {
+        Self::bad_request("invalid_input", error.0)
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> Self {
+        let message = error.to_string();
+        match error {
+            JobError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "job_not_found", message),
+        }
+    }
+}
+
+impl From<SchedError> for ApiError {
+    fn from(error: SchedError) -> Self {
         let message = error.to_string();
         match error {
             SchedError::QueueFull { .. } => {
@@ -173,7 +219,7 @@ impl From<PluginError> for ApiError {
             PluginError::BadManifest(_) => status(StatusCode::BAD_REQUEST, "invalid_manifest"),
             PluginError::Limits(_) => status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limits"),
             PluginError::Closed => status(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-            PluginError::Storage(_) | PluginError::NoStore => {
+            PluginError::Storage(_) | PluginError::NoDataDir => {
                 tracing::error!(error = %message, "the plugin store failed");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,19 +1,23 @@
-//! api: the HTTP surface (axum). Parses requests strictly, applies the URL policy, turns a request into
-//! a [`RenderJob`](crate::render::RenderJob), and maps every outcome to a response; errors go through
-//! [`ApiError`] so they all have the same JSON shape.
+//! api: the HTTP surface (axum), and the only part of the host that knows HTTP. A render request is
+//! parsed strictly and checked against the URL policy (`request.rs`), becomes a [`Job`], and goes to
+//! the executor (`endpoints.rs`) or, for `/v1/jobs`, to the async jobs (`jobs.rs`); the outcome
+//! becomes a response. Errors go through [`ApiError`] so they all have the same JSON shape.
 //!
 //! [`app`] builds the router from shared state, so tests drive it with `oneshot` or a real socket alike.
+//!
+//! [`Job`]: crate::job::Job
 
 mod auth;
+mod endpoints;
 mod error;
 mod jobs;
 mod ops;
 mod plugins;
-mod render;
+mod request;
 mod scheduler;
-pub mod url_policy;
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -22,35 +26,101 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 
-pub use error::ApiError;
+pub use error::{ApiError, describe_failure};
 pub use plugins::{MANIFEST_HEADER, PathParam, PluginEntry};
 
-use crate::config::Settings;
+use crate::exec::Executor;
+use crate::jobs::Jobs;
 use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
 use crate::plugin::PluginHost;
+use crate::secret::Secret;
+use crate::url_policy::UrlPolicy;
 
-/// Everything a handler needs. Cheap to clone.
+/// What the API decides: a job's default and largest budgets, the body limit, the URL policy, how
+/// the built-in endpoints produce their output, and the tokens.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Time budget of a job that does not ask for one.
+    pub job_timeout: Duration,
+    /// Largest time (and queue-wait) budget a request may ask for.
+    pub max_job_timeout: Duration,
+    /// Queue-wait budget of a job that does not ask for one.
+    pub queue_timeout: Duration,
+    /// Largest request body, inline HTML included.
+    pub max_body_bytes: usize,
+    pub url_policy: UrlPolicy,
+    /// Serve the built-in endpoints with the host's page operations instead of the built-in plugins.
+    pub native_builtins: bool,
+    /// Needed to change plugins and the scorer; without one, the registry is read-only.
+    pub admin_token: Option<Secret>,
+    /// Needed for every `/v1/` request, if set.
+    pub render_token: Option<Secret>,
+}
+
+impl ApiSettings {
+    /// Thirty seconds: what most render APIs give a page, and enough for a heavy one.
+    pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Two minutes: long enough for huge PDFs, short enough that a stuck client frees its slot.
+    pub const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(120);
+    /// As long as the run budget: a job waiting longer would be answered too late to matter.
+    pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// 10 MiB holds any hand-written page; larger documents should be served and rendered by URL.
+    pub const MAX_BODY_BYTES: usize = 10 << 20;
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            job_timeout: Self::JOB_TIMEOUT,
+            max_job_timeout: Self::MAX_JOB_TIMEOUT,
+            queue_timeout: Self::QUEUE_TIMEOUT,
+            max_body_bytes: Self::MAX_BODY_BYTES,
+            url_policy: UrlPolicy::default(),
+            native_builtins: false,
+            admin_token: None,
+            render_token: None,
+        }
+    }
+}
+
+/// Everything a handler needs. Cheap to clone (axum clones it for every request).
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub settings: Settings,
-    /// A browser, pool and renderer per NUMA node.
-    pub shards: crate::shard::Shards,
-    pub plugins: PluginHost,
-    pub scheduler: crate::sched::Scheduler,
-    pub jobs: crate::sched::Jobs,
-    pub webhooks: crate::sched::Webhooks,
-    pub metrics: Metrics,
+    settings: Arc<ApiSettings>,
+    executor: Executor,
+    jobs: Jobs,
+    metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(settings: ApiSettings, executor: Executor, jobs: Jobs, metrics: Metrics) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            executor,
+            jobs,
+            metrics,
+        }
+    }
+
+    /// The plugin host, for embedders and the bench that call plugins directly.
+    pub fn plugins(&self) -> &PluginHost {
+        self.executor.plugins()
+    }
+
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
 }
 
 /// The router with every route, the body limit and the metrics middleware.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
     Router::new()
-        .route("/v1/screenshot", post(render::screenshot))
-        .route("/v1/pdf", post(render::pdf))
-        .route("/v1/content", post(render::content))
-        .route("/v1/scrape", post(render::scrape))
-        .route("/v1/run/{plugin}", post(render::run_plugin))
+        .route("/v1/screenshot", post(endpoints::screenshot))
+        .route("/v1/pdf", post(endpoints::pdf))
+        .route("/v1/content", post(endpoints::content))
+        .route("/v1/scrape", post(endpoints::scrape))
+        .route("/v1/run/{plugin}", post(endpoints::run_plugin))
         .route("/v1/jobs", post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/v1/jobs/{id}/result", get(jobs::result_of))

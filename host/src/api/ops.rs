@@ -12,10 +12,10 @@ use super::{ApiError, AppState};
 /// 200 while a browser is connected (one shard's is enough: placement sends jobs around the
 /// others while they relaunch), 503 otherwise.
 pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let up = state.shards.up();
+    let up = state.executor.shards().up();
     if up > 0 {
         Ok(Json(
-            json!({ "status": "ok", "shards": state.shards.len(), "shards_up": up }),
+            json!({ "status": "ok", "shards": state.executor.shards().len(), "shards_up": up }),
         ))
     } else {
         Err(ApiError::new(
@@ -34,8 +34,8 @@ const LOW_MEMORY_SHARE: f64 = 0.05;
 /// 90% full, its browser is down or the machine is low on memory; the body has the figures (and
 /// the reasons) either way.
 pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let queue = state.scheduler.status();
-    let shards_up = state.shards.up();
+    let queue = state.executor.scheduler().status();
+    let shards_up = state.executor.shards().up();
     let browser_up = shards_up > 0;
     let memory = Memory::now();
     let mut reasons = Vec::new();
@@ -58,14 +58,14 @@ pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_
         "reasons": reasons,
         "queue": queue,
         "browser": if browser_up { "connected" } else { "down" },
-        "shards": state.shards.len(),
+        "shards": state.executor.shards().len(),
         "shards_up": shards_up,
-        "pool": state.shards.pool_status(),
+        "pool": state.executor.shards().pool_status(),
         "memory": {
             "host_rss_bytes": memory.host_rss,
             "available_bytes": memory.available,
             "total_bytes": memory.total,
-            "plugin_bytes": state.plugins.usage_now().memory_bytes,
+            "plugin_bytes": state.plugins().usage_now().memory_bytes,
         },
     });
     (status, Json(body))
@@ -111,25 +111,25 @@ impl Memory {
 const STATUS_KEYS: usize = 20;
 
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let shards = state.shards.status();
+    let shards = state.executor.shards().status();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         // Where the shards run: the NUMA nodes, their CPUs and memory.
-        "topology": state.shards.topology(),
+        "topology": state.executor.shards().topology(),
         "browsers": {
-            "connected": state.shards.up(),
+            "connected": state.executor.shards().up(),
             "restarts": shards.iter().map(|shard| shard.browser.restarts).sum::<u64>(),
         },
         // Every shard's pool added up; each shard's own is under `shards`.
-        "pool": state.shards.pool_status(),
+        "pool": state.executor.shards().pool_status(),
         "shards": shards,
-        "scheduler": state.scheduler.status(),
+        "scheduler": state.executor.scheduler().status(),
         // The keys jobs are arriving for, busiest first, and the pages kept warm for each.
-        "prewarm": state.scheduler.demand().into_iter().take(STATUS_KEYS).collect::<Vec<_>>(),
+        "prewarm": state.executor.scheduler().demand().into_iter().take(STATUS_KEYS).collect::<Vec<_>>(),
         "jobs": state.jobs.status(),
-        "plugin_host": state.plugins.usage_now(),
+        "plugin_host": state.plugins().usage_now(),
         // The latest version of each; `/v1/plugins` has the details.
-        "plugins": state.plugins.catalog().iter().filter_map(|versions| versions.last()).map(|plugin| json!({
+        "plugins": state.plugins().catalog().iter().filter_map(|versions| versions.last()).map(|plugin| json!({
             "name": plugin.name(),
             "version": plugin.version().to_string(),
             "source": plugin.source(),

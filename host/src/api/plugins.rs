@@ -59,7 +59,7 @@ impl PluginEntry {
 
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
     let plugins: Vec<PluginEntry> = state
-        .plugins
+        .plugins()
         .catalog()
         .iter()
         .filter_map(|versions| PluginEntry::of(versions))
@@ -73,9 +73,9 @@ pub async fn describe(
     PathParam(reference): PathParam,
 ) -> Result<Response, ApiError> {
     if reference.contains('@') {
-        return Ok(Json(state.plugins.get(&reference)?.info()).into_response());
+        return Ok(Json(state.plugins().get(&reference)?.info()).into_response());
     }
-    let versions = state.plugins.versions(&reference);
+    let versions = state.plugins().versions(&reference);
     let entry = PluginEntry::of(&versions).ok_or(PluginError::NotFound(reference))?;
     Ok(Json(entry).into_response())
 }
@@ -91,8 +91,8 @@ pub async fn upload(
         .map_err(|message| ApiError::bad_request("invalid_name", message))?;
     let manifest = manifest(&headers)?;
     let component =
-        read_component(&headers, body, state.plugins.settings().max_upload_bytes).await?;
-    let uploaded = state.plugins.upload(&name, manifest, component).await?;
+        read_component(&headers, body, state.plugins().settings().max_upload_bytes).await?;
+    let uploaded = state.plugins().upload(&name, manifest, component).await?;
     let info = uploaded.plugin.info();
     let location = format!("/v1/plugins/{}@{}", info.name, info.version);
     let status = if uploaded.created {
@@ -112,7 +112,7 @@ pub async fn delete(
     State(state): State<AppState>,
     PathParam(reference): PathParam,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let removed = state.plugins.delete(&reference).await?;
+    let removed = state.plugins().delete(&reference).await?;
     let versions: Vec<String> = removed
         .iter()
         .map(|plugin| plugin.version().to_string())

@@ -2,6 +2,8 @@
 //! a plugin with the scorer role) and `DELETE /v1/scheduler/scorer` (back to the built-in score).
 //! Changing the scorer needs the admin token.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::{ApiError, AppState};
+use crate::plugin::ScorerPlugin;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,7 +23,7 @@ struct ScorerRequest {
 pub async fn show(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "scorer": scorer_name(&state),
-        "queue": state.scheduler.status(),
+        "queue": state.executor.scheduler().status(),
     }))
 }
 
@@ -29,9 +32,12 @@ pub async fn set_scorer(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let request: ScorerRequest = super::render::parse(&body)?;
-    let plugin = state.plugins.get(&request.plugin)?;
-    state.scheduler.set_scorer(Some(plugin))?;
+    let request: ScorerRequest = super::request::parse(&body)?;
+    let scorer = ScorerPlugin::new(state.plugins(), &request.plugin)?;
+    state
+        .executor
+        .scheduler()
+        .set_scorer(Some(Arc::new(scorer)));
     Ok(Json(json!({ "scorer": scorer_name(&state) })))
 }
 
@@ -39,13 +45,14 @@ pub async fn clear_scorer(
     _: Admin,
     State(state): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
-    state.scheduler.set_scorer(None)?;
+    state.executor.scheduler().set_scorer(None);
     Ok(Json(json!({ "scorer": null })))
 }
 
 fn scorer_name(state: &AppState) -> Option<String> {
     state
-        .scheduler
+        .executor
+        .scheduler()
         .scorer()
-        .map(|plugin| plugin.metadata().reference())
+        .map(|scorer| scorer.name())
 }

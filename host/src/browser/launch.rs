@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
 use super::BrowserError;
-use crate::shard::Node;
+use crate::topology::Node;
 
 /// Flags for every launch. The first group is required on this kind of machine (measured): without the
 /// background-networking flags Chromium keeps dialling Google hosts that a closed network refuses.

@@ -7,22 +7,98 @@
 //! pending CDP call fails at once, because the handler is dropped), and a new browser is launched with
 //! backoff. The pool holds sessions, never the supervisor's internals, so it can tell a page of a dead
 //! browser by its generation.
+//!
+//! Besides pages (which `page/` opens), a session offers what concerns the whole browser: browser
+//! contexts (one per isolation key, created and disposed of by the pool) and the renderer crashes
+//! Chromium reports.
 
 mod launch;
 
 pub use launch::CHROMIUM_FLAGS;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, DisposeBrowserContextParams, EventTargetCrashed,
+};
+use chromiumoxide::error::CdpError;
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::BrowserSettings;
 use crate::metrics::Metrics;
+use crate::topology::Node;
+
+/// Where Chromium comes from and how it starts.
+#[derive(Debug, Clone)]
+pub struct BrowserSettings {
+    pub executable: PathBuf,
+    /// How long Chromium may take to print its DevTools address.
+    pub launch_timeout: Duration,
+    /// The NUMA node whose CPUs the browser's processes are pinned to and whose memory they
+    /// prefer (a shard's); `None` leaves them wherever the kernel puts them.
+    pub node: Option<Node>,
+}
+
+impl BrowserSettings {
+    /// It takes ~270 ms on a 2-core machine to print its DevTools address; a loaded machine can take
+    /// seconds.
+    pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// Chromium at `executable`, with the default launch timeout, unpinned.
+    pub fn new(executable: PathBuf) -> Self {
+        Self {
+            executable,
+            launch_timeout: Self::LAUNCH_TIMEOUT,
+            node: None,
+        }
+    }
+}
+
+/// `explicit` if given and present, else Debian's Chromium. Debian's `/usr/bin/chromium` is a shell
+/// wrapper; the binary it runs lives in `/usr/lib/chromium/chromium` and starts ~70 ms faster
+/// without the wrapper's checks. The error says where it looked.
+pub fn locate_chrome(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(format!("{} (from --chrome/$CHROME)", path.display()))
+        };
+    }
+    let wrapper = PathBuf::from("/usr/bin/chromium");
+    let binary = PathBuf::from("/usr/lib/chromium/chromium");
+    if wrapper.exists() && binary.exists() {
+        Ok(binary)
+    } else if wrapper.exists() {
+        Ok(wrapper)
+    } else {
+        Err("$CHROME (unset) and /usr/bin/chromium".into())
+    }
+}
+
+#[cfg(test)]
+impl BrowserSupervisor {
+    /// A supervised Chromium for the host's own tests (`$CHROME`, else Debian's), once connected.
+    pub(crate) async fn start_for_tests() -> (Self, Arc<BrowserSession>) {
+        let executable = locate_chrome(std::env::var_os("CHROME").map(PathBuf::from))
+            .unwrap_or_else(|looked_at| panic!("these tests need Chromium; looked at {looked_at}"));
+        let supervisor = Self::start(BrowserSettings::new(executable), Metrics::new());
+        let session = supervisor
+            .ready(Instant::now() + Duration::from_secs(30))
+            .await
+            .expect("Chromium starts");
+        (supervisor, session)
+    }
+}
+
+/// Upper bound for disposing of a context: a hung browser must not hold up its caller.
+const CDP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What went wrong with the browser, by step.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +119,7 @@ pub enum BrowserError {
     Connect {
         url: String,
         #[source]
-        source: chromiumoxide::error::CdpError,
+        source: CdpError,
     },
     #[error("the browser is not available: {0}")]
     Unavailable(String),
@@ -99,6 +175,42 @@ impl BrowserSession {
         let mut rx = self.alive.subscribe();
         // An error means the sender is gone, which also means dead.
         let _ = rx.wait_for(|alive| !alive).await;
+    }
+
+    /// A new browser context: its own cookies, storage and cache.
+    pub async fn create_context(&self) -> Result<BrowserContextId, CdpError> {
+        Ok(self
+            .browser
+            .execute(CreateBrowserContextParams::default())
+            .await?
+            .result
+            .browser_context_id)
+    }
+
+    /// Disposes of a context whose pages are all closed. Best effort: a browser that does not answer
+    /// in time keeps it until it dies.
+    pub async fn dispose_context(&self, id: BrowserContextId) {
+        let dispose = self.browser.execute(DisposeBrowserContextParams::new(id));
+        let _ = tokio::time::timeout(CDP_CLEANUP_TIMEOUT, dispose).await;
+    }
+
+    /// Calls `crashed` with the target id of every page whose renderer crashes, until this browser
+    /// dies.
+    pub async fn watch_crashes(&self, mut crashed: impl FnMut(&str)) {
+        let Ok(mut crashes) = self.browser.event_listener::<EventTargetCrashed>().await else {
+            return;
+        };
+        loop {
+            let event = tokio::select! {
+                event = crashes.next() => event,
+                () = self.died() => None,
+            };
+            let Some(event) = event else {
+                return;
+            };
+            tracing::warn!(target = ?event.target_id, status = %event.status, "a renderer crashed");
+            crashed(event.target_id.inner());
+        }
     }
 }
 
@@ -292,8 +404,8 @@ async fn drive(mut handler: chromiumoxide::Handler) -> String {
     while let Some(event) = handler.next().await {
         match event {
             Ok(()) => {}
-            Err(chromiumoxide::error::CdpError::InvalidMessage(..)) => {}
-            Err(chromiumoxide::error::CdpError::Serde(_)) => {}
+            Err(CdpError::InvalidMessage(..)) => {}
+            Err(CdpError::Serde(_)) => {}
             Err(error) => return format!("the DevTools connection failed: {error}"),
         }
     }

@@ -1,7 +1,7 @@
 //! Output: screenshots (viewport, full page, clip, element) and PDF.
 
-use super::options::{ImageFormat, Length, MAX_PIXELS, PdfOptions, ScreenshotOptions};
 use super::{Page, PageError, json_string, selector_error};
+use crate::job::options::{ImageFormat, Length, MAX_PIXELS, PdfOptions, ScreenshotOptions};
 use base64::Engine;
 use chromiumoxide::cdp::browser_protocol::dom::Rgba;
 use chromiumoxide::cdp::browser_protocol::emulation::SetDefaultBackgroundColorOverrideParams;
@@ -14,7 +14,6 @@ use chromiumoxide::error::CdpError;
 impl Page<'_> {
     /// Captures the viewport, the full page, a clip rectangle or one element.
     pub async fn screenshot(&self, options: &ScreenshotOptions) -> Result<Vec<u8>, PageError> {
-        options.validate()?;
         let clip = if options.full_page {
             let metrics = self
                 .step(
@@ -120,7 +119,6 @@ impl Page<'_> {
 
     /// Prints the page to PDF.
     pub async fn pdf(&self, options: &PdfOptions) -> Result<Vec<u8>, PageError> {
-        options.validate()?;
         let (width, height) = options.paper_inches();
         let margin = |length: Option<Length>| length.map(Length::inches);
         let with_header_footer =

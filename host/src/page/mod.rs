@@ -1,31 +1,44 @@
-//! page: the operations a job performs on a leased page, as a Rust API. The WIT `page` resource of the
-//! plugin host exposes exactly these.
+//! page: one Chromium page and the operations a job performs on it, as a Rust API. The WIT `page`
+//! resource of the plugin host exposes exactly these.
 //!
-//! Every operation runs under the job's deadline ([`Page::deadline`]): a CDP call that does not answer
-//! in time ends with [`PageError::Timeout`] naming the step, instead of hanging on a page that spins in
-//! `while(true){}` or a renderer that crashed. Errors say which operation failed and whether the cause
-//! was the input, the page, or the browser.
+//! [`PageHandle`] is the page itself: opened in a window of its own in a browser context, it keeps
+//! the record of what jobs changed on it (`changes.rs`) and undoes exactly that in its reset
+//! (`reset.rs`), and it knows whether it crashed, was cut off mid-operation, or was left unable to
+//! serve soon; the pool reads those to decide between reusing and closing it. [`Page`] is a handle
+//! with a job's deadline: every operation runs under it ([`Page::deadline`]), so a CDP call that does
+//! not answer in time ends with [`PageError::Timeout`] naming the step, instead of hanging on a page
+//! that spins in `while(true){}` or a renderer that crashed. Errors say which operation failed and
+//! whether the cause was the input, the page, or the browser.
 //!
 //! The operations live by concern: `setup.rs` (what is set before navigating), `navigate.rs` (loading a
 //! URL or inline HTML, waiting for elements), `dom.rs` (evaluating, reading and driving the document) and
-//! `capture.rs` (screenshots and PDF). This file holds the error type, the `Page` handle, and the
-//! machinery every operation goes through: deadlines, error classification, cancellation marks.
+//! `capture.rs` (screenshots and PDF). They take options already checked (`job::options`).
 
 mod capture;
+mod changes;
 mod dom;
 mod navigate;
-pub mod options;
+mod reset;
 mod setup;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, CreateTargetParams};
 use chromiumoxide::error::CdpError;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::pool::Lease;
+use crate::browser::BrowserSession;
+use crate::job::options::InvalidOption;
+use changes::Changes;
 
 /// What went wrong in a page operation.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +65,12 @@ pub enum PageError {
         #[source]
         source: CdpError,
     },
+}
+
+impl From<InvalidOption> for PageError {
+    fn from(error: InvalidOption) -> Self {
+        Self::InvalidInput(error.0)
+    }
 }
 
 impl PageError {
@@ -94,16 +113,140 @@ pub enum ScrollTarget {
     Selector(String),
 }
 
-/// A leased page together with the deadline of the job using it.
+/// Upper bound for closing a page: a hung renderer must not hold up its caller.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One Chromium page and what is known about its state; see the module docs.
+#[derive(Debug)]
+pub struct PageHandle {
+    cdp: chromiumoxide::Page,
+    session: Arc<BrowserSession>,
+    /// What jobs changed since the last reset, so the reset undoes exactly that.
+    changes: Mutex<Changes>,
+    /// Resets so far: every few, the reset also collects the renderer's garbage.
+    resets: AtomicU32,
+    /// Operations running now. Above zero when no job uses the page means an operation was cut
+    /// off half-way (client gone, deadline): the page's state is unknown.
+    in_operation: AtomicUsize,
+    /// Set by an operation that left the page unable to serve another job soon (a navigation
+    /// abandoned before chromiumoxide let go of it).
+    spoiled: AtomicBool,
+    /// Set when Chromium reports the page's renderer crashed.
+    crashed: Arc<AtomicBool>,
+    /// On a fresh `about:blank` document that no job has used: newly opened, or parked.
+    pristine: AtomicBool,
+}
+
+impl PageHandle {
+    /// Opens a page on `about:blank` in `context`. A window of its own, not a tab of the context's
+    /// window: Chromium captures a screenshot from the page's next compositor frame, and a page that
+    /// is not its window's active tab may not produce one soon. As tabs of one window per context, 7%
+    /// of captures took 0.4-2 s with 8 clients over 8 keys, one in a few hundred hung until the job's
+    /// deadline, and on a quiet server 4-5% took ~500 ms. With a window per page: none over 400 ms in
+    /// the same run (0 of 626, against 45 of 624). Activating the page before each capture
+    /// (`Page.bringToFront`) also ended the stalls but cost a fifth of the throughput with 16 pages in
+    /// one window, each activation hiding the page active before (measured).
+    pub async fn open(
+        session: &Arc<BrowserSession>,
+        context: &BrowserContextId,
+    ) -> Result<Self, CdpError> {
+        let params = CreateTargetParams::builder()
+            .url("about:blank")
+            .browser_context_id(context.clone())
+            .new_window(true)
+            .build()
+            .map_err(CdpError::ChromeMessage)?;
+        let cdp = session.cdp().new_page(params).await?;
+        Ok(Self {
+            cdp,
+            session: session.clone(),
+            changes: Mutex::new(Changes::default()),
+            resets: AtomicU32::new(0),
+            in_operation: AtomicUsize::new(0),
+            spoiled: AtomicBool::new(false),
+            crashed: Arc::new(AtomicBool::new(false)),
+            pristine: AtomicBool::new(true),
+        })
+    }
+
+    /// Chromium's id of the page (its target).
+    pub fn target_id(&self) -> &str {
+        self.cdp.target_id().inner()
+    }
+
+    /// The browser this page lives in.
+    pub fn session(&self) -> &Arc<BrowserSession> {
+        &self.session
+    }
+
+    /// The chromiumoxide page, for tests that need a CDP call no operation offers.
+    #[cfg(test)]
+    pub(crate) fn cdp(&self) -> &chromiumoxide::Page {
+        &self.cdp
+    }
+
+    /// The flag [`PageHandle::crashed`] reads, for whoever hears of crashes by target id.
+    pub fn crash_flag(&self) -> Arc<AtomicBool> {
+        self.crashed.clone()
+    }
+
+    /// Has the page's renderer crashed?
+    pub fn crashed(&self) -> bool {
+        self.crashed.load(Ordering::Relaxed)
+    }
+
+    /// Was an operation cut off half-way? Only meaningful when no job uses the page.
+    pub fn cut_off(&self) -> bool {
+        self.in_operation.load(Ordering::Relaxed) > 0
+    }
+
+    /// Did an operation leave the page unable to serve another job soon?
+    pub fn spoiled(&self) -> bool {
+        self.spoiled.load(Ordering::Relaxed)
+    }
+
+    /// Is the page on a fresh `about:blank` document that no job has used?
+    pub fn is_pristine(&self) -> bool {
+        self.pristine.load(Ordering::Relaxed)
+    }
+
+    /// A job used the page: whatever it left in the document stays until the page is parked.
+    pub fn mark_used(&self) {
+        self.pristine.store(false, Ordering::Relaxed);
+    }
+
+    /// Closes the page through the browser target, which still answers when the page's own session
+    /// does not (a page spinning in JavaScript after a navigation was sent to it; measured).
+    pub async fn close(&self) {
+        if !self.session.is_alive() {
+            // Its process is gone, and the page with it.
+            return;
+        }
+        let close = self
+            .session
+            .cdp()
+            .execute(CloseTargetParams::new(self.cdp.target_id().clone()));
+        if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+            tracing::warn!(target = ?self.cdp.target_id(), "closing a page timed out");
+        }
+    }
+
+    fn changes(&self) -> MutexGuard<'_, Changes> {
+        // Nothing holding this lock can panic half-way through an update.
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A page together with the deadline of the job using it.
 #[derive(Debug)]
 pub struct Page<'a> {
-    lease: &'a Lease,
+    handle: &'a PageHandle,
     deadline: Instant,
 }
 
 impl<'a> Page<'a> {
-    pub fn new(lease: &'a Lease, deadline: Instant) -> Self {
-        Self { lease, deadline }
+    pub fn new(handle: &'a PageHandle, deadline: Instant) -> Self {
+        Self { handle, deadline }
     }
 
     pub fn deadline(&self) -> Instant {
@@ -111,7 +254,7 @@ impl<'a> Page<'a> {
     }
 
     fn cdp(&self) -> &chromiumoxide::Page {
-        &self.lease.page().cdp
+        &self.handle.cdp
     }
 
     /// Runs one CDP step under `deadline`, naming the step in any error.
@@ -125,7 +268,7 @@ impl<'a> Page<'a> {
             match tokio::time::timeout_at(deadline, future).await {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(source)) => Err(self.classify(step, source).await),
-                Err(_) if self.lease.crashed() => Err(PageError::Crashed),
+                Err(_) if self.handle.crashed() => Err(PageError::Crashed),
                 Err(_) => Err(PageError::Timeout { step }),
             }
         })
@@ -133,13 +276,13 @@ impl<'a> Page<'a> {
     }
 
     /// Runs `operation` with the page marked busy. If the future is dropped half-way (the client went
-    /// away, an outer deadline), the mark stays, and the pool closes the page instead of reusing a page
-    /// in an unknown state.
+    /// away, an outer deadline), the mark stays ([`PageHandle::cut_off`]), and the pool closes the
+    /// page instead of reusing a page in an unknown state.
     async fn in_operation<T>(&self, operation: impl Future<Output = T>) -> T {
-        let running = &self.lease.page().in_operation;
-        running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let running = &self.handle.in_operation;
+        running.fetch_add(1, Ordering::Relaxed);
         let result = operation.await;
-        running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        running.fetch_sub(1, Ordering::Relaxed);
         result
     }
 
@@ -153,10 +296,10 @@ impl<'a> Page<'a> {
         // job retried.
         let grace =
             Duration::from_millis(500).min(self.deadline.saturating_duration_since(Instant::now()));
-        let died = self.lease.session().died();
+        let died = self.handle.session.died();
         if tokio::time::timeout(grace, died).await.is_ok() {
             PageError::BrowserGone { step }
-        } else if self.lease.crashed() {
+        } else if self.handle.crashed() {
             PageError::Crashed
         } else {
             PageError::Cdp { step, source }

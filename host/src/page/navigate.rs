@@ -1,7 +1,7 @@
 //! Loading a page: navigation with its three wait conditions, inline HTML, and waiting for an element.
 
-use super::options::{GotoOptions, WaitUntil};
 use super::{Navigation, NowOrNever, Page, PageError, json_string, selector_error};
+use crate::job::options::{GotoOptions, WaitUntil};
 use chromiumoxide::cdp::IntoEventKind;
 use chromiumoxide::cdp::browser_protocol::network::{
     self, EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived,
@@ -186,14 +186,13 @@ impl Page<'_> {
         if abandoned {
             // chromiumoxide still waits for this navigation to load (up to 30 s) and queues the
             // page's next navigation behind it: this page cannot serve another job for now.
-            self.lease
-                .page()
+            self.handle
                 .spoiled
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         match waited {
             Ok(result) => result?,
-            Err(_) if self.lease.crashed() => return Err(PageError::Crashed),
+            Err(_) if self.handle.crashed() => return Err(PageError::Crashed),
             Err(_) => return Err(PageError::Timeout { step: "navigation" }),
         }
         // Responses can trail the lifecycle event by a message; take what is already queued.
@@ -235,7 +234,7 @@ impl Page<'_> {
         options: &GotoOptions,
     ) -> Result<Navigation, PageError> {
         let deadline = self.sub_deadline(options.timeout_ms);
-        if !self.lease.is_pristine() {
+        if !self.handle.is_pristine() {
             // Writing a document into a used page would keep the last job's window and its globals.
             self.step(
                 "clear the page",

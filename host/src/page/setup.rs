@@ -1,11 +1,11 @@
 //! Setting a page up before it navigates: viewport, headers, user agent, cookies, media emulation,
 //! JavaScript, request blocking and injected scripts. Each setting records itself in the page's
-//! `PageChanges`, so the pool's reset undoes exactly what a job changed.
+//! changes (`changes.rs`), so the reset undoes exactly what a job changed.
 
-use super::options::{
+use super::{Page, PageError};
+use crate::job::options::{
     BlockOptions, Cookie, MediaType, PageOptions, ResourceType, SameSite, Viewport,
 };
-use super::{Page, PageError};
 use chromiumoxide::cdp::browser_protocol::emulation::{
     MediaFeature, SetDeviceMetricsOverrideParams, SetEmulatedMediaParams,
     SetScriptExecutionDisabledParams, SetUserAgentOverrideParams,
@@ -72,8 +72,7 @@ impl Page<'_> {
     }
 
     pub async fn set_viewport(&self, viewport: &Viewport) -> Result<(), PageError> {
-        viewport.validate()?;
-        if self.lease.page().changes().viewport == Some(*viewport) {
+        if self.handle.changes().viewport == Some(*viewport) {
             // Already in force (the last job used the same one): an override relayouts the page.
             return Ok(());
         }
@@ -85,7 +84,7 @@ impl Page<'_> {
         );
         self.step("set viewport", self.deadline, self.cdp().execute(params))
             .await?;
-        self.lease.page().changes().viewport = Some(*viewport);
+        self.handle.changes().viewport = Some(*viewport);
         Ok(())
     }
 
@@ -94,7 +93,7 @@ impl Page<'_> {
         headers: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), PageError> {
         let params = SetExtraHttpHeadersParams::new(Headers::new(serde_json::json!(headers)));
-        self.lease.page().changes().headers = true;
+        self.handle.changes().headers = true;
         self.step("set headers", self.deadline, self.cdp().execute(params))
             .await?;
         Ok(())
@@ -105,7 +104,7 @@ impl Page<'_> {
             return Err(PageError::InvalidInput("user_agent cannot be empty".into()));
         }
         let params = SetUserAgentOverrideParams::new(user_agent);
-        self.lease.page().changes().user_agent = true;
+        self.handle.changes().user_agent = true;
         self.step("set user agent", self.deadline, self.cdp().execute(params))
             .await?;
         Ok(())
@@ -200,7 +199,7 @@ impl Page<'_> {
                     .collect::<Vec<_>>(),
             )
             .build();
-        self.lease.page().changes().media = true;
+        self.handle.changes().media = true;
         self.step("emulate media", self.deadline, self.cdp().execute(params))
             .await?;
         Ok(())
@@ -208,7 +207,7 @@ impl Page<'_> {
 
     pub async fn set_javascript_enabled(&self, enabled: bool) -> Result<(), PageError> {
         let params = SetScriptExecutionDisabledParams::new(!enabled);
-        self.lease.page().changes().javascript_disabled |= !enabled;
+        self.handle.changes().javascript_disabled |= !enabled;
         self.step(
             "toggle JavaScript",
             self.deadline,
@@ -251,8 +250,7 @@ impl Page<'_> {
             }
         });
         let previous = self
-            .lease
-            .page()
+            .handle
             .changes()
             .request_blocker
             .replace(blocker.abort_handle());
@@ -277,8 +275,7 @@ impl Page<'_> {
             .await?
             .result
             .identifier;
-        self.lease
-            .page()
+        self.handle
             .changes()
             .init_scripts
             .push(identifier.inner().clone());

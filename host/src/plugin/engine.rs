@@ -9,9 +9,9 @@ use wasmtime::{
 };
 
 use super::PluginError;
+use super::PluginSettings;
 use super::bindings;
 use super::state::PluginState;
-use crate::config::PluginSettings;
 
 /// How often the epoch advances. A plugin's wall-time limit is checked at this granularity; 10 ms is
 /// below anything a user would notice and costs one atomic increment per tick.

@@ -39,7 +39,7 @@ pub enum PluginError {
     #[error("the plugin's limits are refused: {0}")]
     Limits(String),
     #[error("this server keeps no plugins: it was started without a data directory")]
-    NoStore,
+    NoDataDir,
     #[error("the server is shutting down and no longer changes its plugins")]
     Closed,
     #[error("{0}")]

@@ -8,13 +8,16 @@ use tokio::time::Instant;
 use wasmtime::{Store, Trap};
 
 use super::bindings::pagewright::plugin::types::{self, Error as WitError};
+use super::cpu::CpuTurnHandle;
 use super::engine::{EPOCH_TICK, FUEL_YIELD_INTERVAL};
 use super::error::GuestErrorKind;
 use super::log::LogSink;
 use super::page_resource::{PageResource, message};
 use super::state::{CpuHook, MemoryRefusal, PageContext, PluginState};
-use super::{HostInner, JobContext, Output, Plugin, PluginError, Role, Usage};
-use crate::metrics::PluginCallLabels;
+use super::{HostInner, JobContext, Plugin, PluginError, Role, Usage};
+use crate::job::Produced;
+use crate::metrics::{PluginCallLabels, PluginLabels};
+use crate::page::PageError;
 
 /// Init scripts one page-script plugin may inject: each is a CDP call before navigation.
 const MAX_INIT_SCRIPTS: usize = 32;
@@ -48,7 +51,7 @@ impl Call {
 
 /// What a successful call returned.
 pub(super) enum Returned {
-    Output(Output),
+    Output(Produced),
     Scripts(Vec<String>),
     Done,
     Score(f64),
@@ -129,7 +132,7 @@ pub(super) async fn invoke(
             log.clone(),
             limits.memory_bytes,
             inner.memory_budget.clone(),
-            inner.settings.deny_private_networks,
+            inner.settings.url_policy,
             page,
             inner.group(job.shard).cpu.turn(job.priority),
         ),
@@ -170,11 +173,23 @@ pub(super) async fn invoke(
     drop(permit);
 
     let name = || plugin.name().to_owned();
-    let result = match outcome {
-        Err(_elapsed) => Err(PluginError::Timeout {
+    // Stopped at the job's deadline (not the plugin's own limit) while a page operation had just
+    // run out of the same time: the page is what took it, and the answer is the page's timeout,
+    // whichever of the two noticed first (the operation's error, the epoch, or the wall clock while
+    // the call waited for a CPU slot to go on).
+    let timeout = |state: &mut PluginState| match state.last_page_error.take() {
+        Some((_, error @ PageError::Timeout { .. }))
+            if limit < limits.timeout && state.page_ran_out_of_job_time =>
+        {
+            PluginError::Page(error)
+        }
+        _ => PluginError::Timeout {
             plugin: name(),
             limit,
-        }),
+        },
+    };
+    let result = match outcome {
+        Err(_elapsed) => Err(timeout(&mut state)),
         Ok(Ok(Ok(returned))) if returned.too_large(limits.output_bytes) => {
             Err(PluginError::OutputTooLarge {
                 plugin: name(),
@@ -206,10 +221,7 @@ pub(super) async fn invoke(
                 plugin: name(),
                 budget: limits.fuel,
             },
-            Some(Trap::Interrupt) => PluginError::Timeout {
-                plugin: name(),
-                limit,
-            },
+            Some(Trap::Interrupt) => timeout(&mut state),
             _ => {
                 let mut message = trap
                     .downcast_ref::<Trap>()
@@ -241,7 +253,7 @@ pub(super) async fn invoke(
 /// before plugin code goes on.
 struct OffCpuWhenBlocked<F> {
     call: F,
-    cpu: crate::sched::CpuTurnHandle,
+    cpu: CpuTurnHandle,
 }
 
 impl<F: Future + Unpin> Future for OffCpuWhenBlocked<F> {
@@ -367,7 +379,7 @@ async fn call_guest(
 fn returned_error(
     plugin: &str,
     error: WitError,
-    last_page_error: Option<(String, crate::page::PageError)>,
+    last_page_error: Option<(String, PageError)>,
 ) -> PluginError {
     if let Some((seen, page_error)) = last_page_error
         && seen == message(&error)
@@ -420,13 +432,13 @@ fn record(inner: &HostInner, plugin: &Plugin, outcome: &'static str, usage: Usag
         .inc();
     metrics
         .plugin_fuel
-        .get_or_create(&crate::metrics::PluginLabels {
+        .get_or_create(&PluginLabels {
             plugin: plugin.name().to_owned(),
         })
         .inc_by(usage.fuel);
 }
 
-impl From<types::Output> for Output {
+impl From<types::Output> for Produced {
     fn from(output: types::Output) -> Self {
         match output {
             types::Output::Json(json) => Self::Json(json),

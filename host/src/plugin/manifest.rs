@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::PluginSettings;
+use super::PluginSettings;
 
 /// The optional manifest of an upload (the `x-pagewright-manifest` header, JSON). Unknown fields are
 /// refused, so a misspelt limit is an error instead of silently the default.
@@ -185,9 +185,7 @@ mod tests {
     use super::*;
 
     fn settings() -> PluginSettings {
-        crate::config::PluginArgs::default()
-            .validate(false)
-            .expect("default settings")
+        PluginSettings::default()
     }
 
     #[test]

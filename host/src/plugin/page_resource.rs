@@ -17,7 +17,7 @@ use wasmtime::component::Resource;
 use super::bindings::pagewright::plugin::page as wit;
 use super::bindings::pagewright::plugin::types::{self, Error as WitError};
 use super::state::PluginState;
-use crate::page::options::{
+use crate::job::options::{
     Clip, Cookie, GotoOptions, ImageFormat, Length, Margins, MediaType, PaperFormat, PdfOptions,
     SameSite, ScreenshotOptions, Viewport, WaitUntil,
 };
@@ -47,15 +47,19 @@ impl PluginState {
                 "this call has no page to operate on".into(),
             ));
         };
-        let page = Page::new(&context.lease, context.deadline);
+        let page = context.lease.page(context.deadline);
         let result = operation(&page).await;
         result.map_err(|error| {
-            if error.spoils_page()
-                && let Some(context) = self.page.as_mut()
-            {
-                // Whatever the plugin does with the error (it may catch it and carry on), a page that
-                // timed out or failed in the browser is not handed to the next job.
-                context.lease.discard("failed");
+            if let Some(context) = self.page.as_mut() {
+                if error.spoils_page() {
+                    // Whatever the plugin does with the error (it may catch it and carry on), a
+                    // page that timed out or failed in the browser is not handed to the next job.
+                    context.lease.discard("failed");
+                }
+                if matches!(error, PageError::Timeout { .. }) && Instant::now() >= context.deadline
+                {
+                    self.page_ran_out_of_job_time = true;
+                }
             }
             let visible = guest_error(&error);
             self.last_page_error = Some((message(&visible).to_owned(), error));
@@ -79,10 +83,6 @@ impl PluginState {
         }
         Ok(to_wit_navigation(&navigated))
     }
-
-    fn deny_private_networks(&self) -> bool {
-        self.deny_private_networks
-    }
 }
 
 impl wit::HostPage for PluginState {
@@ -103,9 +103,9 @@ impl wit::HostPage for PluginState {
         options: wit::GotoOptions,
     ) -> Op<wit::Navigation> {
         // The plugin's navigations obey the same URL policy as the request's.
-        let url = match crate::api::url_policy::check(&url, self.deny_private_networks()).await {
+        let url = match self.url_policy.check(&url).await {
             Ok(url) => url.to_string(),
-            Err(error) => return Ok(Err(WitError::InvalidInput(error.message))),
+            Err(error) => return Ok(Err(WitError::InvalidInput(error.to_string()))),
         };
         Ok(self
             .navigate(options, async |page, options| {
@@ -244,6 +244,9 @@ impl wit::HostPage for PluginState {
             device_scale_factor: viewport.device_scale_factor,
             mobile: viewport.mobile,
         };
+        if let Err(error) = viewport.validate() {
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
+        }
         Ok(self
             .on_page(async |page| page.set_viewport(&viewport).await)
             .await)
@@ -255,8 +258,8 @@ impl wit::HostPage for PluginState {
         headers: Vec<(String, String)>,
     ) -> Op<()> {
         for (name, value) in &headers {
-            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
-                || axum::http::HeaderValue::from_str(value).is_err()
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || http::HeaderValue::from_str(value).is_err()
             {
                 return Ok(Err(WitError::InvalidInput(format!(
                     "`{}: {}` is not a valid HTTP header",
@@ -339,7 +342,7 @@ impl wit::HostPage for PluginState {
             omit_background: options.omit_background,
         };
         if let Err(error) = options.validate() {
-            return Ok(Err(guest_error(&error)));
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
         }
         Ok(self
             .on_page(async |page| page.screenshot(&options).await)
@@ -366,7 +369,7 @@ impl wit::HostPage for PluginState {
             prefer_css_page_size: options.prefer_css_page_size,
         };
         if let Err(error) = options.validate() {
-            return Ok(Err(guest_error(&error)));
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
         }
         Ok(self.on_page(async |page| page.pdf(&options).await).await)
     }

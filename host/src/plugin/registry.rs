@@ -16,6 +16,7 @@ use super::bindings::exports::pagewright::plugin::{extractor, page_script, score
 use super::manifest::{Limits, LimitsView, RequestedLimits};
 use super::state::PluginState;
 use super::validate;
+use crate::job::PluginRef;
 
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
@@ -237,6 +238,14 @@ impl Plugin {
         &self.metadata.name
     }
 
+    /// This version, as a job names it.
+    pub fn reference(&self) -> PluginRef {
+        PluginRef {
+            name: Arc::from(self.metadata.name.as_str()),
+            version: self.metadata.version.clone(),
+        }
+    }
+
     pub fn version(&self) -> &semver::Version {
         &self.metadata.version
     }
@@ -338,6 +347,19 @@ impl Registry {
         plugin
             .cloned()
             .ok_or_else(|| PluginError::NotFound(reference.to_owned()))
+    }
+
+    /// Version `version` of `name`.
+    pub fn get_version(
+        &self,
+        name: &str,
+        version: &semver::Version,
+    ) -> Result<Arc<Plugin>, PluginError> {
+        self.plugins
+            .get(name)
+            .and_then(|versions| versions.get(version))
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(format!("{name}@{version}")))
     }
 
     /// The versions of `name`, oldest first.

@@ -9,10 +9,11 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::cpu::CpuTurn;
 use super::log::LogSink;
 use crate::page::{Navigation, PageError};
 use crate::pool::Lease;
-use crate::sched::CpuTurn;
+use crate::url_policy::UrlPolicy;
 
 /// The job's page, lent to one plugin call after another.
 #[derive(Debug)]
@@ -43,8 +44,11 @@ pub(super) struct PluginState {
     /// plugin passes it on, the host answers with the original error (its status, a browser-death
     /// retry) rather than a generic plugin error.
     pub last_page_error: Option<(String, PageError)>,
-    /// The server's `--deny-private-networks`, which the plugin's `goto` obeys too.
-    pub deny_private_networks: bool,
+    /// A page operation timed out at the job's deadline: if the call then stops at that deadline,
+    /// the page took the job's time, not the plugin.
+    pub page_ran_out_of_job_time: bool,
+    /// The server's URL policy, which the plugin's `goto` obeys too.
+    pub url_policy: UrlPolicy,
     /// The call's claim on a CPU slot: held while plugin code runs, given up while the call is
     /// blocked in the host (see [`CpuHook`] and `invoke::OffCpuWhenBlocked`).
     pub cpu: CpuTurn,
@@ -64,7 +68,7 @@ impl PluginState {
         log: Arc<LogSink>,
         max_memory_bytes: usize,
         memory_budget: Arc<MemoryBudget>,
-        deny_private_networks: bool,
+        url_policy: UrlPolicy,
         page: Option<PageContext>,
         cpu: CpuTurn,
     ) -> Self {
@@ -79,7 +83,8 @@ impl PluginState {
             page,
             log,
             last_page_error: None,
-            deny_private_networks,
+            page_ran_out_of_job_time: false,
+            url_policy,
             cpu,
         }
     }

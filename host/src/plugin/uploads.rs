@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use wasmtime::component::Component;
 
+use super::data_dir::Unreadable;
 use super::manifest::{Limits, Manifest};
 use super::registry::{self, Metadata, Plugin, Source, parse_reference, sha256_hex};
-use super::store::Unreadable;
 use super::{PluginError, PluginHost, check_name};
 
 /// The result of an upload: the plugin, and whether it is new (`false`: this exact version was
@@ -31,8 +31,8 @@ impl PluginHost {
         manifest: Manifest,
         bytes: Bytes,
     ) -> Result<Uploaded, PluginError> {
-        if self.inner.store.is_none() {
-            return Err(PluginError::NoStore);
+        if self.inner.data_dir.is_none() {
+            return Err(PluginError::NoDataDir);
         }
         check_name(name).map_err(PluginError::BadUpload)?;
         manifest.check().map_err(PluginError::BadManifest)?;
@@ -143,8 +143,8 @@ impl PluginHost {
         let reference = metadata.reference();
         let inner = self.inner.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            let store = inner.store.as_ref().expect("checked by upload");
-            store.put(&metadata, &bytes, &component)
+            let data_dir = inner.data_dir.as_ref().expect("checked by upload");
+            data_dir.put(&metadata, &bytes, &component)
         })
         .await
         .map_err(|error| PluginError::Storage(format!("storing the plugin failed: {error}")))?;
@@ -178,8 +178,8 @@ impl PluginHost {
     /// the data directory and then the registry. Jobs already running it finish with it. Runs as a
     /// task of its own, so a client that goes away cannot cut it in half.
     pub async fn delete(&self, reference: &str) -> Result<Vec<Arc<Plugin>>, PluginError> {
-        if self.inner.store.is_none() {
-            return Err(PluginError::NoStore);
+        if self.inner.data_dir.is_none() {
+            return Err(PluginError::NoDataDir);
         }
         let host = self.clone();
         let reference = reference.to_owned();
@@ -214,8 +214,8 @@ impl PluginHost {
         let inner = self.inner.clone();
         let name_ = name.to_owned();
         let removed = tokio::task::spawn_blocking(move || {
-            let store = inner.store.as_ref().expect("checked by delete");
-            store.remove(&name_, &versions)
+            let data_dir = inner.data_dir.as_ref().expect("checked by delete");
+            data_dir.remove(&name_, &versions)
         })
         .await
         .map_err(|error| PluginError::Storage(format!("deleting the plugin failed: {error}")))?;
@@ -246,8 +246,8 @@ impl PluginHost {
         let inner = self.inner.clone();
         let keep = self.registry().component_hashes();
         let collected = tokio::task::spawn_blocking(move || {
-            let store = inner.store.as_ref().expect("only with a store");
-            store.collect_garbage(keep)
+            let data_dir = inner.data_dir.as_ref().expect("only with a data directory");
+            data_dir.collect_garbage(keep)
         })
         .await;
         if let Ok(Err(error)) = collected {
@@ -259,15 +259,15 @@ impl PluginHost {
     /// waits for an upload or delete in progress to finish first. At shutdown.
     pub async fn close(&self) {
         let _changing = self.inner.changes.lock().await;
-        if let Some(store) = &self.inner.store {
-            store.release();
+        if let Some(data_dir) = &self.inner.data_dir {
+            data_dir.release();
         }
     }
 
     /// Refuses changes once [`PluginHost::close`] ran. Called under the change lock.
     fn check_open(&self) -> Result<(), PluginError> {
-        match &self.inner.store {
-            Some(store) if !store.is_held() => Err(PluginError::Closed),
+        match &self.inner.data_dir {
+            Some(data_dir) if !data_dir.is_held() => Err(PluginError::Closed),
             _ => Ok(()),
         }
     }
@@ -301,8 +301,8 @@ impl PluginHost {
             name: name.to_owned(),
             reason,
         };
-        if let Some(store) = &self.inner.store
-            && let Some(component) = store.compiled(&self.inner.engine, sha256)
+        if let Some(data_dir) = &self.inner.data_dir
+            && let Some(component) = data_dir.compiled(&self.inner.engine, sha256)
         {
             return Ok(component);
         }
@@ -336,11 +336,11 @@ impl PluginHost {
     /// A stored plugin that no longer loads (the server's rules changed, a file is damaged) is logged
     /// and left on disk, never a reason not to start. Then removes what no plugin uses.
     pub(super) fn restore_uploads(&self) {
-        let Some(store) = &self.inner.store else {
+        let Some(data_dir) = &self.inner.data_dir else {
             return;
         };
         let started = std::time::Instant::now();
-        let (mut manifests, unreadable) = match store.manifests() {
+        let (mut manifests, unreadable) = match data_dir.manifests() {
             Ok(found) => found,
             Err(error) => {
                 tracing::error!(%error, "reading the stored plugins failed; starting without them");
@@ -365,25 +365,27 @@ impl PluginHost {
                 }
             }
         }
-        if let Err(error) = store.collect_garbage(self.registry().component_hashes()) {
+        if let Err(error) = data_dir.collect_garbage(self.registry().component_hashes()) {
             tracing::warn!(%error, "clearing unused files from the data directory failed");
         }
         tracing::info!(plugins = names.len(), versions = restored, elapsed = ?started.elapsed(), "restored uploaded plugins");
     }
 
     fn restore(&self, metadata: Metadata) -> Result<Arc<Plugin>, PluginError> {
-        let store = self.inner.store.as_ref().ok_or(PluginError::NoStore)?;
+        let data_dir = self.inner.data_dir.as_ref().ok_or(PluginError::NoDataDir)?;
         self.check_replaceable(&metadata.name)?;
         let settings = &self.inner.settings;
         // A server restarted with lower maximums lowers the plugin's limits with them.
         let limits = Limits::resolve(&metadata.limits.within(&Limits::server(settings)), settings)
             .map_err(PluginError::Limits)?;
-        let component = match store.compiled(&self.inner.engine, &metadata.sha256) {
+        let component = match data_dir.compiled(&self.inner.engine, &metadata.sha256) {
             Some(component) => component,
             None => {
-                let bytes = store.component_bytes(&metadata.sha256).map_err(|error| {
-                    PluginError::Storage(format!("reading its component: {error}"))
-                })?;
+                let bytes = data_dir
+                    .component_bytes(&metadata.sha256)
+                    .map_err(|error| {
+                        PluginError::Storage(format!("reading its component: {error}"))
+                    })?;
                 self.component(&metadata.sha256, &bytes)
                     .map_err(|reason| PluginError::Invalid {
                         name: metadata.name.clone(),

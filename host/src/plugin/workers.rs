@@ -11,8 +11,8 @@ use std::future::Future;
 use tokio::runtime::Runtime;
 
 use super::PluginError;
-use crate::sched::CpuSlots;
-use crate::shard::Node;
+use super::cpu::CpuSlots;
+use crate::topology::Node;
 
 /// One shard's workers and the CPU slots their plugin code takes turns in (one per thread).
 #[derive(Debug)]

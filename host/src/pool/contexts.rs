@@ -4,7 +4,6 @@
 use super::{PoolError, PoolInner, PooledPage};
 use crate::browser::BrowserSession;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
-use chromiumoxide::cdp::browser_protocol::target::CreateBrowserContextParams;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -35,12 +34,9 @@ impl PoolInner {
             return Ok(id);
         }
         let created = session
-            .cdp()
-            .execute(CreateBrowserContextParams::default())
+            .create_context()
             .await
-            .map_err(PoolError::CreateContext)?
-            .result
-            .browser_context_id;
+            .map_err(PoolError::CreateContext)?;
         let mut state = self.lock();
         if state.generation == session.generation {
             state.contexts.insert(

@@ -1,10 +1,12 @@
-//! The lease: one job's hold on one page and one render slot. Dropping it hands the page back.
+//! The lease: one job's hold on one page. Dropping it hands the page back.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use super::{PoolInner, PooledPage};
 use crate::browser::BrowserSession;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use tokio::sync::OwnedSemaphorePermit;
+use crate::page::{Page, PageHandle};
 
 /// A leased page. Dropping it returns the page to the pool (reset in the background) or closes it.
 #[derive(Debug)]
@@ -12,28 +14,30 @@ pub struct Lease {
     pub(super) page: Option<PooledPage>,
     pub(super) session: Arc<BrowserSession>,
     pub(super) pool: Arc<PoolInner>,
-    pub(super) permit: Option<OwnedSemaphorePermit>,
     pub(super) discard: Option<&'static str>,
-    pub(super) pristine: bool,
 }
 
 impl Lease {
-    /// Is the page on a fresh `about:blank` document, with nothing of an earlier job in it?
-    pub fn is_pristine(&self) -> bool {
-        self.pristine
-    }
-
-    pub(crate) fn page(&self) -> &PooledPage {
+    fn pooled(&self) -> &PooledPage {
         // Present from construction until Drop.
         self.page
             .as_ref()
             .unwrap_or_else(|| unreachable!("lease used after drop"))
     }
 
-    /// The chromiumoxide page, for host tools and tests that need a CDP call the page operations do not
-    /// offer.
-    pub fn cdp(&self) -> &chromiumoxide::Page {
-        &self.page().cdp
+    /// The page.
+    pub fn handle(&self) -> &PageHandle {
+        &self.pooled().handle
+    }
+
+    /// The page, for operations under `deadline`.
+    pub fn page(&self, deadline: Instant) -> Page<'_> {
+        Page::new(self.handle(), deadline)
+    }
+
+    /// Is the page on a fresh `about:blank` document, with nothing of an earlier job in it?
+    pub fn is_pristine(&self) -> bool {
+        self.handle().is_pristine()
     }
 
     /// The browser this page lives in.
@@ -43,12 +47,7 @@ impl Lease {
 
     /// The isolation key this page belongs to.
     pub fn key(&self) -> &str {
-        &self.page().key
-    }
-
-    /// Has the page's renderer crashed during this lease?
-    pub fn crashed(&self) -> bool {
-        self.page().crashed.load(Ordering::Relaxed)
+        &self.pooled().key
     }
 
     /// Close the page instead of reusing it (the job timed out, a script hung, the page misbehaved).
@@ -62,9 +61,6 @@ impl Drop for Lease {
         let Some(page) = self.page.take() else {
             return;
         };
-        // The render slot frees now: the reset below is cheap CDP work that should not hold back the
-        // next job.
-        drop(self.permit.take());
         self.pool.mark_returning(&page);
         let pool = self.pool.clone();
         let session = self.session.clone();
@@ -72,6 +68,6 @@ impl Drop for Lease {
         // On the server's runtime: a lease can be dropped on the plugin workers.
         self.pool
             .runtime
-            .spawn(pool.give_back(page, session, discard));
+            .spawn(pool.recycle(page, session, discard));
     }
 }

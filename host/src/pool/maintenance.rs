@@ -1,15 +1,8 @@
 //! The pool's background work: a once-a-second tick that closes idle pages past the idle timeout
 //! (sparing the pages kept warm), parks used pages on `about:blank`, disposes of empty contexts and
-//! opens pages ahead of demand (`prewarm.rs`); and a listener per browser that flags pages whose
-//! renderer crashed.
+//! opens pages ahead of demand (`prewarm.rs`).
 
-use super::{CDP_CLEANUP_TIMEOUT, IdlePage, PoolInner, close_target};
-use crate::browser::BrowserSession;
-use chromiumoxide::cdp::browser_protocol::target::{
-    DisposeBrowserContextParams, EventTargetCrashed,
-};
-use futures::StreamExt;
-use std::sync::atomic::Ordering;
+use super::{IdlePage, PoolInner};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -53,7 +46,7 @@ impl PoolInner {
             // about:blank: its scripts and timers stop and its memory goes, at the cost of a navigation
             // that was not worth paying while jobs kept coming.
             let (to_park, kept): (Vec<_>, Vec<_>) = kept.into_iter().partition(|idle| {
-                !idle.page.pristine && now.duration_since(idle.since) >= PARK_AFTER
+                !idle.page.handle.is_pristine() && now.duration_since(idle.since) >= PARK_AFTER
             });
             state.idle = kept;
             for idle in &to_park {
@@ -84,22 +77,17 @@ impl PoolInner {
         };
         for idle in expired {
             self.metrics.evicted("idle");
-            close_target(&session, &idle.page).await;
+            idle.page.handle.close().await;
         }
-        for IdlePage { mut page, since } in parking {
-            let outcome = super::reset::park(&page).await.map_err(|error| {
+        for IdlePage { page, since } in parking {
+            let outcome = page.handle.park().await.map_err(|error| {
                 tracing::warn!(%error, "parking an idle page failed; closing it");
                 "reset_failed"
             });
-            page.pristine = outcome.is_ok();
-            self.finish_return(page, &session, outcome, since).await;
+            self.finish_return(page, outcome, since).await;
         }
         for id in contexts {
-            let _ = tokio::time::timeout(
-                CDP_CLEANUP_TIMEOUT,
-                session.cdp().execute(DisposeBrowserContextParams::new(id)),
-            )
-            .await;
+            session.dispose_context(id).await;
         }
     }
 
@@ -108,26 +96,6 @@ impl PoolInner {
         self.evict_idle().await;
         if let Some(session) = self.browser.current() {
             self.prewarm(&session);
-        }
-    }
-}
-
-/// Marks pages whose renderer crashed, so they are discarded instead of reused. Ends with the browser.
-pub(super) async fn watch_crashes(pool: Weak<PoolInner>, session: Arc<BrowserSession>) {
-    let Ok(mut crashes) = session.cdp().event_listener::<EventTargetCrashed>().await else {
-        return;
-    };
-    loop {
-        let event = tokio::select! {
-            event = crashes.next() => event,
-            _ = session.died() => None,
-        };
-        let (Some(event), Some(pool)) = (event, pool.upgrade()) else {
-            return;
-        };
-        tracing::warn!(target = ?event.target_id, status = %event.status, "a renderer crashed");
-        if let Some(flag) = pool.lock().crash_flags.get(event.target_id.inner()) {
-            flag.store(true, Ordering::Relaxed);
         }
     }
 }

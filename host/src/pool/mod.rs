@@ -4,54 +4,116 @@
 //! job of its isolation key) and **Evicted** (closed). A lease takes, in order: an idle page of the same
 //! isolation key (the most recently used, it is the warmest); a new page while fewer than `max_pages`
 //! live; a new page in place of the coldest idle page of any key ([`policy`]: LRU-K with time decay).
-//! Running renders are capped separately by a semaphore (`max_concurrent_renders`): Chromium on two
-//! cores saturates at 4-8 concurrent renders and more only adds latency.
+//! The pool bounds pages, not renders: how many jobs run at once is the scheduler's run slots and each
+//! shard's share of them.
 //!
 //! Isolation keys never share pages. Each key has a browser context (cookies, storage, cache) shared by
 //! its pages; contexts are never created per job (~22 MB and tens of ms each). Pages and contexts are
 //! recycled after a number of jobs, pages closed after an idle timeout.
 //!
-//! Returning a page happens in [`Lease`]'s `Drop`: a background task resets it ([`reset`]) and puts it
-//! back idle, or closes it if the job asked for that (a timeout, a hung script), the renderer crashed, an
-//! operation was cancelled half-way, the page was left unable to navigate soon, or it reached its reuse
-//! limit. Everything that belonged to a dead browser is forgotten when the
+//! The pool keeps the books and makes no CDP call itself: the page (`page::PageHandle`) opens,
+//! resets, parks and closes itself, and the browser session creates and disposes of contexts and
+//! reports crashes. Its shape is deadpool's: a manager (`manager.rs`) that creates, recycles and
+//! discards pages, and a [`Lease`] that hands its page back when dropped, where a background task
+//! resets it and puts it back idle, or closes it if the job asked for that (a timeout, a hung script),
+//! the renderer crashed, an operation was cut off half-way, the page was left unable to navigate soon,
+//! or it reached its reuse limit. Everything that belonged to a dead browser is forgotten when the
 //! pool first sees the browser's next generation.
 //!
-//! Files: this one holds the pool's state and the lease/return machinery; `lease.rs` the [`Lease`]
-//! handle; `contexts.rs` browser contexts per key; `policy.rs` the eviction order; `reset.rs` what is
-//! undone between jobs; `maintenance.rs` the background tick (idle eviction, parking) and crash
-//! listener; `prewarm.rs` the pages kept warm for the keys the scheduler expects jobs for.
+//! Files: this one holds the pool's state and its public face; `leasing.rs` how a lease finds a page;
+//! `manager.rs` creating, recycling and discarding pages; `lease.rs` the [`Lease`] handle;
+//! `contexts.rs` browser contexts per key; `policy.rs` the eviction order; `maintenance.rs` the
+//! background tick (idle eviction, parking); `prewarm.rs` the pages kept warm for the keys the
+//! scheduler expects jobs for.
 
 mod contexts;
 mod lease;
+mod leasing;
 mod maintenance;
+mod manager;
 mod policy;
 mod prewarm;
-mod reset;
+
+#[cfg(test)]
+mod tests;
 
 use contexts::ContextEntry;
 pub use lease::Lease;
-use maintenance::{maintain, watch_crashes};
+use maintenance::maintain;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, CreateTargetParams};
 use serde::Serialize;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::browser::{BrowserError, BrowserSession, BrowserSupervisor};
-use crate::config::PoolSettings;
 use crate::metrics::{Metrics, ShardLabels, StateLabels};
+use crate::page::PageHandle;
 use policy::AccessHistory;
+
+/// Page pool sizing and recycling.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Most pages alive at once (idle and leased).
+    pub max_pages: usize,
+    /// How long a page may sit idle before it is closed.
+    pub idle_timeout: Duration,
+    /// Jobs one page serves before it is closed and replaced.
+    pub page_reuse_limit: u32,
+    /// Jobs one browser context (one isolation key) serves before it is retired and replaced.
+    pub context_reuse_limit: u32,
+    /// How long a lease may wait for a page before it fails.
+    pub lease_timeout: Duration,
+}
+
+impl PoolSettings {
+    /// 15 s: long enough that a key with a job every few seconds keeps its page, short enough that
+    /// a burst's pages do not sit on memory for long.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Long-lived pages accumulate memory and slow down (measured: ~3 MB a job without the reset's
+    /// garbage collections), so they are replaced after this many jobs.
+    pub const PAGE_REUSE_LIMIT: u32 = 200;
+    /// A context's cache and storage grow with every job of its key.
+    pub const CONTEXT_REUSE_LIMIT: u32 = 5_000;
+    /// As long as a job's default budget: a lease that waits longer has no time left to render.
+    pub const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// One page per 128 MiB of memory, between 8 and 512: a page costs ~10.5 MB PSS (measured), plus
+    /// headroom for heavy real-world pages.
+    pub fn default_max_pages(memory_bytes: u64) -> usize {
+        (memory_bytes / (128 << 20)).clamp(8, 512) as usize
+    }
+
+    /// A shard's pool: its share of the pages by CPUs, `cpus` of `total_cpus`, rounded down (their
+    /// sum is what memory was sized for), and never fewer than the `renders` it may run.
+    pub fn share(&self, cpus: usize, total_cpus: usize, renders: usize) -> Self {
+        Self {
+            max_pages: (self.max_pages * cpus / total_cpus.max(1)).max(renders),
+            ..self.clone()
+        }
+    }
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_pages: Self::default_max_pages(crate::sys::total_memory_bytes()),
+            idle_timeout: Self::IDLE_TIMEOUT,
+            page_reuse_limit: Self::PAGE_REUSE_LIMIT,
+            context_reuse_limit: Self::CONTEXT_REUSE_LIMIT,
+            lease_timeout: Self::LEASE_TIMEOUT,
+        }
+    }
+}
 
 /// Why a page could not be leased, by step.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("no render slot or page became free within {0:?}")]
+    #[error("no page became free within {0:?}")]
     Timeout(Duration),
     #[error(transparent)]
     Browser(#[from] BrowserError),
@@ -66,9 +128,6 @@ pub enum PoolError {
     Relaunched,
 }
 
-/// The isolation key of jobs that do not name one.
-pub const DEFAULT_ISOLATION_KEY: &str = "default";
-
 /// Handle to the page pool. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct PagePool {
@@ -80,8 +139,6 @@ struct PoolInner {
     browser: BrowserSupervisor,
     settings: PoolSettings,
     metrics: Metrics,
-    /// One permit per render that may run at once.
-    render_slots: Arc<Semaphore>,
     state: Mutex<PoolState>,
     /// Held while a browser context is created, so leases racing for a new key share one context
     /// instead of each creating their own (contexts are rare and cost ~22 MB each).
@@ -115,7 +172,7 @@ struct PoolState {
     /// Leases waiting for a returning page, by key, so that each returning page is awaited by at most
     /// one lease and the rest open pages of their own.
     waiting: HashMap<String, usize>,
-    /// Crash flags of every open page, by target id, set by the crash listener.
+    /// Crash flags of every open page, by target id, set when the browser reports a crash.
     crash_flags: HashMap<String, Arc<AtomicBool>>,
     closed: bool,
 }
@@ -128,49 +185,13 @@ struct IdlePage {
 
 /// A page owned by the pool, with what the pool tracks about it.
 #[derive(Debug)]
-pub(crate) struct PooledPage {
-    pub cdp: chromiumoxide::Page,
-    pub key: String,
+struct PooledPage {
+    handle: PageHandle,
+    key: String,
     context: String,
     generation: u64,
     uses: u32,
     history: AccessHistory,
-    crashed: Arc<AtomicBool>,
-    /// On a fresh `about:blank` document: newly opened, or parked after idling. A used page keeps the
-    /// last job's document until it is parked, which costs a navigation that the next job (which
-    /// navigates anyway) would make redundant.
-    pristine: bool,
-    /// What jobs changed on the page since its last reset, so the reset undoes exactly that.
-    pub(crate) changes: Mutex<PageChanges>,
-    /// Page operations running now. Above zero when the lease comes back means an operation was
-    /// cancelled half-way (client gone, deadline): the page's state is unknown, so it is closed.
-    pub(crate) in_operation: AtomicUsize,
-    /// Set by a page operation that left the page unable to serve another job soon (a navigation
-    /// abandoned before chromiumoxide let go of it): the pool closes it.
-    pub(crate) spoiled: AtomicBool,
-}
-
-/// Page state that jobs change and reset undoes. Page operations record here what they set.
-#[derive(Debug, Default)]
-pub(crate) struct PageChanges {
-    /// Script ids added with `Page.addScriptToEvaluateOnNewDocument`.
-    pub init_scripts: Vec<String>,
-    /// The task failing blocked requests while request blocking is on.
-    pub request_blocker: Option<tokio::task::AbortHandle>,
-    pub headers: bool,
-    pub user_agent: bool,
-    pub media: bool,
-    pub javascript_disabled: bool,
-    /// The viewport in force. Not undone: every job sets its own, and setting the one already in force
-    /// again is skipped, since a metrics override relayouts the page.
-    pub viewport: Option<crate::page::options::Viewport>,
-}
-
-impl PooledPage {
-    pub(crate) fn changes(&self) -> MutexGuard<'_, PageChanges> {
-        // Nothing holding this lock can panic half-way through an update.
-        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// Figures for `/v1/status`.
@@ -182,8 +203,6 @@ pub struct PoolStatus {
     /// Pages on their way back to idle (being reset or parked).
     pub returning_pages: usize,
     pub max_pages: usize,
-    pub running_renders: usize,
-    pub max_concurrent_renders: usize,
     pub contexts: usize,
     /// Pages the demand figures want kept warm, over every key.
     pub warm_pages_wanted: usize,
@@ -201,8 +220,6 @@ impl PoolStatus {
             leased_pages: sum.leased_pages + status.leased_pages,
             returning_pages: sum.returning_pages + status.returning_pages,
             max_pages: sum.max_pages + status.max_pages,
-            running_renders: sum.running_renders + status.running_renders,
-            max_concurrent_renders: sum.max_concurrent_renders + status.max_concurrent_renders,
             contexts: sum.contexts + status.contexts,
             warm_pages_wanted: sum.warm_pages_wanted + status.warm_pages_wanted,
             ..sum
@@ -221,7 +238,6 @@ impl PagePool {
     ) -> Self {
         let inner = Arc::new(PoolInner {
             browser,
-            render_slots: Arc::new(Semaphore::new(settings.max_concurrent_renders)),
             settings,
             metrics,
             state: Mutex::new(PoolState::default()),
@@ -235,41 +251,30 @@ impl PagePool {
         Self { inner }
     }
 
-    /// Leases a page of `key`, waiting for a render slot and a browser until `deadline` at the latest.
+    /// Leases a page of `key`, waiting for a browser and a page until `deadline`, or the lease
+    /// timeout if that comes first.
     pub async fn lease(&self, key: &str, deadline: Instant) -> Result<Lease, PoolError> {
         let inner = &self.inner;
         let asked = Instant::now();
-        let slot_deadline = deadline.min(Instant::now() + inner.settings.lease_timeout);
-        let permit = match tokio::time::timeout_at(
-            slot_deadline,
-            inner.render_slots.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(PoolError::Closed),
-            Err(_) => return Err(PoolError::Timeout(asked.elapsed())),
-        };
+        let deadline = deadline.min(asked + inner.settings.lease_timeout);
         // A browser that dies while this lease waits for a page sends it round again, to the next one.
-        let (session, mut page) = loop {
+        loop {
             let session = inner.browser.ready(deadline).await?;
             inner.adopt(&session);
             match tokio::time::timeout_at(deadline, inner.take_page(&session, key)).await {
-                Ok(Ok(page)) => break (session, page),
+                Ok(Ok(page)) => {
+                    return Ok(Lease {
+                        page: Some(page),
+                        session,
+                        pool: self.inner.clone(),
+                        discard: None,
+                    });
+                }
                 Ok(Err(PoolError::Relaunched)) => continue,
                 Ok(Err(error)) => return Err(error),
                 Err(_) => return Err(PoolError::Timeout(asked.elapsed())),
             }
-        };
-        let pristine = std::mem::replace(&mut page.pristine, false);
-        Ok(Lease {
-            page: Some(page),
-            pristine,
-            session,
-            pool: self.inner.clone(),
-            permit: Some(permit),
-            discard: None,
-        })
+        }
     }
 
     /// Whether an idle page of `key` is waiting: a job of that key placed here would find it warm.
@@ -281,6 +286,17 @@ impl PagePool {
             .any(|idle| idle.page.key == key)
     }
 
+    /// Whether the idle page of `key` that a lease would take is parked (pristine).
+    #[cfg(test)]
+    fn idle_page_is_pristine(&self, key: &str) -> bool {
+        self.inner
+            .lock()
+            .idle
+            .iter()
+            .rfind(|idle| idle.page.key == key)
+            .is_some_and(|idle| idle.page.handle.is_pristine())
+    }
+
     pub fn status(&self) -> PoolStatus {
         let state = self.inner.lock();
         let settings = &self.inner.settings;
@@ -290,9 +306,6 @@ impl PagePool {
             leased_pages: state.leased,
             returning_pages: state.returning.values().sum(),
             max_pages: settings.max_pages,
-            running_renders: settings.max_concurrent_renders
-                - self.inner.render_slots.available_permits(),
-            max_concurrent_renders: settings.max_concurrent_renders,
             contexts: state.contexts.len(),
             warm_pages_wanted: self.inner.warm_targets().values().sum(),
             idle_timeout_ms: settings.idle_timeout.as_millis() as u64,
@@ -301,8 +314,8 @@ impl PagePool {
         }
     }
 
-    /// Stops leasing, lets pages on their way back finish their reset (for up to the cleanup timeout),
-    /// and closes every idle page. Pages still leased close when their leases end.
+    /// Stops leasing, lets pages on their way back finish their reset (for up to the reset's own
+    /// time limit), and closes every idle page. Pages still leased close when their leases end.
     pub async fn close(&self) {
         let settled = async {
             loop {
@@ -313,28 +326,25 @@ impl PagePool {
                 notified.await;
             }
         };
-        let _ = tokio::time::timeout(CDP_CLEANUP_TIMEOUT, settled).await;
+        let _ = tokio::time::timeout(SETTLE_AT_CLOSE, settled).await;
         let idle = {
             let mut state = self.inner.lock();
             state.closed = true;
             std::mem::take(&mut state.idle)
         };
-        self.inner.render_slots.close();
         // Leases waiting for a page see `closed` and give up.
         self.inner.page_returned.notify_waiters();
-        let session = self.inner.browser.current();
         let closing = idle.iter().map(|entry| {
             self.inner.forget(&entry.page, "shutdown");
-            let session = session.clone();
-            async move {
-                if let Some(session) = session {
-                    close_target(&session, &entry.page).await;
-                }
-            }
+            entry.page.handle.close()
         });
         futures::future::join_all(closing).await;
     }
 }
+
+/// How long closing waits for pages on their way back: a reset takes milliseconds, a hung one is
+/// given up on after its own limit.
+const SETTLE_AT_CLOSE: Duration = Duration::from_secs(5);
 
 impl PoolInner {
     fn lock(&self) -> MutexGuard<'_, PoolState> {
@@ -362,199 +372,18 @@ impl PoolInner {
         };
         self.publish(&state);
         drop(state);
-        self.runtime
-            .spawn(watch_crashes(Arc::downgrade(self), session.clone()));
-    }
-
-    /// An idle page of `key`, else a new one (after evicting the coldest idle page if at the cap).
-    async fn take_page(
-        self: &Arc<Self>,
-        session: &Arc<BrowserSession>,
-        key: &str,
-    ) -> Result<PooledPage, PoolError> {
-        loop {
-            let notified = self.page_returned.notified();
-            let decision = {
-                let mut state = self.lock();
-                if state.closed {
-                    return Err(PoolError::Closed);
-                }
-                if state.generation != session.generation {
-                    return Err(PoolError::Relaunched);
-                }
-                if let Some(index) = state.idle.iter().rposition(|idle| idle.page.key == key) {
-                    let mut page = state.idle.remove(index).page;
-                    page.history.record(Instant::now());
-                    state.leased += 1;
-                    self.publish(&state);
-                    self.metrics.pages_reused.inc();
-                    return Ok(page);
-                }
-                let returning = state.returning.get(key).copied().unwrap_or(0);
-                if returning > state.waiting.get(key).copied().unwrap_or(0) {
-                    // A page of this key is on its way back: wait for it instead of opening one.
-                    *state.waiting.entry(key.to_owned()).or_default() += 1;
-                    Decision::WaitForReturn
-                } else if state.live < self.settings.max_pages {
-                    state.live += 1;
-                    state.leased += 1;
-                    self.publish(&state);
-                    Decision::Open
-                } else if let Some(index) = policy::coldest(
-                    state.idle.iter().map(|idle| &idle.page.history),
-                    Instant::now(),
-                    policy::HALF_LIFE,
-                ) {
-                    // Take the victim's place: `live` stays the same.
-                    let victim = state.idle.remove(index).page;
-                    state.leased += 1;
-                    self.forget_locked(&mut state, &victim);
-                    state.live += 1;
-                    self.publish(&state);
-                    Decision::Replace(victim)
-                } else {
-                    Decision::Wait
-                }
-            };
-            match decision {
-                Decision::Open => {}
-                Decision::Replace(victim) => {
-                    self.metrics.evicted("lru");
-                    let session = session.clone();
-                    self.runtime
-                        .spawn(async move { close_target(&session, &victim).await });
-                }
-                Decision::Wait => {
-                    // Every page is leased or being reset: wait for one to come back.
-                    notified.await;
-                    continue;
-                }
-                Decision::WaitForReturn => {
-                    // Released on every way out, a cancelled lease (deadline, dropped request)
-                    // included: a count left behind would make later leases open pages needlessly.
-                    let _waiting = WaitingForReturn {
-                        pool: self,
-                        key,
-                        generation: session.generation,
-                    };
-                    notified.await;
-                    continue;
-                }
-            }
-            return self.open_page_detached(session, key).await;
-        }
-    }
-
-    /// Opens a page for a lease that has already counted it (`live`, `leased`), in a task of its own:
-    /// if the lease is cancelled half-way (its deadline, a client gone), the task still finishes, and the
-    /// page goes idle instead of leaking the counts or leaving an untracked tab in Chromium.
-    async fn open_page_detached(
-        self: &Arc<Self>,
-        session: &Arc<BrowserSession>,
-        key: &str,
-    ) -> Result<PooledPage, PoolError> {
-        let (deliver, receiver) = tokio::sync::oneshot::channel();
-        let mut delivery = PageDelivery {
-            receiver,
-            pool: self.clone(),
-            session: session.clone(),
-        };
-        let pool = self.clone();
-        let session = session.clone();
-        let key = key.to_owned();
+        let (pool, session) = (Arc::downgrade(self), session.clone());
         self.runtime.spawn(async move {
-            match pool.open_page(&session, &key).await {
-                Ok(page) => {
-                    if let Err(Ok(page)) = deliver.send(Ok(page)) {
-                        // Nobody is waiting any more: the new page becomes an idle one.
-                        pool.mark_returning(&page);
-                        pool.finish_return(page, &session, Ok(()), Instant::now())
-                            .await;
-                    }
-                }
-                Err(error) => {
+            session
+                .watch_crashes(|target| {
+                    if let Some(pool) = pool.upgrade()
+                        && let Some(flag) = pool.lock().crash_flags.get(target)
                     {
-                        let mut state = pool.lock();
-                        if state.generation == session.generation {
-                            state.live -= 1;
-                            state.leased -= 1;
-                            pool.publish(&state);
-                        }
+                        flag.store(true, Ordering::Relaxed);
                     }
-                    pool.page_returned.notify_waiters();
-                    let _ = deliver.send(Err(error));
-                }
-            }
+                })
+                .await;
         });
-        (&mut delivery.receiver)
-            .await
-            .unwrap_or(Err(PoolError::Closed))
-    }
-
-    /// Moves a leased page's counts to "on its way back", ahead of [`Self::finish_return`].
-    fn mark_returning(&self, page: &PooledPage) {
-        let mut state = self.lock();
-        if state.generation == page.generation {
-            state.leased = state.leased.saturating_sub(1);
-            *state.returning.entry(page.key.clone()).or_default() += 1;
-            self.publish(&state);
-        }
-    }
-
-    /// Opens a page in the current context of `key`, creating the context if needed.
-    async fn open_page(
-        &self,
-        session: &Arc<BrowserSession>,
-        key: &str,
-    ) -> Result<PooledPage, PoolError> {
-        let context = self.context_for(session, key).await?;
-        // A window of its own: Chromium captures a screenshot from the page's next compositor
-        // frame, and a page that is not its window's active tab may not produce one soon. As tabs
-        // of one window per context, 7% of captures took 0.4-2 s with 8 clients over 8 keys, one
-        // in a few hundred hung until the job's deadline, and on a quiet server 4-5% took ~500 ms.
-        // With a window per page: none over 400 ms in the same run (0 of 626, against 45 of 624).
-        // Activating the page before each capture (`Page.bringToFront`) also ended the stalls but
-        // cost a fifth of the throughput with 16 pages in one window, each activation hiding the
-        // page active before (measured).
-        let params = CreateTargetParams::builder()
-            .url("about:blank")
-            .browser_context_id(context.clone())
-            .new_window(true)
-            .build()
-            .map_err(|error| {
-                PoolError::CreatePage(chromiumoxide::error::CdpError::ChromeMessage(error))
-            })?;
-        let cdp = match session.cdp().new_page(params).await {
-            Ok(page) => page,
-            Err(error) => {
-                self.context_page_closed(session.generation, context.inner());
-                return Err(PoolError::CreatePage(error));
-            }
-        };
-        let crashed = Arc::new(AtomicBool::new(false));
-        let mut history = AccessHistory::default();
-        history.record(Instant::now());
-        let mut state = self.lock();
-        if state.generation == session.generation {
-            state
-                .crash_flags
-                .insert(cdp.target_id().inner().clone(), crashed.clone());
-        }
-        drop(state);
-        self.metrics.pages_created.inc();
-        Ok(PooledPage {
-            cdp,
-            key: key.to_owned(),
-            context: context.inner().clone(),
-            generation: session.generation,
-            uses: 0,
-            history,
-            crashed,
-            pristine: true,
-            changes: Mutex::new(PageChanges::default()),
-            in_operation: AtomicUsize::new(0),
-            spoiled: AtomicBool::new(false),
-        })
     }
 
     /// Bookkeeping for a page that leaves the pool (closed or lost). Caller holds the lock.
@@ -563,7 +392,7 @@ impl PoolInner {
             return;
         }
         state.live -= 1;
-        state.crash_flags.remove(page.cdp.target_id().inner());
+        state.crash_flags.remove(page.handle.target_id());
         if let Some(context) = state.contexts.get_mut(&page.context) {
             context.pages = context.pages.saturating_sub(1);
         }
@@ -577,78 +406,13 @@ impl PoolInner {
         self.metrics.evicted(reason);
     }
 
-    /// Puts a reset page back, or closes it. Runs in the background after a lease ends.
-    async fn give_back(
-        self: Arc<Self>,
-        mut page: PooledPage,
-        session: Arc<BrowserSession>,
-        discard: Option<&'static str>,
-    ) {
-        page.uses += 1;
-        let reason = if !session.is_alive() {
-            Some("browser_died")
-        } else if page.crashed.load(Ordering::Relaxed) {
-            Some("crashed")
-        } else if discard.is_some() {
-            discard
-        } else if page.in_operation.load(Ordering::Relaxed) > 0 {
-            Some("cancelled")
-        } else if page.spoiled.load(Ordering::Relaxed) {
-            Some("spoiled")
-        } else if page.uses >= self.settings.page_reuse_limit {
-            Some("reuse_limit")
-        } else {
-            self.count_context_job(&page)
-        };
-        let outcome = match reason {
-            Some(reason) => Err(reason),
-            None => reset::reset(&page).await.map_err(|error| {
-                tracing::warn!(%error, "resetting a page failed; closing it");
-                "reset_failed"
-            }),
-        };
-        self.finish_return(page, &session, outcome, Instant::now())
-            .await;
-    }
-
-    /// Ends a page's way back from a job or from parking: idle again (idle since `since`), or closed
-    /// for `reason`. Wakes the leases waiting for a page.
-    async fn finish_return(
-        &self,
-        page: PooledPage,
-        session: &BrowserSession,
-        outcome: Result<(), &'static str>,
-        since: Instant,
-    ) {
-        let close = {
-            let mut state = self.lock();
-            let current = state.generation == page.generation;
-            if current && let Some(returning) = state.returning.get_mut(&page.key) {
-                *returning = returning.saturating_sub(1);
-            }
-            let close = match outcome {
-                Ok(()) if current && !state.closed => {
-                    state.idle.push(IdlePage { page, since });
-                    None
-                }
-                Ok(()) => {
-                    self.forget_locked(&mut state, &page);
-                    Some((page, if current { "shutdown" } else { "browser_died" }))
-                }
-                Err(reason) => {
-                    self.forget_locked(&mut state, &page);
-                    Some((page, reason))
-                }
-            };
+    /// Moves a leased page's counts to "on its way back", ahead of [`Self::finish_return`].
+    fn mark_returning(&self, page: &PooledPage) {
+        let mut state = self.lock();
+        if state.generation == page.generation {
+            state.leased = state.leased.saturating_sub(1);
+            *state.returning.entry(page.key.clone()).or_default() += 1;
             self.publish(&state);
-            close
-        };
-        self.page_returned.notify_waiters();
-        if let Some((page, reason)) = close {
-            self.metrics.evicted(reason);
-            if session.is_alive() {
-                close_target(session, &page).await;
-            }
         }
     }
 
@@ -666,72 +430,5 @@ impl PoolInner {
             .pool_contexts
             .get_or_create(&ShardLabels { shard })
             .set(state.contexts.len() as i64);
-    }
-}
-
-/// The waiting end of [`PoolInner::open_page_detached`]. A lease dropped just as its page arrived
-/// would drop the page inside the channel; this hands such a page to the pool as an idle one instead.
-struct PageDelivery {
-    receiver: tokio::sync::oneshot::Receiver<Result<PooledPage, PoolError>>,
-    pool: Arc<PoolInner>,
-    session: Arc<BrowserSession>,
-}
-
-impl Drop for PageDelivery {
-    fn drop(&mut self) {
-        // After `close`, a page is either here already or the sender gets it back (and returns it).
-        self.receiver.close();
-        if let Ok(Ok(page)) = self.receiver.try_recv() {
-            self.pool.mark_returning(&page);
-            let pool = self.pool.clone();
-            let session = self.session.clone();
-            self.pool.runtime.spawn(async move {
-                pool.finish_return(page, &session, Ok(()), Instant::now())
-                    .await;
-            });
-        }
-    }
-}
-
-/// A lease's claim on a page of its key that is on its way back; given up when dropped.
-struct WaitingForReturn<'a> {
-    pool: &'a PoolInner,
-    key: &'a str,
-    generation: u64,
-}
-
-impl Drop for WaitingForReturn<'_> {
-    fn drop(&mut self) {
-        let mut state = self.pool.lock();
-        if state.generation == self.generation
-            && let Some(waiting) = state.waiting.get_mut(self.key)
-        {
-            *waiting = waiting.saturating_sub(1);
-        }
-    }
-}
-
-/// What a lease does when no idle page of its key is there.
-enum Decision {
-    Open,
-    Replace(PooledPage),
-    Wait,
-    WaitForReturn,
-}
-
-/// Upper bound for closing a page or context: a hung renderer must not hold up the pool.
-const CDP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Closes a page through the browser target, which still answers when the page's own session does not
-/// (a page spinning in JavaScript after a navigation was sent to it; measured).
-async fn close_target(session: &BrowserSession, page: &PooledPage) {
-    let close = session
-        .cdp()
-        .execute(CloseTargetParams::new(page.cdp.target_id().clone()));
-    if tokio::time::timeout(CDP_CLEANUP_TIMEOUT, close)
-        .await
-        .is_err()
-    {
-        tracing::warn!(target = ?page.cdp.target_id(), "closing a page timed out");
     }
 }

@@ -88,8 +88,7 @@ impl PoolInner {
                 match pool.open_page(&session, &key).await {
                     Ok(page) => {
                         pool.metrics.pages_prewarmed.inc();
-                        pool.finish_return(page, &session, Ok(()), Instant::now())
-                            .await;
+                        pool.finish_return(page, Ok(()), Instant::now()).await;
                     }
                     Err(error) => {
                         tracing::debug!(%error, key, "opening a page ahead of demand failed");

@@ -1,32 +1,31 @@
-//! sched: the scheduler between the API and the pool: admission into a bounded queue, priorities
-//! (classes, numbers, a scorer plugin), aging, fairness across tenants and queue-wait deadlines.
+//! sched: the scheduler between the API and the shards: admission into a bounded queue, priorities
+//! (classes, numbers, a scorer), aging, fairness across tenants, queue-wait deadlines, and how many
+//! jobs may run at once.
 //!
 //! - `queue.rs`: [`JobQueue`], the ordering itself, without I/O;
-//! - `admission.rs`: [`Scheduler`], which admits jobs into the queue and hands out run [`Slot`]s;
+//! - `scheduler.rs`: [`Scheduler`], which admits jobs into the queue and hands out run [`RunSlot`]s;
+//! - `scoring.rs`: the built-in score and the [`Scorer`] trait (the plugin host implements it for
+//!   scorer plugins);
+//! - `priority.rs`: [`Priority`], a running job's standing, which the plugin host's CPU slots go by;
 //! - `limit.rs`: [`ConcurrencyLimit`], how many renders may run at once, adapted to the CPUs' load;
-//! - `origins.rs`: [`Statistics`], per-origin render times and failure rates and per-key demand;
-//! - `cpu.rs`: [`CpuSlots`], the priority-ordered CPU slots plugin code runs in, with cooperative
-//!   preemption at fuel yields;
-//! - `jobs.rs`: [`Jobs`], async jobs from submission to a kept result, and cancellation;
-//! - `webhook.rs`: [`Webhooks`], posting a finished async job to the URL it named.
+//! - `origins.rs`: [`Statistics`], per-origin render times and failure rates and per-key demand.
 
-mod admission;
-mod cpu;
-mod jobs;
 mod limit;
 mod origins;
+mod priority;
 mod queue;
-mod webhook;
+mod scheduler;
+mod scoring;
 
-pub use admission::{
-    Admission, Queued, SchedError, SchedSettings, SchedStatus, Scheduler, Slot, origin_of,
-};
-pub use cpu::{CpuSlots, CpuStatus, CpuTurn, CpuTurnHandle, Priority, SLICE_FUEL};
-pub use jobs::{
-    JobError, JobFailure, JobId, JobResult, JobState, Jobs, JobsSettings, JobsStatus, Outcome,
-    Record, Submission,
-};
+#[cfg(test)]
+mod tests;
+
 pub use limit::ConcurrencyLimit;
 pub use origins::{KeyDemand, OriginFigures, Statistics};
-pub use queue::{Class, JobQueue, Placement, Refused, Ticket};
-pub use webhook::{SIGNATURE_HEADER, Webhooks};
+pub use priority::Priority;
+pub use queue::{JobQueue, QueueEntry, Refused, Ticket};
+pub use scheduler::{
+    OTHERS_DURING_FAVOURED, Queued, RunSlot, SchedError, SchedSettings, SchedStatus, Scheduler,
+    URGENT_HEADROOM, origin_of,
+};
+pub use scoring::{SCORER_BUDGET, ScoreRequest, Scorer};

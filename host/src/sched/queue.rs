@@ -29,26 +29,6 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A job's priority class, as requests name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Class {
-    Urgent,
-    Hot,
-    Cold,
-}
-
-impl Class {
-    /// The built-in score of a job of this class with no number.
-    pub fn base_score(self) -> f64 {
-        match self {
-            Self::Urgent => 200.0,
-            Self::Hot => 100.0,
-            Self::Cold => 0.0,
-        }
-    }
-}
-
 /// The band a score falls in: 0 (urgent), 1 (hot) or 2 (cold).
 pub(super) fn band_of(score: f64) -> usize {
     if score >= 200.0 {
@@ -75,7 +55,7 @@ pub struct Ticket(u64);
 
 /// What the queue knows of a job besides its payload.
 #[derive(Debug, Clone)]
-pub struct Placement {
+pub struct QueueEntry {
     pub tenant: Arc<str>,
     pub score: f64,
     /// Predicted render time in milliseconds: what the job's turn costs its tenant.
@@ -86,7 +66,7 @@ pub struct Placement {
 
 #[derive(Debug)]
 struct Waiting<T> {
-    placement: Placement,
+    entry: QueueEntry,
     /// The band the job is in now (a cold job that aged is in the hot band).
     band: usize,
     /// The band it was queued in, which `depth_by_band` counts.
@@ -140,16 +120,14 @@ struct Band {
 
 impl Band {
     /// Puts job `id` in its tenant's queue in this band, and the tenant in turn if it was not.
-    fn enter(&mut self, placement: &Placement, id: u64, aged: bool) {
-        let tenant = self.tenants.entry(placement.tenant.clone()).or_default();
-        tenant
-            .heap
-            .push((aged, Score(placement.score), Reverse(id)));
+    fn enter(&mut self, entry: &QueueEntry, id: u64, aged: bool) {
+        let tenant = self.tenants.entry(entry.tenant.clone()).or_default();
+        tenant.heap.push((aged, Score(entry.score), Reverse(id)));
         if !tenant.has_turn {
             tenant.has_turn = true;
             let start = tenant.finish.max(self.vtime);
             self.turns
-                .push(Reverse((Score(start), id, placement.tenant.clone())));
+                .push(Reverse((Score(start), id, entry.tenant.clone())));
         }
     }
 }
@@ -202,28 +180,28 @@ impl<T> JobQueue<T> {
 
     /// Queues a job; refused when the queue is full. A NaN score counts as 0; a cost that is not a
     /// positive number counts as 1 ms.
-    pub fn push(&mut self, mut placement: Placement, job: T) -> Result<Ticket, Refused> {
+    pub fn push(&mut self, mut entry: QueueEntry, job: T) -> Result<Ticket, Refused> {
         if self.jobs.len() >= self.capacity {
             return Err(Refused::Full(self.capacity));
         }
-        if placement.score.is_nan() {
-            placement.score = 0.0;
+        if entry.score.is_nan() {
+            entry.score = 0.0;
         }
-        if !(placement.cost.is_finite() && placement.cost > 0.0) {
-            placement.cost = 1.0;
+        if !(entry.cost.is_finite() && entry.cost > 0.0) {
+            entry.cost = 1.0;
         }
         let id = self.next;
         self.next += 1;
-        let band_index = band_of(placement.score);
-        self.bands[band_index].enter(&placement, id, false);
+        let band_index = band_of(entry.score);
+        self.bands[band_index].enter(&entry, id, false);
         if band_index == COLD {
             self.bands[COLD].arrivals.push_back(id);
         }
-        self.deadlines.push(Reverse((placement.queue_deadline, id)));
+        self.deadlines.push(Reverse((entry.queue_deadline, id)));
         self.jobs.insert(
             id,
             Waiting {
-                placement,
+                entry,
                 band: band_index,
                 queued_band: band_index,
                 job,
@@ -254,24 +232,23 @@ impl<T> JobQueue<T> {
     }
 
     /// Takes a queued job out (a cancellation); `None` if it already left.
-    pub fn remove(&mut self, ticket: Ticket) -> Option<(Placement, T)> {
+    pub fn remove(&mut self, ticket: Ticket) -> Option<(QueueEntry, T)> {
         self.take(ticket.0)
     }
 
     /// The next job to run at `now`: the highest band first (cold jobs that waited `aging_step`
     /// count as hot); in a band, tenants in turn.
-    pub fn pop(&mut self, now: Instant) -> Option<(Placement, T)> {
-        self.pop_with_band(now)
-            .map(|(_, placement, job)| (placement, job))
+    pub fn pop(&mut self, now: Instant) -> Option<(QueueEntry, T)> {
+        self.pop_with_band(now).map(|(_, entry, job)| (entry, job))
     }
 
     /// [`Self::pop`], with the band the job left from (after aging): 0 urgent, 1 hot, 2 cold.
-    pub fn pop_with_band(&mut self, now: Instant) -> Option<(usize, Placement, T)> {
+    pub fn pop_with_band(&mut self, now: Instant) -> Option<(usize, QueueEntry, T)> {
         self.pop_within(now, BANDS - 1)
     }
 
     /// The next job at `now` if it is in band `max_band` or higher (after aging).
-    pub fn pop_within(&mut self, now: Instant, max_band: usize) -> Option<(usize, Placement, T)> {
+    pub fn pop_within(&mut self, now: Instant, max_band: usize) -> Option<(usize, QueueEntry, T)> {
         self.pop_next(now, max_band, |_, _| true)
     }
 
@@ -282,7 +259,7 @@ impl<T> JobQueue<T> {
         now: Instant,
         max_band: usize,
         accept: impl Fn(usize, &str) -> bool,
-    ) -> Option<(usize, Placement, T)> {
+    ) -> Option<(usize, QueueEntry, T)> {
         self.age(now);
         for band in 0..=max_band.min(BANDS - 1) {
             let Some(tenant) = self.head_tenant(band) else {
@@ -291,8 +268,8 @@ impl<T> JobQueue<T> {
             if !accept(band, &tenant) {
                 return None;
             }
-            if let Some((placement, job)) = self.next_turn(band).and_then(|id| self.take(id)) {
-                return Some((band, placement, job));
+            if let Some((entry, job)) = self.next_turn(band).and_then(|id| self.take(id)) {
+                return Some((band, entry, job));
             }
         }
         None
@@ -334,17 +311,17 @@ impl<T> JobQueue<T> {
                 self.bands[COLD].arrivals.pop_front();
                 continue;
             }
-            if now.saturating_duration_since(waiting.placement.enqueued_at) < self.aging_step {
+            if now.saturating_duration_since(waiting.entry.enqueued_at) < self.aging_step {
                 return;
             }
             self.bands[COLD].arrivals.pop_front();
             waiting.band = HOT;
-            self.bands[HOT].enter(&waiting.placement, id, true);
+            self.bands[HOT].enter(&waiting.entry, id, true);
         }
     }
 
     /// Removes and returns the jobs whose queue-wait deadline is at or before `now`.
-    pub fn expire(&mut self, now: Instant) -> Vec<(Placement, T)> {
+    pub fn expire(&mut self, now: Instant) -> Vec<(QueueEntry, T)> {
         let mut expired = Vec::new();
         while let Some(Reverse((deadline, id))) = self.deadlines.peek().copied() {
             if deadline > now {
@@ -369,10 +346,10 @@ impl<T> JobQueue<T> {
         None
     }
 
-    fn take(&mut self, id: u64) -> Option<(Placement, T)> {
+    fn take(&mut self, id: u64) -> Option<(QueueEntry, T)> {
         let waiting = self.jobs.remove(&id)?;
         self.depth[waiting.queued_band] -= 1;
-        Some((waiting.placement, waiting.job))
+        Some((waiting.entry, waiting.job))
     }
 
     /// The best job of the tenant whose turn it is in `band` (the earliest virtual start time),
@@ -392,7 +369,7 @@ impl<T> JobQueue<T> {
                     continue;
                 };
                 band.vtime = start;
-                queue.finish = start + waiting.placement.cost;
+                queue.finish = start + waiting.entry.cost;
                 // A tenant left without jobs keeps its clock (see `forget_idle_tenants`), so a
                 // tenant sending in bursts does not start each burst with a fresh turn.
                 if !queue.heap.is_empty() {
@@ -424,8 +401,8 @@ mod tests {
 
     const STEP: Duration = Duration::from_secs(10);
 
-    fn placement(tenant: &str, score: f64, at: Instant) -> Placement {
-        Placement {
+    fn entry(tenant: &str, score: f64, at: Instant) -> QueueEntry {
+        QueueEntry {
             tenant: Arc::from(tenant),
             score,
             cost: 100.0,
@@ -443,19 +420,19 @@ mod tests {
         let now = Instant::now();
         let mut queue = JobQueue::new(100, STEP);
         queue
-            .push(placement("t", 0.0, now), "cold")
+            .push(entry("t", 0.0, now), "cold")
             .expect("room in the queue");
         queue
-            .push(placement("t", 100.0, now), "hot")
+            .push(entry("t", 100.0, now), "hot")
             .expect("room in the queue");
         queue
-            .push(placement("t", 150.0, now), "hot+50")
+            .push(entry("t", 150.0, now), "hot+50")
             .expect("room in the queue");
         queue
-            .push(placement("t", 200.0, now), "urgent")
+            .push(entry("t", 200.0, now), "urgent")
             .expect("room in the queue");
         queue
-            .push(placement("t", 100.0, now), "hot, later")
+            .push(entry("t", 100.0, now), "hot, later")
             .expect("room in the queue");
         assert_eq!(
             drain(&mut queue, now),
@@ -469,12 +446,12 @@ mod tests {
         let start = Instant::now();
         let mut queue = JobQueue::new(100, STEP);
         queue
-            .push(placement("t", 0.0, start), "old cold")
+            .push(entry("t", 0.0, start), "old cold")
             .expect("room in the queue");
         // A steady stream of hot work arriving after it.
         for _ in 0..5 {
             queue
-                .push(placement("t", 150.0, start + STEP), "hot")
+                .push(entry("t", 150.0, start + STEP), "hot")
                 .expect("room in the queue");
         }
         // Before a step has passed, hot work goes first; after one the cold job counts as hot, and
@@ -495,16 +472,16 @@ mod tests {
         let later = start + 3 * STEP;
         let mut queue = JobQueue::new(100, STEP);
         queue
-            .push(placement("old", 0.0, start), "old cold")
+            .push(entry("old", 0.0, start), "old cold")
             .expect("room in the queue");
         queue
-            .push(placement("old", 100.0, start), "old hot")
+            .push(entry("old", 100.0, start), "old hot")
             .expect("room in the queue");
         queue
-            .push(placement("new", 200.0, later), "urgent")
+            .push(entry("new", 200.0, later), "urgent")
             .expect("room in the queue");
         queue
-            .push(placement("new", 100.0, later), "new hot")
+            .push(entry("new", 100.0, later), "new hot")
             .expect("room in the queue");
         let order = drain(&mut queue, later);
         assert_eq!(order[0], "urgent");
@@ -520,11 +497,11 @@ mod tests {
         let mut queue = JobQueue::new(1000, STEP);
         for _ in 0..100 {
             queue
-                .push(placement("flood", 100.0, now), "flood")
+                .push(entry("flood", 100.0, now), "flood")
                 .expect("room in the queue");
         }
         queue
-            .push(placement("trickle", 100.0, now), "trickle")
+            .push(entry("trickle", 100.0, now), "trickle")
             .expect("room in the queue");
         let order = drain(&mut queue, now);
         let position = order
@@ -540,11 +517,11 @@ mod tests {
         let now = Instant::now();
         let mut queue = JobQueue::new(1000, STEP);
         for _ in 0..200 {
-            let mut slow = placement("slow pages", 100.0, now);
+            let mut slow = entry("slow pages", 100.0, now);
             slow.cost = 1_000.0;
             queue.push(slow, "slow").expect("room in the queue");
             queue
-                .push(placement("fast pages", 100.0, now), "fast")
+                .push(entry("fast pages", 100.0, now), "fast")
                 .expect("room in the queue");
         }
         // Each slow job costs ten fast ones: over 110 turns, 10 slow and 100 fast.
@@ -553,7 +530,7 @@ mod tests {
         assert!((10..=11).contains(&slow), "{slow} slow jobs in 110 turns");
         // A tenant that arrives with nothing queued waits for one turn at most.
         queue
-            .push(placement("newcomer", 100.0, now), "newcomer")
+            .push(entry("newcomer", 100.0, now), "newcomer")
             .expect("room in the queue");
         let next: Vec<_> = (0..2).map(|_| queue.pop(now).expect("a job").1).collect();
         assert!(next.contains(&"newcomer"), "{next:?}");
@@ -564,13 +541,13 @@ mod tests {
         let now = Instant::now();
         let mut queue = JobQueue::new(2, STEP);
         let first = queue
-            .push(placement("t", 100.0, now), "first")
+            .push(entry("t", 100.0, now), "first")
             .expect("room in the queue");
         queue
-            .push(placement("t", 100.0, now), "second")
+            .push(entry("t", 100.0, now), "second")
             .expect("room in the queue");
         assert_eq!(
-            queue.push(placement("t", 100.0, now), "third"),
+            queue.push(entry("t", 100.0, now), "third"),
             Err(Refused::Full(2))
         );
         assert_eq!(queue.remove(first).expect("still queued").1, "first");
@@ -583,11 +560,11 @@ mod tests {
         let now = Instant::now();
         let mut queue = JobQueue::new(100, STEP);
         queue
-            .push(placement("t", 0.0, now), "old cold")
+            .push(entry("t", 0.0, now), "old cold")
             .expect("room in the queue");
         for _ in 0..50_000 {
             queue
-                .push(placement("t", 10.0, now), "cold")
+                .push(entry("t", 10.0, now), "cold")
                 .expect("room in the queue");
             // Same tenant and band: the higher score goes first, every time.
             assert_eq!(queue.pop(now).expect("a job").1, "cold");
@@ -601,11 +578,11 @@ mod tests {
     fn jobs_past_their_queue_deadline_expire_and_never_pop() {
         let now = Instant::now();
         let mut queue = JobQueue::new(10, STEP);
-        let mut short = placement("t", 200.0, now);
+        let mut short = entry("t", 200.0, now);
         short.queue_deadline = now + Duration::from_millis(100);
         queue.push(short, "short").expect("room in the queue");
         queue
-            .push(placement("t", 0.0, now), "patient")
+            .push(entry("t", 0.0, now), "patient")
             .expect("room in the queue");
         assert_eq!(
             queue.next_deadline(),

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 use axum::body::Bytes;
 use pagewright::metrics::Metrics;
-use pagewright::plugin::{Manifest, PluginHost};
+use pagewright::plugin::{Manifest, PluginHost, PluginSettings};
 
 use crate::plugins::median;
 use crate::scenarios::InProcessServer;
@@ -51,7 +51,7 @@ pub async fn languages_bench(rounds: usize, calls: usize) -> anyhow::Result<()> 
 /// The component of one language: the Rust test guest, or an example built by its build script.
 fn component(language: &str) -> anyhow::Result<Vec<u8>> {
     let path = if language == "rust" {
-        Path::new(pagewright::plugin::TEST_GUESTS_DIR).join("title.wasm")
+        pagewright_test_guests::path("title")
     } else {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/examples/build.sh");
         let output = std::process::Command::new(&script)
@@ -74,8 +74,10 @@ fn component(language: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn host(data_dir: &Path) -> anyhow::Result<PluginHost> {
-    let mut settings = pagewright::config::PluginArgs::default().validate(false)?;
-    settings.data_dir = Some(data_dir.to_owned());
+    let settings = PluginSettings {
+        data_dir: Some(data_dir.to_owned()),
+        ..PluginSettings::default()
+    };
     Ok(PluginHost::new(settings, Metrics::new())?)
 }
 
@@ -131,7 +133,7 @@ struct PerCall {
 async fn per_call(name: &str, bytes: &Bytes, calls: usize) -> anyhow::Result<PerCall> {
     let server = InProcessServer::start().await?;
     server
-        .state
+        .services
         .plugins
         .upload(name, Manifest::default(), bytes.clone())
         .await?;

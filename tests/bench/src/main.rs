@@ -226,12 +226,7 @@ fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .map(String::from)
                 .chain(args);
-            let pagewright::config::Command::Serve(serve) =
-                <pagewright::config::Cli as Parser>::try_parse_from(argv)?.command
-            else {
-                anyhow::bail!("the arguments did not parse as `pagewright serve`");
-            };
-            pagewright::run_server(serve.validate()?).await
+            pagewright::run_server(pagewright::cli::serve_settings(argv)?).await
         }),
     }
 }

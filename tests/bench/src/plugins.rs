@@ -6,7 +6,6 @@
 //! (c) hundreds of infinite-loop plugin calls at once while one client takes screenshots: its latency
 //!     against the same server idle, and how every looping call ended.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,13 +66,13 @@ pub async fn plugin_bench(options: Options) -> anyhow::Result<()> {
 }
 
 fn guest(name: &str) -> anyhow::Result<Vec<u8>> {
-    let path = Path::new(pagewright::plugin::TEST_GUESTS_DIR).join(format!("{name}.wasm"));
+    let path = pagewright_test_guests::path(name);
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// (a): p50, p99 and mean in microseconds.
 async fn invocation_cost(calls: usize) -> anyhow::Result<(f64, f64, f64)> {
-    let settings = pagewright::config::PluginArgs::default().validate(false)?;
+    let settings = pagewright::plugin::PluginSettings::default();
     let host = pagewright::plugin::PluginHost::new(settings, pagewright::metrics::Metrics::new())?;
     let noop = host.load("noop", &guest("noop")?)?;
     let job = || JobContext::new(1, tokio::time::Instant::now() + Duration::from_secs(10));
@@ -157,8 +156,8 @@ async fn spinning_neighbours(loops: usize) -> anyhow::Result<Isolation> {
     let site = serve_page().await?;
     let url = format!("http://{site}/");
     let server = InProcessServer::start().await?;
-    let (state, base) = (server.state.clone(), server.base.clone());
-    let spin = state.plugins.load("spin", &guest("spin")?)?;
+    let (host, base) = (server.services.plugins.clone(), server.base.clone());
+    let spin = host.load("spin", &guest("spin")?)?;
     let client = reqwest::Client::new();
     let screenshot = || {
         let request = client
@@ -188,7 +187,7 @@ async fn spinning_neighbours(loops: usize) -> anyhow::Result<Isolation> {
     let ended = Arc::new(std::sync::Mutex::new(Vec::new()));
     let tasks: Vec<_> = (0..loops)
         .map(|id| {
-            let host = state.plugins.clone();
+            let host = host.clone();
             let spin = spin.clone();
             let ended = ended.clone();
             tokio::spawn(async move {

@@ -55,11 +55,11 @@ pub async fn pool_bench(
 ) -> anyhow::Result<()> {
     let site = serve_page().await?;
     let url = format!("http://{site}/");
-    let chrome = pagewright::config::BrowserArgs {
+    let chrome = pagewright::cli::BrowserArgs {
         chrome: std::env::var_os("CHROME").map(PathBuf::from),
         browser_launch_timeout_ms: 20_000,
     }
-    .validate()?
+    .settings()?
     .executable;
     println!(
         "machine: {} cores; page: {url}; {}s per level",
@@ -316,7 +316,7 @@ async fn launch(
         .disable_default_args()
         // chromiumoxide adds the leading dashes itself.
         .args(
-            pagewright::browser::CHROMIUM_FLAGS
+            pagewright::CHROMIUM_FLAGS
                 .iter()
                 .map(|flag| flag.trim_start_matches("--")),
         )
@@ -536,7 +536,7 @@ fn print_table(results: &[Measured]) {
 /// A pagewright server in this process (so a bench can reach its plugin host directly), on a loopback
 /// port and its own data directory.
 pub(crate) struct InProcessServer {
-    pub(crate) state: pagewright::api::AppState,
+    pub(crate) services: pagewright::Services,
     pub(crate) base: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -555,27 +555,33 @@ impl InProcessServer {
             "--data-dir",
             data_dir_arg,
         ];
-        let pagewright::config::Command::Serve(args) =
-            <pagewright::config::Cli as clap::Parser>::try_parse_from(argv)?.command
-        else {
-            anyhow::bail!("`serve` did not parse");
-        };
-        let settings = args.validate()?;
+        let settings = pagewright::cli::serve_settings(argv)?;
         let listener = TcpListener::bind(settings.listen).await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let state = pagewright::start_services(settings)?;
+        let services = pagewright::start_services(settings)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(pagewright::serve(state.clone(), listener, async {
+        let task = tokio::spawn(pagewright::serve(services.clone(), listener, async {
             let _ = stopped.await;
         }));
-        for shard in state.shards.iter() {
-            shard
-                .browser
-                .ready(tokio::time::Instant::now() + Duration::from_secs(30))
-                .await?;
+        // Up once every shard's browser is: `/health` says so.
+        let health = format!("{base}/health");
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = reqwest::get(&health).await
+                && let Ok(body) = response.json::<serde_json::Value>().await
+                && body["status"] == "ok"
+                && body["shards_up"] == body["shards"]
+            {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the browsers did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(Self {
-            state,
+            services,
             base,
             stop,
             task,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pagewright::sched::{JobQueue, Placement};
+use pagewright::sched::{JobQueue, QueueEntry};
 
 pub fn sched_core_bench(queued: usize, operations: usize, tenants: usize) -> anyhow::Result<()> {
     let tenant_names: Vec<Arc<str>> = (0..tenants)
@@ -22,7 +22,7 @@ pub fn sched_core_bench(queued: usize, operations: usize, tenants: usize) -> any
     };
     let mut placement = |i: usize| {
         let random = next();
-        Placement {
+        QueueEntry {
             tenant: tenant_names[random as usize % tenants].clone(),
             score: [0.0, 100.0, 200.0][(random >> 32) as usize % 3] + (random >> 48) as f64 % 50.0,
             cost: 50.0 + (random >> 40) as f64 % 500.0,

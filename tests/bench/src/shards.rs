@@ -104,7 +104,7 @@ async fn closed_loop(
 
 pub async fn shards_bench(duration: Duration, clients: usize, keys: usize) -> anyhow::Result<()> {
     let page = format!("http://{}/", serve_page().await?);
-    let cpus = pagewright::shard::Topology::detect()
+    let cpus = pagewright::topology::Topology::detect()
         .nodes
         .iter()
         .flat_map(|node| node.cpus.clone())

@@ -27,12 +27,12 @@ use super::artifact;
 use super::registry::{Metadata, hex, sha256_hex};
 
 #[derive(Debug)]
-pub(super) struct Store {
+pub(super) struct DataDir {
     root: PathBuf,
     /// Where this engine's compiled artifacts go: a hash of everything that makes compiled code
     /// compatible (wasmtime version, target, settings).
     compiled: PathBuf,
-    /// The data directory's lock, held from start-up until [`Store::release`].
+    /// The data directory's lock, held from start-up until [`DataDir::release`].
     lock: std::sync::Mutex<Option<File>>,
 }
 
@@ -43,7 +43,7 @@ pub(super) struct Unreadable {
     pub reason: String,
 }
 
-impl Store {
+impl DataDir {
     /// Opens (creating if needed) the data directory and takes its lock.
     pub fn open(root: &Path, engine: &Engine) -> io::Result<Self> {
         let context = |step: &str, path: &Path| {

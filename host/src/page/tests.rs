@@ -1,18 +1,55 @@
-//! The page operations that the WIT `page` resource will expose, through the Rust API.
+//! The page operations (what the WIT `page` resource exposes) and the reset, through the Rust API,
+//! on pages of a real browser.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use pagewright::page::options::{
-    BlockOptions, Cookie, GotoOptions, MediaType, PageOptions, ResourceType, WaitForSelector,
-    WaitUntil,
-};
-use pagewright::page::{Page, PageError, ScrollTarget};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::harness::{FixtureSite, TestServer};
+use super::{Page, PageError, PageHandle, ScrollTarget};
+use crate::browser::{BrowserSession, BrowserSupervisor};
+use crate::job::options::{
+    BlockOptions, Cookie, GotoOptions, MediaType, PageOptions, ResourceType, WaitForSelector,
+    WaitUntil,
+};
+use crate::testing::FixtureSite;
+
+/// A browser of its own, for opening pages.
+struct TestBrowser {
+    supervisor: BrowserSupervisor,
+    session: Arc<BrowserSession>,
+}
+
+impl TestBrowser {
+    async fn start() -> Self {
+        let (supervisor, session) = BrowserSupervisor::start_for_tests().await;
+        Self {
+            supervisor,
+            session,
+        }
+    }
+
+    /// A page in a context of its own, as the pool opens one for a new isolation key.
+    async fn page(&self) -> PageHandle {
+        let context = self.session.create_context().await.expect("a context");
+        PageHandle::open(&self.session, &context)
+            .await
+            .expect("a page")
+    }
+
+    async fn close(self) {
+        self.supervisor.shutdown().await;
+    }
+}
+
+/// What the pool does between two jobs on one page.
+async fn between_jobs(page: &PageHandle) {
+    page.mark_used();
+    page.reset().await.expect("the reset");
+}
 
 /// The request headers the fixture's `/echo` page shows.
 async fn echoed_headers(page: &Page<'_>) -> serde_json::Value {
@@ -30,13 +67,9 @@ fn deadline() -> Instant {
 #[tokio::test]
 async fn evaluate_query_click_type_scroll() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[]).await;
-    let lease = server.state.shards[0]
-        .pool
-        .lease("k", deadline())
-        .await
-        .expect("lease");
-    let page = Page::new(&lease, deadline());
+    let browser = TestBrowser::start().await;
+    let handle = browser.page().await;
+    let page = Page::new(&handle, deadline());
     let navigation = page
         .goto(&site.url("/"), &GotoOptions::default())
         .await
@@ -97,20 +130,18 @@ async fn evaluate_query_click_type_scroll() {
             .expect("content")
             .starts_with("<!DOCTYPE html>")
     );
-    drop(lease);
-    server.shutdown().await;
+    browser.close().await;
 }
 
 #[tokio::test]
 async fn page_options_apply_and_reset() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&["--max-concurrent-renders", "1", "--max-pages", "1"]).await;
-    let pool = &server.state.shards[0].pool;
+    let browser = TestBrowser::start().await;
+    let handle = browser.page().await;
     let echo = site.url("/echo");
 
     {
-        let lease = pool.lease("k", deadline()).await.expect("lease");
-        let page = Page::new(&lease, deadline());
+        let page = Page::new(&handle, deadline());
         let options = PageOptions {
             headers: BTreeMap::from([("x-test".into(), "yes".into())]),
             user_agent: Some("pagewright-test/1".into()),
@@ -152,11 +183,10 @@ async fn page_options_apply_and_reset() {
         let cookies = page.cookies().await.expect("cookies");
         assert!(cookies.iter().any(|cookie| cookie.name == "session"));
     }
-    // The next job on the same (only) page sees none of it but the key's cookies.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The next job on the same page sees none of it but the key's cookies.
+    between_jobs(&handle).await;
     {
-        let lease = pool.lease("k", deadline()).await.expect("lease");
-        let page = Page::new(&lease, deadline());
+        let page = Page::new(&handle, deadline());
         page.goto(&echo, &GotoOptions::default())
             .await
             .expect("goto");
@@ -177,10 +207,9 @@ async fn page_options_apply_and_reset() {
         );
     }
     // JavaScript off and blocked images in one job; both are back on for the next.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    between_jobs(&handle).await;
     {
-        let lease = pool.lease("k", deadline()).await.expect("lease");
-        let page = Page::new(&lease, deadline());
+        let page = Page::new(&handle, deadline());
         let options = PageOptions {
             javascript: false,
             block: BlockOptions {
@@ -195,10 +224,9 @@ async fn page_options_apply_and_reset() {
             .expect("goto");
     }
     assert_eq!(site.pixel_requests.load(Ordering::SeqCst), 0);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    between_jobs(&handle).await;
     {
-        let lease = pool.lease("k", deadline()).await.expect("lease");
-        let page = Page::new(&lease, deadline());
+        let page = Page::new(&handle, deadline());
         page.goto(&site.url("/image"), &GotoOptions::default())
             .await
             .expect("goto");
@@ -216,18 +244,17 @@ async fn page_options_apply_and_reset() {
             "JavaScript is back on"
         );
     }
-    server.shutdown().await;
+    browser.close().await;
 }
 
 #[tokio::test]
 async fn blocking_javascript_and_waits() {
     let site = FixtureSite::start().await;
-    let server = TestServer::start(&[]).await;
-    let pool = &server.state.shards[0].pool;
+    let browser = TestBrowser::start().await;
 
     {
-        let lease = pool.lease("k", deadline()).await.expect("lease");
-        let page = Page::new(&lease, deadline());
+        let handle = browser.page().await;
+        let page = Page::new(&handle, deadline());
         let options = PageOptions {
             block: BlockOptions {
                 resource_types: vec![ResourceType::Image],
@@ -253,8 +280,8 @@ async fn blocking_javascript_and_waits() {
     );
 
     {
-        let lease = pool.lease("k2", deadline()).await.expect("lease");
-        let page = Page::new(&lease, deadline());
+        let handle = browser.page().await;
+        let page = Page::new(&handle, deadline());
         let options = PageOptions {
             block: BlockOptions {
                 resource_types: vec![],
@@ -274,8 +301,8 @@ async fn blocking_javascript_and_waits() {
     );
 
     {
-        let lease = pool.lease("k3", deadline()).await.expect("lease");
-        let page = Page::new(&lease, deadline());
+        let handle = browser.page().await;
+        let page = Page::new(&handle, deadline());
         page.apply(
             &PageOptions {
                 javascript: false,
@@ -293,8 +320,8 @@ async fn blocking_javascript_and_waits() {
     }
 
     {
-        let lease = pool.lease("k4", deadline()).await.expect("lease");
-        let page = Page::new(&lease, deadline());
+        let handle = browser.page().await;
+        let page = Page::new(&handle, deadline());
         for wait_until in [
             WaitUntil::Load,
             WaitUntil::DomContentLoaded,
@@ -319,5 +346,5 @@ async fn blocking_javascript_and_waits() {
             );
         }
     }
-    server.shutdown().await;
+    browser.close().await;
 }

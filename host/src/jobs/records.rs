@@ -1,10 +1,9 @@
-//! [`Jobs`]: asynchronous jobs, from submission to a kept result.
+//! [`Records`]: what is known of every async job, from submission to a kept result.
 //!
-//! `POST /v1/jobs` queues a job like any other (a full queue is still a 429 at once) and answers 202
-//! with its id; the job runs in a task of its own. Its [`Record`] moves from `queued` to `running`
-//! when it gets a run slot and ends `succeeded`, `failed` or `cancelled`. A cancellation aborts the
-//! task wherever it is: a queued job leaves the queue, a running one drops its plugin call (the
-//! plugin stops) and its page lease (the pool resets or closes the page).
+//! A [`Record`] moves from `queued` to `running` when its job gets a run slot and ends `succeeded`,
+//! `failed` or `cancelled`. Cancelling aborts the job's task wherever it is: a queued job leaves the
+//! queue, a running one drops its plugin call (the plugin stops) and its page lease (the pool resets
+//! or closes the page).
 //!
 //! Finished jobs are kept for `result_ttl`, and their results for as long as the bytes of all kept
 //! results stay within `max_result_bytes`: past it, the oldest results are dropped first (the
@@ -19,7 +18,8 @@ use bytes::Bytes;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::queue::Class;
+use crate::job::Class;
+use crate::secret::Secret;
 
 /// A job's id: 32 hex digits.
 pub type JobId = Arc<str>;
@@ -45,7 +45,30 @@ impl JobState {
 pub struct JobsSettings {
     pub result_ttl: Duration,
     pub max_result_bytes: usize,
+    /// Finished jobs kept at most, whatever their age.
     pub max_records: usize,
+    /// Signs webhook posts; unsigned without one.
+    pub webhook_secret: Option<Secret>,
+}
+
+impl JobsSettings {
+    /// Ten minutes: long enough to poll for a result, short enough not to hoard them.
+    pub const RESULT_TTL: Duration = Duration::from_secs(600);
+    /// 256 MiB holds ~2,500 full-HD screenshots.
+    pub const MAX_RESULT_MIB: usize = 256;
+    /// Finished records are ~1 KB without their results: 100k is ~100 MB at most.
+    pub const MAX_RECORDS: usize = 100_000;
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self {
+            result_ttl: Self::RESULT_TTL,
+            max_result_bytes: Self::MAX_RESULT_MIB << 20,
+            max_records: Self::MAX_RECORDS,
+            webhook_secret: None,
+        }
+    }
 }
 
 /// What a job was asked to do, as its record shows it.
@@ -149,9 +172,9 @@ pub enum JobError {
     NotFound(String),
 }
 
-/// The async jobs. Cheap to clone.
+/// The async jobs' records. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Jobs {
+pub struct Records {
     inner: Arc<Inner>,
 }
 
@@ -176,7 +199,7 @@ struct Entry {
     task: Option<AbortHandle>,
 }
 
-impl Jobs {
+impl Records {
     /// The job table, and a task that forgets finished jobs past their time once a second (it ends
     /// with the table).
     pub fn new(settings: JobsSettings) -> Self {
@@ -404,7 +427,7 @@ async fn forget_expired(jobs: Weak<Inner>) {
         let Some(inner) = jobs.upgrade() else {
             return;
         };
-        Jobs { inner }.forget_expired(Instant::now());
+        Records { inner }.forget_expired(Instant::now());
     }
 }
 
@@ -441,11 +464,12 @@ fn new_id() -> String {
 mod tests {
     use super::*;
 
-    fn jobs(max_result_bytes: usize, ttl: Duration) -> Jobs {
-        Jobs::new(JobsSettings {
+    fn jobs(max_result_bytes: usize, ttl: Duration) -> Records {
+        Records::new(JobsSettings {
             result_ttl: ttl,
             max_result_bytes,
             max_records: 100,
+            webhook_secret: None,
         })
     }
 

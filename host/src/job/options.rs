@@ -1,13 +1,19 @@
-//! Options of the page operations, as plain data: what a request body (and later a plugin through the
-//! WIT `page` resource) says it wants. Every struct rejects unknown fields, so a typo is a 400 naming
-//! the field instead of a silently ignored option. Range checks live in `validate` methods and run
-//! before any browser work.
+//! The options of a job and of the page operations, as plain data: what a request body (or a plugin,
+//! through the WIT `page` resource) says it wants. Every struct rejects unknown fields, so a typo is
+//! a 400 naming the field instead of a silently ignored option.
+//!
+//! Range checks live in the `validate` methods. They run where options come from outside, once
+//! each: when the API (or `pagewright render`) builds a job, and when a plugin hands the host a WIT
+//! record. The page operations take options already checked.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::PageError;
+/// An option out of its range, with a message that names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOption(pub String);
 
 /// When a navigation counts as done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -133,15 +139,15 @@ impl Default for Viewport {
 pub const MAX_PIXELS: u32 = 16_384;
 
 impl Viewport {
-    pub fn validate(&self) -> Result<(), PageError> {
+    pub fn validate(&self) -> Result<(), InvalidOption> {
         if !(1..=MAX_PIXELS).contains(&self.width) || !(1..=MAX_PIXELS).contains(&self.height) {
-            return Err(PageError::InvalidInput(format!(
+            return Err(InvalidOption(format!(
                 "viewport width and height must be between 1 and {MAX_PIXELS}, got {}x{}",
                 self.width, self.height
             )));
         }
         if !(0.1..=4.0).contains(&self.device_scale_factor) {
-            return Err(PageError::InvalidInput(format!(
+            return Err(InvalidOption(format!(
                 "viewport.device_scale_factor must be between 0.1 and 4, got {}",
                 self.device_scale_factor
             )));
@@ -235,18 +241,18 @@ pub struct ScreenshotOptions {
 }
 
 impl ScreenshotOptions {
-    pub fn validate(&self) -> Result<(), PageError> {
+    pub fn validate(&self) -> Result<(), InvalidOption> {
         let targets = [self.full_page, self.clip.is_some(), self.selector.is_some()];
         if targets.iter().filter(|&&set| set).count() > 1 {
-            return Err(PageError::InvalidInput(
+            return Err(InvalidOption(
                 "choose at most one of full_page, clip and selector".into(),
             ));
         }
         match (self.format, self.quality) {
-            (ImageFormat::Png, Some(_)) => Err(PageError::InvalidInput(
+            (ImageFormat::Png, Some(_)) => Err(InvalidOption(
                 "quality applies to jpeg and webp only".into(),
             )),
-            (_, Some(quality)) if quality > 100 => Err(PageError::InvalidInput(format!(
+            (_, Some(quality)) if quality > 100 => Err(InvalidOption(format!(
                 "quality must be 0-100, got {quality}"
             ))),
             _ => Ok(()),
@@ -256,9 +262,7 @@ impl ScreenshotOptions {
                 .iter()
                 .all(|value| value.is_finite())
         {
-            return Err(PageError::InvalidInput(
-                "clip values must be finite numbers".into(),
-            ));
+            return Err(InvalidOption("clip values must be finite numbers".into()));
         }
         if let Some(clip) = &self.clip
             && (clip.width <= 0.0
@@ -266,7 +270,7 @@ impl ScreenshotOptions {
                 || clip.width > f64::from(MAX_PIXELS)
                 || clip.height > f64::from(MAX_PIXELS))
         {
-            return Err(PageError::InvalidInput(format!(
+            return Err(InvalidOption(format!(
                 "clip width and height must be above 0 and at most {MAX_PIXELS}"
             )));
         }
@@ -331,17 +335,17 @@ pub struct PdfOptions {
 }
 
 impl PdfOptions {
-    pub fn validate(&self) -> Result<(), PageError> {
+    pub fn validate(&self) -> Result<(), InvalidOption> {
         if let Some(scale) = self.scale
             && !(0.1..=2.0).contains(&scale)
         {
-            return Err(PageError::InvalidInput(format!(
+            return Err(InvalidOption(format!(
                 "scale must be between 0.1 and 2, got {scale}"
             )));
         }
         for length in [self.width, self.height].into_iter().flatten() {
             if !(length.inches() > 0.0 && length.inches() <= 200.0) {
-                return Err(PageError::InvalidInput(
+                return Err(InvalidOption(
                     "paper width and height must be above 0 and at most 200 inches".into(),
                 ));
             }
@@ -356,7 +360,7 @@ impl PdfOptions {
         .flatten()
         {
             if !(margin.inches() >= 0.0 && margin.inches().is_finite()) {
-                return Err(PageError::InvalidInput(
+                return Err(InvalidOption(
                     "margins must be finite and not negative".into(),
                 ));
             }

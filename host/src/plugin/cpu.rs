@@ -12,10 +12,10 @@
 //!   behind jobs that have not used a slice yet (those coming back from Chromium, or starting), so a
 //!   plugin that spins cannot slow the ones that mostly wait on the page.
 //! - **Aging.** A waiting job rises one band per [`CPU_AGING_STEP`], so cold plugin code finishes
-//!   under a stream of hotter plugin code. Waiting for the CPU holds the job's page slot, hence the
+//!   under a stream of hotter plugin code. Waiting for the CPU holds the job's run slot and page, hence the
 //!   short step.
 //!
-//! Waiters are few (at most the jobs holding page slots, plus scorer and upload checks), so they are
+//! Waiters are few (at most the jobs holding run slots, plus scorer and upload checks), so they are
 //! kept in a vector and scanned: aging changes their order while they wait, which a heap cannot
 //! follow.
 
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
+use crate::sched::Priority;
 
 /// Fuel a job may use before it gives its slot to a waiting job of equal or higher priority: ten of
 /// the plugin host's yield intervals (100k each). A tight loop burns ~1.7e10 units per CPU-second
@@ -37,47 +38,12 @@ pub const SLICE_FUEL: u64 = 1_000_000;
 /// A job waiting this long for a CPU slot counts as one band higher.
 pub const CPU_AGING_STEP: Duration = Duration::from_secs(1);
 
-/// A job's standing when it competes for the CPU: its band (0 urgent, 1 hot, 2 cold) when it left
-/// the queue, after aging, and its score within the band.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Priority {
-    pub band: u8,
-    pub score: f64,
-}
-
-impl Priority {
-    /// Scorer calls: they run in the admission path of every job and have a tiny budget.
-    pub const ADMISSION: Self = Self {
-        band: 0,
-        score: f64::MAX,
-    };
-    /// A hot job with the default number: calls made outside the scheduler (tests, the bench).
-    pub const DEFAULT: Self = Self {
-        band: 1,
-        score: 100.0,
-    };
-    /// Upload checks: never ahead of a job.
-    pub const BACKGROUND: Self = Self {
-        band: 2,
-        score: f64::MIN,
-    };
-
-    /// `Greater` when `self` goes first.
-    fn rank(&self, other: &Self) -> Ordering {
-        other
-            .band
-            .cmp(&self.band)
-            .then(self.score.total_cmp(&other.score))
-    }
-
-    /// This priority after waiting `waited`: one band up per [`CPU_AGING_STEP`].
-    fn aged(self, waited: Duration) -> Self {
-        let steps =
-            (waited.as_millis() / CPU_AGING_STEP.as_millis()).min(u128::from(u8::MAX)) as u8;
-        Self {
-            band: self.band.saturating_sub(steps),
-            ..self
-        }
+/// `priority` after waiting `waited` for the CPU: one band up per [`CPU_AGING_STEP`].
+fn aged(priority: Priority, waited: Duration) -> Priority {
+    let steps = (waited.as_millis() / CPU_AGING_STEP.as_millis()).min(u128::from(u8::MAX)) as u8;
+    Priority {
+        band: priority.band.saturating_sub(steps),
+        ..priority
     }
 }
 
@@ -139,12 +105,8 @@ struct Waiter {
 impl Waiter {
     /// `Greater` when `self` goes first at `now`.
     fn rank(&self, other: &Self, now: Instant) -> Ordering {
-        let mine = self
-            .priority
-            .aged(now.saturating_duration_since(self.since));
-        let theirs = other
-            .priority
-            .aged(now.saturating_duration_since(other.since));
+        let mine = aged(self.priority, now.saturating_duration_since(self.since));
+        let theirs = aged(other.priority, now.saturating_duration_since(other.since));
         mine.rank(&theirs)
             .then(other.preempted.cmp(&self.preempted))
             .then(other.seq.cmp(&self.seq))
@@ -173,9 +135,7 @@ impl State {
     fn someone_at_least(&self, priority: Priority, now: Instant) -> bool {
         self.waiting.iter().any(|waiter| {
             !waiter.grant.is_closed()
-                && waiter
-                    .priority
-                    .aged(now.saturating_duration_since(waiter.since))
+                && aged(waiter.priority, now.saturating_duration_since(waiter.since))
                     .rank(&priority)
                     != Ordering::Less
         })
@@ -501,9 +461,9 @@ mod tests {
 
     #[test]
     fn waiting_lifts_a_priority_one_band_per_step() {
-        assert_eq!(COLD.aged(CPU_AGING_STEP / 2).band, 2);
-        assert_eq!(COLD.aged(CPU_AGING_STEP).band, 1);
-        assert_eq!(COLD.aged(CPU_AGING_STEP * 5).band, 0);
+        assert_eq!(aged(COLD, CPU_AGING_STEP / 2).band, 2);
+        assert_eq!(aged(COLD, CPU_AGING_STEP).band, 1);
+        assert_eq!(aged(COLD, CPU_AGING_STEP * 5).band, 0);
         assert_eq!(URGENT.rank(&HOT), Ordering::Greater);
         assert_eq!(
             HOT.rank(&Priority {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::jobs::Jobs;
+use super::records::Records;
 use crate::metrics::{Metrics, ReasonLabels};
 
 /// Waits before the second and third attempts.
@@ -26,13 +26,13 @@ pub const SIGNATURE_HEADER: &str = "x-pagewright-signature";
 pub struct Webhooks {
     client: reqwest::Client,
     secret: Option<std::sync::Arc<[u8]>>,
-    jobs: Jobs,
+    records: Records,
     metrics: Metrics,
 }
 
 impl Webhooks {
-    pub fn new(jobs: Jobs, secret: Option<&str>, metrics: Metrics) -> Self {
-        crate::install_tls_provider();
+    pub fn new(records: Records, secret: Option<&str>, metrics: Metrics) -> Self {
+        install_tls_provider();
         Self {
             // Redirects are not followed: a webhook goes where it was told, or nowhere.
             client: reqwest::Client::builder()
@@ -41,7 +41,7 @@ impl Webhooks {
                 .build()
                 .unwrap_or_default(),
             secret: secret.map(|secret| secret.as_bytes().into()),
-            jobs,
+            records,
             metrics,
         }
     }
@@ -70,7 +70,7 @@ impl Webhooks {
                 }
                 let error = match request.send().await {
                     Ok(response) if response.status().is_success() => {
-                        webhooks.jobs.webhook_attempt(&id, "delivered", None);
+                        webhooks.records.webhook_attempt(&id, "delivered", None);
                         webhooks.count("delivered");
                         return;
                     }
@@ -79,7 +79,7 @@ impl Webhooks {
                 };
                 let last = attempt + 1 == attempts;
                 tracing::debug!(job = %id, %url, attempt, %error, "a webhook delivery failed");
-                webhooks.jobs.webhook_attempt(
+                webhooks.records.webhook_attempt(
                     &id,
                     if last { "failed" } else { "pending" },
                     Some(error),
@@ -98,6 +98,12 @@ impl Webhooks {
             .get_or_create(&ReasonLabels { reason: outcome })
             .inc();
     }
+}
+
+/// Makes rustls's ring provider the process's crypto provider (once; later calls do nothing).
+/// reqwest is built without a provider of its own, so every HTTPS client needs this first.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// HMAC-SHA256 of `body` under `secret`, as lowercase hex.

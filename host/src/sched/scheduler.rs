@@ -1,9 +1,10 @@
 //! [`Scheduler`]: admission into the [`JobQueue`] and dispatch onto run slots.
 //!
-//! A job asks for a [`Slot`] with its tenant, priority and queue-wait deadline. A full queue refuses
-//! at once (the API answers 429); otherwise the job waits until the queue's order gives it a free
-//! slot, or until its deadline (it then leaves the queue and never starts). A slot is held while the
-//! job runs; dropping it frees the slot and dispatches the next job.
+//! A job is scored (`scoring.rs`) and queued with its tenant and queue-wait deadline. A full queue
+//! refuses at once (the API answers 429); otherwise the job waits until the queue's order gives it a
+//! free slot, or until its deadline (it then leaves the queue and never starts). A [`RunSlot`] is held
+//! while the job runs; [`RunSlot::finished`] feeds the job's render time to the statistics, and
+//! dropping the slot frees it and dispatches the next job.
 //!
 //! How many slots there are is the [`ConcurrencyLimit`], adapted once a second to how busy the
 //! CPUs are (`limit.rs`). The same once-a-second upkeep hands the shards' pools the pages to keep
@@ -16,14 +17,13 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::cpu::Priority;
 use super::limit::{ADAPT_EVERY, ConcurrencyLimit, CpuMeter};
 use super::origins::{KeyDemand, Statistics};
-use super::queue::{BAND_NAMES, Class, JobQueue, Placement, Refused, Ticket, band_of};
+use super::priority::Priority;
+use super::queue::{BAND_NAMES, JobQueue, QueueEntry, Refused, Ticket, band_of};
+use super::scoring::{SCORER_BUDGET, ScoreRequest, Scorer, builtin_score};
+use crate::job::{Class, Job};
 use crate::metrics::{BandLabels, Metrics, ReasonLabels};
-use crate::plugin::{
-    JobContext, JobInfo, OriginStats, Plugin, PluginError, PluginHost, PriorityClass, Role,
-};
 
 /// Urgent jobs that may run beyond the concurrency limit, so that an urgent job does not wait for
 /// a render to finish; never beyond `--max-concurrent-renders`.
@@ -38,46 +38,6 @@ pub const URGENT_HEADROOM: usize = 2;
 /// none is held back.
 pub const OTHERS_DURING_FAVOURED: usize = 1;
 
-/// How long a scorer call may wait for a plugin instance and run, in all.
-const SCORER_WAIT: Duration = Duration::from_millis(100);
-
-/// What the scheduler needs to know of a job.
-#[derive(Debug, Clone)]
-pub struct Admission {
-    pub tenant: Arc<str>,
-    pub class: Class,
-    /// Moves the job within its class: -50..=50.
-    pub number: i8,
-    /// When the request arrived: a scorer sees the job's age from it.
-    pub received_at: Instant,
-    pub queue_deadline: Instant,
-    /// The page (`about:blank` for inline HTML) and the extractor, for a scorer plugin.
-    pub url: String,
-    pub plugin: Option<String>,
-    /// Scheme, host and port of `url` (empty for inline HTML): whose statistics the job feeds and
-    /// draws its predicted cost from.
-    pub origin: String,
-    /// The pages the job runs on: demand per key decides which pages are kept warm.
-    pub isolation_key: Arc<str>,
-}
-
-impl Admission {
-    /// An admission for `url` with the defaults a request without scheduling fields gets.
-    pub fn new(url: &str, queue_deadline: Instant) -> Self {
-        Self {
-            tenant: Arc::from("default"),
-            class: Class::Hot,
-            number: 0,
-            received_at: Instant::now(),
-            queue_deadline,
-            url: url.to_owned(),
-            plugin: None,
-            origin: origin_of(url),
-            isolation_key: Arc::from(crate::pool::DEFAULT_ISOLATION_KEY),
-        }
-    }
-}
-
 /// Scheme, host and port of `url`; empty when it has none (inline HTML's `about:blank`).
 pub fn origin_of(url: &str) -> String {
     match url::Url::parse(url).map(|url| url.origin()) {
@@ -86,16 +46,10 @@ pub fn origin_of(url: &str) -> String {
     }
 }
 
-impl Admission {
-    /// The built-in score: the class's base plus the number.
-    pub fn score(&self) -> f64 {
-        self.class.base_score() + f64::from(self.number)
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct SchedSettings {
-    /// Jobs that may wait at once; beyond it, 429.
+    /// Jobs that may wait at once; beyond it, 429. Each waiting job costs a few hundred bytes of
+    /// host memory.
     pub queue_capacity: usize,
     /// Jobs that may run at once, at most (`--max-concurrent-renders`).
     pub slots: usize,
@@ -109,6 +63,28 @@ pub struct SchedSettings {
     /// First come, first served: classes, numbers, tenants, scorers and costs are ignored (a
     /// baseline for the benchmarks, and an escape hatch).
     pub fifo: bool,
+}
+
+impl SchedSettings {
+    /// Holds a flood of 12,800+ jobs.
+    pub const QUEUE_CAPACITY: usize = 16_384;
+    /// A cold job waiting this long counts as hot: cold jobs finish under a flood of hot ones.
+    pub const AGING_STEP: Duration = Duration::from_secs(10);
+
+    /// The defaults on `cores` CPU cores: at most 8 renders per core (renders waiting on slow sites
+    /// use no CPU and can run by the dozen), starting and staying at least at 2 per core, where
+    /// Chromium rendering local pages saturated 2 cores in the pool benchmark (measured).
+    pub fn for_cores(cores: usize) -> Self {
+        Self {
+            queue_capacity: Self::QUEUE_CAPACITY,
+            slots: 8 * cores,
+            min_slots: 2 * cores,
+            start_slots: 2 * cores,
+            adaptive: true,
+            aging_step: Self::AGING_STEP,
+            fifo: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,15 +124,13 @@ struct Inner {
     state: Mutex<State>,
     settings: SchedSettings,
     metrics: Metrics,
-    /// The plugin host scorers run in; `None` when scores are always the built-in ones.
-    plugins: Option<PluginHost>,
-    scorer: RwLock<Option<Arc<Plugin>>>,
+    scorer: RwLock<Option<Arc<dyn Scorer>>>,
     stats: Statistics,
 }
 
 #[derive(Debug)]
 struct State {
-    queue: JobQueue<oneshot::Sender<Slot>>,
+    queue: JobQueue<Waiter>,
     running: Running,
     limit: ConcurrencyLimit,
     /// A job waited while every slot was taken, since the limit last adapted.
@@ -164,6 +138,14 @@ struct State {
     cpu_busy: Option<f64>,
     /// Keys with demand, as the last upkeep saw them.
     demand: Vec<KeyDemand>,
+}
+
+/// A queued job: where its slot goes, and whose statistics it will feed.
+#[derive(Debug)]
+struct Waiter {
+    slot: oneshot::Sender<RunSlot>,
+    origin: Arc<str>,
+    key: Arc<str>,
 }
 
 /// The jobs holding run slots: how many, how many of them are favoured, and how many per tenant.
@@ -199,24 +181,49 @@ impl Running {
 
 /// A run slot, held while a job runs. Dropping it frees the slot.
 #[derive(Debug)]
-pub struct Slot {
+pub struct RunSlot {
     inner: Option<Arc<Inner>>,
     taken_at: Instant,
     priority: Priority,
     tenant: Arc<str>,
     /// Others made way for this job (`OTHERS_DURING_FAVOURED`).
     favoured: bool,
+    /// Whose statistics the job feeds: its origin and isolation key.
+    origin: Arc<str>,
+    key: Arc<str>,
 }
 
-impl Slot {
+impl RunSlot {
     /// The job's priority when it left the queue (its band after aging, and its score): its
     /// standing for the CPU slots its plugin code runs in.
     pub fn priority(&self) -> Priority {
         self.priority
     }
+
+    /// The job's predicted render time in milliseconds, from its origin's figures so far.
+    pub fn predicted_ms(&self) -> f64 {
+        self.inner
+            .as_ref()
+            .map_or(0.0, |inner| inner.stats.predicted_ms(&self.origin))
+    }
+
+    /// The job ended after running since it got this slot; `origin_failed` if it failed in a way
+    /// that is the site's doing (it did not load, timed out, crashed its renderer). Its figures go
+    /// into the statistics, and the slot is freed.
+    pub fn finished(self, origin_failed: bool) {
+        if let Some(inner) = &self.inner {
+            inner.stats.finished(
+                &self.origin,
+                &self.key,
+                self.taken_at.elapsed(),
+                !origin_failed,
+                std::time::Instant::now(),
+            );
+        }
+    }
 }
 
-impl Drop for Slot {
+impl Drop for RunSlot {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
             inner
@@ -282,29 +289,31 @@ impl Inner {
                 } else {
                     None
                 };
-                let Some((band, placement, waiter)) = popped else {
+                let Some((band, entry, waiter)) = popped else {
                     state.held_back |= !state.queue.is_empty() && state.running.total >= limit;
                     return None;
                 };
-                let favoured = favoured(band, &placement.tenant);
-                state.running.start(&placement.tenant, favoured);
+                let favoured = favoured(band, &entry.tenant);
+                state.running.start(&entry.tenant, favoured);
                 let priority = Priority {
                     band: band as u8,
-                    score: placement.score,
+                    score: entry.score,
                 };
-                Some((priority, placement.tenant, favoured, waiter))
+                Some((priority, entry.tenant, favoured, waiter))
             });
             let Some((priority, tenant, favoured, waiter)) = waiter else {
                 return;
             };
-            let slot = Slot {
+            let slot = RunSlot {
                 inner: Some(self.clone()),
                 taken_at: Instant::now(),
                 priority,
                 tenant,
                 favoured,
+                origin: waiter.origin,
+                key: waiter.key,
             };
-            if let Err(mut unwanted) = waiter.send(slot) {
+            if let Err(mut unwanted) = waiter.slot.send(slot) {
                 // The caller gave up between its deadline check and now: take the slot back without
                 // recursing through its `Drop`.
                 unwanted.inner = None;
@@ -320,7 +329,7 @@ impl Inner {
 pub struct Queued {
     inner: Arc<Inner>,
     ticket: Option<Ticket>,
-    receiver: oneshot::Receiver<Slot>,
+    receiver: oneshot::Receiver<RunSlot>,
     enqueued_at: Instant,
     deadline: Instant,
     band: usize,
@@ -328,7 +337,7 @@ pub struct Queued {
 
 impl Queued {
     /// Waits for a run slot in the queue's order, until the job's queue deadline.
-    pub async fn slot(mut self) -> Result<Slot, SchedError> {
+    pub async fn slot(mut self) -> Result<RunSlot, SchedError> {
         match tokio::time::timeout_at(self.deadline, &mut self.receiver).await {
             Ok(Ok(slot)) => {
                 self.ticket = None;
@@ -362,8 +371,7 @@ impl Drop for Queued {
 }
 
 impl Scheduler {
-    /// A scheduler; with `plugins`, a scorer plugin can be set.
-    pub fn new(settings: SchedSettings, metrics: Metrics, plugins: Option<PluginHost>) -> Self {
+    pub fn new(settings: SchedSettings, metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -384,28 +392,22 @@ impl Scheduler {
                 }),
                 settings,
                 metrics,
-                plugins,
                 scorer: RwLock::new(None),
                 stats: Statistics::default(),
             }),
         }
     }
 
-    /// Scores jobs with `scorer` (a plugin with the scorer role) from now on, or with the built-in
-    /// score if `None`.
-    pub fn set_scorer(&self, scorer: Option<Arc<Plugin>>) -> Result<(), PluginError> {
-        if let Some(scorer) = &scorer {
-            scorer.require(Role::Scorer)?;
-        }
+    /// Scores every job with `scorer` from now on, or with the built-in score if `None`.
+    pub fn set_scorer(&self, scorer: Option<Arc<dyn Scorer>>) {
         *self
             .inner
             .scorer
             .write()
             .unwrap_or_else(PoisonError::into_inner) = scorer;
-        Ok(())
     }
 
-    pub fn scorer(&self) -> Option<Arc<Plugin>> {
+    pub fn scorer(&self) -> Option<Arc<dyn Scorer>> {
         self.inner
             .scorer
             .read()
@@ -413,97 +415,72 @@ impl Scheduler {
             .clone()
     }
 
-    /// The job's score: the scorer plugin's, or the built-in one when there is none or it fails
-    /// (a trap, its small fuel budget, a score that is not a number). A failure is counted, never
-    /// a reason to refuse the job.
-    async fn score(&self, admission: &Admission) -> f64 {
-        let builtin = admission.score();
-        let (Some(plugins), Some(scorer)) = (&self.inner.plugins, self.scorer()) else {
+    /// The job's score: the scorer's, or the built-in one when there is none or it fails (an
+    /// error, its budget, a score that is not a number). A failure is counted, never a reason to
+    /// refuse the job.
+    async fn score(&self, job: &Job, origin: &str) -> f64 {
+        let builtin = builtin_score(job);
+        let Some(scorer) = self.scorer() else {
             return builtin;
         };
-        let info =
-            JobInfo {
-                url: admission.url.clone(),
-                origin: admission.origin.clone(),
-                plugin: admission.plugin.clone(),
-                tenant: Some(admission.tenant.to_string()),
-                class: match admission.class {
-                    Class::Urgent => PriorityClass::Urgent,
-                    Class::Hot => PriorityClass::Hot,
-                    Class::Cold => PriorityClass::Cold,
-                },
-                priority: Some(i32::from(admission.number)),
-                age_ms: admission.received_at.elapsed().as_millis() as u64,
-                // A job is scored once, when it is admitted; a retry after a browser death keeps its
-                // slot and is not queued again.
-                attempt: 1,
-                origin_stats: self.inner.stats.origin(&admission.origin).map(|figures| {
-                    OriginStats {
-                        jobs: figures.jobs,
-                        mean_render_ms: figures.mean_render_ms,
-                        failure_rate: figures.failure_rate,
-                    }
-                }),
-            };
-        // Waiting long for a plugin instance would hold up admission: give up soon. A scorer is
-        // not page work and belongs to no shard: it runs on the first shard's workers.
-        let job = JobContext {
-            id: 0,
-            deadline: Instant::now() + SCORER_WAIT,
-            priority: Priority::ADMISSION,
-            shard: 0,
+        let request = ScoreRequest {
+            url: job.url().to_owned(),
+            origin: origin.to_owned(),
+            plugin: job.extractor().map(str::to_owned),
+            tenant: job.tenant.to_string(),
+            class: job.class,
+            number: job.number,
+            age: job.received_at.elapsed(),
+            origin_figures: self.inner.stats.origin(origin),
         };
-        match plugins.score(&scorer, info, job).await.0 {
-            Ok(score) if score.is_finite() => score,
-            Ok(score) => {
-                tracing::debug!(
-                    scorer = scorer.name(),
-                    score,
-                    "the scorer's score is not a number; using the built-in one"
-                );
-                self.inner.metrics.sched_scorer_failures.inc();
-                builtin
-            }
-            Err(error) => {
-                tracing::debug!(scorer = scorer.name(), %error, "the scorer failed; using the built-in score");
-                self.inner.metrics.sched_scorer_failures.inc();
-                builtin
-            }
-        }
+        let deadline = Instant::now() + SCORER_BUDGET;
+        let scored = tokio::time::timeout_at(deadline, scorer.score(request, deadline)).await;
+        let failure = match scored {
+            Ok(Ok(score)) if score.is_finite() => return score,
+            Ok(Ok(score)) => format!("its score {score} is not a number"),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no score within {SCORER_BUDGET:?}"),
+        };
+        tracing::debug!(scorer = scorer.name(), %failure, "the scorer failed; using the built-in score");
+        self.inner.metrics.sched_scorer_failures.inc();
+        builtin
     }
 
     /// Waits for a run slot in the queue's order, until the job's queue deadline.
-    pub async fn admit(&self, admission: &Admission) -> Result<Slot, SchedError> {
-        self.enqueue(admission).await?.slot().await
+    pub async fn admit(&self, job: &Job) -> Result<RunSlot, SchedError> {
+        self.enqueue(job).await?.slot().await
     }
 
     /// Scores the job and puts it in the queue; a full queue refuses it at once.
-    pub async fn enqueue(&self, admission: &Admission) -> Result<Queued, SchedError> {
+    pub async fn enqueue(&self, job: &Job) -> Result<Queued, SchedError> {
         let enqueued_at = Instant::now();
-        self.inner
-            .stats
-            .arrived(&admission.isolation_key, enqueued_at.into_std());
+        let key: Arc<str> = Arc::from(job.isolation_key());
+        let origin: Arc<str> = Arc::from(origin_of(job.url()));
+        self.inner.stats.arrived(&key, enqueued_at.into_std());
         let (sender, receiver) = oneshot::channel();
         let (tenant, score, cost) = if self.inner.settings.fifo {
             // One tenant, one score, one cost: the queue's order is the arrival order.
             (Arc::from(""), Class::Hot.base_score(), 1.0)
         } else {
             (
-                admission.tenant.clone(),
-                self.score(admission).await,
-                self.inner.stats.predicted_ms(&admission.origin),
+                job.tenant.clone(),
+                self.score(job, &origin).await,
+                self.inner.stats.predicted_ms(&origin),
             )
         };
-        let placement = Placement {
+        let entry = QueueEntry {
             tenant,
             score,
             cost,
             enqueued_at: enqueued_at.into_std(),
-            queue_deadline: admission.queue_deadline.into_std(),
+            queue_deadline: job.queue_deadline().into_std(),
         };
-        let pushed = self
-            .inner
-            .changed(|state| state.queue.push(placement, sender));
+        let waiter = Waiter {
+            slot: sender,
+            origin,
+            key,
+        };
+        let pushed = self.inner.changed(|state| state.queue.push(entry, waiter));
         let ticket = pushed.map_err(|Refused::Full(capacity)| {
             self.inner.reject("queue_full");
             SchedError::QueueFull { capacity }
@@ -513,28 +490,11 @@ impl Scheduler {
             ticket: Some(ticket),
             receiver,
             enqueued_at,
-            deadline: admission.queue_deadline,
+            deadline: job.queue_deadline(),
             band: band_of(score),
         };
         self.inner.dispatch();
         Ok(queued)
-    }
-
-    /// A job admitted with `admission` ran for `ran`; `origin_failed` if it failed in a way that
-    /// is the site's doing (it did not load, timed out, crashed its renderer).
-    pub fn finished(&self, admission: &Admission, ran: Duration, origin_failed: bool) {
-        self.inner.stats.finished(
-            &admission.origin,
-            &admission.isolation_key,
-            ran,
-            !origin_failed,
-            std::time::Instant::now(),
-        );
-    }
-
-    /// Per-origin and per-key statistics.
-    pub fn statistics(&self) -> &Statistics {
-        &self.inner.stats
     }
 
     pub fn status(&self) -> SchedStatus {
@@ -597,223 +557,5 @@ impl Scheduler {
                 inner.dispatch();
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scheduler(capacity: usize, slots: usize) -> Scheduler {
-        Scheduler::new(
-            SchedSettings {
-                queue_capacity: capacity,
-                slots,
-                min_slots: slots,
-                start_slots: slots,
-                adaptive: false,
-                aging_step: Duration::from_secs(10),
-                fifo: false,
-            },
-            Metrics::new(),
-            None,
-        )
-    }
-
-    fn admission(tenant: &str, class: Class, wait: Duration) -> Admission {
-        Admission {
-            tenant: Arc::from(tenant),
-            class,
-            ..Admission::new("about:blank", Instant::now() + wait)
-        }
-    }
-
-    /// Takes a one-slot scheduler's slot, and queues one more job with `wait` as its queue budget.
-    async fn busy_with_one_waiting(
-        scheduler: &Scheduler,
-        wait: Duration,
-    ) -> (Slot, tokio::task::JoinHandle<Result<Slot, SchedError>>) {
-        let busy = scheduler
-            .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
-            .await
-            .expect("a free slot");
-        let waiting = {
-            let scheduler = scheduler.clone();
-            tokio::spawn(async move { scheduler.admit(&admission("t", Class::Hot, wait)).await })
-        };
-        while scheduler.status().queued < 1 {
-            tokio::task::yield_now().await;
-        }
-        (busy, waiting)
-    }
-
-    #[tokio::test]
-    async fn slots_go_to_the_highest_priority_waiting_job() {
-        let scheduler = scheduler(10, 1);
-        let busy = scheduler
-            .admit(&admission("t", Class::Hot, Duration::from_secs(5)))
-            .await
-            .expect("a free slot");
-        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
-        let mut waiters = Vec::new();
-        for (name, class) in [
-            ("cold", Class::Cold),
-            ("hot", Class::Hot),
-            ("urgent", Class::Urgent),
-        ] {
-            let scheduler = scheduler.clone();
-            let order_tx = order_tx.clone();
-            waiters.push(tokio::spawn(async move {
-                let slot = scheduler
-                    .admit(&admission("t", class, Duration::from_secs(5)))
-                    .await
-                    .expect("admitted");
-                order_tx.send(name).expect("send");
-                drop(slot);
-            }));
-            tokio::task::yield_now().await;
-        }
-        // Let every waiter queue before the slot frees.
-        while scheduler.status().queued < 3 {
-            tokio::task::yield_now().await;
-        }
-        drop(busy);
-        for waiter in waiters {
-            waiter.await.expect("waiter");
-        }
-        let mut seen = Vec::new();
-        while let Ok(name) = order.try_recv() {
-            seen.push(name);
-        }
-        assert_eq!(seen, ["urgent", "hot", "cold"]);
-        assert_eq!(scheduler.status().running, 0);
-    }
-
-    /// A scheduler whose limit is `limit` with room up to `max`.
-    fn scheduler_with_headroom(limit: usize, max: usize) -> Scheduler {
-        Scheduler::new(
-            SchedSettings {
-                queue_capacity: 100,
-                slots: max,
-                min_slots: limit,
-                start_slots: limit,
-                adaptive: true,
-                aging_step: Duration::from_secs(10),
-                fifo: false,
-            },
-            Metrics::new(),
-            None,
-        )
-    }
-
-    /// Admits a job in a task of its own, returning its slot (or error) when it gets one.
-    fn admit_later(
-        scheduler: &Scheduler,
-        tenant: &'static str,
-        class: Class,
-    ) -> tokio::task::JoinHandle<Result<Slot, SchedError>> {
-        let scheduler = scheduler.clone();
-        tokio::spawn(async move {
-            scheduler
-                .admit(&admission(tenant, class, Duration::from_secs(5)))
-                .await
-        })
-    }
-
-    async fn settle() {
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    #[tokio::test]
-    async fn an_urgent_job_starts_beyond_the_limit_and_others_wait_for_it() {
-        let scheduler = scheduler_with_headroom(2, 4);
-        let cold = |_| admission("t", Class::Cold, Duration::from_secs(5));
-        let first = scheduler.admit(&cold(())).await.expect("a slot");
-        let second = scheduler.admit(&cold(())).await.expect("a slot");
-        // Both slots are taken, yet the urgent job starts at once.
-        let urgent = scheduler
-            .admit(&admission("t", Class::Urgent, Duration::from_secs(5)))
-            .await
-            .expect("a slot beyond the limit");
-        assert_eq!(urgent.priority().band, 0);
-        let waiting = admit_later(&scheduler, "t", Class::Cold);
-        settle().await;
-        drop(first);
-        settle().await;
-        assert!(
-            !waiting.is_finished(),
-            "no other job starts while the urgent one runs and one other still does"
-        );
-        drop(urgent);
-        let started = waiting.await.expect("task").expect("a slot");
-        assert_eq!(scheduler.status().running, 2);
-        drop((second, started));
-    }
-
-    #[tokio::test]
-    async fn a_tenants_only_job_starts_while_another_tenants_flood_holds_the_slots() {
-        let scheduler = scheduler_with_headroom(2, 4);
-        let flood: Vec<_> = (0..2)
-            .map(|_| admission("flood", Class::Hot, Duration::from_secs(5)))
-            .collect();
-        let mut held = Vec::new();
-        for job in &flood {
-            held.push(scheduler.admit(job).await.expect("a slot"));
-        }
-        let queued: Vec<_> = (0..5)
-            .map(|_| admit_later(&scheduler, "flood", Class::Hot))
-            .collect();
-        settle().await;
-        assert_eq!(scheduler.status().queued, 5);
-        let trickle = scheduler
-            .admit(&admission("trickle", Class::Hot, Duration::from_secs(5)))
-            .await
-            .expect("the trickle's job starts at once");
-        assert_eq!(scheduler.status().running, 3);
-        drop((trickle, held));
-        for job in queued {
-            drop(job.await.expect("task").expect("a slot"));
-        }
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_refuses_and_a_waiting_job_times_out_without_starting() {
-        let scheduler = scheduler(1, 1);
-        let (_busy, waiting) = busy_with_one_waiting(&scheduler, Duration::from_millis(200)).await;
-        let refused = scheduler
-            .admit(&admission("t", Class::Urgent, Duration::from_secs(5)))
-            .await;
-        assert!(
-            matches!(refused, Err(SchedError::QueueFull { capacity: 1 })),
-            "{refused:?}"
-        );
-        let timed_out = waiting.await.expect("task");
-        assert!(
-            matches!(timed_out, Err(SchedError::QueueTimeout { .. })),
-            "{timed_out:?}"
-        );
-        assert_eq!(
-            scheduler.status().queued,
-            0,
-            "the expired job left the queue"
-        );
-        assert_eq!(scheduler.status().running, 1);
-    }
-
-    #[tokio::test]
-    async fn a_caller_that_goes_away_leaves_the_queue() {
-        let scheduler = scheduler(10, 1);
-        let (busy, waiting) = busy_with_one_waiting(&scheduler, Duration::from_secs(5)).await;
-        waiting.abort();
-        let _ = waiting.await;
-        assert_eq!(scheduler.status().queued, 0);
-        drop(busy);
-        assert_eq!(
-            scheduler.status().running,
-            0,
-            "no slot went to the departed caller"
-        );
     }
 }

@@ -1,0 +1,98 @@
+//! `POST /v1/screenshot`, `/v1/pdf`, `/v1/content`, `/v1/scrape` and `/v1/run/{plugin}`: the body
+//! becomes a job (`request.rs`), the executor runs it now, and the output goes back with the page's
+//! final URL and status and what the plugins cost as headers.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::request::{Endpoint, RequestBody, job_for, parse};
+use super::{ApiError, AppState, PathParam};
+use crate::exec::Rendered;
+
+/// A render endpoint's job, run now.
+async fn render(
+    state: &AppState,
+    endpoint: Endpoint<'_>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let job = job_for(state, endpoint, parse(body)?).await?;
+    Ok(response(state.executor.run(job).await?))
+}
+
+pub async fn screenshot(
+    State(state): State<AppState>,
+    RequestBody(body): RequestBody,
+) -> Result<Response, ApiError> {
+    render(&state, Endpoint::Screenshot, &body).await
+}
+
+pub async fn pdf(
+    State(state): State<AppState>,
+    RequestBody(body): RequestBody,
+) -> Result<Response, ApiError> {
+    render(&state, Endpoint::Pdf, &body).await
+}
+
+pub async fn content(
+    State(state): State<AppState>,
+    RequestBody(body): RequestBody,
+) -> Result<Response, ApiError> {
+    render(&state, Endpoint::Content, &body).await
+}
+
+pub async fn scrape(
+    State(state): State<AppState>,
+    RequestBody(body): RequestBody,
+) -> Result<Response, ApiError> {
+    render(&state, Endpoint::Plugin("scrape"), &body).await
+}
+
+/// `POST /v1/run/{plugin}`: any extractor, with `params` (or `options`) as its params.
+pub async fn run_plugin(
+    State(state): State<AppState>,
+    PathParam(plugin): PathParam,
+    RequestBody(body): RequestBody,
+) -> Result<Response, ApiError> {
+    render(&state, Endpoint::Plugin(&plugin), &body).await
+}
+
+/// The response headers for an output: its content type, the page's final URL and HTTP status,
+/// and the plugins' cost.
+pub(super) fn output_headers(
+    content_type: &str,
+    page_status: u16,
+    page_url: &str,
+    fuel: Option<u64>,
+    plugin_ms: Option<f64>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let content_type = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert("x-pagewright-page-status", HeaderValue::from(page_status));
+    if let Ok(url) = HeaderValue::from_str(page_url) {
+        headers.insert("x-pagewright-page-url", url);
+    }
+    if let Some(fuel) = fuel {
+        headers.insert("x-pagewright-plugin-fuel", HeaderValue::from(fuel));
+    }
+    if let Some(ms) = plugin_ms
+        && let Ok(value) = HeaderValue::from_str(&format!("{ms:.3}"))
+    {
+        headers.insert("x-pagewright-plugin-ms", value);
+    }
+    headers
+}
+
+fn response(rendered: Rendered) -> Response {
+    let usage = rendered.usage;
+    let headers = output_headers(
+        rendered.produced.content_type(),
+        rendered.navigation.status,
+        &rendered.navigation.url,
+        usage.map(|usage| usage.fuel),
+        usage.map(|usage| usage.wall.as_secs_f64() * 1000.0),
+    );
+    (headers, rendered.produced.into_bytes()).into_response()
+}

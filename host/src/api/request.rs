@@ -1,0 +1,338 @@
+//! A render request's body, parsed strictly, and the [`Job`] it becomes: every render endpoint and
+//! `/v1/jobs` build their job here ([`job_for`]).
+//!
+//! Every endpoint's job has an extractor plugin as its output: the built-in `screenshot`, `pdf`,
+//! `content` and `scrape` for the named endpoints, any extractor for `/v1/run`. The named endpoints
+//! parse their options with the host's types first, so a typo is a 400 before any browser work, and
+//! then hand the plugin the checked options as its params. With `--native-builtins`, the host's own
+//! page operations produce them instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState};
+use crate::job::options::{
+    ContentOptions, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
+};
+use crate::job::{Class, DEFAULT_TENANT, Job, NativeOutput, Output, PluginCall, Target};
+use crate::plugin::Role;
+
+/// What every render request has: the page to load, how to load it, and the time budget.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderRequest<O> {
+    /// The page to render; exactly one of `url` and `html`.
+    pub url: Option<String>,
+    /// An HTML document to render instead of a URL.
+    pub html: Option<String>,
+    #[serde(default)]
+    pub goto: GotoOptions,
+    #[serde(default)]
+    pub page: PageOptions,
+    /// The endpoint's options (for `/v1/run`, the plugin's params).
+    #[serde(default, alias = "params")]
+    pub options: O,
+    /// Page-script plugins to apply, in order.
+    #[serde(default)]
+    pub scripts: Vec<ScriptRef>,
+    /// The whole job's time budget in milliseconds (server default and maximum apply). It starts
+    /// when the job leaves the queue.
+    pub timeout_ms: Option<u64>,
+    /// Who the job is for: tenants take turns for run slots. Default `default`.
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub priority: PriorityRequest,
+    /// How long the job may wait for a run slot, in milliseconds (server default and maximum apply).
+    pub queue_timeout_ms: Option<u64>,
+}
+
+/// `{"class": "urgent" | "hot" | "cold", "number": -50..=50}`, both optional (hot, 0).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityRequest {
+    pub class: Option<Class>,
+    #[serde(default)]
+    pub number: i8,
+}
+
+/// A page-script plugin and its params: `"name"` or `{"plugin": "name", "params": {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ScriptRef {
+    Name(String),
+    WithParams(ScriptWithParams),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptWithParams {
+    pub plugin: String,
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+/// The raw request body, with a too-large body answered as a JSON 413 like every other error.
+pub struct RequestBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RequestBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(RequestBody)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "the request body is larger than this server accepts (--max-body-bytes)",
+                    )
+                } else {
+                    ApiError::bad_request("invalid_request", rejection.body_text())
+                }
+            })
+    }
+}
+
+/// Parses a body as JSON whatever its content type (curl's `-d` says form-urlencoded), with serde's
+/// message, which names an unknown or mistyped field and where it is.
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request("invalid_request", format!("invalid request body: {error}"))
+    })
+}
+
+/// Builds and validates the job for `request`, with `output` made from the request's options.
+async fn job<O>(
+    state: &AppState,
+    request: RenderRequest<O>,
+    output: impl FnOnce(O) -> Result<Output, ApiError>,
+) -> Result<Job, ApiError> {
+    let settings = &state.settings;
+    let target = match (request.url, request.html) {
+        (Some(url), None) => Target::Url(settings.url_policy.check(&url).await?.into()),
+        (None, Some(html)) => Target::Html(html),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give either `url` or `html`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give `url` or `html`",
+            ));
+        }
+    };
+    let timeout = budget(
+        state,
+        "timeout_ms",
+        request.timeout_ms,
+        settings.job_timeout,
+    )?;
+    let queue_timeout = budget(
+        state,
+        "queue_timeout_ms",
+        request.queue_timeout_ms,
+        settings.queue_timeout,
+    )?;
+    let tenant = tenant(request.tenant)?;
+    if !(-50..=50).contains(&request.priority.number) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "priority.number {} is outside -50..=50",
+                request.priority.number
+            ),
+        ));
+    }
+    let scripts = request
+        .scripts
+        .into_iter()
+        .map(|script| {
+            let (name, params) = match script {
+                ScriptRef::Name(name) => (name, serde_json::Value::Null),
+                ScriptRef::WithParams(script) => (script.plugin, script.params),
+            };
+            plugin_call(state, &name, Role::PageScript, &params)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut job = Job::new(target, output(request.options)?, timeout, queue_timeout);
+    job.goto = request.goto;
+    job.page = request.page;
+    job.scripts = scripts;
+    job.tenant = tenant;
+    job.class = request.priority.class.unwrap_or(Class::Hot);
+    job.number = request.priority.number;
+    job.validate()?;
+    Ok(job)
+}
+
+/// A time budget from the request (positive, at most `--max-job-timeout-ms`) or the default.
+fn budget(
+    state: &AppState,
+    field: &str,
+    requested: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ApiError> {
+    let max = state.settings.max_job_timeout;
+    match requested {
+        None => Ok(default),
+        Some(0) => Err(ApiError::bad_request(
+            "invalid_request",
+            format!("{field} must be positive"),
+        )),
+        Some(ms) if Duration::from_millis(ms) > max => Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "{field} {ms} is above this server's maximum of {}",
+                max.as_millis()
+            ),
+        )),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// The request's tenant (1-64 of letters, digits, `.`, `_`, `-`), or the default one.
+fn tenant(tenant: Option<String>) -> Result<Arc<str>, ApiError> {
+    let tenant = tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+    let tenant_ok = (1..=64).contains(&tenant.len())
+        && tenant
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+    if !tenant_ok {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`tenant` must be 1-64 of letters, digits, `.`, `_` and `-`",
+        ));
+    }
+    Ok(tenant.into())
+}
+
+/// The registered plugin `name`, which must play `role`, with `params` as its JSON params.
+fn plugin_call(
+    state: &AppState,
+    name: &str,
+    role: Role,
+    params: &impl serde::Serialize,
+) -> Result<PluginCall, ApiError> {
+    let mut params = serde_json::to_string(params).map_err(|error| {
+        ApiError::bad_request("invalid_request", format!("invalid params: {error}"))
+    })?;
+    if params == "null" {
+        // No params given: the plugin sees an empty object, so its error names a missing field.
+        params = "{}".to_owned();
+    }
+    Ok(PluginCall {
+        plugin: state.plugins().find(name, role)?,
+        params,
+    })
+}
+
+/// A built-in endpoint's output: the named built-in plugin, or the native operation with
+/// `--native-builtins`.
+fn builtin<O: serde::Serialize>(
+    state: &AppState,
+    plugin: &str,
+    options: O,
+    native: impl FnOnce(O) -> NativeOutput,
+) -> Result<Output, ApiError> {
+    if state.settings.native_builtins {
+        Ok(Output::Native(native(options)))
+    } else {
+        Ok(Output::Plugin(plugin_call(
+            state,
+            plugin,
+            Role::Extractor,
+            &options,
+        )?))
+    }
+}
+
+/// What a request asks for: a named endpoint's output, or an extractor plugin's.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Endpoint<'a> {
+    Screenshot,
+    Pdf,
+    Content,
+    /// `/v1/scrape` (the `scrape` plugin) and `/v1/run/{plugin}`.
+    Plugin(&'a str),
+}
+
+impl<'a> Endpoint<'a> {
+    /// An async job's `plugin`: `screenshot` and `pdf` get their endpoints' checked options, any
+    /// other name (the built-in `content` and `scrape` included) is run as `/v1/run/{plugin}` runs it.
+    pub fn for_job(plugin: &'a str) -> Self {
+        match plugin {
+            "screenshot" => Self::Screenshot,
+            "pdf" => Self::Pdf,
+            plugin => Self::Plugin(plugin),
+        }
+    }
+}
+
+/// The job for `endpoint` from a request body. The named endpoints parse their options with the
+/// host's types first, so a typo is a 400 before any browser work; a plugin gets `params` (or
+/// `options`) as its params.
+pub(super) async fn job_for(
+    state: &AppState,
+    endpoint: Endpoint<'_>,
+    body: serde_json::Value,
+) -> Result<Job, ApiError> {
+    fn request<O: DeserializeOwned + Default>(
+        body: serde_json::Value,
+    ) -> Result<RenderRequest<O>, ApiError> {
+        serde_json::from_value(body).map_err(|error| {
+            ApiError::bad_request("invalid_request", format!("invalid request body: {error}"))
+        })
+    }
+    match endpoint {
+        Endpoint::Screenshot => {
+            job(state, request::<ScreenshotOptions>(body)?, |options| {
+                options.validate()?;
+                builtin(state, "screenshot", options, NativeOutput::Screenshot)
+            })
+            .await
+        }
+        Endpoint::Pdf => {
+            job(state, request::<PdfOptions>(body)?, |options| {
+                options.validate()?;
+                builtin(state, "pdf", options, NativeOutput::Pdf)
+            })
+            .await
+        }
+        Endpoint::Content => {
+            job(state, request::<ContentOptions>(body)?, |options| {
+                builtin(state, "content", options, |ContentOptions {}| {
+                    NativeOutput::Content
+                })
+            })
+            .await
+        }
+        Endpoint::Plugin(plugin) => {
+            job(state, request::<serde_json::Value>(body)?, |params| {
+                Ok(Output::Plugin(plugin_call(
+                    state,
+                    plugin,
+                    Role::Extractor,
+                    &params,
+                )?))
+            })
+            .await
+        }
+    }
+}

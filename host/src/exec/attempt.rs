@@ -1,0 +1,163 @@
+//! One attempt at a job on its shard: lease a page, prepare it (page options, page scripts' init
+//! scripts, navigation), produce the output (the extractor and after-load hooks on the shard's
+//! plugin workers, or a native page operation), hand the page back. A page left in a state the next
+//! job must not see (a timeout, a crash, a CDP failure, a plugin that timed out) is discarded.
+
+use tokio::time::Instant;
+
+use super::{ExecError, Executor, Rendered, millis};
+use crate::job::{Job, NativeOutput, Output, Produced, Target};
+use crate::page::{Navigation, Page};
+use crate::plugin::{JobContext, PluginHost, Usage};
+use crate::sched::Priority;
+use crate::shard::Shard;
+
+impl Executor {
+    /// Renders `job` on `shard` by `deadline`, once more if the browser died under it and the
+    /// deadline allows.
+    pub(super) async fn render(
+        &self,
+        job: &Job,
+        deadline: Instant,
+        priority: Priority,
+        shard: &Shard,
+    ) -> Result<Rendered, ExecError> {
+        match self.attempt(job, deadline, priority, shard).await {
+            Err(error) if error.browser_died() && Instant::now() < deadline => {
+                tracing::warn!(%error, "the browser died under a job; retrying it once");
+                self.inner.metrics.jobs_retried.inc();
+                self.attempt(job, deadline, priority, shard).await
+            }
+            result => result,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        job: &Job,
+        deadline: Instant,
+        priority: Priority,
+        shard: &Shard,
+    ) -> Result<Rendered, ExecError> {
+        let plugins = &self.inner.plugins;
+        let context = JobContext {
+            id: job.id,
+            deadline,
+            priority,
+            shard: shard.index,
+        };
+        let began = Instant::now();
+        let mut lease = shard.pool.lease(job.isolation_key(), deadline).await?;
+        let leased = Instant::now();
+        let (navigation, mut usage) =
+            match prepare(&lease.page(deadline), job, plugins, context).await {
+                Ok(prepared) => prepared,
+                Err(error) => {
+                    if error.spoils_page() {
+                        // A page that timed out may still be spinning or mid-navigation: close it rather
+                        // than hand it to the next job.
+                        lease.discard("failed");
+                    }
+                    return Err(error);
+                }
+            };
+        let call = match &job.output {
+            Output::Plugin(call) => call,
+            Output::Native(native) => {
+                let produced = native_output(&lease.page(deadline), native, &navigation).await;
+                if let Err(error) = &produced
+                    && error.spoils_page()
+                {
+                    lease.discard("failed");
+                }
+                return Ok(Rendered {
+                    navigation,
+                    produced: produced?,
+                    usage: (!job.scripts.is_empty()).then_some(usage),
+                });
+            }
+        };
+        let prepared_at = Instant::now();
+        let run = plugins
+            .run_on_page(lease, navigation, context, &job.scripts, call)
+            .await;
+        tracing::debug!(
+            job = job.id,
+            band = priority.band,
+            shard = shard.index,
+            lease_ms = millis(leased - began),
+            navigate_ms = millis(prepared_at - leased),
+            plugin_ms = millis(prepared_at.elapsed()),
+            "job phases"
+        );
+        usage.add(run.usage);
+        let result = run.result.map_err(ExecError::Plugin);
+        if let (Some(mut lease), Err(error)) = (run.lease, &result)
+            && error.spoils_page()
+        {
+            lease.discard("failed");
+        }
+        Ok(Rendered {
+            navigation: run.navigation.unwrap_or_else(|| Navigation {
+                url: String::new(),
+                status: 0,
+            }),
+            produced: result?,
+            usage: Some(usage),
+        })
+    }
+}
+
+/// Page options, page scripts' init scripts, navigation.
+async fn prepare(
+    page: &Page<'_>,
+    job: &Job,
+    plugins: &PluginHost,
+    context: JobContext,
+) -> Result<(Navigation, Usage), ExecError> {
+    let target_url = match &job.target {
+        Target::Url(url) => Some(url.as_str()),
+        Target::Html(_) => None,
+    };
+    page.apply(&job.page, target_url).await?;
+    let mut usage = Usage::default();
+    for script in &job.scripts {
+        let (sources, used) = plugins.init_scripts(script, context).await;
+        usage.add(used);
+        for source in sources? {
+            page.add_init_script(&source).await?;
+        }
+    }
+    let navigation = match &job.target {
+        Target::Url(url) => page.goto(url, &job.goto).await?,
+        Target::Html(html) => page.set_html(html, &job.goto).await?,
+    };
+    Ok((navigation, usage))
+}
+
+/// The host's own page operation for `output`.
+async fn native_output(
+    page: &Page<'_>,
+    output: &NativeOutput,
+    navigation: &Navigation,
+) -> Result<Produced, ExecError> {
+    Ok(match output {
+        NativeOutput::Screenshot(options) => Produced::Bytes {
+            content_type: options.format.content_type().to_owned(),
+            data: page.screenshot(options).await?,
+        },
+        NativeOutput::Pdf(options) => Produced::Bytes {
+            content_type: "application/pdf".to_owned(),
+            data: page.pdf(options).await?,
+        },
+        // The same JSON the content plugin returns.
+        NativeOutput::Content => Produced::Json(
+            serde_json::json!({
+                "url": navigation.url,
+                "status": navigation.status,
+                "html": page.content().await?,
+            })
+            .to_string(),
+        ),
+    })
+}

@@ -1,0 +1,230 @@
+//! job: what one render job is, as plain values. The API (or `pagewright render`) builds a [`Job`]
+//! from a request; it then goes down the job's path unchanged: the scheduler reads its tenant,
+//! class and budgets, the executor its target, options and output, the plugin host its plugins.
+//! What it produced comes back as [`Produced`]. Nothing here does I/O or uses the rest of the
+//! crate.
+//!
+//! `options.rs` holds the page and output options, with their range checks.
+
+pub mod options;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use options::{GotoOptions, InvalidOption, PageOptions, PdfOptions, ScreenshotOptions};
+
+/// The isolation key of jobs that do not name one.
+pub const DEFAULT_ISOLATION_KEY: &str = "default";
+
+/// The tenant of jobs that do not name one.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A checked job, ready to be queued.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Unique within the server's life ([`next_id`]); plugin log lines carry it.
+    pub id: u64,
+    pub target: Target,
+    pub goto: GotoOptions,
+    pub page: PageOptions,
+    /// Page-script plugins: their init scripts go in before navigation, their after-load hooks run
+    /// before the output, in this order.
+    pub scripts: Vec<PluginCall>,
+    pub output: Output,
+    /// Who the job is for: tenants take turns for run slots.
+    pub tenant: Arc<str>,
+    pub class: Class,
+    /// Moves the job within its class: -50..=50.
+    pub number: i8,
+    /// The run budget. It starts when the job leaves the queue.
+    pub timeout: Duration,
+    /// How long the job may wait in the queue for a run slot.
+    pub queue_timeout: Duration,
+    /// When the request arrived: the queue budget and a scorer's view of the job's age start here.
+    pub received_at: Instant,
+}
+
+impl Job {
+    /// A hot job of the default tenant for `target`, producing `output` with default page options.
+    pub fn new(target: Target, output: Output, timeout: Duration, queue_timeout: Duration) -> Self {
+        Self {
+            id: next_id(),
+            target,
+            goto: GotoOptions::default(),
+            page: PageOptions::default(),
+            scripts: Vec::new(),
+            output,
+            tenant: Arc::from(DEFAULT_TENANT),
+            class: Class::Hot,
+            number: 0,
+            timeout,
+            queue_timeout,
+            received_at: Instant::now(),
+        }
+    }
+
+    /// The pages the job may run on: jobs of one key share a browser context, jobs of different
+    /// keys never share anything.
+    pub fn isolation_key(&self) -> &str {
+        self.page
+            .isolation_key
+            .as_deref()
+            .unwrap_or(DEFAULT_ISOLATION_KEY)
+    }
+
+    /// The page's URL, `about:blank` for inline HTML: what a scorer and the statistics see.
+    pub fn url(&self) -> &str {
+        match &self.target {
+            Target::Url(url) => url,
+            Target::Html(_) => "about:blank",
+        }
+    }
+
+    /// When the job must have left the queue.
+    pub fn queue_deadline(&self) -> Instant {
+        self.received_at + self.queue_timeout
+    }
+
+    /// The extractor's name, if a plugin produces the output.
+    pub fn extractor(&self) -> Option<&str> {
+        match &self.output {
+            Output::Plugin(call) => Some(&call.plugin.name),
+            Output::Native(_) => None,
+        }
+    }
+
+    /// Checks the options' ranges, so a bad one is refused before any browser work.
+    pub fn validate(&self) -> Result<(), InvalidOption> {
+        self.page.viewport.validate()?;
+        match &self.output {
+            Output::Plugin(_) | Output::Native(NativeOutput::Content) => Ok(()),
+            Output::Native(NativeOutput::Screenshot(options)) => options.validate(),
+            Output::Native(NativeOutput::Pdf(options)) => options.validate(),
+        }
+    }
+}
+
+/// A fresh job id, unique in this process.
+pub fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What to load into the page.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A URL that passed the URL policy.
+    Url(String),
+    /// An HTML document, written into the page without a network fetch.
+    Html(String),
+}
+
+/// What to produce once the page is ready.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// An extractor plugin's output.
+    Plugin(PluginCall),
+    /// One of the host's own page operations (`--native-builtins`, and the benchmarks' baseline).
+    Native(NativeOutput),
+}
+
+/// The outputs the host produces without a plugin.
+#[derive(Debug, Clone)]
+pub enum NativeOutput {
+    Screenshot(ScreenshotOptions),
+    Pdf(PdfOptions),
+    /// The HTML after scripts ran, as the `content` plugin returns it.
+    Content,
+}
+
+/// One version of a plugin, as a job names it. The API resolves a request's `name` to the latest
+/// version when it builds the job, so a job runs the version that was current when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginRef {
+    pub name: Arc<str>,
+    pub version: semver::Version,
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+/// A plugin and the params the request gave it (JSON text).
+#[derive(Debug, Clone)]
+pub struct PluginCall {
+    pub plugin: PluginRef,
+    pub params: String,
+}
+
+/// A job's priority class, as requests name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Urgent,
+    Hot,
+    Cold,
+}
+
+impl Class {
+    /// The built-in score of a job of this class with no number.
+    pub fn base_score(self) -> f64 {
+        match self {
+            Self::Urgent => 200.0,
+            Self::Hot => 100.0,
+            Self::Cold => 0.0,
+        }
+    }
+}
+
+/// What a job produced: an extractor plugin's output, or a native operation's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Produced {
+    Json(String),
+    Text(String),
+    Bytes { content_type: String, data: Vec<u8> },
+}
+
+impl Produced {
+    /// The media type of the output: JSON, UTF-8 text, or what the plugin named, if it is one a
+    /// response header can carry (else `application/octet-stream`).
+    pub fn content_type(&self) -> &str {
+        match self {
+            Self::Json(_) => "application/json",
+            Self::Text(_) => "text/plain; charset=utf-8",
+            Self::Bytes { content_type, .. }
+                if content_type
+                    .bytes()
+                    .all(|byte| byte == b'\t' || (0x20..0x7f).contains(&byte)) =>
+            {
+                content_type
+            }
+            Self::Bytes { .. } => "application/octet-stream",
+        }
+    }
+
+    /// The output's bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Self::Json(text) | Self::Text(text) => text.into_bytes(),
+            Self::Bytes { data, .. } => data,
+        }
+    }
+
+    /// The bytes handed over, content type included: what the output caps count.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Json(text) | Self::Text(text) => text.len(),
+            Self::Bytes { content_type, data } => content_type.len() + data.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,175 @@
+//! The fixture site the tests serve themselves on a loopback port: small pages for each behaviour a
+//! render has to handle. Shared by the integration tests and the host's own tests (both include
+//! this file, and each uses part of it: what one leaves unused is not dead).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+/// The fixture site. Pages:
+/// - `/`: a small page with a heading, links and a form;
+/// - `/tall`: 3000 px tall;
+/// - `/slow?ms=N`: answers after N ms (and counts its requests);
+/// - `/echo`: shows the request headers (cookies, user agent, extras) as JSON in the page;
+/// - `/late`: adds `#late` 300 ms after load;
+/// - `/spin`: loops forever in JavaScript after load;
+/// - `/image`: a page with an image, and `/pixel.png` counts its requests;
+/// - `/nocontent`: 204 No Content; `/download`: a file sent as an attachment;
+/// - `/redirect`: 307 to `/`; `/starts-download`: a page that sends itself to `/download`;
+/// - `/tour`: what the `page-tour` guest drives: a form whose button marks `#out` done, a tall body.
+pub struct FixtureSite {
+    pub base: String,
+    /// Requests for `/pixel.png` so far.
+    pub pixel_requests: Arc<AtomicUsize>,
+    /// Requests for `/slow` so far: a job is mid-navigation once its request is counted.
+    pub slow_requests: Arc<AtomicUsize>,
+}
+
+#[derive(Deserialize)]
+struct SlowQuery {
+    ms: u64,
+}
+
+const INDEX: &str = r#"<!doctype html><html><head><title>Fixture</title></head>
+<body style="background:#fff;margin:0">
+<h1 id="title">Hello pagewright</h1>
+<ul><li><a class="link" href="/one" data-n="1">One</a></li><li><a class="link" href="/two" data-n="2">Two</a></li></ul>
+<input id="name" value=""><button id="go" onclick="document.getElementById('out').textContent = 'clicked ' + document.getElementById('name').value">Go</button>
+<p id="out"></p>
+<noscript><p id="noscript">scripts are off</p></noscript>
+<div id="box" style="position:absolute;left:100px;top:200px;width:120px;height:80px;background:#c00"></div>
+</body></html>"#;
+
+const TOUR: &str = r#"<!doctype html><html><head><title>Tour</title></head>
+<body><h1>Tour</h1><form onsubmit="return false"><input id="name"></form>
+<button id="go" onclick="const out = document.getElementById('out'); out.textContent = 'hello ' + document.getElementById('name').value; out.className = 'done'">Go</button>
+<p id="out" class="waiting"></p><div style="height:4000px"></div><p id="bottom">bottom</p></body></html>"#;
+
+impl FixtureSite {
+    pub async fn start() -> Self {
+        let pixel_requests = Arc::new(AtomicUsize::new(0));
+        let slow_requests = Arc::new(AtomicUsize::new(0));
+        let (pixels, slows) = (pixel_requests.clone(), slow_requests.clone());
+        let app = Router::new()
+            .route("/", get(|| async { Html(INDEX) }))
+            .route("/tour", get(|| async { Html(TOUR) }))
+            .route(
+                "/tall",
+                get(|| async {
+                    Html("<!doctype html><body style='margin:0'><div style='height:3000px;background:linear-gradient(#fff,#00f)'>tall</div></body>")
+                }),
+            )
+            .route(
+                "/slow",
+                get(move |Query(query): Query<SlowQuery>| {
+                    slows.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(query.ms)).await;
+                        Html("<!doctype html><p id='slow'>finally</p>")
+                    }
+                }),
+            )
+            .route(
+                "/echo",
+                get(|headers: HeaderMap| async move {
+                    let map: std::collections::BTreeMap<String, String> = headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                        .collect();
+                    let json = serde_json::to_string(&map).unwrap_or_default();
+                    Html(format!("<!doctype html><pre id='headers'>{}</pre>", html_escape(&json)))
+                }),
+            )
+            .route(
+                "/late",
+                get(|| async {
+                    Html("<!doctype html><body><script>setTimeout(() => { const p = document.createElement('p'); p.id = 'late'; p.textContent = 'here'; document.body.appendChild(p); }, 300)</script></body>")
+                }),
+            )
+            .route(
+                "/spin",
+                get(|| async {
+                    Html("<!doctype html><body><p>spinning</p><script>addEventListener('load', () => setTimeout(() => { while (true) {} }, 0))</script></body>")
+                }),
+            )
+            .route(
+                "/redirect",
+                get(|| async { axum::response::Redirect::temporary("/") }),
+            )
+            .route(
+                "/starts-download",
+                get(|| async {
+                    Html("<!doctype html><p id='landing'>Your download starts now</p><script>location.href = '/download'</script>")
+                }),
+            )
+            .route(
+                "/nocontent",
+                get(|| async { StatusCode::NO_CONTENT }),
+            )
+            .route(
+                "/download",
+                get(|| async {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "application/octet-stream"),
+                            (header::CONTENT_DISPOSITION, "attachment; filename=data.bin"),
+                        ],
+                        vec![0u8; 4096],
+                    )
+                }),
+            )
+            .route(
+                "/image",
+                get(|| async { Html("<!doctype html><body><img id='pixel' src='/pixel.png'></body>") }),
+            )
+            .route(
+                "/pixel.png",
+                get(move || {
+                    pixels.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        // A 1x1 transparent PNG.
+                        const PIXEL: &[u8] = &[
+                            0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
+                            0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
+                            0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00,
+                            0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49,
+                            0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+                        ];
+                        ([(header::CONTENT_TYPE, "image/png")], PIXEL).into_response()
+                    }
+                }),
+            );
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind fixture site");
+        let address = listener.local_addr().expect("fixture address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{address}"),
+            pixel_requests,
+            slow_requests,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
