@@ -78,7 +78,7 @@ pub async fn submit(
         webhook,
     };
     let admitted = state.executor.admit(job).await?;
-    let record = state.jobs.submit(admitted, submission);
+    let record = state.jobs.submit(admitted, submission)?;
     let location = format!("/v1/jobs/{}", record.id);
     Ok((
         StatusCode::ACCEPTED,

@@ -58,8 +58,8 @@ impl Jobs {
     }
 
     /// Records a job already in the queue and runs it in a task of its own; its record as it
-    /// starts.
-    pub fn submit(&self, admitted: Admitted, submission: Submission) -> Record {
+    /// starts (or, should it have finished and been forgotten already, why it is not there).
+    pub fn submit(&self, admitted: Admitted, submission: Submission) -> Result<Record, JobError> {
         let id = self.records.submit(submission);
         let task = tokio::spawn({
             let (jobs, id) = (self.clone(), id.clone());
@@ -78,11 +78,7 @@ impl Jobs {
             }
         });
         self.records.attach(&id, task.abort_handle());
-        // Just inserted: only a cancellation between then and now could have finished it, and a
-        // cancelled record stays.
-        self.records
-            .get(&id)
-            .expect("a submitted job's record is kept until it has finished and expired")
+        self.records.get(&id)
     }
 
     pub fn get(&self, id: &str) -> Result<Record, JobError> {

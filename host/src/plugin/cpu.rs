@@ -335,6 +335,7 @@ impl Drop for CpuTurn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::eventually;
 
     const HOT: Priority = Priority::DEFAULT;
     const URGENT: Priority = Priority {
@@ -367,9 +368,10 @@ mod tests {
     }
 
     async fn until_waiting(slots: &CpuSlots, n: usize) {
-        while slots.status().waiting < n {
-            tokio::task::yield_now().await;
-        }
+        eventually("the turns wait", Duration::from_secs(5), || async {
+            (slots.status().waiting >= n).then_some(())
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::job::Produced;
+use crate::testing::eventually;
 
 /// A plugin host with the default settings, adjusted by `adjust`.
 fn host_with(adjust: impl FnOnce(&mut PluginSettings)) -> PluginHost {
@@ -124,7 +125,12 @@ async fn calls_wait_for_a_free_instance_within_their_deadline() {
         let host = host.clone();
         async move { host.extract_without_page(&spin, "{}", job()).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(
+        "the loop holds the only instance",
+        Duration::from_secs(5),
+        || async { (host.usage_now().instances == 1).then_some(()) },
+    )
+    .await;
     let short = JobContext::new(2, Instant::now() + Duration::from_millis(300));
     let (result, _) = host.extract_without_page(&noop, "{}", short).await;
     assert!(matches!(result, Err(PluginError::Busy)), "{result:?}");
@@ -154,9 +160,12 @@ async fn a_call_gets_the_cpu_from_a_spinning_one(spinning: Priority, priority: P
         };
         async move { host.extract_without_page(&spin, "{}", job).await }
     });
-    while host.usage_now().cpu.busy == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "the loop holds the CPU slot",
+        Duration::from_secs(5),
+        || async { (host.usage_now().cpu.busy > 0).then_some(()) },
+    )
+    .await;
     let job = JobContext { priority, ..job() };
     let (result, _) = host.extract_without_page(&noop, "{}", job).await;
     assert!(result.is_ok(), "{result:?}");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::job::{Class, Job, NativeOutput, Output, Target};
 use crate::metrics::Metrics;
+use crate::testing::eventually;
 
 fn scheduler(capacity: usize, slots: usize) -> Scheduler {
     Scheduler::new(
@@ -48,9 +49,7 @@ async fn busy_with_one_waiting(
         let scheduler = scheduler.clone();
         tokio::spawn(async move { scheduler.admit(&admission("t", Class::Hot, wait)).await })
     };
-    while scheduler.status().queued < 1 {
-        tokio::task::yield_now().await;
-    }
+    until_queued(scheduler, 1).await;
     (busy, waiting)
 }
 
@@ -81,9 +80,7 @@ async fn slots_go_to_the_highest_priority_waiting_job() {
         tokio::task::yield_now().await;
     }
     // Let every waiter queue before the slot frees.
-    while scheduler.status().queued < 3 {
-        tokio::task::yield_now().await;
-    }
+    until_queued(&scheduler, 3).await;
     drop(busy);
     for waiter in waiters {
         waiter.await.expect("waiter");
@@ -126,6 +123,16 @@ fn admit_later(
     })
 }
 
+/// Waits until `n` jobs wait in the queue.
+async fn until_queued(scheduler: &Scheduler, n: usize) {
+    eventually("the jobs queue", Duration::from_secs(5), || async {
+        (scheduler.status().queued >= n).then_some(())
+    })
+    .await;
+}
+
+/// Lets the spawned tasks run as far as they can without a timer: for checking that something
+/// does not happen.
 async fn settle() {
     for _ in 0..10 {
         tokio::task::yield_now().await;
