@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::request::{Endpoint, RequestBody, job_for, parse};
 use super::{ApiError, AppState, PathParam};
 use crate::exec::Rendered;
+use crate::plugin::Usage;
 
 /// A render endpoint's job, run now.
 async fn render(
@@ -92,7 +93,7 @@ fn response(rendered: Rendered) -> Response {
         rendered.navigation.status,
         &rendered.navigation.url,
         usage.map(|usage| usage.fuel),
-        usage.map(|usage| usage.wall.as_secs_f64() * 1000.0),
+        usage.as_ref().map(Usage::wall_ms),
     );
     (headers, rendered.produced.into_bytes()).into_response()
 }

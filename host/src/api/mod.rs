@@ -106,10 +106,6 @@ impl AppState {
     pub fn plugins(&self) -> &PluginHost {
         self.executor.plugins()
     }
-
-    pub fn executor(&self) -> &Executor {
-        &self.executor
-    }
 }
 
 /// The router with every route, the body limit and the metrics middleware.

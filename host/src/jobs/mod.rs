@@ -21,6 +21,7 @@ use bytes::Bytes;
 
 use crate::exec::{Admitted, ExecError, Rendered};
 use crate::metrics::Metrics;
+use crate::plugin::Usage;
 use records::Records;
 use webhook::Webhooks;
 
@@ -103,9 +104,7 @@ impl From<Rendered> for JobResult {
             page_status: rendered.navigation.status,
             page_url: rendered.navigation.url,
             plugin_fuel: rendered.usage.map(|usage| usage.fuel),
-            plugin_ms: rendered
-                .usage
-                .map(|usage| usage.wall.as_secs_f64() * 1000.0),
+            plugin_ms: rendered.usage.as_ref().map(Usage::wall_ms),
         }
     }
 }

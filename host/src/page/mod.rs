@@ -174,11 +174,6 @@ impl PageHandle {
         self.cdp.target_id().inner()
     }
 
-    /// The browser this page lives in.
-    pub fn session(&self) -> &Arc<BrowserSession> {
-        &self.session
-    }
-
     /// The chromiumoxide page, for tests that need a CDP call no operation offers.
     #[cfg(test)]
     pub(crate) fn cdp(&self) -> &chromiumoxide::Page {

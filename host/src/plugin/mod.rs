@@ -78,6 +78,12 @@ impl Usage {
         self.fuel += other.fuel;
         self.wall += other.wall;
     }
+
+    /// The wall time in milliseconds, as the `x-pagewright-plugin-ms` header and a job's document
+    /// give it.
+    pub fn wall_ms(&self) -> f64 {
+        self.wall.as_secs_f64() * 1000.0
+    }
 }
 
 /// The job a plugin call belongs to: its id (in the plugin's log lines), its deadline, and its

@@ -40,16 +40,6 @@ impl Lease {
         self.handle().is_pristine()
     }
 
-    /// The browser this page lives in.
-    pub fn session(&self) -> &Arc<BrowserSession> {
-        &self.session
-    }
-
-    /// The isolation key this page belongs to.
-    pub fn key(&self) -> &str {
-        &self.pooled().key
-    }
-
     /// Close the page instead of reusing it (the job timed out, a script hung, the page misbehaved).
     pub fn discard(&mut self, reason: &'static str) {
         self.discard = Some(reason);
