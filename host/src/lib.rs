@@ -25,6 +25,7 @@ mod pool;
 pub mod sched;
 mod secret;
 mod shard;
+pub mod store;
 mod sys;
 #[cfg(test)]
 mod testing;
@@ -54,6 +55,7 @@ use metrics::Metrics;
 use plugin::{PluginHost, PluginSettings, ScorerPlugin};
 use sched::{SchedSettings, Scheduler};
 use shard::Shards;
+use store::{Store, StoreSettings};
 use topology::Topology;
 
 /// Every part's settings, checked; `cli` builds them from the command line.
@@ -66,6 +68,8 @@ pub struct Settings {
     pub plugins: PluginSettings,
     pub sched: SchedSettings,
     pub jobs: JobsSettings,
+    /// Where async jobs and their results are kept.
+    pub store: StoreSettings,
     /// A shard per node.
     pub topology: Topology,
     /// The scorer plugin to start with (`name` or `name@version`).
@@ -79,7 +83,8 @@ impl Settings {
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
     /// Settings for one job at a time on one page, each with `timeout` in all (`pagewright render`):
-    /// one browser wherever the kernel runs it, no data directory, first come first served.
+    /// one browser wherever the kernel runs it, no data directory and a store in memory, first
+    /// come first served.
     pub fn one_page(browser: BrowserSettings, timeout: Duration) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -102,6 +107,7 @@ impl Settings {
                 ..SchedSettings::for_cores(1)
             },
             jobs: JobsSettings::default(),
+            store: StoreSettings::in_memory(),
             topology: Topology::single_node(),
             scorer: None,
             shutdown_grace: Duration::ZERO,
@@ -116,6 +122,7 @@ pub struct Services {
     pub plugins: PluginHost,
     pub jobs: Jobs,
     pub metrics: Metrics,
+    pub store: Store,
     shards: Shards,
     settings: Arc<Settings>,
 }
@@ -132,16 +139,24 @@ impl Services {
     }
 
     /// Closes every page and browser, then releases the data directory (so a server started next
-    /// can have it), whatever jobs may still hold the plugin host.
+    /// can have it), whatever jobs may still hold the plugin host, and closes the store.
     pub async fn close(&self) {
         self.shards.close().await;
         self.plugins.close().await;
+        self.store.close().await;
     }
 }
 
-/// Starts the plugin host (compiling the built-in plugins), the shards (a browser supervisor and a
-/// pool each), the scheduler, the executor and the async jobs; the browsers launch in the background.
-pub fn start_services(settings: Settings) -> anyhow::Result<Services> {
+/// Opens the store, starts the plugin host (compiling the built-in plugins), the shards (a browser
+/// supervisor and a pool each), the scheduler, the executor and the async jobs; the browsers launch
+/// in the background.
+pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
+    if let Some(dir) = &settings.plugins.data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {} failed", dir.display()))?;
+    }
+    // First: a store that cannot be opened stops the server before anything else starts.
+    let store = Store::open(&settings.store).await?;
     let metrics = Metrics::new();
     let plugins = PluginHost::new(settings.plugins.clone(), metrics.clone())
         .context("starting the plugin host failed")?;
@@ -175,6 +190,7 @@ pub fn start_services(settings: Settings) -> anyhow::Result<Services> {
         plugins,
         jobs,
         metrics,
+        store,
         shards,
         settings: Arc::new(settings),
     })
@@ -247,7 +263,7 @@ pub async fn run_server(settings: Settings) -> anyhow::Result<()> {
     let listener =
         bind(settings.listen).with_context(|| format!("binding {} failed", settings.listen))?;
     tracing::info!(address = %listener.local_addr()?, "pagewright is listening");
-    let services = start_services(settings)?;
+    let services = start_services(settings).await?;
     serve(services, listener, shutdown_signal()).await
 }
 

@@ -51,7 +51,9 @@ impl TestServer {
         let settings = pagewright::cli::serve_settings(argv).expect("settings are valid");
         let listener = TcpListener::bind(settings.listen).await.expect("bind");
         let address = listener.local_addr().expect("local address");
-        let services = pagewright::start_services(settings).expect("services start");
+        let services = pagewright::start_services(settings)
+            .await
+            .expect("services start");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(pagewright::serve(services, listener, async {
             let _ = stopped.await;

@@ -12,8 +12,11 @@ mod jobs;
 mod languages;
 mod layers;
 mod plugins;
+#[path = "../support/postgres.rs"]
+mod postgres;
 mod registry;
 mod sched;
 mod shards;
 #[path = "../support/site.rs"]
 mod site;
+mod store;

@@ -67,7 +67,7 @@ pub(super) async fn run(args: RenderArgs) -> anyhow::Result<()> {
         .check(&args.url)
         .await
         .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let services = start_services(settings)?;
+    let services = start_services(settings).await?;
     let result = render_outputs(&services, &args, url.as_str(), timeout).await;
     services.close().await;
     result

@@ -13,6 +13,7 @@ use crate::api::ApiSettings;
 use crate::jobs::JobsSettings;
 use crate::sched::SchedSettings;
 use crate::secret::Secret;
+use crate::store::StoreSettings;
 use crate::topology::Topology;
 use crate::url_policy::UrlPolicy;
 
@@ -115,10 +116,17 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
 
-    /// Where uploaded plugins and compiled plugin code are kept. One server per directory. Default:
-    /// `$XDG_DATA_HOME/pagewright`, else `$HOME/.local/share/pagewright`, else `/var/lib/pagewright`.
+    /// Where uploaded plugins and compiled plugin code are kept, and the embedded store
+    /// (`pagewright.db`). One server per directory. Default: `$XDG_DATA_HOME/pagewright`, else
+    /// `$HOME/.local/share/pagewright`, else `/var/lib/pagewright`.
     #[arg(long, env = "PAGEWRIGHT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// The store's database: `postgres://USER:PASSWORD@HOST/DB` for a farm of hosts sharing it.
+    /// Default: SQLite in the data directory, which needs no setup. Prefer the environment variable
+    /// to the flag when the URL holds a password (flags show in `ps`).
+    #[arg(long, env = "PAGEWRIGHT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Bearer token that uploading and deleting plugins require. Without one, the plugin registry is
     /// read-only: uploads are refused. Prefer the environment variable to the flag (flags show in `ps`).
@@ -219,7 +227,15 @@ impl ServeArgs {
             deny_private_networks: self.deny_private_networks,
         };
         let mut plugins = self.plugins.settings(url_policy)?;
-        plugins.data_dir = Some(self.data_dir.clone().unwrap_or_else(default_data_dir));
+        let data_dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+        let store = match &self.database_url {
+            Some(url) => StoreSettings {
+                url: url.clone(),
+                max_connections: StoreSettings::MAX_CONNECTIONS,
+            },
+            None => StoreSettings::sqlite_in(&data_dir),
+        };
+        plugins.data_dir = Some(data_dir);
         plugins.worker_nodes = topology.nodes.clone();
         plugins.workers = plugins.workers.max(topology.nodes.len());
         Ok(Settings {
@@ -244,6 +260,7 @@ impl ServeArgs {
                 webhook_secret: self.webhook_secret.clone().map(Secret::new),
                 ..JobsSettings::default()
             },
+            store,
             topology,
             scorer: self.scorer.clone(),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),

@@ -558,7 +558,7 @@ impl InProcessServer {
         let settings = pagewright::cli::serve_settings(argv)?;
         let listener = TcpListener::bind(settings.listen).await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let services = pagewright::start_services(settings)?;
+        let services = pagewright::start_services(settings).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(pagewright::serve(services.clone(), listener, async {
             let _ = stopped.await;
