@@ -1,7 +1,10 @@
 //! A throwaway PostgreSQL cluster for a test: `initdb` and `pg_ctl` in a temporary folder, on a free
 //! loopback port, stopped (and its files removed) when dropped. Needs PostgreSQL's server binaries
 //! (Debian's `postgresql` package, which `tests/setup.sh` installs); no system service runs.
-//! As root, the cluster runs as the `postgres` user (PostgreSQL refuses to run as root).
+//! As root, the cluster runs as the `postgres` user (PostgreSQL refuses to run as root). Shared by
+//! the integration tests and the host's own (each uses part of it: what one leaves unused is not
+//! dead).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -23,10 +23,13 @@ pub const DEFAULT_ISOLATION_KEY: &str = "default";
 /// The tenant of jobs that do not name one.
 pub const DEFAULT_TENANT: &str = "default";
 
-/// A checked job, ready to be queued.
-#[derive(Debug, Clone)]
+/// A checked job, ready to be queued. It serializes (as JSON) for the store: an async job is kept
+/// there until a host runs it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Job {
-    /// Unique within the server's life ([`next_id`]); plugin log lines carry it.
+    /// Unique within the server's life ([`next_id`]); plugin log lines carry it. A job read back
+    /// from the store gets a new one.
+    #[serde(skip, default = "next_id")]
     pub id: u64,
     pub target: Target,
     pub goto: GotoOptions,
@@ -45,6 +48,8 @@ pub struct Job {
     /// How long the job may wait in the queue for a run slot.
     pub queue_timeout: Duration,
     /// When the request arrived: the queue budget and a scorer's view of the job's age start here.
+    /// A job read back from the store sets it from its stored submission time.
+    #[serde(skip, default = "Instant::now")]
     pub received_at: Instant,
 }
 
@@ -115,7 +120,7 @@ pub fn next_id() -> u64 {
 }
 
 /// What to load into the page.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// A URL that passed the URL policy.
     Url(String),
@@ -124,7 +129,7 @@ pub enum Target {
 }
 
 /// What to produce once the page is ready.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     /// An extractor plugin's output.
     Plugin(PluginCall),
@@ -133,7 +138,7 @@ pub enum Output {
 }
 
 /// The outputs the host produces without a plugin.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum NativeOutput {
     Screenshot(ScreenshotOptions),
     Pdf(PdfOptions),
@@ -143,7 +148,7 @@ pub enum NativeOutput {
 
 /// One version of a plugin, as a job names it. The API resolves a request's `name` to the latest
 /// version when it builds the job, so a job runs the version that was current when it arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PluginRef {
     pub name: Arc<str>,
     pub version: semver::Version,
@@ -156,7 +161,7 @@ impl fmt::Display for PluginRef {
 }
 
 /// A plugin and the params the request gave it (JSON text).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PluginCall {
     pub plugin: PluginRef,
     pub params: String,

@@ -8,6 +8,16 @@
 //! Opening runs the migrations; a store that cannot be opened or migrated is an error that names
 //! the URL, without its password, and the step that failed.
 
+mod jobs;
+mod outbox;
+
+#[cfg(test)]
+mod tests;
+
+pub use jobs::{
+    Cancelled, ClaimedJob, Delivery, ErrorRow, Finish, JobCounts, JobRow, NewJob, ResultMeta,
+};
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -157,8 +167,7 @@ impl Store {
         &self.shown
     }
 
-    #[cfg(test)]
-    pub(crate) fn pool(&self) -> &AnyPool {
+    fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -176,75 +185,5 @@ fn redact(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(
-            redact("postgres://farm:s3cret@db.internal:5432/pagewright"),
-            "postgres://farm:***@db.internal:5432/pagewright"
-        );
-        assert_eq!(
-            redact("postgres://db.internal/pagewright"),
-            "postgres://db.internal/pagewright"
-        );
-        assert_eq!(redact("sqlite:///var/lib/pw.db"), "sqlite:///var/lib/pw.db");
-    }
-
-    #[tokio::test]
-    async fn sqlite_opens_migrated_in_wal_mode_and_again_after_a_restart() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let settings = StoreSettings::sqlite_in(dir.path());
-        let store = Store::open(&settings).await.expect("opens");
-        assert_eq!(store.backend(), Backend::Sqlite);
-        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
-            .fetch_one(store.pool())
-            .await
-            .expect("pragma");
-        assert_eq!(mode, "wal");
-        let (jobs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs")
-            .fetch_one(store.pool())
-            .await
-            .expect("the jobs table");
-        assert_eq!(jobs, 0);
-        store.close().await;
-        // Migrations already applied are not applied again.
-        let store = Store::open(&settings).await.expect("opens again");
-        store.close().await;
-        assert!(dir.path().join("pagewright.db").exists());
-    }
-
-    #[tokio::test]
-    async fn a_bad_url_names_itself_and_the_step() {
-        let error = Store::open(&StoreSettings {
-            url: "mysql://user:pw@localhost/db".into(),
-            max_connections: 1,
-        })
-        .await
-        .expect_err("not a backend");
-        assert!(
-            error.to_string().contains("mysql://user:***@localhost/db"),
-            "{error}"
-        );
-
-        // Nothing listens on port 9 of loopback.
-        let error = Store::open(&StoreSettings {
-            url: "postgres://farm:s3cret@127.0.0.1:9/pagewright".into(),
-            max_connections: 1,
-        })
-        .await
-        .expect_err("nothing listens there");
-        let message = error.to_string();
-        assert!(
-            message
-                .contains("connecting to the store at postgres://farm:***@127.0.0.1:9/pagewright"),
-            "{message}"
-        );
-        assert!(!message.contains("s3cret"), "{message}");
     }
 }

@@ -1,0 +1,636 @@
+//! The async jobs' rows: submitting, claiming in the farm's order, leases, finishing (state, result
+//! and webhook in one transaction), cancelling, and keeping results within their time and bytes.
+//!
+//! A job is `queued` until a host claims it (`running`, with the claiming host and a lease that host
+//! renews), then `succeeded`, `failed` or `cancelled`. A host that stops renewing loses its leases:
+//! its jobs go back to `queued` and run again, each claim counting an attempt. Finishing checks that
+//! the lease is still the finisher's, so a job re-claimed elsewhere is finished once.
+//!
+//! Claims follow the scheduler's order across every host: band (cold jobs waiting past the aging
+//! step count as hot), then the tenant furthest behind its fair share (each tenant's virtual clock
+//! advances by the predicted cost of its claimed jobs, start-time fair queuing), then score, then
+//! age. On PostgreSQL the candidates are locked `FOR UPDATE SKIP LOCKED`, so hosts claiming at once
+//! take different jobs; SQLite has one writer.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Backend, Store, StoreError};
+
+/// A job to store as queued.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    /// The job itself, as JSON.
+    pub spec: String,
+    pub plugin: String,
+    pub tenant: String,
+    pub class: String,
+    pub number: i64,
+    pub url: Option<String>,
+    pub webhook: Option<String>,
+    pub band: i64,
+    pub score: f64,
+    /// Predicted render time in milliseconds: what the job's turn costs its tenant.
+    pub cost: f64,
+    /// Unix milliseconds.
+    pub submitted_at: i64,
+    pub queue_deadline: i64,
+}
+
+/// A stored job, as its document shows it.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: String,
+    pub state: String,
+    pub plugin: String,
+    pub tenant: String,
+    pub class: String,
+    pub number: i64,
+    pub url: Option<String>,
+    pub webhook: Option<String>,
+    pub submitted_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub attempts: i64,
+    pub error: Option<ErrorRow>,
+    pub webhook_state: Option<String>,
+    pub webhook_attempts: i64,
+    pub webhook_error: Option<String>,
+    /// What a succeeded job produced, without its bytes.
+    pub result: Option<ResultMeta>,
+}
+
+/// A failed job's error, as the endpoint would have answered it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorRow {
+    pub status: i64,
+    pub code: String,
+    pub message: String,
+}
+
+/// A result's description; `kept` is false once its bytes were evicted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultMeta {
+    pub content_type: String,
+    pub bytes: i64,
+    pub kept: bool,
+    pub page_status: i64,
+    pub page_url: String,
+    pub plugin_fuel: Option<i64>,
+    pub plugin_ms: Option<f64>,
+}
+
+/// A job a host claimed: what it needs to run it.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub spec: String,
+    pub score: f64,
+    /// This run's number: finishing names it, so a run whose lease was lost finishes nothing.
+    pub attempt: i64,
+    pub submitted_at: i64,
+    pub started_at: i64,
+}
+
+/// How a run ended, to store.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Succeeded { meta: ResultMeta, body: Vec<u8> },
+    Failed(ErrorRow),
+}
+
+/// A webhook delivery to make, stored with the job's end.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub job_id: String,
+    pub url: String,
+    pub body: Vec<u8>,
+    /// Deliveries made so far.
+    pub attempts: i64,
+}
+
+/// Jobs by state, and the bytes of the results kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub finished: i64,
+    pub result_bytes: i64,
+}
+
+/// What cancelling found.
+#[derive(Debug)]
+pub enum Cancelled {
+    NotFound,
+    /// It was queued or running and is cancelled now; the host that was running it, if any.
+    Stopped {
+        host: Option<String>,
+    },
+    /// It had finished: it is forgotten now, result and all. Its row as it was.
+    Forgotten(Box<JobRow>),
+}
+
+/// The farm's virtual clock: the start of the last job claimed. A tenant behind it starts level with
+/// it (no credit for idle time).
+const FARM_CLOCK: &str = "COALESCE((SELECT farm.vtime FROM tenants farm WHERE farm.name = ''), 0)";
+
+const JOB_COLUMNS: &str = "jobs.id, jobs.state, jobs.plugin, jobs.tenant, jobs.class, jobs.number, \
+    jobs.url, jobs.webhook, jobs.submitted_at, jobs.started_at, jobs.finished_at, jobs.attempts, \
+    jobs.error_status, jobs.error_code, jobs.error_message, jobs.webhook_state, \
+    jobs.webhook_attempts, jobs.webhook_error, results.content_type, results.bytes, \
+    CAST(CASE WHEN results.body IS NULL THEN 0 ELSE 1 END AS BIGINT) AS kept, results.page_status, results.page_url, results.plugin_fuel, \
+    results.plugin_ms";
+
+impl Store {
+    /// Stores a queued job, unless `capacity` jobs are queued already (then `false`).
+    pub async fn submit_job(&self, job: &NewJob, capacity: i64) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, state, spec, plugin, tenant, class, number, url, webhook, band, \
+             score, cost, submitted_at, queue_deadline, webhook_state) \
+             SELECT $1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+             WHERE (SELECT COUNT(*) FROM jobs WHERE state = 'queued') < $15",
+        )
+        .bind(&job.id)
+        .bind(&job.spec)
+        .bind(&job.plugin)
+        .bind(&job.tenant)
+        .bind(&job.class)
+        .bind(job.number)
+        .bind(&job.url)
+        .bind(&job.webhook)
+        .bind(job.band)
+        .bind(job.score)
+        .bind(job.cost)
+        .bind(job.submitted_at)
+        .bind(job.queue_deadline)
+        .bind(job.webhook.as_ref().map(|_| "pending"))
+        .bind(capacity)
+        .execute(self.pool())
+        .await
+        .map_err(query("store a job"))?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Claims up to `limit` queued jobs for `host` in the farm's order, with a lease until
+    /// `lease_until`; cold jobs submitted before `aged_before` count as hot. All times are Unix ms.
+    pub async fn claim_jobs(
+        &self,
+        host: &str,
+        limit: i64,
+        now: i64,
+        lease_until: i64,
+        aged_before: i64,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        // Locking the candidates lets hosts claim at once without taking the same jobs; SQLite has
+        // one writer and needs no lock (and has no such clause).
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE OF candidate SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // The candidates in a CTE: PostgreSQL runs it once (an `IN (subquery ... LIMIT)` may be
+        // run again per row and claim more than asked).
+        let claim = format!(
+            "WITH chosen AS (SELECT candidate.id FROM jobs candidate \
+                 LEFT JOIN tenants ON tenants.name = candidate.tenant \
+                 WHERE candidate.state = 'queued' \
+                 ORDER BY CASE WHEN candidate.band = 2 AND candidate.submitted_at <= $4 THEN 1 \
+                          ELSE candidate.band END, \
+                     CASE WHEN COALESCE(tenants.vtime, 0) > {FARM_CLOCK} \
+                          THEN tenants.vtime ELSE {FARM_CLOCK} END, \
+                     CASE WHEN candidate.band = 2 AND candidate.submitted_at <= $4 THEN 0 \
+                          ELSE 1 END, \
+                     candidate.score DESC, candidate.submitted_at \
+                 LIMIT $5 {lock}) \
+             UPDATE jobs SET state = 'running', host = $1, lease_until = $2, started_at = $3, \
+                 attempts = attempts + 1 \
+             FROM chosen WHERE jobs.id = chosen.id AND jobs.state = 'queued' \
+             RETURNING jobs.id, jobs.spec, jobs.score, jobs.attempts, jobs.submitted_at, \
+                 jobs.tenant, jobs.cost"
+        );
+        // Composed of this file's constants only: no input reaches the text.
+        let rows = sqlx::query(AssertSqlSafe(claim))
+            .bind(host)
+            .bind(lease_until)
+            .bind(now)
+            .bind(aged_before)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(query("claim jobs"))?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut costs = Vec::with_capacity(rows.len());
+        for row in rows {
+            claimed.push(ClaimedJob {
+                id: row.try_get("id").map_err(query("read a claimed job"))?,
+                spec: row.try_get("spec").map_err(query("read a claimed job"))?,
+                score: row.try_get("score").map_err(query("read a claimed job"))?,
+                attempt: row
+                    .try_get("attempts")
+                    .map_err(query("read a claimed job"))?,
+                submitted_at: row
+                    .try_get("submitted_at")
+                    .map_err(query("read a claimed job"))?,
+                started_at: now,
+            });
+            let tenant: String = row.try_get("tenant").map_err(query("read a claimed job"))?;
+            let cost: f64 = row.try_get("cost").map_err(query("read a claimed job"))?;
+            costs.push((tenant, cost));
+        }
+        if !costs.is_empty() {
+            self.charge_tenants(&costs).await?;
+        }
+        // RETURNING follows no order: best first, as they would start.
+        claimed.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.submitted_at.cmp(&b.submitted_at))
+        });
+        Ok(claimed)
+    }
+
+    /// Advances the virtual clock of each claimed job's tenant by the job's cost, starting no
+    /// earlier than the farm's clock (the start of the last job claimed, kept as tenant `''`,
+    /// which no request can name): a tenant that had nothing queued starts level with the others
+    /// instead of with credit for its idle time. Its own transaction, after the claim's, so the
+    /// clocks' rows are locked only for a moment.
+    async fn charge_tenants(&self, costs: &[(String, f64)]) -> Result<(), StoreError> {
+        let mut transaction = self
+            .pool()
+            .begin()
+            .await
+            .map_err(query("begin charging tenants"))?;
+        for (tenant, cost) in costs {
+            sqlx::query(
+                "INSERT INTO tenants (name, vtime) VALUES ($1, 0), ('', 0) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(tenant)
+            .execute(&mut *transaction)
+            .await
+            .map_err(query("create a tenant's clock"))?;
+            let (start,): (f64,) = sqlx::query_as(
+                "SELECT CASE WHEN mine.vtime > farm.vtime THEN mine.vtime ELSE farm.vtime END \
+                 FROM tenants mine, tenants farm WHERE mine.name = $1 AND farm.name = ''",
+            )
+            .bind(tenant)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(query("read a tenant's clock"))?;
+            sqlx::query(
+                "UPDATE tenants SET vtime = CASE WHEN name = '' THEN \
+                     (CASE WHEN vtime > $2 THEN vtime ELSE $2 END) ELSE $3 END \
+                 WHERE name = $1 OR name = ''",
+            )
+            .bind(tenant)
+            .bind(start)
+            .bind(start + cost)
+            .execute(&mut *transaction)
+            .await
+            .map_err(query("advance a tenant's clock"))?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(query("commit the tenants' clocks"))
+    }
+
+    /// Extends the leases of the jobs `host` runs.
+    pub async fn renew_leases(&self, host: &str, lease_until: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET lease_until = $1 WHERE host = $2 AND state = 'running'")
+            .bind(lease_until)
+            .bind(host)
+            .execute(self.pool())
+            .await
+            .map_err(query("renew leases"))?;
+        Ok(())
+    }
+
+    /// Puts running jobs whose lease ran out before `now` back in the queue (their host died or
+    /// stopped renewing); how many.
+    pub async fn requeue_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let requeued = sqlx::query(
+            "UPDATE jobs SET state = 'queued', host = NULL, lease_until = NULL \
+             WHERE state = 'running' AND lease_until < $1",
+        )
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(query("requeue jobs whose lease expired"))?;
+        Ok(requeued.rows_affected())
+    }
+
+    /// Puts the running jobs of `host` (every host's, if `None`) back in the queue: at shutdown,
+    /// for the jobs it lets go, and at the start of an embedded store, which no other host shares.
+    pub async fn requeue_running(&self, host: Option<&str>) -> Result<u64, StoreError> {
+        let requeued = sqlx::query(
+            "UPDATE jobs SET state = 'queued', host = NULL, lease_until = NULL \
+             WHERE state = 'running' AND ($1 IS NULL OR host = $1)",
+        )
+        .bind(host)
+        .execute(self.pool())
+        .await
+        .map_err(query("requeue running jobs"))?;
+        Ok(requeued.rows_affected())
+    }
+
+    /// The ids of queued jobs whose queue deadline passed before `now`.
+    pub async fn overdue_jobs(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM jobs WHERE state = 'queued' AND queue_deadline < $1 LIMIT 1000",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query("find jobs past their queue deadline"))?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Ends a run: the job's state, its result or error, and its webhook delivery, in one
+    /// transaction. `from` is the state it must still be in: `running` with this `host` and
+    /// `attempt` for a run (a job re-claimed elsewhere or cancelled meanwhile is left alone), or
+    /// `queued` for a job that never started. `delivery` is built from the job's final document.
+    /// Whether it was finished here.
+    pub async fn finish_job(
+        &self,
+        id: &str,
+        run: Option<(&str, i64)>,
+        finished_at: i64,
+        finish: &Finish,
+        delivery: Option<&Delivery>,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self
+            .pool()
+            .begin()
+            .await
+            .map_err(query("begin finishing a job"))?;
+        let (state, error) = match finish {
+            Finish::Succeeded { .. } => ("succeeded", None),
+            Finish::Failed(error) => ("failed", Some(error)),
+        };
+        let updated = sqlx::query(
+            "UPDATE jobs SET state = $1, finished_at = $2, host = NULL, lease_until = NULL, \
+             error_status = $3, error_code = $4, error_message = $5 \
+             WHERE id = $6 AND ((state = 'running' AND host = $7 AND attempts = $8) \
+                 OR (state = 'queued' AND $7 IS NULL))",
+        )
+        .bind(state)
+        .bind(finished_at)
+        .bind(error.map(|error| error.status))
+        .bind(error.map(|error| error.code.as_str()))
+        .bind(error.map(|error| error.message.as_str()))
+        .bind(id)
+        .bind(run.map(|(host, _)| host))
+        .bind(run.map_or(0, |(_, attempt)| attempt))
+        .execute(&mut *transaction)
+        .await
+        .map_err(query("finish a job"))?;
+        if updated.rows_affected() == 0 {
+            transaction
+                .rollback()
+                .await
+                .map_err(query("roll back finishing a job"))?;
+            return Ok(false);
+        }
+        if let Finish::Succeeded { meta, body } = finish {
+            sqlx::query(
+                "INSERT INTO results (job_id, content_type, body, bytes, page_status, page_url, \
+                 plugin_fuel, plugin_ms, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(id)
+            .bind(&meta.content_type)
+            .bind(body.as_slice())
+            .bind(meta.bytes)
+            .bind(meta.page_status)
+            .bind(&meta.page_url)
+            .bind(meta.plugin_fuel)
+            .bind(meta.plugin_ms)
+            .bind(finished_at)
+            .execute(&mut *transaction)
+            .await
+            .map_err(query("store a job's result"))?;
+        }
+        if let Some(delivery) = delivery {
+            sqlx::query("INSERT INTO outbox (job_id, url, body, next_at) VALUES ($1, $2, $3, $4)")
+                .bind(&delivery.job_id)
+                .bind(&delivery.url)
+                .bind(delivery.body.as_slice())
+                .bind(finished_at)
+                .execute(&mut *transaction)
+                .await
+                .map_err(query("store a webhook delivery"))?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(query("commit a finished job"))?;
+        Ok(true)
+    }
+
+    /// A job by id.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs LEFT JOIN results ON results.job_id = jobs.id \
+             WHERE jobs.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query("read a job"))?;
+        row.map(|row| job_row(&row)).transpose()
+    }
+
+    /// A succeeded job's output, if it is kept.
+    pub async fn result_body(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT body FROM results WHERE job_id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(query("read a job's result"))?;
+        Ok(row.and_then(|(body,)| body))
+    }
+
+    /// Cancels a queued or running job, or forgets a finished one.
+    pub async fn cancel_job(&self, id: &str, now: i64) -> Result<Cancelled, StoreError> {
+        // The host first: the update clears it.
+        let host: Option<(Option<String>, String)> =
+            sqlx::query_as("SELECT host, state FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(query("read a job to cancel"))?;
+        let Some((host, _)) = host else {
+            return Ok(Cancelled::NotFound);
+        };
+        let cancelled = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = $1, host = NULL, \
+             lease_until = NULL, \
+             webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'cancelled' END \
+             WHERE id = $2 AND state IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(query("cancel a job"))?;
+        if cancelled.rows_affected() == 1 {
+            return Ok(Cancelled::Stopped { host });
+        }
+        let Some(row) = self.job(id).await? else {
+            return Ok(Cancelled::NotFound);
+        };
+        self.forget(&[id.to_owned()]).await?;
+        Ok(Cancelled::Forgotten(Box::new(row)))
+    }
+
+    /// Removes jobs, their results and any webhook delivery still to make.
+    async fn forget(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut transaction = self
+            .pool()
+            .begin()
+            .await
+            .map_err(query("begin forgetting jobs"))?;
+        for id in ids {
+            for table in [
+                "DELETE FROM outbox WHERE job_id = $1",
+                "DELETE FROM results WHERE job_id = $1",
+                "DELETE FROM jobs WHERE id = $1",
+            ] {
+                sqlx::query(table)
+                    .bind(id)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(query("forget a job"))?;
+            }
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(query("commit forgetting jobs"))
+    }
+
+    /// Forgets jobs that finished before `cutoff` (and whose webhook is not still being
+    /// delivered); how many.
+    pub async fn forget_finished_before(&self, cutoff: i64) -> Result<usize, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM jobs WHERE finished_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job_id = jobs.id) LIMIT 1000",
+        )
+        .bind(cutoff)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query("find expired jobs"))?;
+        let ids: Vec<String> = rows.into_iter().map(|(id,)| id).collect();
+        if !ids.is_empty() {
+            self.forget(&ids).await?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Drops the bytes of the oldest kept results until those kept fit in `max_bytes`; how many.
+    pub async fn evict_results(&self, max_bytes: i64) -> Result<usize, StoreError> {
+        let (kept,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM results WHERE body IS NOT NULL",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(query("sum the kept results"))?;
+        let mut excess = kept - max_bytes;
+        if excess <= 0 {
+            return Ok(0);
+        }
+        let oldest: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT job_id, bytes FROM results WHERE body IS NOT NULL ORDER BY finished_at LIMIT 1000",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(query("find the oldest results"))?;
+        let mut evicted = 0;
+        for (id, bytes) in oldest {
+            if excess <= 0 {
+                break;
+            }
+            sqlx::query("UPDATE results SET body = NULL WHERE job_id = $1")
+                .bind(&id)
+                .execute(self.pool())
+                .await
+                .map_err(query("evict a result"))?;
+            excess -= bytes;
+            evicted += 1;
+        }
+        Ok(evicted)
+    }
+
+    /// Jobs by state and the bytes of the kept results.
+    pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+                .fetch_all(self.pool())
+                .await
+                .map_err(query("count jobs"))?;
+        let mut counts = JobCounts::default();
+        for (state, count) in rows {
+            match state.as_str() {
+                "queued" => counts.queued += count,
+                "running" => counts.running += count,
+                _ => counts.finished += count,
+            }
+        }
+        let (bytes,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM results WHERE body IS NOT NULL",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(query("sum the kept results"))?;
+        counts.result_bytes = bytes;
+        Ok(counts)
+    }
+}
+
+/// The error of a failed `step`.
+pub(super) fn query(step: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { step, source }
+}
+
+fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
+    let read = query("read a job");
+    let error_status: Option<i64> = row.try_get("error_status").map_err(&read)?;
+    let content_type: Option<String> = row.try_get("content_type").map_err(&read)?;
+    Ok(JobRow {
+        id: row.try_get("id").map_err(&read)?,
+        state: row.try_get("state").map_err(&read)?,
+        plugin: row.try_get("plugin").map_err(&read)?,
+        tenant: row.try_get("tenant").map_err(&read)?,
+        class: row.try_get("class").map_err(&read)?,
+        number: row.try_get("number").map_err(&read)?,
+        url: row.try_get("url").map_err(&read)?,
+        webhook: row.try_get("webhook").map_err(&read)?,
+        submitted_at: row.try_get("submitted_at").map_err(&read)?,
+        started_at: row.try_get("started_at").map_err(&read)?,
+        finished_at: row.try_get("finished_at").map_err(&read)?,
+        attempts: row.try_get("attempts").map_err(&read)?,
+        error: match error_status {
+            Some(status) => Some(ErrorRow {
+                status,
+                code: row.try_get("error_code").map_err(&read)?,
+                message: row.try_get("error_message").map_err(&read)?,
+            }),
+            None => None,
+        },
+        webhook_state: row.try_get("webhook_state").map_err(&read)?,
+        webhook_attempts: row.try_get("webhook_attempts").map_err(&read)?,
+        webhook_error: row.try_get("webhook_error").map_err(&read)?,
+        result: match content_type {
+            Some(content_type) => Some(ResultMeta {
+                content_type,
+                bytes: row.try_get("bytes").map_err(&read)?,
+                kept: row.try_get::<i64, _>("kept").map_err(&read)? == 1,
+                page_status: row.try_get("page_status").map_err(&read)?,
+                page_url: row.try_get("page_url").map_err(&read)?,
+                plugin_fuel: row.try_get("plugin_fuel").map_err(&read)?,
+                plugin_ms: row.try_get("plugin_ms").map_err(&read)?,
+            }),
+            None => None,
+        },
+    })
+}

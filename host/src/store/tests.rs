@@ -1,0 +1,463 @@
+//! The store's SQL on both backends: SQLite in a temporary folder and a throwaway PostgreSQL
+//! cluster (one for all these tests, a database each).
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use super::*;
+use crate::testing::TestPostgres;
+
+/// The cluster these tests share, started by the first that needs it.
+fn cluster() -> &'static TestPostgres {
+    static CLUSTER: OnceLock<TestPostgres> = OnceLock::new();
+    CLUSTER.get_or_init(TestPostgres::start)
+}
+
+/// Runs `test` against a fresh SQLite store and a fresh PostgreSQL database.
+async fn on_both<F, Fut>(name: &str, test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let sqlite = Store::open(&StoreSettings::sqlite_in(dir.path()))
+        .await
+        .expect("SQLite opens");
+    test(sqlite).await;
+    let url = cluster().database(name);
+    let postgres = Store::open(&StoreSettings {
+        url,
+        max_connections: 4,
+    })
+    .await
+    .expect("PostgreSQL opens");
+    test(postgres).await;
+}
+
+fn job(id: &str, tenant: &str, band: i64, score: f64, submitted_at: i64) -> NewJob {
+    NewJob {
+        id: id.into(),
+        spec: "{}".into(),
+        plugin: "screenshot".into(),
+        tenant: tenant.into(),
+        class: "hot".into(),
+        number: 0,
+        url: Some("http://127.0.0.1/".into()),
+        webhook: None,
+        band,
+        score,
+        cost: 100.0,
+        submitted_at,
+        queue_deadline: submitted_at + 60_000,
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_stored_up_to_the_capacity_and_read_back() {
+    on_both("stored", |store| async move {
+        assert!(
+            store
+                .submit_job(&job("a", "t", 1, 100.0, 1), 2)
+                .await
+                .expect("store")
+        );
+        assert!(
+            store
+                .submit_job(&job("b", "t", 1, 100.0, 2), 2)
+                .await
+                .expect("store")
+        );
+        assert!(
+            !store
+                .submit_job(&job("c", "t", 1, 100.0, 3), 2)
+                .await
+                .expect("store"),
+            "full"
+        );
+        let row = store.job("a").await.expect("read").expect("there");
+        assert_eq!(
+            (row.state.as_str(), row.tenant.as_str(), row.attempts),
+            ("queued", "t", 0)
+        );
+        assert_eq!(row.url.as_deref(), Some("http://127.0.0.1/"));
+        assert!(store.job("c").await.expect("read").is_none());
+        let counts = store.job_counts().await.expect("counts");
+        assert_eq!((counts.queued, counts.running, counts.finished), (2, 0, 0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn claims_go_by_band_then_fair_share_then_score_then_age() {
+    on_both("order", |store| async move {
+        let jobs = [
+            job("cold-old", "a", 2, 0.0, 1),
+            job("hot-a1", "a", 1, 100.0, 2),
+            job("hot-a2", "a", 1, 150.0, 3),
+            job("hot-b1", "b", 1, 100.0, 4),
+            job("urgent", "b", 0, 200.0, 5),
+        ];
+        for job in &jobs {
+            assert!(store.submit_job(job, 100).await.expect("store"));
+        }
+        let claim = |n| store.claim_jobs("host", n, 10, 1_000, 0);
+        let ids = |claimed: Vec<ClaimedJob>| -> Vec<String> {
+            claimed.into_iter().map(|job| job.id).collect()
+        };
+        assert_eq!(ids(claim(1).await.expect("claim")), ["urgent"]);
+        // Tenant b was charged for its urgent job: a goes first, its best score first.
+        assert_eq!(ids(claim(1).await.expect("claim")), ["hot-a2"]);
+        // Both tenants are one job's cost ahead now: the older job goes first.
+        assert_eq!(ids(claim(1).await.expect("claim")), ["hot-a1"]);
+        assert_eq!(ids(claim(2).await.expect("claim")), ["hot-b1", "cold-old"]);
+        assert!(claim(1).await.expect("claim").is_empty());
+        let row = store.job("urgent").await.expect("read").expect("there");
+        assert_eq!((row.state.as_str(), row.attempts), ("running", 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cold_job_past_the_aging_step_claims_as_hot() {
+    on_both("aging", |store| async move {
+        store
+            .submit_job(&job("cold", "a", 2, 0.0, 1), 10)
+            .await
+            .expect("store");
+        store
+            .submit_job(&job("hot", "b", 1, 100.0, 5), 10)
+            .await
+            .expect("store");
+        // Cold jobs submitted at or before 1 count as hot: older than the hot one, it goes first.
+        let claimed = store
+            .claim_jobs("host", 1, 10, 1_000, 1)
+            .await
+            .expect("claim");
+        assert_eq!(claimed[0].id, "cold");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_finish_stores_the_result_and_webhook_once_and_only_for_the_lease_holder() {
+    on_both("finish", |store| async move {
+        let mut with_hook = job("j", "t", 1, 100.0, 1);
+        with_hook.webhook = Some("http://127.0.0.1:9/hook".into());
+        store.submit_job(&with_hook, 10).await.expect("store");
+        let claimed = store
+            .claim_jobs("host-a", 1, 10, 1_000, 0)
+            .await
+            .expect("claim");
+        let attempt = claimed[0].attempt;
+        let meta = ResultMeta {
+            content_type: "image/png".into(),
+            bytes: 3,
+            kept: true,
+            page_status: 200,
+            page_url: "http://127.0.0.1/".into(),
+            plugin_fuel: Some(7),
+            plugin_ms: Some(1.5),
+        };
+        let finish = Finish::Succeeded {
+            meta: meta.clone(),
+            body: vec![1, 2, 3],
+        };
+        let delivery = Delivery {
+            job_id: "j".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            body: b"{}".to_vec(),
+            attempts: 0,
+        };
+        // Another host's run, or this host's earlier attempt, finishes nothing.
+        assert!(
+            !store
+                .finish_job("j", Some(("host-b", attempt)), 20, &finish, None)
+                .await
+                .expect("finish")
+        );
+        assert!(
+            !store
+                .finish_job("j", Some(("host-a", attempt + 1)), 20, &finish, None)
+                .await
+                .expect("finish")
+        );
+        assert!(
+            store
+                .finish_job("j", Some(("host-a", attempt)), 20, &finish, Some(&delivery))
+                .await
+                .expect("finish")
+        );
+        assert!(
+            !store
+                .finish_job("j", Some(("host-a", attempt)), 20, &finish, None)
+                .await
+                .expect("finish"),
+            "once"
+        );
+        let row = store.job("j").await.expect("read").expect("there");
+        assert_eq!(
+            (row.state.as_str(), row.finished_at),
+            ("succeeded", Some(20))
+        );
+        assert_eq!(row.result, Some(meta));
+        assert_eq!(row.webhook_state.as_deref(), Some("pending"));
+        assert_eq!(
+            store.result_body("j").await.expect("body"),
+            Some(vec![1, 2, 3])
+        );
+
+        // The delivery: claimed once, retried, then delivered and gone.
+        let due = store
+            .claim_deliveries("host-a", 10, 20, 100)
+            .await
+            .expect("claim");
+        assert_eq!(due.len(), 1);
+        assert!(
+            store
+                .claim_deliveries("host-b", 10, 21, 100)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "claimed"
+        );
+        store
+            .delivery_attempted("j", Some("refused"), Some(50))
+            .await
+            .expect("attempt");
+        assert!(
+            store
+                .claim_deliveries("host-a", 10, 30, 100)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "not due"
+        );
+        let due = store
+            .claim_deliveries("host-a", 10, 50, 100)
+            .await
+            .expect("claim");
+        assert_eq!(due[0].attempts, 1);
+        store
+            .delivery_attempted("j", None, None)
+            .await
+            .expect("attempt");
+        let row = store.job("j").await.expect("read").expect("there");
+        assert_eq!(
+            (row.webhook_state.as_deref(), row.webhook_attempts),
+            (Some("delivered"), 2)
+        );
+        assert!(
+            store
+                .claim_deliveries("host-a", 10, 100, 200)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn leases_expire_into_the_queue_and_jobs_run_again() {
+    on_both("leases", |store| async move {
+        store
+            .submit_job(&job("j", "t", 1, 100.0, 1), 10)
+            .await
+            .expect("store");
+        store
+            .claim_jobs("host-a", 1, 10, 100, 0)
+            .await
+            .expect("claim");
+        store.renew_leases("host-a", 200).await.expect("renew");
+        assert_eq!(
+            store.requeue_expired(150).await.expect("reap"),
+            0,
+            "renewed"
+        );
+        assert_eq!(store.requeue_expired(250).await.expect("reap"), 1);
+        let again = store
+            .claim_jobs("host-b", 1, 260, 400, 0)
+            .await
+            .expect("claim");
+        assert_eq!((again[0].id.as_str(), again[0].attempt), ("j", 2));
+        assert_eq!(
+            store
+                .requeue_running(Some("host-b"))
+                .await
+                .expect("requeue"),
+            1
+        );
+        assert_eq!(
+            store.job("j").await.expect("read").expect("there").state,
+            "queued"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancelling_stops_a_job_or_forgets_a_finished_one() {
+    on_both("cancel", |store| async move {
+        store
+            .submit_job(&job("run", "t", 1, 100.0, 1), 10)
+            .await
+            .expect("store");
+        store
+            .submit_job(&job("done", "t", 1, 100.0, 2), 10)
+            .await
+            .expect("store");
+        store
+            .claim_jobs("host-a", 1, 10, 100, 0)
+            .await
+            .expect("claim");
+        match store.cancel_job("run", 20).await.expect("cancel") {
+            Cancelled::Stopped { host } => assert_eq!(host.as_deref(), Some("host-a")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            store.job("run").await.expect("read").expect("there").state,
+            "cancelled"
+        );
+        // A finish after the cancellation changes nothing.
+        let failed = Finish::Failed(ErrorRow {
+            status: 502,
+            code: "x".into(),
+            message: "y".into(),
+        });
+        assert!(
+            !store
+                .finish_job("run", Some(("host-a", 1)), 30, &failed, None)
+                .await
+                .expect("finish")
+        );
+        assert!(
+            store
+                .finish_job("done", None, 30, &failed, None)
+                .await
+                .expect("finish"),
+            "never started"
+        );
+        assert!(matches!(
+            store.cancel_job("done", 40).await.expect("cancel"),
+            Cancelled::Forgotten(_)
+        ));
+        assert!(store.job("done").await.expect("read").is_none());
+        assert!(matches!(
+            store.cancel_job("nope", 40).await.expect("cancel"),
+            Cancelled::NotFound
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn old_results_are_evicted_oldest_first_and_old_jobs_forgotten() {
+    on_both("keep", |store| async move {
+        for (index, id) in ["a", "b", "c"].into_iter().enumerate() {
+            store
+                .submit_job(&job(id, "t", 1, 100.0, 1), 10)
+                .await
+                .expect("store");
+            let finish = Finish::Succeeded {
+                meta: ResultMeta {
+                    content_type: "text/plain".into(),
+                    bytes: 10,
+                    kept: true,
+                    page_status: 200,
+                    page_url: String::new(),
+                    plugin_fuel: None,
+                    plugin_ms: None,
+                },
+                body: vec![0; 10],
+            };
+            let at = 100 + index as i64;
+            assert!(
+                store
+                    .finish_job(id, None, at, &finish, None)
+                    .await
+                    .expect("finish")
+            );
+        }
+        assert_eq!(store.evict_results(25).await.expect("evict"), 1);
+        assert_eq!(store.result_body("a").await.expect("body"), None);
+        assert!(
+            !store
+                .job("a")
+                .await
+                .expect("read")
+                .expect("there")
+                .result
+                .expect("meta")
+                .kept
+        );
+        assert_eq!(store.job_counts().await.expect("counts").result_bytes, 20);
+        assert_eq!(store.forget_finished_before(102).await.expect("forget"), 2);
+        assert!(store.job("b").await.expect("read").is_none());
+        assert!(store.job("c").await.expect("read").is_some());
+    })
+    .await;
+}
+
+#[test]
+fn passwords_never_show() {
+    assert_eq!(
+        redact("postgres://farm:s3cret@db.internal:5432/pagewright"),
+        "postgres://farm:***@db.internal:5432/pagewright"
+    );
+    assert_eq!(
+        redact("postgres://db.internal/pagewright"),
+        "postgres://db.internal/pagewright"
+    );
+    assert_eq!(redact("sqlite:///var/lib/pw.db"), "sqlite:///var/lib/pw.db");
+}
+
+#[tokio::test]
+async fn sqlite_opens_migrated_in_wal_mode_and_again_after_a_restart() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let settings = StoreSettings::sqlite_in(dir.path());
+    let store = Store::open(&settings).await.expect("opens");
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+    let (jobs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs")
+        .fetch_one(store.pool())
+        .await
+        .expect("the jobs table");
+    assert_eq!(jobs, 0);
+    store.close().await;
+    // Migrations already applied are not applied again.
+    let store = Store::open(&settings).await.expect("opens again");
+    store.close().await;
+    assert!(dir.path().join("pagewright.db").exists());
+}
+
+#[tokio::test]
+async fn a_bad_url_names_itself_and_the_step() {
+    let error = Store::open(&StoreSettings {
+        url: "mysql://user:pw@localhost/db".into(),
+        max_connections: 1,
+    })
+    .await
+    .expect_err("not a backend");
+    assert!(
+        error.to_string().contains("mysql://user:***@localhost/db"),
+        "{error}"
+    );
+
+    // Nothing listens on port 9 of loopback.
+    let error = Store::open(&StoreSettings {
+        url: "postgres://farm:s3cret@127.0.0.1:9/pagewright".into(),
+        max_connections: 1,
+    })
+    .await
+    .expect_err("nothing listens there");
+    let message = error.to_string();
+    assert!(
+        message.contains("connecting to the store at postgres://farm:***@127.0.0.1:9/pagewright"),
+        "{message}"
+    );
+    assert!(!message.contains("s3cret"), "{message}");
+}
