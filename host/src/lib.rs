@@ -138,9 +138,11 @@ impl Services {
         )
     }
 
-    /// Closes every page and browser, then releases the data directory (so a server started next
-    /// can have it), whatever jobs may still hold the plugin host, and closes the store.
+    /// Stops the async jobs (those still running are queued again), closes every page and
+    /// browser, then releases the data directory (so a server started next can have it), whatever
+    /// jobs may still hold the plugin host, and closes the store.
     pub async fn close(&self) {
+        self.jobs.shutdown(Duration::ZERO).await;
         self.shards.close().await;
         self.plugins.close().await;
         self.store.close().await;
@@ -180,11 +182,15 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
         scheduler.set_scorer(Some(Arc::new(scorer)));
     }
     let executor = Executor::new(scheduler, shards.clone(), plugins.clone(), metrics.clone());
-    let jobs = Jobs::new(
+    let jobs = Jobs::start(
         settings.jobs.clone(),
+        store.clone(),
+        executor.clone(),
         api::describe_failure,
         metrics.clone(),
-    );
+    )
+    .await
+    .context("starting the async jobs failed")?;
     Ok(Services {
         executor,
         plugins,
@@ -196,8 +202,9 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
     })
 }
 
-/// Serves the API on `listener` until `shutdown` resolves; then stops accepting, gives in-flight
-/// requests the grace period to finish, and closes the pool and the browser.
+/// Serves the API on `listener` until `shutdown` resolves; then stops accepting and claiming, gives
+/// in-flight requests and running async jobs the grace period to finish (the async jobs left are
+/// queued again for the next start or another host), and closes the pool and the browser.
 pub async fn serve(
     services: Services,
     listener: TcpListener,
@@ -222,15 +229,22 @@ pub async fn serve(
     let served = match served {
         Some(served) => served,
         None => {
-            tracing::info!(?grace, "shutting down: finishing in-flight requests");
+            tracing::info!(
+                ?grace,
+                "shutting down: finishing in-flight requests and jobs"
+            );
             stop_tx.send_replace(true);
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    tracing::warn!("grace period over; abandoning the requests still running");
-                    Ok(())
+            let requests = async {
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("grace period over; abandoning the requests still running");
+                        Ok(())
+                    }
                 }
-            }
+            };
+            let (served, ()) = tokio::join!(requests, services.jobs.shutdown(grace));
+            served
         }
     };
     services.close().await;

@@ -109,6 +109,16 @@ pub struct Metrics {
     pub placements: Family<PlacementLabels, Counter>,
     /// Async jobs' webhook deliveries, by outcome (`delivered`, `failed`).
     pub webhook_deliveries: Family<ReasonLabels, Counter>,
+    /// Async jobs queued in the store (the farm's, with PostgreSQL), by band: what an autoscaler
+    /// reads.
+    pub jobs_queued: Family<BandLabels, Gauge>,
+    /// Async jobs this host claimed from the store.
+    pub jobs_claimed: Counter,
+    /// How long a claim took, from the store's answer.
+    pub jobs_claim_seconds: Histogram,
+    /// Runs whose lease was lost: their host stopped renewing it (it died, or the store was out of
+    /// reach), and the job went back to the queue.
+    pub jobs_leases_lost: Counter,
 }
 
 impl Metrics {
@@ -249,6 +259,33 @@ impl Metrics {
             "Async jobs' webhook deliveries, by outcome",
             webhook_deliveries.clone(),
         );
+        let jobs_queued = Family::<BandLabels, Gauge>::default();
+        registry.register(
+            "jobs_queued",
+            "Async jobs queued in the store, by band (the farm's queue with PostgreSQL)",
+            jobs_queued.clone(),
+        );
+        let jobs_claimed = Counter::default();
+        registry.register(
+            "jobs_claimed",
+            "Async jobs this host claimed from the store",
+            jobs_claimed.clone(),
+        );
+        // From 0.5 ms (an embedded store) to ~1 s (a store far away or overloaded).
+        let jobs_claim_seconds = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 12),
+        );
+        registry.register(
+            "jobs_claim_seconds",
+            "How long claiming async jobs from the store took",
+            jobs_claim_seconds.clone(),
+        );
+        let jobs_leases_lost = Counter::default();
+        registry.register(
+            "jobs_leases_lost",
+            "Runs of async jobs whose lease expired (their host stopped renewing it); the jobs went back to the queue",
+            jobs_leases_lost.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -273,6 +310,10 @@ impl Metrics {
             sched_preemptions,
             placements,
             webhook_deliveries,
+            jobs_queued,
+            jobs_claimed,
+            jobs_claim_seconds,
+            jobs_leases_lost,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -143,6 +144,151 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// A server as its own process (`pagewright serve`), for what an in-process server cannot show: a
+/// SIGKILL mid-job, a SIGTERM's graceful shutdown, several hosts of a farm. Its log goes to a file
+/// ([`ServerProcess::log`]). Killed when dropped.
+pub struct ServerProcess {
+    pub base: String,
+    pub client: reqwest::Client,
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `pagewright serve` on a free loopback port with `flags` (which name its data
+    /// directory) and waits for its browsers; its log goes to `log`.
+    pub async fn start(flags: &[&str], log: &std::path::Path) -> Self {
+        pagewright::install_tls_provider();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("address")
+            .port();
+        let log_file = std::fs::File::create(log).expect("a log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("pagewright starts");
+        let server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            child,
+            log: log.to_owned(),
+        };
+        eventually(
+            "the server answers and its browsers are up",
+            Duration::from_secs(60),
+            || async {
+                let health = server
+                    .client
+                    .get(format!("{}/health", server.base))
+                    .send()
+                    .await
+                    .ok()?;
+                (health.status() == 200).then_some(())
+            },
+        )
+        .await;
+        server
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request is answered")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request is answered")
+    }
+
+    /// `GET path`, answered with JSON (any status).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("a JSON answer")
+    }
+
+    /// SIGKILL, as the OOM killer or a power cut would: nothing runs after it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL pagewright");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, as an orchestrator stops a server; waits for it to exit and returns whether it
+    /// exited cleanly.
+    pub fn terminate(mut self) -> bool {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        self.child.wait().expect("reaped").success()
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback webhook receiver: each post's headers and body, on a channel.
+pub async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(HeaderMap, Vec<u8>)>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let sender = sender.clone();
+            async move {
+                let _ = sender.send((headers, body.to_vec()));
+                "thanks"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the receiver");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, receiver)
+}
+
+/// The Standard Webhooks signature of a post: `v1,` and the base64 HMAC-SHA256 of
+/// `{webhook-id}.{webhook-timestamp}.{body}` under `key`, computed here from the scheme's text.
+pub fn standard_webhook_signature(key: &[u8], headers: &HeaderMap, body: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let header = |name: &str| headers[name].to_str().expect("an ASCII header").to_owned();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(format!("{}.{}.", header("webhook-id"), header("webhook-timestamp")).as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// Asserts a JSON error response and returns its code.

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
-use crate::harness::{FixtureSite, TestServer, error_message, eventually};
+use crate::harness::{
+    FixtureSite, TestServer, error_message, eventually, standard_webhook_signature,
+    webhook_receiver,
+};
 
 /// `POST /v1/jobs` with `body`; asserts a 202 with a `Location` and returns the job's document.
 async fn submit(server: &TestServer, body: Value) -> Value {
@@ -158,29 +159,6 @@ async fn a_failed_job_keeps_the_error_the_endpoint_would_have_answered() {
     server.shutdown().await;
 }
 
-/// A loopback webhook receiver: each post's headers and body, on a channel.
-async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Vec<u8>)>) {
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let sender = sender.clone();
-            async move {
-                let _ = sender.send((headers, body.to_vec()));
-                "thanks"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the receiver");
-    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, receiver)
-}
-
 #[tokio::test]
 async fn a_webhook_gets_the_finished_job_signed() {
     const SECRET: &str = "webhook-secret-for-tests";
@@ -219,6 +197,22 @@ async fn a_webhook_gets_the_finished_job_signed() {
     assert_eq!(
         headers["x-pagewright-signature"],
         format!("sha256={expected}").as_str()
+    );
+    // Standard Webhooks: the job's id, the attempt's time, and the signature over both and the body.
+    assert_eq!(headers["webhook-id"], job["id"].as_str().expect("id"));
+    let sent_at: i64 = headers["webhook-timestamp"]
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("Unix seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    assert!((now - sent_at).abs() < 60, "{sent_at} vs {now}");
+    assert_eq!(
+        headers["webhook-signature"],
+        standard_webhook_signature(SECRET.as_bytes(), &headers, &body).as_str()
     );
     let delivered = wait_for(&server, &id(&job), "webhook delivered", |job| {
         job["webhook"]["state"] == "delivered"
@@ -259,10 +253,10 @@ async fn cancelling_takes_a_queued_job_out_and_stops_a_running_plugin() {
     )
     .await;
     let queued = id(&queued);
-    assert_eq!(
-        server.get_json("/v1/status").await["scheduler"]["queued"],
-        1
-    );
+    // It waits in the store: a host claims a job only into a free run slot.
+    let status = server.get_json("/v1/status").await;
+    assert_eq!(status["jobs"]["queued"], 1, "{status}");
+    assert_eq!(status["scheduler"]["queued"], 0, "{status}");
 
     let response = server
         .client
@@ -274,7 +268,7 @@ async fn cancelling_takes_a_queued_job_out_and_stops_a_running_plugin() {
     let cancelled: Value = response.json().await.expect("JSON");
     assert_eq!(cancelled["state"], "cancelled");
     assert_eq!(
-        server.get_json("/v1/status").await["scheduler"]["queued"],
+        server.get_json("/v1/status").await["jobs"]["queued"],
         0,
         "the cancelled job left the queue"
     );
@@ -340,7 +334,7 @@ async fn bad_job_requests_are_refused_and_a_full_queue_answers_429() {
         "1",
         "--max-pages",
         "1",
-        "--queue-capacity",
+        "--job-queue-capacity",
         "1",
     ])
     .await;
@@ -398,7 +392,7 @@ async fn bad_job_requests_are_refused_and_a_full_queue_answers_429() {
     )
     .await;
 
-    // One slot and one place in the queue: the third job is refused before any 202.
+    // One slot and one place in the store's queue: the third job is refused before any 202.
     let slow = json!({ "plugin": "content", "html": "<p>slow</p>", "timeout_ms": 1500,
                        "goto": { "wait_for_selector": { "selector": "#never" } } });
     let first = submit(&server, slow.clone()).await;

@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod durable;
 #[path = "../support/eventually.rs"]
 mod eventually;
 mod failures;

@@ -13,6 +13,7 @@ use crate::page::PageError;
 use crate::plugin::{GuestErrorKind, PluginError};
 use crate::pool::PoolError;
 use crate::sched::SchedError;
+use crate::store::StoreError;
 use crate::url_policy::UrlError;
 
 #[derive(Debug)]
@@ -113,6 +114,28 @@ impl From<JobError> for ApiError {
         let message = error.to_string();
         match error {
             JobError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "job_not_found", message),
+            JobError::QueueFull { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", message)
+            }
+            JobError::ShuttingDown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            JobError::Store(error) => {
+                // The cause is logged here; the client learns which step failed, not the
+                // database's own words.
+                tracing::warn!(error = %error, "the store failed");
+                let message = match error {
+                    StoreError::Query { step, .. } => {
+                        format!("the job store failed to {step}; retry later")
+                    }
+                    _ => "the job store is unavailable; retry later".to_owned(),
+                };
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    message,
+                )
+            }
         }
     }
 }

@@ -4,10 +4,14 @@
 //! forget a finished one).
 //!
 //! A job's body is any render endpoint's body plus `plugin` and an optional `webhook` URL that gets
-//! the job's document when it ends. `plugin` is `screenshot` or `pdf` (with those endpoints' checked
+//! the job's document when it ends. Its `queue_timeout_ms` may be up to a day (default
+//! `--job-queue-timeout-ms`, an hour): it waits in the store. `plugin` is `screenshot` or `pdf` (with those endpoints' checked
 //! `options`), or any extractor plugin, run as `/v1/run/{plugin}` runs it (`content` and `scrape`
-//! included). The job is admitted into the scheduler's queue (or refused with 429) before the 202;
-//! `jobs/` runs it from there.
+//! included). The job is checked as its endpoint would check it and written to the store (or
+//! refused with 429 when the store's queue is full) before the 202; `jobs/` runs it from there, on
+//! this host or another.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::endpoints::output_headers;
 use super::request::{Endpoint, RequestBody, job_for, parse};
-use super::{ApiError, AppState, PathParam};
+use super::{ApiError, ApiSettings, AppState, PathParam};
 use crate::job::Target;
 use crate::jobs::{Outcome, Submission};
 
@@ -65,7 +69,28 @@ pub async fn submit(
             ));
         }
     };
-    let job = job_for(&state, Endpoint::for_job(&plugin), request).await?;
+    // An async job waits in the store, with a budget of its own (up to a day).
+    let queue_timeout = match fields.remove("queue_timeout_ms") {
+        None | Some(Value::Null) => state.settings.async_queue_timeout,
+        Some(value) => match value.as_u64() {
+            Some(ms)
+                if ms > 0 && Duration::from_millis(ms) <= ApiSettings::MAX_ASYNC_QUEUE_TIMEOUT =>
+            {
+                Duration::from_millis(ms)
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!(
+                        "queue_timeout_ms must be a positive number of milliseconds, at most {} for an async job",
+                        ApiSettings::MAX_ASYNC_QUEUE_TIMEOUT.as_millis()
+                    ),
+                ));
+            }
+        },
+    };
+    let mut job = job_for(&state, Endpoint::for_job(&plugin), request).await?;
+    job.queue_timeout = queue_timeout;
     let submission = Submission {
         plugin,
         tenant: job.tenant.clone(),
@@ -77,8 +102,7 @@ pub async fn submit(
         },
         webhook,
     };
-    let admitted = state.executor.admit(job).await?;
-    let record = state.jobs.submit(admitted, submission)?;
+    let record = state.jobs.submit(job, submission).await?;
     let location = format!("/v1/jobs/{}", record.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -95,7 +119,7 @@ pub async fn show(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.jobs.get(&id)?.document()))
+    Ok(Json(state.jobs.get(&id).await?.document()))
 }
 
 /// The output of a succeeded job with the synchronous endpoint's headers; a failed job's error as
@@ -104,7 +128,7 @@ pub async fn result_of(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
-    let record = state.jobs.get(&id)?;
+    let (record, body) = state.jobs.result(&id).await?;
     match record.outcome {
         None => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -122,7 +146,7 @@ pub async fn result_of(
                 result.plugin_fuel,
                 result.plugin_ms,
             );
-            Ok((headers, result.body).into_response())
+            Ok((headers, body.unwrap_or_default()).into_response())
         }
         Some(Outcome::Evicted { bytes, .. }) => Err(ApiError::new(
             StatusCode::GONE,
@@ -151,5 +175,5 @@ pub async fn cancel(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.jobs.cancel(&id)?.document()))
+    Ok(Json(state.jobs.cancel(&id).await?.document()))
 }

@@ -46,6 +46,9 @@ pub struct ApiSettings {
     pub max_job_timeout: Duration,
     /// Queue-wait budget of a job that does not ask for one.
     pub queue_timeout: Duration,
+    /// Queue-wait budget of an async job that does not ask for one: it waits in the store, where
+    /// waiting costs no memory and nobody holds a connection open for it.
+    pub async_queue_timeout: Duration,
     /// Largest request body, inline HTML included.
     pub max_body_bytes: usize,
     pub url_policy: UrlPolicy,
@@ -64,6 +67,10 @@ impl ApiSettings {
     pub const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(120);
     /// As long as the run budget: a job waiting longer would be answered too late to matter.
     pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// An hour: a backlog of hundreds of thousands of async jobs drains at Chromium's pace.
+    pub const ASYNC_QUEUE_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// The longest an async job may ask to wait: a day.
+    pub const MAX_ASYNC_QUEUE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
     /// 10 MiB holds any hand-written page; larger documents should be served and rendered by URL.
     pub const MAX_BODY_BYTES: usize = 10 << 20;
 }
@@ -74,6 +81,7 @@ impl Default for ApiSettings {
             job_timeout: Self::JOB_TIMEOUT,
             max_job_timeout: Self::MAX_JOB_TIMEOUT,
             queue_timeout: Self::QUEUE_TIMEOUT,
+            async_queue_timeout: Self::ASYNC_QUEUE_TIMEOUT,
             max_body_bytes: Self::MAX_BODY_BYTES,
             url_policy: UrlPolicy::default(),
             native_builtins: false,

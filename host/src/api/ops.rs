@@ -126,7 +126,10 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "scheduler": state.executor.scheduler().status(),
         // The keys jobs are arriving for, busiest first, and the pages kept warm for each.
         "prewarm": state.executor.scheduler().demand().into_iter().take(STATUS_KEYS).collect::<Vec<_>>(),
-        "jobs": state.jobs.status(),
+        "jobs": match state.jobs.status().await {
+            Ok(jobs) => json!(jobs),
+            Err(error) => json!({ "error": error.to_string() }),
+        },
         "plugin_host": state.plugins().usage_now(),
         // The latest version of each; `/v1/plugins` has the details.
         "plugins": state.plugins().catalog().iter().filter_map(|versions| versions.last()).map(|plugin| json!({

@@ -79,6 +79,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_QUEUE_TIMEOUT_MS", default_value_t = ApiSettings::QUEUE_TIMEOUT.as_millis() as u64)]
     pub queue_timeout_ms: u64,
 
+    /// How long an async job (`POST /v1/jobs`) may wait in the store's queue before it ends with
+    /// `queue_timeout`, in milliseconds (a job may ask for up to a day with `queue_timeout_ms`).
+    #[arg(long, env = "PAGEWRIGHT_JOB_QUEUE_TIMEOUT_MS", default_value_t = ApiSettings::ASYNC_QUEUE_TIMEOUT.as_millis() as u64)]
+    pub job_queue_timeout_ms: u64,
+
     /// A cold job waiting this long counts as hot (ahead of its tenant's hot jobs), so cold jobs
     /// finish under a flood of hot ones. Nothing ages into urgent. In milliseconds.
     #[arg(long, env = "PAGEWRIGHT_AGING_STEP_MS", default_value_t = SchedSettings::AGING_STEP.as_millis() as u64)]
@@ -102,17 +107,30 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_SCORER")]
     pub scorer: Option<String>,
 
+    /// Async jobs (`POST /v1/jobs`) that may be queued in the store at once (over the farm, with
+    /// PostgreSQL); a job beyond it gets a 429. A queued job is a row on disk, not memory here.
+    #[arg(long, env = "PAGEWRIGHT_JOB_QUEUE_CAPACITY", default_value_t = JobsSettings::QUEUE_CAPACITY)]
+    pub job_queue_capacity: usize,
+
+    /// How long a host holds an async job it runs without renewing its lease, in milliseconds (it
+    /// renews every third of it). A host that dies loses its jobs to the others after this.
+    #[arg(long, env = "PAGEWRIGHT_JOB_LEASE_MS", default_value_t = JobsSettings::LEASE.as_millis() as u64)]
+    pub job_lease_ms: u64,
+
     /// How long a finished async job (`POST /v1/jobs`) and its result are kept, in milliseconds.
     #[arg(long, env = "PAGEWRIGHT_JOB_RESULT_TTL_MS", default_value_t = JobsSettings::RESULT_TTL.as_millis() as u64)]
     pub job_result_ttl_ms: u64,
 
-    /// Memory for the results of finished async jobs, in MiB; past it the oldest results are
-    /// dropped first (their jobs say so). 256 MiB holds ~2,500 full-HD screenshots.
+    /// Bytes of async jobs' results kept in the store, in MiB (over the farm, with PostgreSQL); past
+    /// it the oldest results are dropped first (their jobs say so). 256 MiB holds ~2,500 full-HD
+    /// screenshots.
     #[arg(long, env = "PAGEWRIGHT_JOB_RESULTS_MAX_MIB", default_value_t = JobsSettings::MAX_RESULT_MIB)]
     pub job_results_max_mib: usize,
 
-    /// Secret that signs webhook posts: `x-pagewright-signature: sha256=HEX`, the HMAC-SHA256 of
-    /// the body. Without one, posts are not signed.
+    /// Secret that signs webhook posts, as Standard Webhooks does (`webhook-signature: v1,BASE64`,
+    /// the HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`; a `whsec_BASE64` secret is
+    /// that key), and as `x-pagewright-signature: sha256=HEX` (the HMAC of the body alone).
+    /// Without one, posts are not signed.
     #[arg(long, env = "PAGEWRIGHT_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
 
@@ -166,6 +184,9 @@ pub enum ConfigError {
 /// -hex 32` gives 64 characters).
 const MIN_TOKEN_CHARS: usize = 16;
 
+/// The shortest lease `--job-lease-ms` takes: renewals every 100 ms are the most a store should see.
+const MIN_LEASE_MS: u64 = 300;
+
 impl ServeArgs {
     /// Checks the flags against each other and the machine, fills in derived defaults, and returns
     /// each part's settings.
@@ -192,11 +213,23 @@ impl ServeArgs {
                 });
             }
         }
-        if self.queue_capacity == 0 || self.queue_timeout_ms == 0 || self.aging_step_ms == 0 {
+        if self.queue_capacity == 0
+            || self.queue_timeout_ms == 0
+            || self.aging_step_ms == 0
+            || self.job_queue_capacity == 0
+            || self.job_queue_timeout_ms == 0
+        {
             return Err(ConfigError::Invalid {
-                flag: "queue-capacity/queue-timeout-ms/aging-step-ms",
+                flag: "queue-capacity/queue-timeout-ms/aging-step-ms/job-queue-capacity/job-queue-timeout-ms",
                 rule: "positive",
                 value: "0".into(),
+            });
+        }
+        if self.job_lease_ms < MIN_LEASE_MS {
+            return Err(ConfigError::Invalid {
+                flag: "job-lease-ms",
+                rule: "at least 300 (a host renews every third of it)",
+                value: self.job_lease_ms.to_string(),
             });
         }
         let sched = SchedSettings {
@@ -244,6 +277,7 @@ impl ServeArgs {
                 job_timeout: Duration::from_millis(self.job_timeout_ms),
                 max_job_timeout: Duration::from_millis(self.max_job_timeout_ms),
                 queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+                async_queue_timeout: Duration::from_millis(self.job_queue_timeout_ms),
                 max_body_bytes: self.max_body_bytes,
                 url_policy,
                 native_builtins: self.native_builtins,
@@ -255,10 +289,12 @@ impl ServeArgs {
             plugins,
             sched,
             jobs: JobsSettings {
+                queue_capacity: self.job_queue_capacity,
+                aging_step: Duration::from_millis(self.aging_step_ms),
+                lease: Duration::from_millis(self.job_lease_ms),
                 result_ttl: Duration::from_millis(self.job_result_ttl_ms),
                 max_result_bytes: self.job_results_max_mib << 20,
                 webhook_secret: self.webhook_secret.clone().map(Secret::new),
-                ..JobsSettings::default()
             },
             store,
             topology,

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::page::{Navigation, PageError};
 use crate::plugin::{PluginError, PluginHost, Usage};
 use crate::pool::PoolError;
-use crate::sched::{Queued, SchedError, Scheduler};
+use crate::sched::{Queued, SchedError, Scheduler, Standing};
 use crate::shard::Shards;
 
 /// A finished job.
@@ -124,6 +124,17 @@ impl Executor {
     /// Scores `job` and queues it; a full queue refuses it at once.
     pub async fn admit(&self, job: Job) -> Result<Admitted, ExecError> {
         let queued = self.inner.scheduler.enqueue(&job).await?;
+        Ok(Admitted {
+            executor: self.clone(),
+            job,
+            queued,
+        })
+    }
+
+    /// Queues `job` at `standing`, decided already: an async job, scored when it was submitted and
+    /// claimed from the store now. A full queue refuses it at once.
+    pub fn admit_at(&self, job: Job, standing: Standing) -> Result<Admitted, ExecError> {
+        let queued = self.inner.scheduler.enqueue_at(&job, standing)?;
         Ok(Admitted {
             executor: self.clone(),
             job,

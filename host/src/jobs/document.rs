@@ -3,11 +3,20 @@
 
 use serde_json::{Value, json};
 
-use super::{Outcome, Record};
+use super::{JobResult, Outcome, Record};
 
 /// JSON and text results up to this size are inlined in the job's document (and its webhook);
 /// larger ones are fetched from `/v1/jobs/{id}/result`.
-const INLINE_RESULT_BYTES: usize = 1 << 20;
+pub(super) const INLINE_RESULT_BYTES: usize = 1 << 20;
+
+impl JobResult {
+    /// Whether the document shows this output inline.
+    pub(super) fn is_inline(&self) -> bool {
+        self.bytes <= INLINE_RESULT_BYTES
+            && (self.content_type.starts_with("application/json")
+                || self.content_type.starts_with("text/"))
+    }
+}
 
 impl Record {
     /// The job's state as its document spells it.
@@ -22,19 +31,17 @@ impl Record {
             Some(Outcome::Succeeded(result)) => {
                 let mut shown = json!({
                     "content_type": result.content_type,
-                    "bytes": result.body.len(),
+                    "bytes": result.bytes,
                     "href": format!("/v1/jobs/{id}/result"),
                     "page": { "status": result.page_status, "url": result.page_url },
                     "plugin": { "fuel": result.plugin_fuel, "ms": result.plugin_ms },
                 });
-                if result.body.len() <= INLINE_RESULT_BYTES {
+                if let Some(body) = &result.inline {
                     if result.content_type.starts_with("application/json") {
-                        if let Ok(value) = serde_json::from_slice::<Value>(&result.body) {
+                        if let Ok(value) = serde_json::from_slice::<Value>(body) {
                             shown["json"] = value;
                         }
-                    } else if result.content_type.starts_with("text/")
-                        && let Ok(text) = std::str::from_utf8(&result.body)
-                    {
+                    } else if let Ok(text) = std::str::from_utf8(body) {
                         shown["text"] = Value::String(text.to_owned());
                     }
                 }
@@ -51,17 +58,18 @@ impl Record {
             _ => Value::Null,
         };
         json!({
-            "id": &**id,
+            "id": id,
             "state": self.state_name(),
             "plugin": self.submission.plugin,
             "tenant": &*self.submission.tenant,
             "priority": { "class": self.submission.class, "number": self.submission.number },
             "url": self.submission.url,
             "submitted_at": timestamp(self.submitted_at),
-            "started_at": self.started.map(|(at, _)| timestamp(at)),
-            "finished_at": self.finished.map(|(at, _)| timestamp(at)),
+            "started_at": self.started_at.map(timestamp),
+            "finished_at": self.finished_at.map(timestamp),
             "queued_ms": self.queued_ms(),
             "run_ms": self.run_ms(),
+            "attempts": self.attempts,
             "result": result,
             "error": error,
             "webhook": self.webhook,
@@ -69,6 +77,9 @@ impl Record {
     }
 }
 
-fn timestamp(at: std::time::SystemTime) -> String {
+/// Unix milliseconds as RFC 3339.
+fn timestamp(at_ms: i64) -> String {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
     humantime::format_rfc3339_millis(at).to_string()
 }

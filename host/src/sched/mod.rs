@@ -23,9 +23,9 @@ mod tests;
 pub use limit::ConcurrencyLimit;
 pub use origins::{KeyDemand, OriginFigures, Statistics};
 pub use priority::Priority;
-pub use queue::{JobQueue, QueueEntry, Refused, Ticket};
+pub use queue::{BAND_NAMES, JobQueue, QueueEntry, Refused, Ticket};
 pub use scheduler::{
     OTHERS_DURING_FAVOURED, Queued, RunSlot, SchedError, SchedSettings, SchedStatus, Scheduler,
-    URGENT_HEADROOM, origin_of,
+    Standing, URGENT_HEADROOM, origin_of,
 };
 pub use scoring::{SCORER_BUDGET, ScoreRequest, Scorer};

@@ -95,6 +95,21 @@ pub enum SchedError {
     QueueTimeout { waited: Duration },
 }
 
+/// Where a job goes in the queue: its score (which gives its band) and its predicted render time in
+/// milliseconds (what its turn costs its tenant).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Standing {
+    pub score: f64,
+    pub cost: f64,
+}
+
+impl Standing {
+    /// 0 urgent, 1 hot, 2 cold.
+    pub fn band(&self) -> usize {
+        band_of(self.score)
+    }
+}
+
 /// Queue and slot figures at one moment, for `/v1/pressure` and `/v1/status`.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct SchedStatus {
@@ -126,6 +141,8 @@ struct Inner {
     metrics: Metrics,
     scorer: RwLock<Option<Arc<dyn Scorer>>>,
     stats: Statistics,
+    /// Woken when room may have grown (see [`Scheduler::room_changed`]).
+    room: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -232,6 +249,7 @@ impl Drop for RunSlot {
                 .observe(self.taken_at.elapsed().as_secs_f64());
             inner.changed(|state| state.running.end(&self.tenant, self.favoured));
             inner.dispatch();
+            inner.room.notify_waiters();
         }
     }
 }
@@ -366,6 +384,7 @@ impl Drop for Queued {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             self.inner.changed(|state| state.queue.remove(ticket));
+            self.inner.room.notify_waiters();
         }
     }
 }
@@ -394,6 +413,7 @@ impl Scheduler {
                 metrics,
                 scorer: RwLock::new(None),
                 stats: Statistics::default(),
+                room: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -453,25 +473,44 @@ impl Scheduler {
 
     /// Scores the job and puts it in the queue; a full queue refuses it at once.
     pub async fn enqueue(&self, job: &Job) -> Result<Queued, SchedError> {
+        let standing = self.standing(job).await;
+        self.enqueue_at(job, standing)
+    }
+
+    /// Where `job` goes in the queue: its score (the scorer's, or the built-in one) and its
+    /// predicted cost. First come, first served gives every job the same.
+    pub async fn standing(&self, job: &Job) -> Standing {
+        if self.inner.settings.fifo {
+            return Standing {
+                score: Class::Hot.base_score(),
+                cost: 1.0,
+            };
+        }
+        let origin = origin_of(job.url());
+        Standing {
+            score: self.score(job, &origin).await,
+            cost: self.inner.stats.predicted_ms(&origin),
+        }
+    }
+
+    /// Puts `job` in the queue at `standing`, decided already (an async job is scored when it is
+    /// submitted, and queued here when a host claims it); a full queue refuses it at once.
+    pub fn enqueue_at(&self, job: &Job, standing: Standing) -> Result<Queued, SchedError> {
         let enqueued_at = Instant::now();
         let key: Arc<str> = Arc::from(job.isolation_key());
         let origin: Arc<str> = Arc::from(origin_of(job.url()));
         self.inner.stats.arrived(&key, enqueued_at.into_std());
         let (sender, receiver) = oneshot::channel();
-        let (tenant, score, cost) = if self.inner.settings.fifo {
-            // One tenant, one score, one cost: the queue's order is the arrival order.
-            (Arc::from(""), Class::Hot.base_score(), 1.0)
+        let tenant = if self.inner.settings.fifo {
+            // One tenant: the queue's order is the arrival order.
+            Arc::from("")
         } else {
-            (
-                job.tenant.clone(),
-                self.score(job, &origin).await,
-                self.inner.stats.predicted_ms(&origin),
-            )
+            job.tenant.clone()
         };
         let entry = QueueEntry {
             tenant,
-            score,
-            cost,
+            score: standing.score,
+            cost: standing.cost,
             enqueued_at: enqueued_at.into_std(),
             queue_deadline: job.queue_deadline().into_std(),
         };
@@ -491,10 +530,26 @@ impl Scheduler {
             receiver,
             enqueued_at,
             deadline: job.queue_deadline(),
-            band: band_of(score),
+            band: standing.band(),
         };
         self.inner.dispatch();
         Ok(queued)
+    }
+
+    /// How many more jobs could start now: the limit, less the jobs running and waiting. An async
+    /// job is claimed from the store only into such room.
+    pub fn room(&self) -> usize {
+        let state = self.inner.lock();
+        state
+            .limit
+            .current
+            .saturating_sub(state.running.total + state.queue.len())
+    }
+
+    /// Resolves when there may be more room: a job ended or left the queue, or the limit grew.
+    /// Take it before reading [`Scheduler::room`], so that no change between the two is missed.
+    pub fn room_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.room.notified()
     }
 
     pub fn status(&self) -> SchedStatus {
@@ -553,8 +608,9 @@ impl Scheduler {
                     .metrics
                     .sched_limit
                     .set(inner.lock().limit.current as i64);
-                // A limit that grew lets waiting jobs in now.
+                // A limit that grew lets waiting jobs in now, and claims of async jobs.
                 inner.dispatch();
+                inner.room.notify_waiters();
             }
         });
     }

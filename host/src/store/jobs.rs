@@ -87,6 +87,8 @@ pub struct ClaimedJob {
     pub id: String,
     pub spec: String,
     pub score: f64,
+    /// Predicted render time in milliseconds, as when it was submitted.
+    pub cost: f64,
     /// This run's number: finishing names it, so a run whose lease was lost finishes nothing.
     pub attempt: i64,
     pub submitted_at: i64,
@@ -114,6 +116,8 @@ pub struct Delivery {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JobCounts {
     pub queued: i64,
+    /// The queued ones by band: urgent, hot, cold.
+    pub queued_by_band: [i64; 3],
     pub running: i64,
     pub finished: i64,
     pub result_bytes: i64,
@@ -225,6 +229,7 @@ impl Store {
                 id: row.try_get("id").map_err(query("read a claimed job"))?,
                 spec: row.try_get("spec").map_err(query("read a claimed job"))?,
                 score: row.try_get("score").map_err(query("read a claimed job"))?,
+                cost: row.try_get("cost").map_err(query("read a claimed job"))?,
                 attempt: row
                     .try_get("attempts")
                     .map_err(query("read a claimed job"))?,
@@ -234,8 +239,7 @@ impl Store {
                 started_at: now,
             });
             let tenant: String = row.try_get("tenant").map_err(query("read a claimed job"))?;
-            let cost: f64 = row.try_get("cost").map_err(query("read a claimed job"))?;
-            costs.push((tenant, cost));
+            costs.push((tenant, claimed[claimed.len() - 1].cost));
         }
         if !costs.is_empty() {
             self.charge_tenants(&costs).await?;
@@ -294,15 +298,22 @@ impl Store {
             .map_err(query("commit the tenants' clocks"))
     }
 
-    /// Extends the leases of the jobs `host` runs.
-    pub async fn renew_leases(&self, host: &str, lease_until: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET lease_until = $1 WHERE host = $2 AND state = 'running'")
-            .bind(lease_until)
-            .bind(host)
-            .execute(self.pool())
-            .await
-            .map_err(query("renew leases"))?;
-        Ok(())
+    /// Extends the leases of the jobs `host` runs; the ids of those it still holds. A job it runs
+    /// that is not among them was cancelled, or re-claimed after its lease ran out.
+    pub async fn renew_leases(
+        &self,
+        host: &str,
+        lease_until: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let held: Vec<(String,)> = sqlx::query_as(
+            "UPDATE jobs SET lease_until = $1 WHERE host = $2 AND state = 'running' RETURNING id",
+        )
+        .bind(lease_until)
+        .bind(host)
+        .fetch_all(self.pool())
+        .await
+        .map_err(query("renew leases"))?;
+        Ok(held.into_iter().map(|(id,)| id).collect())
     }
 
     /// Puts running jobs whose lease ran out before `now` back in the queue (their host died or
@@ -563,15 +574,23 @@ impl Store {
 
     /// Jobs by state and the bytes of the kept results.
     pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        let rows: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT state, band, COUNT(*) FROM jobs GROUP BY state, band")
                 .fetch_all(self.pool())
                 .await
                 .map_err(query("count jobs"))?;
         let mut counts = JobCounts::default();
-        for (state, count) in rows {
+        for (state, band, count) in rows {
             match state.as_str() {
-                "queued" => counts.queued += count,
+                "queued" => {
+                    counts.queued += count;
+                    if let Some(queued) = usize::try_from(band)
+                        .ok()
+                        .and_then(|band| counts.queued_by_band.get_mut(band))
+                    {
+                        *queued += count;
+                    }
+                }
                 "running" => counts.running += count,
                 _ => counts.finished += count,
             }

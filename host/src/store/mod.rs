@@ -8,12 +8,14 @@
 //! Opening runs the migrations; a store that cannot be opened or migrated is an error that names
 //! the URL, without its password, and the step that failed.
 
+mod events;
 mod jobs;
 mod outbox;
 
 #[cfg(test)]
 mod tests;
 
+pub use events::{Event, Listener};
 pub use jobs::{
     Cancelled, ClaimedJob, Delivery, ErrorRow, Finish, JobCounts, JobRow, NewJob, ResultMeta,
 };
@@ -97,6 +99,8 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL as given: a listener connects with it.
+    url: std::sync::Arc<str>,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -132,6 +136,13 @@ impl Store {
         let mut pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(CONNECT_TIMEOUT);
+        if settings.url.contains(":memory:") {
+            // The database is its one connection: keep it for the process's life.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|connection, _| {
                 Box::pin(async move {
@@ -154,6 +165,7 @@ impl Store {
         Ok(Self {
             pool,
             backend,
+            url: settings.url.as_str().into(),
             shown,
         })
     }
@@ -169,6 +181,10 @@ impl Store {
 
     fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    fn url(&self) -> &str {
+        &self.url
     }
 
     /// Closes every connection (at shutdown).

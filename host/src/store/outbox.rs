@@ -96,4 +96,18 @@ impl Store {
             .await
             .map_err(query("commit a webhook attempt"))
     }
+
+    /// Lets go of the deliveries `host` took (every host's, if `None`), so they are made at once
+    /// rather than when the hold runs out: at shutdown, and at the start of an embedded store.
+    pub async fn release_deliveries(&self, host: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
+             WHERE claimed_by IS NOT NULL AND ($1 IS NULL OR claimed_by = $1)",
+        )
+        .bind(host)
+        .execute(self.pool())
+        .await
+        .map_err(query("release webhook deliveries"))?;
+        Ok(())
+    }
 }

@@ -268,7 +268,11 @@ async fn leases_expire_into_the_queue_and_jobs_run_again() {
             .claim_jobs("host-a", 1, 10, 100, 0)
             .await
             .expect("claim");
-        store.renew_leases("host-a", 200).await.expect("renew");
+        assert_eq!(
+            store.renew_leases("host-a", 200).await.expect("renew"),
+            ["j"],
+            "the lease is host-a's"
+        );
         assert_eq!(
             store.requeue_expired(150).await.expect("reap"),
             0,
@@ -280,6 +284,14 @@ async fn leases_expire_into_the_queue_and_jobs_run_again() {
             .await
             .expect("claim");
         assert_eq!((again[0].id.as_str(), again[0].attempt), ("j", 2));
+        assert!(
+            store
+                .renew_leases("host-a", 300)
+                .await
+                .expect("renew")
+                .is_empty(),
+            "host-a lost it"
+        );
         assert_eq!(
             store
                 .requeue_running(Some("host-b"))

@@ -1,0 +1,388 @@
+//! A host's part in running the stored jobs: claiming them into the scheduler's room, running and
+//! finishing them, renewing their leases, and the upkeep every host shares (expired leases,
+//! overdue jobs, old results), plus hearing the farm's events.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::record::{JobFailure, JobState, Outcome, Record};
+use super::{JobResult, Jobs, Run, now_ms};
+use crate::exec::{Admitted, Rendered};
+use crate::job::Job;
+use crate::metrics::BandLabels;
+use crate::plugin::Usage;
+use crate::sched::{BAND_NAMES, Standing};
+use crate::store::{
+    ClaimedJob, Delivery, ErrorRow, Event, Finish, Listener, ResultMeta, StoreError,
+};
+
+/// Jobs claimed at most in one claim.
+const CLAIM_BATCH: usize = 64;
+/// How often a host with room looks for queued jobs when nothing told it of one (another host's
+/// notification lost, or a SQLite store's job whose lease ran out).
+const CLAIM_POLL: Duration = Duration::from_secs(1);
+/// How often the upkeep runs.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+/// Waits between attempts at a store that failed.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+impl Jobs {
+    /// Claims queued jobs whenever the scheduler has room, until `draining`.
+    pub(super) async fn claim(self, mut draining: watch::Receiver<bool>) {
+        let scheduler = self.inner.executor.scheduler().clone();
+        // Whether the last claim found fewer jobs than it had room for: then only news of queued
+        // jobs (or the poll) is worth another claim, not more room.
+        let mut drained = false;
+        loop {
+            let room_changed = scheduler.room_changed();
+            let queued = self.inner.queued.notified();
+            tokio::pin!(room_changed, queued);
+            room_changed.as_mut().enable();
+            queued.as_mut().enable();
+            if *draining.borrow() {
+                return;
+            }
+            let room = scheduler.room().min(CLAIM_BATCH);
+            if room > 0 && !drained {
+                match self.claim_into(room).await {
+                    Ok(claimed) if claimed == room => continue,
+                    Ok(_) => drained = true,
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming jobs failed; retrying");
+                        tokio::time::sleep(STORE_RETRY).await;
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut room_changed, if room == 0 => {}
+                () = &mut queued => drained = false,
+                () = tokio::time::sleep(CLAIM_POLL) => drained = false,
+                _ = draining.changed() => {}
+            }
+        }
+    }
+
+    /// Claims up to `room` jobs and starts them; how many.
+    async fn claim_into(&self, room: usize) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let now = now_ms();
+        let began = Instant::now();
+        let claimed = inner
+            .store
+            .claim_jobs(
+                &inner.host,
+                room as i64,
+                now,
+                now + inner.settings.lease.as_millis() as i64,
+                now - inner.settings.aging_step.as_millis() as i64,
+            )
+            .await?;
+        inner
+            .metrics
+            .jobs_claim_seconds
+            .observe(began.elapsed().as_secs_f64());
+        inner.metrics.jobs_claimed.inc_by(claimed.len() as u64);
+        let count = claimed.len();
+        for job in claimed {
+            self.start_run(job);
+        }
+        Ok(count)
+    }
+
+    /// Queues a claimed job in the scheduler at once (so the next look at the room counts it) and
+    /// runs it in a task of its own.
+    fn start_run(&self, claimed: ClaimedJob) {
+        let admitted = self.admit(&claimed);
+        let mut running = self.running();
+        let task = tokio::spawn(
+            self.clone()
+                .run(claimed.id.clone(), claimed.attempt, admitted),
+        );
+        running.insert(
+            claimed.id,
+            Run {
+                attempt: claimed.attempt,
+                task: task.abort_handle(),
+            },
+        );
+    }
+
+    /// The claimed job, read back and queued at its standing, with its queue clock started when it
+    /// was submitted; or why it cannot run.
+    fn admit(&self, claimed: &ClaimedJob) -> Result<Admitted, JobFailure> {
+        let mut job: Job = serde_json::from_str(&claimed.spec).map_err(|error| JobFailure {
+            status: 500,
+            code: "invalid_job".into(),
+            message: format!("the stored job could not be read back: {error}"),
+        })?;
+        let waited =
+            Duration::from_millis(u64::try_from(now_ms() - claimed.submitted_at).unwrap_or(0));
+        job.received_at = Instant::now()
+            .checked_sub(waited)
+            .unwrap_or_else(Instant::now);
+        let standing = Standing {
+            score: claimed.score,
+            cost: claimed.cost,
+        };
+        self.inner
+            .executor
+            .admit_at(job, standing)
+            .map_err(self.inner.describe_failure)
+    }
+
+    /// Runs a claimed job and stores how it ended.
+    async fn run(self, id: String, attempt: i64, admitted: Result<Admitted, JobFailure>) {
+        let finish = match admitted {
+            Ok(admitted) => match admitted.run(|| {}).await {
+                Ok(rendered) => finish_rendered(rendered),
+                Err(error) => Finish::Failed(error_row((self.inner.describe_failure)(error))),
+            },
+            Err(failure) => Finish::Failed(error_row(failure)),
+        };
+        self.finish(&id, Some(attempt), finish).await;
+        let ended = self.running().remove(&id);
+        if ended.is_some() {
+            self.inner.run_ended.notify_waiters();
+        }
+    }
+
+    /// Stores a job's end with its webhook delivery, retrying a store that fails for as long as
+    /// the lease would hold. `attempt` is the run's (`None` for a job that never left the queue).
+    pub(super) async fn finish(&self, id: &str, attempt: Option<i64>, finish: Finish) {
+        let inner = &self.inner;
+        let give_up = Instant::now() + inner.settings.lease;
+        loop {
+            let finished_at = now_ms();
+            let stored = async {
+                let delivery = self.delivery(id, finished_at, &finish).await?;
+                let run = attempt.map(|attempt| (&*inner.host, attempt));
+                inner
+                    .store
+                    .finish_job(id, run, finished_at, &finish, delivery.as_ref())
+                    .await
+                    .map(|finished| (finished, delivery.is_some()))
+            };
+            match stored.await {
+                Ok((true, delivery)) => {
+                    if delivery {
+                        inner.webhooks.wake();
+                    }
+                    return;
+                }
+                Ok((false, _)) => {
+                    // Cancelled meanwhile, or its lease was lost and it runs elsewhere: that run
+                    // finishes it.
+                    tracing::debug!(
+                        job = id,
+                        "a job's end was not stored: it is no longer this run's"
+                    );
+                    return;
+                }
+                Err(error) if Instant::now() < give_up => {
+                    tracing::warn!(job = id, %error, "storing a job's end failed; retrying");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+                Err(error) => {
+                    // Its lease runs out and the job runs again: at least once, never lost.
+                    tracing::error!(job = id, %error, "storing a job's end failed; it will run again");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The webhook delivery of a job ending with `finish`, if it has a webhook: its document as it
+    /// will read once finished.
+    async fn delivery(
+        &self,
+        id: &str,
+        finished_at: i64,
+        finish: &Finish,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let Some(row) = self.inner.store.job(id).await? else {
+            return Ok(None);
+        };
+        let Some(url) = row.webhook.clone() else {
+            return Ok(None);
+        };
+        let mut record = Record::from(row);
+        record.finished_at = Some(finished_at);
+        (record.state, record.outcome) = match finish {
+            Finish::Succeeded { meta, body } => {
+                let mut result = JobResult::from(meta);
+                if result.is_inline() {
+                    result.inline = Some(bytes::Bytes::copy_from_slice(body));
+                }
+                (JobState::Succeeded, Some(Outcome::Succeeded(result)))
+            }
+            Finish::Failed(error) => (
+                JobState::Failed,
+                Some(Outcome::Failed(JobFailure::from(error))),
+            ),
+        };
+        Ok(Some(Delivery {
+            job_id: id.to_owned(),
+            url,
+            body: record.document().to_string().into_bytes(),
+            attempts: 0,
+        }))
+    }
+
+    /// Renews this host's leases every third of a lease, and stops the runs it no longer holds
+    /// (cancelled through another host whose notification was missed, or re-claimed after the
+    /// store was out of reach for longer than a lease).
+    pub(super) async fn renew_leases(self, mut stopped: watch::Receiver<bool>) {
+        let inner = &self.inner;
+        let every = inner.settings.lease / 3;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stopped.changed() => return,
+            }
+            // The runs before the renewal: a job claimed while it is under way is not in its answer.
+            let ours: Vec<(String, i64)> = self
+                .running()
+                .iter()
+                .map(|(id, run)| (id.clone(), run.attempt))
+                .collect();
+            let lease_until = now_ms() + inner.settings.lease.as_millis() as i64;
+            let held: HashSet<String> =
+                match inner.store.renew_leases(&inner.host, lease_until).await {
+                    Ok(held) => held.into_iter().collect(),
+                    Err(error) => {
+                        tracing::warn!(%error, "renewing leases failed; retrying");
+                        continue;
+                    }
+                };
+            for (id, attempt) in ours {
+                if held.contains(&id) {
+                    continue;
+                }
+                let cancelled = matches!(
+                    inner.store.job(&id).await,
+                    Ok(Some(row)) if row.state == "cancelled"
+                );
+                if !cancelled {
+                    inner.metrics.jobs_leases_lost.inc();
+                    tracing::warn!(job = %id, attempt, "this host lost a job's lease; it stops here");
+                }
+                self.stop_run(&id);
+            }
+        }
+    }
+
+    /// Once a second: queues again the jobs of hosts that stopped renewing, fails jobs that waited
+    /// past their queue deadline, forgets expired jobs, keeps results within their bytes, and
+    /// publishes the queue's depth. Every host runs it; each step is safe to run twice.
+    pub(super) async fn upkeep(self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(UPKEEP_EVERY) => {}
+                _ = stopped.changed() => return,
+            }
+            if let Err(error) = self.upkeep_once().await {
+                tracing::warn!(%error, "the async jobs' upkeep failed; retrying");
+            }
+        }
+    }
+
+    async fn upkeep_once(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let store = &inner.store;
+        let now = now_ms();
+        let requeued = store.requeue_expired(now).await?;
+        if requeued > 0 {
+            tracing::warn!(
+                requeued,
+                "jobs whose host stopped renewing their lease are queued again"
+            );
+            inner.queued.notify_one();
+        }
+        for id in store.overdue_jobs(now).await? {
+            let failure = JobFailure {
+                status: 503,
+                code: "queue_timeout".into(),
+                message: "the job waited in the queue longer than its queue_timeout_ms without a free render slot".into(),
+            };
+            self.finish(&id, None, Finish::Failed(error_row(failure)))
+                .await;
+        }
+        store
+            .forget_finished_before(now - inner.settings.result_ttl.as_millis() as i64)
+            .await?;
+        store
+            .evict_results(inner.settings.max_result_bytes as i64)
+            .await?;
+        let counts = store.job_counts().await?;
+        for (band, queued) in BAND_NAMES.iter().zip(counts.queued_by_band) {
+            inner
+                .metrics
+                .jobs_queued
+                .get_or_create(&BandLabels { band })
+                .set(queued);
+        }
+        Ok(())
+    }
+
+    /// Acts on the farm's events (PostgreSQL): claims at once when jobs are queued, stops a job
+    /// cancelled through another host. Nothing to hear on SQLite.
+    pub(super) async fn hear(self, listener: Option<Listener>, mut stopped: watch::Receiver<bool>) {
+        let Some(mut listener) = listener else {
+            return;
+        };
+        loop {
+            let event = tokio::select! {
+                event = listener.next() => event,
+                _ = stopped.changed() => return,
+            };
+            match event {
+                Ok(Some(Event::Queued)) => self.inner.queued.notify_one(),
+                Ok(Some(Event::Cancelled(id))) => self.stop_run(&id),
+                Ok(Some(Event::Plugins)) => {}
+                // Reconnected: what was said meanwhile is caught up by claiming now (and by the
+                // lease renewal, for cancellations).
+                Ok(None) => self.inner.queued.notify_one(),
+                Err(error) => {
+                    tracing::warn!(%error, "hearing the farm's events failed; retrying");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+            }
+        }
+    }
+}
+
+/// A rendered job's end, to store.
+fn finish_rendered(rendered: Rendered) -> Finish {
+    let meta = ResultMeta {
+        content_type: rendered.produced.content_type().to_owned(),
+        bytes: 0,
+        kept: true,
+        page_status: i64::from(rendered.navigation.status),
+        page_url: rendered.navigation.url,
+        plugin_fuel: rendered
+            .usage
+            .as_ref()
+            .and_then(|usage| i64::try_from(usage.fuel).ok()),
+        plugin_ms: rendered.usage.as_ref().map(Usage::wall_ms),
+    };
+    let body = rendered.produced.into_bytes();
+    Finish::Succeeded {
+        meta: ResultMeta {
+            bytes: body.len() as i64,
+            ..meta
+        },
+        body,
+    }
+}
+
+fn error_row(failure: JobFailure) -> ErrorRow {
+    ErrorRow {
+        status: i64::from(failure.status),
+        code: failure.code,
+        message: failure.message,
+    }
+}
