@@ -52,7 +52,7 @@ use api::{ApiSettings, AppState};
 use exec::Executor;
 use jobs::{Jobs, JobsSettings};
 use metrics::Metrics;
-use plugin::{PluginHost, PluginSettings, ScorerPlugin};
+use plugin::{PluginHost, PluginSettings, ScorerPlugin, ScorerSetting};
 use sched::{SchedSettings, Scheduler};
 use shard::Shards;
 use store::{Store, StoreSettings};
@@ -176,11 +176,16 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
             shards.set_warm_targets(demand.iter().map(|key| (key.key.as_str(), key.warm_pages)))
         }
     });
+    plugins
+        .share_registry(store.clone())
+        .await
+        .context("loading the shared plugin registry failed")?;
     if let Some(name) = &settings.scorer {
         let scorer = ScorerPlugin::new(&plugins, name)
             .with_context(|| format!("--scorer {name} is not usable"))?;
         scheduler.set_scorer(Some(Arc::new(scorer)));
     }
+    follow_shared_scorer(&plugins, &scheduler, settings.scorer.clone());
     let executor = Executor::new(scheduler, shards.clone(), plugins.clone(), metrics.clone());
     let jobs = Jobs::start(
         settings.jobs.clone(),
@@ -200,6 +205,49 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
         shards,
         settings: Arc::new(settings),
     })
+}
+
+/// Applies the scorer setting every host shares (set through the API on any host) to this host's
+/// scheduler, now and whenever it changes; where it was never set, `--scorer` (`default`) stays.
+fn follow_shared_scorer(plugins: &PluginHost, scheduler: &Scheduler, default: Option<String>) {
+    let mut setting = plugins.shared_scorer();
+    // Weak: the task ends with the plugin host.
+    let (plugins, scheduler) = (plugins.downgrade(), scheduler.clone());
+    tokio::spawn(async move {
+        loop {
+            let (_, current) = setting.borrow_and_update().clone();
+            let Some(host) = plugins.upgrade() else {
+                return;
+            };
+            let reference = match current {
+                ScorerSetting::Unset => default.clone(),
+                ScorerSetting::BuiltIn => None,
+                ScorerSetting::Plugin(reference) => Some(reference),
+            };
+            let applied = match &reference {
+                None => {
+                    scheduler.set_scorer(None);
+                    true
+                }
+                Some(reference) => match ScorerPlugin::new(&host, reference) {
+                    Ok(scorer) => {
+                        scheduler.set_scorer(Some(Arc::new(scorer)));
+                        true
+                    }
+                    Err(error) => {
+                        tracing::warn!(scorer = %reference, %error, "the shared scorer is not usable here yet; keeping the current one");
+                        false
+                    }
+                },
+            };
+            drop(host);
+            tokio::select! {
+                changed = setting.changed() => if changed.is_err() { return },
+                // Not usable yet: the registry may not have caught up with the upload.
+                () = tokio::time::sleep(plugin::FOLLOW_POLL), if !applied => {}
+            }
+        }
+    });
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; then stops accepting and claiming, gives

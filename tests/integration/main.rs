@@ -8,6 +8,7 @@ mod durable;
 #[path = "../support/eventually.rs"]
 mod eventually;
 mod failures;
+mod farm;
 mod harness;
 mod jobs;
 mod languages;

@@ -1,4 +1,4 @@
-//! The plugin registry: upload, list, run, versions, delete, restart from the data directory, tokens,
+//! The plugin registry: upload, list, run, versions, delete, restart from the store, tokens,
 //! and every hostile upload answered with its own error while the server keeps serving and keeps
 //! nothing of what it refused.
 
@@ -98,12 +98,37 @@ fn files(dir: &Path) -> Vec<String> {
     found
 }
 
-/// Stored components and manifests (not the lock or the built-ins' compiled code).
-fn stored(dir: &Path) -> Vec<String> {
-    files(dir)
+/// The store in a data directory (the server's own, opened alongside it).
+async fn store_of(dir: &Path) -> pagewright::store::Store {
+    pagewright::store::Store::open(&pagewright::store::StoreSettings::sqlite_in(dir))
+        .await
+        .expect("the data directory's store opens")
+}
+
+/// The uploaded versions the store keeps, as `name@version`.
+async fn stored(dir: &Path) -> Vec<String> {
+    let store = store_of(dir).await;
+    let versions = store
+        .plugin_versions(None)
+        .await
+        .expect("the registry reads");
+    store.close().await;
+    versions
         .into_iter()
-        .filter(|file| file.starts_with("blobs/") || file.starts_with("manifests/"))
+        .map(|stored| format!("{}@{}", stored.name, stored.version))
         .collect()
+}
+
+/// Whether the store keeps the component of `bytes`.
+async fn stored_component(dir: &Path, bytes: &[u8]) -> bool {
+    let store = store_of(dir).await;
+    let sha256 = pagewright::plugin::sha256_hex(bytes);
+    let found = store
+        .plugin_component(&sha256)
+        .await
+        .expect("the registry reads");
+    store.close().await;
+    found.is_some()
 }
 
 #[tokio::test]
@@ -185,11 +210,15 @@ async fn an_upload_runs_keeps_its_versions_and_survives_a_restart() {
     error_message(response, 409, "version_exists").await;
 
     // After a restart both versions are back, and nothing was compiled again. What a crash in the
-    // middle of an upload leaves (a temporary file, a component no manifest names) is cleared.
+    // middle of an upload leaves (a temporary file, compiled code no plugin uses) is cleared.
     server.shutdown().await;
     std::fs::write(data.path().join("tmp/.tmpCRASH"), b"half a component").expect("write");
-    let orphan = format!("blobs/{}.wasm", "0".repeat(64));
-    std::fs::write(data.path().join(&orphan), b"\0asm").expect("write");
+    let engine_dir = files(&data.path().join("compiled"))
+        .first()
+        .and_then(|file| file.split('/').next().map(str::to_owned))
+        .expect("compiled code for this engine");
+    let orphan = format!("compiled/{engine_dir}/{}.cwasm", "0".repeat(64));
+    std::fs::write(data.path().join(&orphan), b"not code").expect("write");
     let server = server_with_admin(data.path(), &[]).await;
     assert_eq!(
         server.get_json("/v1/status").await["plugin_host"]["compilations"],
@@ -214,7 +243,11 @@ async fn an_upload_runs_keeps_its_versions_and_survives_a_restart() {
         .post("/v1/run/title@0.1.0", json!({ "html": "<p>x</p>" }))
         .await;
     error_message(response, 404, "plugin_not_found").await;
-    assert_eq!(stored(data.path()).len(), 2, "{:?}", stored(data.path()));
+    assert_eq!(stored(data.path()).await, ["title@2.0.0"]);
+    assert!(
+        !stored_component(data.path(), &guest("title")).await,
+        "no version uses it"
+    );
     let deleted: Value = delete(&server, "title").await.json().await.expect("JSON");
     assert_eq!(
         deleted,
@@ -227,7 +260,7 @@ async fn an_upload_runs_keeps_its_versions_and_survives_a_restart() {
     )
     .await;
     error_message(delete(&server, "title").await, 404, "plugin_not_found").await;
-    assert_eq!(stored(data.path()), Vec::<String>::new());
+    assert_eq!(stored(data.path()).await, Vec::<String>::new());
 
     // Built-ins are not the registry's to change.
     let message = error_message(delete(&server, "screenshot").await, 403, "plugin_protected").await;
@@ -269,7 +302,7 @@ async fn tokens_guard_the_registry_and_the_api() {
         .await
         .expect("answered");
     error_message(response, 401, "unauthorized").await;
-    assert_eq!(stored(data.path()), Vec::<String>::new());
+    assert_eq!(stored(data.path()).await, Vec::<String>::new());
 
     // The render token opens /v1/; /health and /metrics are always open.
     error_message(server.get("/v1/status").await, 401, "unauthorized").await;
@@ -438,7 +471,7 @@ async fn hostile_uploads_are_refused_and_leave_nothing_behind() {
         .await;
 
     // Nothing was kept, and the server still renders.
-    assert_eq!(stored(data.path()), Vec::<String>::new());
+    assert_eq!(stored(data.path()).await, Vec::<String>::new());
     let response = server
         .post("/v1/screenshot", json!({ "url": site.url("/") }))
         .await;
@@ -506,11 +539,8 @@ async fn uploads_racing_deletes_leave_one_consistent_state() {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let manifests: Vec<String> = stored(data.path())
-            .into_iter()
-            .filter(|file| file.starts_with("manifests/"))
-            .collect();
-        assert_eq!(versions.len(), manifests.len(), "{manifests:?}");
+        let kept = stored(data.path()).await;
+        assert_eq!(versions.len(), kept.len(), "{kept:?}");
         if !versions.is_empty() {
             run_title(&server, "racer").await;
         }
@@ -561,15 +591,15 @@ async fn a_manifests_limits_apply_to_its_calls() {
 }
 
 #[tokio::test]
-async fn a_stored_version_that_does_not_load_keeps_its_files() {
+async fn a_stored_version_that_does_not_load_here_stays_stored() {
     let data = tempfile::tempdir().expect("data dir");
     let server = server_with_admin(data.path(), &[]).await;
     let response = upload(&server, "shadowed", guest("title"), None).await;
     assert_eq!(response.status(), 201);
     server.shutdown().await;
-    let files_before = stored(data.path());
+    let stored_before = stored(data.path()).await;
 
-    // A `--plugin` file takes the name: the upload does not load, but nothing of it is removed, and
+    // A `--plugin` file takes the name: the upload does not load, but it stays in the store, and
     // its version number stays taken.
     let noop = pagewright_test_guests::path("noop");
     let flag = format!("shadowed={}", noop.display());
@@ -578,10 +608,44 @@ async fn a_stored_version_that_does_not_load_keeps_its_files() {
         server.get_json("/v1/plugins/shadowed").await["source"],
         "file"
     );
-    assert_eq!(stored(data.path()), files_before);
+    assert_eq!(stored(data.path()).await, stored_before);
     server.shutdown().await;
 
     let server = server_with_admin(data.path(), &[]).await;
     assert_eq!(run_title(&server, "shadowed").await["title"], "T");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn uploads_a_data_directory_kept_before_the_store_move_into_it() {
+    // The layout servers used before the store: components by hash, a manifest per version.
+    let data = tempfile::tempdir().expect("data dir");
+    let title = guest("title");
+    let sha256 = pagewright::plugin::sha256_hex(&title);
+    std::fs::create_dir_all(data.path().join("blobs")).expect("mkdir");
+    std::fs::create_dir_all(data.path().join("manifests/title")).expect("mkdir");
+    std::fs::write(data.path().join(format!("blobs/{sha256}.wasm")), &title).expect("write");
+    let manifest = json!({ "name": "title", "version": "1.2.3", "sha256": sha256,
+                           "size": title.len(), "uploaded_at": "2026-01-01T00:00:00Z" });
+    std::fs::write(
+        data.path().join("manifests/title/1.2.3.json"),
+        manifest.to_string(),
+    )
+    .expect("write");
+
+    let server = server_with_admin(data.path(), &[]).await;
+    assert_eq!(run_title(&server, "title@1.2.3").await["title"], "T");
+    assert_eq!(stored(data.path()).await, ["title@1.2.3"]);
+    let left = files(data.path());
+    assert!(
+        !left
+            .iter()
+            .any(|file| file.starts_with("blobs/") || file.starts_with("manifests/")),
+        "{left:?}"
+    );
+    server.shutdown().await;
+    // From the store from now on.
+    let server = server_with_admin(data.path(), &[]).await;
+    assert_eq!(run_title(&server, "title").await["title"], "T");
     server.shutdown().await;
 }

@@ -13,6 +13,8 @@ pub struct TestPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// The server's options, to start it again as it was.
+    options: String,
 }
 
 impl TestPostgres {
@@ -39,13 +41,24 @@ impl TestPostgres {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             dir.path().display()
         );
-        run(postgres_command(&bin.join("pg_ctl"))
+        let cluster = Self {
+            dir,
+            bin,
+            port,
+            options,
+        };
+        cluster.start_again();
+        cluster
+    }
+
+    /// Starts the cluster (again, after [`TestPostgres::stop`]) on its port, with its data.
+    pub fn start_again(&self) {
+        run(postgres_command(&self.bin.join("pg_ctl"))
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("-l")
-            .arg(dir.path().join("log"))
-            .args(["-o", &options, "-w", "start"]));
-        Self { dir, bin, port }
+            .arg(self.dir.path().join("log"))
+            .args(["-o", &self.options, "-w", "start"]));
     }
 
     /// A database of its own in this cluster, and its URL.

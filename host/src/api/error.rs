@@ -140,6 +140,21 @@ impl From<JobError> for ApiError {
     }
 }
 
+/// A store that failed: 503, naming the step that failed. The cause is logged here; the client
+/// learns which step failed, not the database's own words.
+fn store_unavailable(error: &StoreError) -> ApiError {
+    tracing::warn!(%error, "the store failed");
+    let message = match error {
+        StoreError::Query { step, .. } => format!("the store failed to {step}; retry later"),
+        _ => "the store is unavailable; retry later".to_owned(),
+    };
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        message,
+    )
+}
+
 impl From<SchedError> for ApiError {
     fn from(error: SchedError) -> Self {
         let message = error.to_string();
@@ -242,7 +257,8 @@ impl From<PluginError> for ApiError {
             PluginError::BadManifest(_) => status(StatusCode::BAD_REQUEST, "invalid_manifest"),
             PluginError::Limits(_) => status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limits"),
             PluginError::Closed => status(StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-            PluginError::Storage(_) | PluginError::NoDataDir => {
+            PluginError::Store(error) => store_unavailable(&error),
+            PluginError::Storage(_) | PluginError::NoStore => {
                 tracing::error!(error = %message, "the plugin store failed");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

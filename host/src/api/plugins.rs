@@ -112,16 +112,9 @@ pub async fn delete(
     State(state): State<AppState>,
     PathParam(reference): PathParam,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let removed = state.plugins().delete(&reference).await?;
-    let versions: Vec<String> = removed
-        .iter()
-        .map(|plugin| plugin.version().to_string())
-        .collect();
-    let name = removed
-        .first()
-        .map_or(reference.as_str(), |plugin| plugin.name());
+    let deleted = state.plugins().delete(&reference).await?;
     Ok(Json(
-        serde_json::json!({ "deleted": { "name": name, "versions": versions } }),
+        serde_json::json!({ "deleted": { "name": deleted.name, "versions": deleted.versions } }),
     ))
 }
 

@@ -1,6 +1,7 @@
 //! `GET /v1/scheduler` (the queue and the scorer), `PUT /v1/scheduler/scorer` (`{"plugin": NAME}`,
 //! a plugin with the scorer role) and `DELETE /v1/scheduler/scorer` (back to the built-in score).
-//! Changing the scorer needs the admin token.
+//! Changing the scorer needs the admin token. The setting is kept in the store: every host of a
+//! farm follows it, and it outlives a restart.
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub async fn set_scorer(
 ) -> Result<Json<Value>, ApiError> {
     let request: ScorerRequest = super::request::parse(&body)?;
     let scorer = ScorerPlugin::new(state.plugins(), &request.plugin)?;
+    state.plugins().share_scorer(Some(&request.plugin)).await?;
     state
         .executor
         .scheduler()
@@ -45,6 +47,7 @@ pub async fn clear_scorer(
     _: Admin,
     State(state): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
+    state.plugins().share_scorer(None).await?;
     state.executor.scheduler().set_scorer(None);
     Ok(Json(json!({ "scorer": null })))
 }

@@ -70,6 +70,7 @@ impl Record {
             "queued_ms": self.queued_ms(),
             "run_ms": self.run_ms(),
             "attempts": self.attempts,
+            "host": self.host,
             "result": result,
             "error": error,
             "webhook": self.webhook,

@@ -125,7 +125,7 @@ impl Jobs {
                 tasks: Mutex::new(Vec::new()),
             }),
         };
-        let listener = jobs.inner.store.listen().await?;
+        let listener = jobs.inner.store.listen();
         let stopped = jobs.inner.stopped.subscribe();
         let tasks = vec![
             tokio::spawn(jobs.clone().claim(jobs.inner.draining.subscribe())),
@@ -199,6 +199,7 @@ impl Jobs {
             started_at: None,
             finished_at: None,
             attempts: 0,
+            host: None,
             outcome: None,
         })
     }
@@ -272,6 +273,7 @@ impl Jobs {
             queued: counts.queued,
             running: counts.running,
             finished: counts.finished,
+            host: self.inner.host.to_string(),
             running_here: self.running().len(),
             result_bytes: counts.result_bytes,
             max_result_bytes: self.inner.settings.max_result_bytes,

@@ -143,6 +143,8 @@ pub struct Record {
     pub finished_at: Option<i64>,
     /// Runs so far: more than one when a host running it died.
     pub attempts: u32,
+    /// The host running it, while it runs.
+    pub host: Option<String>,
     pub outcome: Option<Outcome>,
     pub webhook: Option<WebhookStatus>,
 }
@@ -212,6 +214,7 @@ impl From<JobRow> for Record {
             started_at: row.started_at,
             finished_at: row.finished_at,
             attempts: u32::try_from(row.attempts).unwrap_or(0),
+            host: row.host,
             outcome,
             webhook,
         }
@@ -261,6 +264,8 @@ pub struct JobsStatus {
     pub queued: i64,
     pub running: i64,
     pub finished: i64,
+    /// This host's name in the store (what a running job's `host` says).
+    pub host: String,
     /// Jobs this host runs now.
     pub running_here: usize,
     pub result_bytes: i64,

@@ -26,8 +26,9 @@ const CLAIM_BATCH: usize = 64;
 const CLAIM_POLL: Duration = Duration::from_secs(1);
 /// How often the upkeep runs.
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
-/// Waits between attempts at a store that failed.
+/// Waits between attempts at a store that failed: the first, and the most it doubles to.
 const STORE_RETRY: Duration = Duration::from_millis(500);
+const MAX_STORE_RETRY: Duration = Duration::from_secs(5);
 
 impl Jobs {
     /// Claims queued jobs whenever the scheduler has room, until `draining`.
@@ -150,11 +151,14 @@ impl Jobs {
         }
     }
 
-    /// Stores a job's end with its webhook delivery, retrying a store that fails for as long as
-    /// the lease would hold. `attempt` is the run's (`None` for a job that never left the queue).
+    /// Stores a job's end with its webhook delivery. A run (`attempt`) retries a store that fails
+    /// for as long as it lives: its lease is renewed meanwhile, so once the store is back the end
+    /// is stored, unless the lease was lost (then the renewal stops the run and the job runs
+    /// again elsewhere). A job that never left the queue (`None`) is tried once; the upkeep that
+    /// ends it comes back a second later.
     pub(super) async fn finish(&self, id: &str, attempt: Option<i64>, finish: Finish) {
         let inner = &self.inner;
-        let give_up = Instant::now() + inner.settings.lease;
+        let mut retry = STORE_RETRY;
         loop {
             let finished_at = now_ms();
             let stored = async {
@@ -182,13 +186,13 @@ impl Jobs {
                     );
                     return;
                 }
-                Err(error) if Instant::now() < give_up => {
-                    tracing::warn!(job = id, %error, "storing a job's end failed; retrying");
-                    tokio::time::sleep(STORE_RETRY).await;
+                Err(error) if attempt.is_some() => {
+                    tracing::warn!(job = id, %error, ?retry, "storing a job's end failed; retrying");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(MAX_STORE_RETRY);
                 }
                 Err(error) => {
-                    // Its lease runs out and the job runs again: at least once, never lost.
-                    tracing::error!(job = id, %error, "storing a job's end failed; it will run again");
+                    tracing::warn!(job = id, %error, "storing a job's end failed; the upkeep tries again");
                     return;
                 }
             }
@@ -250,14 +254,18 @@ impl Jobs {
                 .map(|(id, run)| (id.clone(), run.attempt))
                 .collect();
             let lease_until = now_ms() + inner.settings.lease.as_millis() as i64;
-            let held: HashSet<String> =
-                match inner.store.renew_leases(&inner.host, lease_until).await {
-                    Ok(held) => held.into_iter().collect(),
-                    Err(error) => {
-                        tracing::warn!(%error, "renewing leases failed; retrying");
-                        continue;
-                    }
-                };
+            let ids: Vec<String> = ours.iter().map(|(id, _)| id.clone()).collect();
+            let held: HashSet<String> = match inner
+                .store
+                .renew_leases(&inner.host, &ids, lease_until)
+                .await
+            {
+                Ok(held) => held.into_iter().collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "renewing leases failed; retrying");
+                    continue;
+                }
+            };
             for (id, attempt) in ours {
                 if held.contains(&id) {
                     continue;
@@ -340,16 +348,13 @@ impl Jobs {
                 _ = stopped.changed() => return,
             };
             match event {
-                Ok(Some(Event::Queued)) => self.inner.queued.notify_one(),
-                Ok(Some(Event::Cancelled(id))) => self.stop_run(&id),
-                Ok(Some(Event::Plugins)) => {}
-                // Reconnected: what was said meanwhile is caught up by claiming now (and by the
-                // lease renewal, for cancellations).
-                Ok(None) => self.inner.queued.notify_one(),
-                Err(error) => {
-                    tracing::warn!(%error, "hearing the farm's events failed; retrying");
-                    tokio::time::sleep(STORE_RETRY).await;
-                }
+                Some(Event::Queued) => self.inner.queued.notify_one(),
+                Some(Event::Cancelled(id)) => self.stop_run(&id),
+                // What was missed is caught up by claiming now (and by the lease renewal, for
+                // cancellations).
+                Some(Event::Missed) => self.inner.queued.notify_one(),
+                Some(Event::Plugins) => {}
+                None => return,
             }
         }
     }

@@ -1,19 +1,21 @@
-//! The data directory: uploaded plugins and compiled artifacts on disk, so uploads survive a restart
-//! and no component is compiled twice.
+//! The data directory: this host's compiled plugin code, so no component is compiled twice (the
+//! uploads themselves are in the store, which every host of a farm shares), and the lock that
+//! gives the directory to one server.
 //!
 //! ```text
 //! DATA/lock                                  held by the running server (one server per directory)
-//! DATA/blobs/SHA256.wasm                     components, by content hash
-//! DATA/compiled/ENGINE/SHA256.cwasm          their compiled code, per engine build and settings
-//! DATA/manifests/NAME/VERSION.json           one per version: its Metadata; the commit point
+//! DATA/compiled/ENGINE/SHA256.cwasm          compiled components, per engine build and settings
 //! DATA/tmp/                                  files being written
+//! DATA/pagewright.db                         the embedded store (SQLite), unless a farm's is used
 //! ```
 //!
+//! Before the store, uploads were kept here (`blobs/SHA256.wasm` and `manifests/NAME/VERSION.json`);
+//! a directory that still has them hands them to the store once ([`DataDir::legacy_uploads`]) and
+//! then drops them.
+//!
 //! Every file is written to `tmp/`, flushed to disk, then renamed into place (and the directory
-//! flushed), so a crash leaves the old state or the new one, never half a file. A version exists once
-//! its manifest does; the manifest is written last, without replacing (versions are immutable), and
-//! removed first on delete. Components nothing refers to any more are removed after a delete and at
-//! start-up, which also clears what a crash mid-upload left behind.
+//! flushed), so a crash leaves the old state or the new one, never half a file. Compiled code no
+//! plugin uses any more is removed after a delete and at start-up.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -36,6 +38,9 @@ pub(super) struct DataDir {
     lock: std::sync::Mutex<Option<File>>,
 }
 
+/// A version kept here before the store: its metadata and its component.
+pub(super) type LegacyUpload = (Metadata, Vec<u8>);
+
 /// A manifest that could not be read back, with why.
 #[derive(Debug)]
 pub(super) struct Unreadable {
@@ -51,7 +56,7 @@ impl DataDir {
             let step = step.to_owned();
             move |error: io::Error| io::Error::new(error.kind(), format!("{step} {path}: {error}"))
         };
-        for dir in ["blobs", "compiled", "manifests", "tmp"] {
+        for dir in ["compiled", "tmp"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(context("creating", &path))?;
         }
@@ -110,12 +115,8 @@ impl DataDir {
         self.compiled.join(format!("{sha256}.cwasm"))
     }
 
-    fn manifest_dir(&self, name: &str) -> PathBuf {
-        self.root.join("manifests").join(name)
-    }
-
-    /// Every stored version's metadata, and the manifests that could not be read.
-    pub fn manifests(&self) -> io::Result<(Vec<Metadata>, Vec<Unreadable>)> {
+    /// Every legacy version's metadata, and the manifests that could not be read.
+    fn manifests(&self) -> io::Result<(Vec<Metadata>, Vec<Unreadable>)> {
         let mut found = Vec::new();
         let mut unreadable = Vec::new();
         for name_dir in fs::read_dir(self.root.join("manifests"))? {
@@ -134,8 +135,8 @@ impl DataDir {
         Ok((found, unreadable))
     }
 
-    /// The component of a stored version, checked against its hash.
-    pub fn component_bytes(&self, sha256: &str) -> io::Result<Vec<u8>> {
+    /// The component of a legacy version, checked against its hash.
+    fn component_bytes(&self, sha256: &str) -> io::Result<Vec<u8>> {
         let bytes = fs::read(self.blob_path(sha256))?;
         if sha256_hex(&bytes) != sha256 {
             return Err(io::Error::new(
@@ -169,71 +170,19 @@ impl DataDir {
         let serialized = component.serialize().map_err(|error| {
             io::Error::other(format!("serialising the compiled plugin: {error}"))
         })?;
-        self.write_file(&path, &artifact::seal(&serialized), Replace::Yes)
+        self.write_file(&path, &artifact::seal(&serialized))
     }
 
-    /// Stores a new version: its component, its compiled artifact, then its manifest. Fails with
-    /// `AlreadyExists` if the version is already stored.
-    pub fn put(&self, metadata: &Metadata, bytes: &[u8], component: &Component) -> io::Result<()> {
-        let blob = self.blob_path(&metadata.sha256);
-        if !blob.exists() {
-            self.write_file(&blob, bytes, Replace::Yes)?;
-        }
-        self.save_compiled(&metadata.sha256, component)?;
-        let dir = self.manifest_dir(&metadata.name);
-        if !dir.exists() {
-            fs::create_dir_all(&dir)?;
-            sync_dir(&self.root.join("manifests"))?;
-        }
-        let manifest = serde_json::to_vec_pretty(metadata).map_err(io::Error::other)?;
-        let path = dir.join(format!("{}.json", metadata.version));
-        match self.write_file(&path, &manifest, Replace::No) {
-            // Written but not known to be durable: take it back, so the upload fails as a whole
-            // rather than leaving a version the registry does not have.
-            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
-                let _ = fs::remove_file(&path);
-                Err(error)
-            }
-            written => written,
-        }
-    }
-
-    /// Removes the manifests of these versions of `name`.
-    pub fn remove(&self, name: &str, versions: &[semver::Version]) -> io::Result<()> {
-        let dir = self.manifest_dir(name);
-        for version in versions {
-            match fs::remove_file(dir.join(format!("{version}.json"))) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
-        }
-        sync_dir(&dir)?;
-        if fs::read_dir(&dir)?.next().is_none() {
-            let _ = fs::remove_dir(&dir);
-        }
-        Ok(())
-    }
-
-    /// Removes components (and their compiled code) that neither `keep` nor any stored manifest
-    /// names (a version that did not load keeps its files), and artifacts of other engine builds.
-    /// Does nothing if a manifest cannot be read.
-    pub fn collect_garbage(&self, mut keep: HashSet<String>) -> io::Result<()> {
-        let (manifests, unreadable) = self.manifests()?;
-        if !unreadable.is_empty() {
-            return Ok(());
-        }
-        keep.extend(manifests.into_iter().map(|metadata| metadata.sha256));
-        let unused = |path: &Path| {
-            path.file_stem()
+    /// Removes compiled code that `keep` does not name, and that of other engine builds.
+    pub fn collect_garbage(&self, keep: &HashSet<String>) -> io::Result<()> {
+        for entry in fs::read_dir(&self.compiled)? {
+            let path = entry?.path();
+            let unused = path
+                .file_stem()
                 .and_then(|stem| stem.to_str())
-                .is_none_or(|sha256| !keep.contains(sha256))
-        };
-        for dir in [self.root.join("blobs"), self.compiled.clone()] {
-            for entry in fs::read_dir(&dir)? {
-                let path = entry?.path();
-                if unused(&path) {
-                    fs::remove_file(&path)?;
-                }
+                .is_none_or(|sha256| !keep.contains(sha256));
+            if unused {
+                fs::remove_file(&path)?;
             }
         }
         for entry in fs::read_dir(self.root.join("compiled"))? {
@@ -245,41 +194,52 @@ impl DataDir {
         Ok(())
     }
 
+    /// The uploads kept here before the store: each version's metadata and component, and the
+    /// manifests that could not be read. Empty if there are none.
+    pub fn legacy_uploads(&self) -> io::Result<(Vec<LegacyUpload>, Vec<Unreadable>)> {
+        if !self.root.join("manifests").exists() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let (manifests, mut unreadable) = self.manifests()?;
+        let mut uploads = Vec::with_capacity(manifests.len());
+        for metadata in manifests {
+            match self.component_bytes(&metadata.sha256) {
+                Ok(bytes) => uploads.push((metadata, bytes)),
+                Err(error) => unreadable.push(Unreadable {
+                    path: self.blob_path(&metadata.sha256),
+                    reason: error.to_string(),
+                }),
+            }
+        }
+        Ok((uploads, unreadable))
+    }
+
+    /// Drops the uploads kept here before the store, once the store has them.
+    pub fn remove_legacy_uploads(&self) -> io::Result<()> {
+        for dir in ["manifests", "blobs"] {
+            match fs::remove_dir_all(self.root.join(dir)) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        sync_dir(&self.root)
+    }
+
     /// Writes `bytes` to `path` through a flushed temporary file and a rename, so `path` is either
-    /// absent or whole. With `Replace::No` an existing `path` is an `AlreadyExists` error.
-    fn write_file(&self, path: &Path, bytes: &[u8], replace: Replace) -> io::Result<()> {
+    /// absent or whole.
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut file = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
         file.write_all(bytes)?;
         file.as_file().sync_all()?;
-        match replace {
-            Replace::Yes => file.persist(path).map_err(|error| error.error)?,
-            Replace::No => file.persist_noclobber(path).map_err(|error| error.error)?,
-        };
+        file.persist(path).map_err(|error| error.error)?;
         sync_dir(path.parent().unwrap_or(&self.root))
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Replace {
-    Yes,
-    No,
 }
 
 fn read_manifest(path: &Path) -> Result<Metadata, String> {
     let text = fs::read(path).map_err(|error| error.to_string())?;
     let metadata: Metadata = serde_json::from_slice(&text).map_err(|error| error.to_string())?;
-    // Its fields become file names (and the name of compiled code to load): only what an upload
-    // could have written.
-    super::check_name(&metadata.name)?;
-    let is_sha256 = metadata.sha256.len() == 64
-        && metadata
-            .sha256
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
-    if !is_sha256 {
-        return Err(format!("`{}` is not a SHA-256 in hex", metadata.sha256));
-    }
-    super::manifest::check_version(&metadata.version)?;
+    metadata.check()?;
     // The file's place must agree with its contents: a manifest copied by hand to another name or
     // version would otherwise shadow it.
     let expected = Path::new(&metadata.name).join(format!("{}.json", metadata.version));

@@ -38,8 +38,10 @@ pub enum PluginError {
     BadManifest(String),
     #[error("the plugin's limits are refused: {0}")]
     Limits(String),
-    #[error("this server keeps no plugins: it was started without a data directory")]
-    NoDataDir,
+    #[error("this plugin host keeps no uploads: it has no store")]
+    NoStore,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("the server is shutting down and no longer changes its plugins")]
     Closed,
     #[error("{0}")]

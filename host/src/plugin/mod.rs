@@ -19,8 +19,9 @@
 //! - `page_resource.rs` and `log.rs`: the host side of the WIT interfaces (`bindings.rs`, private);
 //! - `cpu.rs`: the CPU slots, with cooperative preemption at fuel yields; `workers.rs`: the workers;
 //! - `scorer.rs`: scorer plugins as the scheduler's [`Scorer`](crate::sched::Scorer);
-//! - `uploads.rs`, `data_dir.rs`, `manifest.rs`, `validate.rs`, `artifact.rs`: the registry of
-//!   uploaded plugins and where it is kept; `check.rs`: `pagewright plugin check`.
+//! - `uploads.rs`, `shared.rs`, `manifest.rs`, `validate.rs`: the registry of uploaded plugins,
+//!   kept in the store every host shares and followed by each; `data_dir.rs`, `artifact.rs`: this
+//!   host's compiled code; `check.rs`: `pagewright plugin check`.
 
 mod artifact;
 mod bindings;
@@ -37,6 +38,7 @@ mod page_resource;
 mod registry;
 mod scorer;
 mod settings;
+mod shared;
 mod state;
 mod uploads;
 mod validate;
@@ -63,7 +65,8 @@ pub use manifest::{Limits, LimitsView, MAX_DESCRIPTION_BYTES, Manifest, Requeste
 pub use registry::{Metadata, Plugin, PluginInfo, Role, Roles, Source, sha256_hex};
 pub use scorer::ScorerPlugin;
 pub use settings::PluginSettings;
-pub use uploads::Uploaded;
+pub use shared::{FOLLOW_POLL, ScorerSetting};
+pub use uploads::{Deleted, Uploaded};
 
 /// What plugin calls cost a job: fuel (about one unit per WebAssembly instruction) and wall time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -152,10 +155,16 @@ struct HostInner {
     engine: wasmtime::Engine,
     linker: wasmtime::component::Linker<state::PluginState>,
     plugins: RwLock<registry::Registry>,
-    /// The data directory, where uploads and compiled code are kept; `None` for one-off commands.
+    /// The data directory, where compiled code is kept; `None` for one-off commands.
     data_dir: Option<data_dir::DataDir>,
-    /// Held while the registry and the data directory change (an upload's commit, a delete), so they
-    /// change together and in one order.
+    /// The registry of uploads every host shares; set once by [`PluginHost::share_registry`].
+    store: std::sync::OnceLock<crate::store::Store>,
+    /// Where this host stands with the store's registry.
+    following: std::sync::Mutex<shared::Following>,
+    /// The scorer setting every host follows, with its revision.
+    scorer: tokio::sync::watch::Sender<(i64, ScorerSetting)>,
+    /// Held while the registry changes (an upload's commit, a delete, following the store), so
+    /// changes happen in one order.
     changes: tokio::sync::Mutex<()>,
     /// One compilation at a time: a large component keeps a core busy for seconds.
     compiles: Semaphore,
@@ -219,9 +228,28 @@ impl std::fmt::Debug for HostInner {
     }
 }
 
+/// A [`PluginHost`] that does not keep it alive, for tasks that should end with it.
+#[derive(Debug, Clone)]
+pub struct WeakPluginHost {
+    inner: std::sync::Weak<HostInner>,
+}
+
+impl WeakPluginHost {
+    pub fn upgrade(&self) -> Option<PluginHost> {
+        self.inner.upgrade().map(|inner| PluginHost { inner })
+    }
+}
+
 impl PluginHost {
+    pub fn downgrade(&self) -> WeakPluginHost {
+        WeakPluginHost {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
     /// Builds the engine and linker, starts the workers and the epoch ticker, opens the data
-    /// directory, and loads the built-in plugins, the `--plugin` files and the uploaded plugins.
+    /// directory, and loads the built-in plugins and the `--plugin` files. The uploaded plugins
+    /// come with the store ([`PluginHost::share_registry`]).
     pub fn new(settings: PluginSettings, metrics: Metrics) -> Result<Self, PluginError> {
         let host = Self::without_plugins(settings, metrics)?;
         let builtin_version = semver::Version::parse(env!("CARGO_PKG_VERSION"))
@@ -242,7 +270,6 @@ impl PluginHost {
             })?;
             host.load(name, &bytes)?;
         }
-        host.restore_uploads();
         Ok(host)
     }
 
@@ -266,6 +293,9 @@ impl PluginHost {
                 linker,
                 plugins: RwLock::new(registry::Registry::default()),
                 data_dir,
+                store: std::sync::OnceLock::new(),
+                following: std::sync::Mutex::new(shared::Following::default()),
+                scorer: tokio::sync::watch::channel((0, ScorerSetting::Unset)).0,
                 changes: tokio::sync::Mutex::new(()),
                 compiles: Semaphore::new(1),
                 compilations: Default::default(),
@@ -379,6 +409,13 @@ impl PluginHost {
         self.inner
             .plugins
             .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, registry::Registry> {
+        self.inner
+            .plugins
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

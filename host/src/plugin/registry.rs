@@ -129,6 +129,21 @@ impl Metadata {
     pub fn reference(&self) -> String {
         format!("{}@{}", self.name, self.version)
     }
+
+    /// Checks what was read back from storage: its name and version are what an upload could
+    /// have given, its hash is a SHA-256 (it names compiled code to load).
+    pub(super) fn check(&self) -> Result<(), String> {
+        super::check_name(&self.name)?;
+        let is_sha256 = self.sha256.len() == 64
+            && self
+                .sha256
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+        if !is_sha256 {
+            return Err(format!("`{}` is not a SHA-256 in hex", self.sha256));
+        }
+        super::manifest::check_version(&self.version)
+    }
 }
 
 /// Hex SHA-256 of `bytes`.

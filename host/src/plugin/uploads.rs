@@ -1,17 +1,17 @@
-//! Plugins that come and go while the server runs: an upload (checked, compiled at low priority, then
-//! stored and registered), a delete, and at start-up the restore of every stored upload from its
-//! compiled code.
+//! Plugins that come and go while the server runs: an upload (checked, compiled at low priority,
+//! then added to the store's registry and to this host's) and a delete. The store is the registry
+//! every host shares; `shared.rs` keeps this host in step with it.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use wasmtime::component::Component;
 
-use super::data_dir::Unreadable;
 use super::manifest::{Limits, Manifest};
 use super::registry::{self, Metadata, Plugin, Source, parse_reference, sha256_hex};
 use super::{PluginError, PluginHost, check_name};
+use crate::store::{Added, Event, StoredVersion};
 
 /// The result of an upload: the plugin, and whether it is new (`false`: this exact version was
 /// already there, and nothing changed).
@@ -21,19 +21,28 @@ pub struct Uploaded {
     pub created: bool,
 }
 
+/// What a delete removed.
+#[derive(Debug)]
+pub struct Deleted {
+    pub name: String,
+    pub versions: Vec<String>,
+}
+
+/// Attempts at a version number for an upload that names none, when other hosts keep taking the
+/// next one first.
+const VERSION_ATTEMPTS: usize = 5;
+
 impl PluginHost {
-    /// Checks, compiles, stores and registers a component as a new version of `name`. Nothing is
-    /// stored unless every check passes; a version that exists with the same component (and
-    /// manifest) is answered as it is, one with another is refused.
+    /// Checks, compiles and stores a component as a new version of `name`, then registers it.
+    /// Nothing is stored unless every check passes; a version that exists with the same component
+    /// (and manifest) is answered as it is, one with another is refused.
     pub async fn upload(
         &self,
         name: &str,
         manifest: Manifest,
         bytes: Bytes,
     ) -> Result<Uploaded, PluginError> {
-        if self.inner.data_dir.is_none() {
-            return Err(PluginError::NoDataDir);
-        }
+        self.store()?;
         check_name(name).map_err(PluginError::BadUpload)?;
         manifest.check().map_err(PluginError::BadManifest)?;
         self.check_replaceable(name)?;
@@ -69,7 +78,7 @@ impl PluginHost {
         }
         let metadata = Metadata {
             name: name.to_owned(),
-            // Decided under the change lock.
+            // Decided when it is stored.
             version: semver::Version::new(0, 0, 0),
             description: manifest.description,
             sha256,
@@ -80,8 +89,7 @@ impl PluginHost {
             limits: manifest.limits,
         };
         // The commit runs as a task of its own, holding the change lock throughout: a client that
-        // goes away must not leave the disk written and the registry not (or the lock released
-        // while the disk is still being written).
+        // goes away must not leave the store written and the registry not.
         let host = self.clone();
         let commit = tokio::spawn(async move {
             host.commit_upload(&checked, metadata, manifest.version, component, bytes)
@@ -92,8 +100,9 @@ impl PluginHost {
             .map_err(|error| PluginError::Storage(format!("storing the plugin failed: {error}")))?
     }
 
-    /// The second half of an upload, under the change lock: decide the version, write the data
-    /// directory, register.
+    /// The second half of an upload, under the change lock: decide the version, add it to the
+    /// store (where another host may have taken the number first), keep its compiled code,
+    /// register it and tell the farm.
     async fn commit_upload(
         &self,
         checked: &Plugin,
@@ -102,85 +111,96 @@ impl PluginHost {
         component: Component,
         bytes: Bytes,
     ) -> Result<Uploaded, PluginError> {
+        let store = self.store()?;
         let _changing = self.inner.changes.lock().await;
         self.check_open()?;
         self.check_replaceable(&metadata.name)?;
-        let versions = self.versions(&metadata.name);
-        let same_as = |existing: &Plugin| {
-            let stored = existing.metadata();
+        let same_as = |stored: &Metadata| {
             stored.sha256 == metadata.sha256
                 && stored.description == metadata.description
                 && stored.limits == metadata.limits
         };
-        metadata.version = match (requested_version, versions.last()) {
-            (Some(version), _) => version,
-            // The same upload again without a version: nothing new.
-            (None, Some(latest)) if same_as(latest) => {
-                return Ok(Uploaded {
-                    plugin: latest.clone(),
-                    created: false,
-                });
-            }
-            (None, Some(latest)) => {
-                let latest = latest.version();
-                semver::Version::new(latest.major, latest.minor, latest.patch + 1)
-            }
-            (None, None) => semver::Version::new(0, 1, 0),
-        };
-        if let Some(existing) = versions.iter().find(|p| p.version() == &metadata.version) {
-            return if same_as(existing) {
-                Ok(Uploaded {
-                    plugin: existing.clone(),
-                    created: false,
-                })
-            } else {
-                Err(PluginError::VersionExists {
-                    reference: metadata.reference(),
-                })
+        let mut attempts = 0;
+        let plugin = loop {
+            attempts += 1;
+            let versions = self.stored_versions(&metadata.name).await?;
+            metadata.version = match (&requested_version, versions.last()) {
+                (Some(version), _) => version.clone(),
+                // The same upload again without a version: nothing new.
+                (None, Some(latest)) if same_as(latest) => {
+                    let existing = latest.clone();
+                    return Ok(Uploaded {
+                        plugin: self.register_stored(checked, existing),
+                        created: false,
+                    });
+                }
+                (None, Some(latest)) => {
+                    let latest = &latest.version;
+                    semver::Version::new(latest.major, latest.minor, latest.patch + 1)
+                }
+                (None, None) => semver::Version::new(0, 1, 0),
             };
-        }
-        let plugin = Arc::new(checked.with_metadata(metadata.clone()));
-        let reference = metadata.reference();
-        let inner = self.inner.clone();
-        let stored = tokio::task::spawn_blocking(move || {
-            let data_dir = inner.data_dir.as_ref().expect("checked by upload");
-            data_dir.put(&metadata, &bytes, &component)
-        })
-        .await
-        .map_err(|error| PluginError::Storage(format!("storing the plugin failed: {error}")))?;
-        match stored {
-            Ok(()) => {}
-            // A manifest on disk that the registry does not have: a version that did not load at
-            // start-up. It still holds its version number.
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(PluginError::VersionExists { reference });
+            let stored = StoredVersion {
+                name: metadata.name.clone(),
+                version: metadata.version.to_string(),
+                sha256: metadata.sha256.clone(),
+                metadata: serde_json::to_string(&metadata)
+                    .expect("plugin metadata serializes as JSON"),
+            };
+            match store.add_plugin_version(&stored, &bytes).await? {
+                Added::Added => break Arc::new(checked.with_metadata(metadata.clone())),
+                Added::Taken(existing) => {
+                    let existing: Option<Metadata> = serde_json::from_str(&existing.metadata).ok();
+                    match existing {
+                        Some(existing) if same_as(&existing) => {
+                            return Ok(Uploaded {
+                                plugin: self.register_stored(checked, existing),
+                                created: false,
+                            });
+                        }
+                        // Another host took the next number first: take the one after.
+                        _ if requested_version.is_none() && attempts < VERSION_ATTEMPTS => {}
+                        _ => {
+                            return Err(PluginError::VersionExists {
+                                reference: metadata.reference(),
+                            });
+                        }
+                    }
+                }
             }
-            Err(error) => {
-                tracing::error!(plugin = %reference, %error, "storing an upload failed");
-                return Err(PluginError::Storage(format!(
-                    "storing {reference} failed: {error}"
-                )));
-            }
+        };
+        if let Some(data_dir) = &self.inner.data_dir
+            && let Err(error) = data_dir.save_compiled(&metadata.sha256, &component)
+        {
+            tracing::warn!(%error, "keeping a compiled plugin failed; it will be compiled again");
         }
-        self.inner
-            .plugins
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(plugin.clone());
-        tracing::info!(plugin = %reference, roles = %plugin.roles(), size = plugin.metadata().size, "plugin uploaded");
+        self.registry_mut().insert(plugin.clone());
+        self.announce().await;
+        tracing::info!(plugin = %metadata.reference(), roles = %plugin.roles(), size = metadata.size, "plugin uploaded");
         Ok(Uploaded {
             plugin,
             created: true,
         })
     }
 
-    /// Deletes one version (`name@version`) or every version (`name`) of an uploaded plugin, from
-    /// the data directory and then the registry. Jobs already running it finish with it. Runs as a
-    /// task of its own, so a client that goes away cannot cut it in half.
-    pub async fn delete(&self, reference: &str) -> Result<Vec<Arc<Plugin>>, PluginError> {
-        if self.inner.data_dir.is_none() {
-            return Err(PluginError::NoDataDir);
+    /// A version the store has with `checked`'s component, registered here if it is not yet.
+    fn register_stored(&self, checked: &Plugin, metadata: Metadata) -> Arc<Plugin> {
+        if let Ok(plugin) = self
+            .registry()
+            .get_version(&metadata.name, &metadata.version)
+        {
+            return plugin;
         }
+        let plugin = Arc::new(checked.with_metadata(metadata));
+        self.registry_mut().insert(plugin.clone());
+        plugin
+    }
+
+    /// Deletes one version (`name@version`) or every version (`name`) of an uploaded plugin, from
+    /// the store and then this host's registry (the other hosts follow). Jobs already running it
+    /// finish with it. Runs as a task of its own, so a client that goes away cannot cut it in half.
+    pub async fn delete(&self, reference: &str) -> Result<Deleted, PluginError> {
+        self.store()?;
         let host = self.clone();
         let reference = reference.to_owned();
         tokio::spawn(async move { host.delete_now(&reference).await })
@@ -188,84 +208,72 @@ impl PluginHost {
             .map_err(|error| PluginError::Storage(format!("deleting the plugin failed: {error}")))?
     }
 
-    async fn delete_now(&self, reference: &str) -> Result<Vec<Arc<Plugin>>, PluginError> {
+    async fn delete_now(&self, reference: &str) -> Result<Deleted, PluginError> {
         let (name, version) = parse_reference(reference)?;
+        let store = self.store()?;
         let _changing = self.inner.changes.lock().await;
         self.check_open()?;
-        let targets = match &version {
-            Some(_) => vec![self.get(reference)?],
-            None => self.versions(name),
-        };
-        let Some(first) = targets.first() else {
+        self.check_replaceable(name)?;
+        let removed = store
+            .remove_plugin_versions(name, version.as_ref().map(ToString::to_string).as_deref())
+            .await?;
+        if removed.is_empty() {
             return Err(PluginError::NotFound(reference.to_owned()));
-        };
-        if first.source() != Source::Uploaded {
-            return Err(PluginError::Protected {
-                name: name.to_owned(),
-                what: first.source().description(),
-            });
         }
-        let versions: Vec<semver::Version> = targets
-            .iter()
-            .map(|plugin| plugin.version().clone())
-            .collect();
-        // The disk first: if removing a manifest fails, the registry still has the version, as
-        // the next start would.
-        let inner = self.inner.clone();
-        let name_ = name.to_owned();
-        let removed = tokio::task::spawn_blocking(move || {
-            let data_dir = inner.data_dir.as_ref().expect("checked by delete");
-            data_dir.remove(&name_, &versions)
-        })
-        .await
-        .map_err(|error| PluginError::Storage(format!("deleting the plugin failed: {error}")))?;
-        if let Err(error) = removed {
-            tracing::error!(plugin = reference, %error, "deleting a plugin from the data directory failed");
-            return Err(PluginError::Storage(format!(
-                "deleting {reference} from the data directory failed: {error}"
-            )));
-        }
-        let removed = self
-            .inner
-            .plugins
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(name, version.as_ref());
+        self.registry_mut().remove(name, version.as_ref());
         self.collect_garbage().await;
+        self.announce().await;
         tracing::info!(
             plugin = reference,
             versions = removed.len(),
             "plugin deleted"
         );
-        Ok(removed)
+        Ok(Deleted {
+            name: name.to_owned(),
+            versions: removed,
+        })
     }
 
-    /// Removes components that no stored manifest and no loaded plugin uses. Best effort: what is
-    /// left is retried at the next delete or start.
-    async fn collect_garbage(&self) {
+    /// Removes compiled code that no loaded plugin uses. Best effort: what is left is retried at
+    /// the next delete or start.
+    pub(super) async fn collect_garbage(&self) {
+        let Some(_) = &self.inner.data_dir else {
+            return;
+        };
         let inner = self.inner.clone();
-        let keep = self.registry().component_hashes();
+        let keep: HashSet<String> = self.registry().component_hashes();
         let collected = tokio::task::spawn_blocking(move || {
-            let data_dir = inner.data_dir.as_ref().expect("only with a data directory");
-            data_dir.collect_garbage(keep)
+            let data_dir = inner.data_dir.as_ref().expect("checked above");
+            data_dir.collect_garbage(&keep)
         })
         .await;
         if let Ok(Err(error)) = collected {
-            tracing::warn!(%error, "clearing unused files from the data directory failed");
+            tracing::warn!(%error, "clearing unused compiled plugins failed");
         }
     }
 
-    /// Stops changes to the registry and releases the data directory, for another server to use;
-    /// waits for an upload or delete in progress to finish first. At shutdown.
+    /// Tells the other hosts that the registry changed (they would see it at their next poll).
+    async fn announce(&self) {
+        if let Ok(store) = self.store()
+            && let Err(error) = store.notify(&Event::Plugins).await
+        {
+            tracing::debug!(%error, "telling the farm of a plugin change failed");
+        }
+    }
+
+    /// Stops changes to the registry, stops following the store, and releases the data directory
+    /// for another server to use; waits for an upload or delete in progress to finish first. At
+    /// shutdown.
     pub async fn close(&self) {
         let _changing = self.inner.changes.lock().await;
+        self.stop_following();
         if let Some(data_dir) = &self.inner.data_dir {
             data_dir.release();
         }
     }
 
     /// Refuses changes once [`PluginHost::close`] ran. Called under the change lock.
-    fn check_open(&self) -> Result<(), PluginError> {
+    pub(super) fn check_open(&self) -> Result<(), PluginError> {
         match &self.inner.data_dir {
             Some(data_dir) if !data_dir.is_held() => Err(PluginError::Closed),
             _ => Ok(()),
@@ -273,7 +281,7 @@ impl PluginHost {
     }
 
     /// Only uploaded plugins may be replaced: refuses a name that a built-in or a `--plugin` file has.
-    fn check_replaceable(&self, name: &str) -> Result<(), PluginError> {
+    pub(super) fn check_replaceable(&self, name: &str) -> Result<(), PluginError> {
         let source = if registry::is_builtin(name) {
             Some(Source::Builtin)
         } else {
@@ -291,7 +299,7 @@ impl PluginHost {
     /// Compiles an upload on a thread of its own at the plugin workers' low priority, one upload at
     /// a time, so a 20 MB component compiling for seconds slows renders as little as it can; reuses
     /// compiled code the data directory already has.
-    async fn compile_in_background(
+    pub(super) async fn compile_in_background(
         &self,
         name: &str,
         sha256: &str,
@@ -330,82 +338,5 @@ impl PluginHost {
             .map_err(|_| PluginError::Engine("the compiler thread stopped".into()))?;
         tracing::debug!(plugin = name, ?elapsed, "upload compiled");
         result.map_err(invalid)
-    }
-
-    /// Loads every upload kept in the data directory, from compiled code where this engine has it.
-    /// A stored plugin that no longer loads (the server's rules changed, a file is damaged) is logged
-    /// and left on disk, never a reason not to start. Then removes what no plugin uses.
-    pub(super) fn restore_uploads(&self) {
-        let Some(data_dir) = &self.inner.data_dir else {
-            return;
-        };
-        let started = std::time::Instant::now();
-        let (mut manifests, unreadable) = match data_dir.manifests() {
-            Ok(found) => found,
-            Err(error) => {
-                tracing::error!(%error, "reading the stored plugins failed; starting without them");
-                return;
-            }
-        };
-        for Unreadable { path, reason } in unreadable {
-            tracing::error!(path = %path.display(), %reason, "a stored plugin manifest is unreadable; skipped");
-        }
-        manifests.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
-        let mut restored = 0;
-        let mut names = BTreeSet::new();
-        for metadata in manifests {
-            let reference = metadata.reference();
-            match self.restore(metadata) {
-                Ok(plugin) => {
-                    restored += 1;
-                    names.insert(plugin.name().to_owned());
-                }
-                Err(error) => {
-                    tracing::error!(plugin = %reference, %error, "a stored plugin does not load; skipped")
-                }
-            }
-        }
-        if let Err(error) = data_dir.collect_garbage(self.registry().component_hashes()) {
-            tracing::warn!(%error, "clearing unused files from the data directory failed");
-        }
-        tracing::info!(plugins = names.len(), versions = restored, elapsed = ?started.elapsed(), "restored uploaded plugins");
-    }
-
-    fn restore(&self, metadata: Metadata) -> Result<Arc<Plugin>, PluginError> {
-        let data_dir = self.inner.data_dir.as_ref().ok_or(PluginError::NoDataDir)?;
-        self.check_replaceable(&metadata.name)?;
-        let settings = &self.inner.settings;
-        // A server restarted with lower maximums lowers the plugin's limits with them.
-        let limits = Limits::resolve(&metadata.limits.within(&Limits::server(settings)), settings)
-            .map_err(PluginError::Limits)?;
-        let component = match data_dir.compiled(&self.inner.engine, &metadata.sha256) {
-            Some(component) => component,
-            None => {
-                let bytes = data_dir
-                    .component_bytes(&metadata.sha256)
-                    .map_err(|error| {
-                        PluginError::Storage(format!("reading its component: {error}"))
-                    })?;
-                self.component(&metadata.sha256, &bytes)
-                    .map_err(|reason| PluginError::Invalid {
-                        name: metadata.name.clone(),
-                        reason,
-                    })?
-            }
-        };
-        let plugin = Arc::new(Plugin::new(
-            &self.inner.engine,
-            &self.inner.linker,
-            &component,
-            metadata,
-            Source::Uploaded,
-            limits,
-        )?);
-        self.inner
-            .plugins
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(plugin.clone());
-        Ok(plugin)
     }
 }

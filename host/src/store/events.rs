@@ -7,7 +7,10 @@
 //! so every host also polls (claims), renews its leases (which finds cancelled jobs) and re-reads
 //! the registry now and then.
 
+use std::time::Duration;
+
 use sqlx::postgres::PgListener;
+use tokio::sync::broadcast;
 
 use super::jobs::query;
 use super::{Backend, Store, StoreError};
@@ -24,6 +27,9 @@ pub enum Event {
     Cancelled(String),
     /// A plugin was uploaded or deleted, or the scorer set.
     Plugins,
+    /// The connection that hears events was lost and is back: whatever was said meanwhile was
+    /// missed, so look again.
+    Missed,
 }
 
 impl Event {
@@ -32,6 +38,7 @@ impl Event {
             Self::Queued => "queued".into(),
             Self::Cancelled(id) => format!("cancelled:{id}"),
             Self::Plugins => "plugins".into(),
+            Self::Missed => "missed".into(),
         }
     }
 
@@ -46,31 +53,85 @@ impl Event {
     }
 }
 
-/// A connection that hears the farm's events.
+/// Events buffered for a subscriber that falls behind; one that falls further gets `Missed`.
+const BACKLOG: usize = 1024;
+/// Waits between attempts to connect the listening connection.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// The farm's events, heard on one connection of their own and handed to every subscriber.
+#[derive(Debug)]
+pub(super) struct Hub {
+    sender: broadcast::Sender<Event>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Hub {
+    /// Starts hearing the farm's events on a connection to `url`.
+    pub(super) fn start(url: String, shown: String) -> Self {
+        let (sender, _) = broadcast::channel(BACKLOG);
+        let listener = tokio::spawn(listen(url, shown, sender.clone()));
+        Self { sender, listener }
+    }
+
+    pub(super) fn stop(&self) {
+        self.listener.abort();
+    }
+}
+
+/// Connects, listens and forwards until stopped; a lost connection is made again, and its
+/// subscribers told that they missed what was said meanwhile.
+async fn listen(url: String, shown: String, sender: broadcast::Sender<Event>) {
+    loop {
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(store = %shown, %error, "connecting to hear the farm's events failed; retrying");
+                tokio::time::sleep(RECONNECT).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(CHANNEL).await {
+            tracing::warn!(store = %shown, %error, "listening for the farm's events failed; retrying");
+            tokio::time::sleep(RECONNECT).await;
+            continue;
+        }
+        let _ = sender.send(Event::Missed);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => match Event::parse(notification.payload()) {
+                    Some(event) => {
+                        let _ = sender.send(event);
+                    }
+                    None => tracing::debug!(payload = notification.payload(), "unknown event"),
+                },
+                // Reconnected: tell the subscribers they missed what was sent meanwhile.
+                Ok(None) => {
+                    let _ = sender.send(Event::Missed);
+                }
+                Err(error) => {
+                    tracing::warn!(store = %shown, %error, "hearing the farm's events failed; reconnecting");
+                    tokio::time::sleep(RECONNECT).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// What a subscriber hears.
 #[derive(Debug)]
 pub struct Listener {
-    listener: PgListener,
+    receiver: broadcast::Receiver<Event>,
 }
 
 impl Listener {
-    /// The next event. A lost connection is made again here; what was sent meanwhile is missed,
-    /// and this returns `None` so the caller can catch up by other means.
-    pub async fn next(&mut self) -> Result<Option<Event>, StoreError> {
-        loop {
-            match self
-                .listener
-                .try_recv()
-                .await
-                .map_err(query("hear the farm's events"))?
-            {
-                None => return Ok(None),
-                Some(notification) => {
-                    if let Some(event) = Event::parse(notification.payload()) {
-                        return Ok(Some(event));
-                    }
-                    tracing::debug!(payload = notification.payload(), "unknown event");
-                }
-            }
+    /// The next event; `None` once the store is closed. A subscriber that fell behind by more than
+    /// the backlog hears `Missed`.
+    pub async fn next(&mut self) -> Option<Event> {
+        match self.receiver.recv().await {
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Event::Missed),
+            Err(broadcast::error::RecvError::Closed) => None,
         }
     }
 }
@@ -90,19 +151,11 @@ impl Store {
         Ok(())
     }
 
-    /// A connection of its own that hears the farm's events; `None` on SQLite, which has no farm.
-    pub async fn listen(&self) -> Result<Option<Listener>, StoreError> {
-        if self.backend() != Backend::Postgres {
-            return Ok(None);
-        }
-        let mut listener = PgListener::connect(self.url())
-            .await
-            .map_err(query("connect to hear the farm's events"))?;
-        listener
-            .listen(CHANNEL)
-            .await
-            .map_err(query("listen for the farm's events"))?;
-        Ok(Some(Listener { listener }))
+    /// The farm's events from now on; `None` on SQLite, which has no farm.
+    pub fn listen(&self) -> Option<Listener> {
+        self.hub().map(|hub| Listener {
+            receiver: hub.sender.subscribe(),
+        })
     }
 }
 
@@ -112,6 +165,7 @@ mod tests {
 
     #[test]
     fn events_read_back_as_sent() {
+        assert_eq!(Event::parse("missed"), None, "never sent, only heard");
         for event in [
             Event::Queued,
             Event::Plugins,

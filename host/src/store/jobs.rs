@@ -53,6 +53,8 @@ pub struct JobRow {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub attempts: i64,
+    /// The host running it, while it runs.
+    pub host: Option<String>,
     pub error: Option<ErrorRow>,
     pub webhook_state: Option<String>,
     pub webhook_attempts: i64,
@@ -141,7 +143,7 @@ const FARM_CLOCK: &str = "COALESCE((SELECT farm.vtime FROM tenants farm WHERE fa
 
 const JOB_COLUMNS: &str = "jobs.id, jobs.state, jobs.plugin, jobs.tenant, jobs.class, jobs.number, \
     jobs.url, jobs.webhook, jobs.submitted_at, jobs.started_at, jobs.finished_at, jobs.attempts, \
-    jobs.error_status, jobs.error_code, jobs.error_message, jobs.webhook_state, \
+    jobs.host, jobs.error_status, jobs.error_code, jobs.error_message, jobs.webhook_state, \
     jobs.webhook_attempts, jobs.webhook_error, results.content_type, results.bytes, \
     CAST(CASE WHEN results.body IS NULL THEN 0 ELSE 1 END AS BIGINT) AS kept, results.page_status, results.page_url, results.plugin_fuel, \
     results.plugin_ms";
@@ -298,21 +300,35 @@ impl Store {
             .map_err(query("commit the tenants' clocks"))
     }
 
-    /// Extends the leases of the jobs `host` runs; the ids of those it still holds. A job it runs
-    /// that is not among them was cancelled, or re-claimed after its lease ran out.
+    /// Extends the leases of `ids`, which `host` runs; the ids of those it still holds. One not
+    /// among them was cancelled, or re-claimed after its lease ran out. Only the runs a host knows
+    /// of are renewed: a row it holds without a run (its end could not be stored) runs out.
     pub async fn renew_leases(
         &self,
         host: &str,
+        ids: &[String],
         lease_until: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let held: Vec<(String,)> = sqlx::query_as(
-            "UPDATE jobs SET lease_until = $1 WHERE host = $2 AND state = 'running' RETURNING id",
-        )
-        .bind(lease_until)
-        .bind(host)
-        .fetch_all(self.pool())
-        .await
-        .map_err(query("renew leases"))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Placeholders only ($3, $4, ...): no input reaches the text.
+        let list: Vec<String> = (0..ids.len()).map(|n| format!("${}", n + 3)).collect();
+        let renew = format!(
+            "UPDATE jobs SET lease_until = $1 WHERE host = $2 AND state = 'running' \
+             AND id IN ({}) RETURNING id",
+            list.join(", ")
+        );
+        let mut statement = sqlx::query_as(AssertSqlSafe(renew))
+            .bind(lease_until)
+            .bind(host);
+        for id in ids {
+            statement = statement.bind(id);
+        }
+        let held: Vec<(String,)> = statement
+            .fetch_all(self.pool())
+            .await
+            .map_err(query("renew leases"))?;
         Ok(held.into_iter().map(|(id,)| id).collect())
     }
 
@@ -628,6 +644,7 @@ fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         started_at: row.try_get("started_at").map_err(&read)?,
         finished_at: row.try_get("finished_at").map_err(&read)?,
         attempts: row.try_get("attempts").map_err(&read)?,
+        host: row.try_get("host").map_err(&read)?,
         error: match error_status {
             Some(status) => Some(ErrorRow {
                 status,

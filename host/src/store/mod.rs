@@ -11,6 +11,7 @@
 mod events;
 mod jobs;
 mod outbox;
+mod registry;
 
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ pub use events::{Event, Listener};
 pub use jobs::{
     Cancelled, ClaimedJob, Delivery, ErrorRow, Finish, JobCounts, JobRow, NewJob, ResultMeta,
 };
+pub use registry::{Added, Shared, StoredVersion};
 
 use std::path::Path;
 use std::time::Duration;
@@ -99,8 +101,8 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// The URL as given: a listener connects with it.
-    url: std::sync::Arc<str>,
+    /// Hears the farm's events (PostgreSQL).
+    hub: Option<std::sync::Arc<events::Hub>>,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -110,9 +112,9 @@ pub struct Store {
 const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000";
 
-/// How long opening waits for a connection: a database that does not answer in this time is
-/// reported as down rather than waited on forever at start-up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a query waits for a connection (opening one included): a database that does not
+/// answer in this time is reported as down rather than waited on, at start-up and after.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
     /// Connects and migrates.
@@ -162,10 +164,12 @@ impl Store {
                 source,
             })?;
         tracing::info!(store = %shown, ?backend, "the store is open");
+        let hub = (backend == Backend::Postgres)
+            .then(|| std::sync::Arc::new(events::Hub::start(settings.url.clone(), shown.clone())));
         Ok(Self {
             pool,
             backend,
-            url: settings.url.as_str().into(),
+            hub,
             shown,
         })
     }
@@ -183,12 +187,15 @@ impl Store {
         &self.pool
     }
 
-    fn url(&self) -> &str {
-        &self.url
+    fn hub(&self) -> Option<&events::Hub> {
+        self.hub.as_deref()
     }
 
     /// Closes every connection (at shutdown).
     pub async fn close(&self) {
+        if let Some(hub) = &self.hub {
+            hub.stop();
+        }
         self.pool.close().await;
     }
 }

@@ -269,7 +269,10 @@ async fn leases_expire_into_the_queue_and_jobs_run_again() {
             .await
             .expect("claim");
         assert_eq!(
-            store.renew_leases("host-a", 200).await.expect("renew"),
+            store
+                .renew_leases("host-a", &["j".into(), "other".into()], 200)
+                .await
+                .expect("renew"),
             ["j"],
             "the lease is host-a's"
         );
@@ -286,7 +289,7 @@ async fn leases_expire_into_the_queue_and_jobs_run_again() {
         assert_eq!((again[0].id.as_str(), again[0].attempt), ("j", 2));
         assert!(
             store
-                .renew_leases("host-a", 300)
+                .renew_leases("host-a", &["j".into()], 300)
                 .await
                 .expect("renew")
                 .is_empty(),
@@ -472,4 +475,125 @@ async fn a_bad_url_names_itself_and_the_step() {
         "{message}"
     );
     assert!(!message.contains("s3cret"), "{message}");
+}
+
+#[tokio::test]
+async fn hosts_claiming_at_once_take_each_job_once() {
+    on_both("racing", |store| async move {
+        const JOBS: usize = 300;
+        for n in 0..JOBS {
+            let id = format!("job-{n:03}");
+            let tenant = if n % 3 == 0 { "a" } else { "b" };
+            assert!(
+                store
+                    .submit_job(&job(&id, tenant, 1, 100.0, n as i64), JOBS as i64)
+                    .await
+                    .expect("store")
+            );
+        }
+        // Four hosts claim five at a time, as fast as they can, on connections of their own.
+        let claimers = (0..4).map(|host| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let host = format!("host-{host}");
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store
+                        .claim_jobs(&host, 5, 10, 100_000, 0)
+                        .await
+                        .expect("claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|job| job.id));
+                }
+            })
+        });
+        let mut claimed = Vec::new();
+        for claimer in claimers {
+            claimed.extend(claimer.await.expect("joined"));
+        }
+        claimed.sort();
+        let before = claimed.len();
+        claimed.dedup();
+        assert_eq!(before, claimed.len(), "a job was claimed twice");
+        assert_eq!(claimed.len(), JOBS, "a job was never claimed");
+        let counts = store.job_counts().await.expect("counts");
+        assert_eq!((counts.queued, counts.running), (0, JOBS as i64));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn plugin_versions_are_added_once_and_removed_with_their_unused_components() {
+    on_both("plugins", |store| async move {
+        let version = |version: &str, sha256: &str| StoredVersion {
+            name: "title".into(),
+            version: version.into(),
+            sha256: sha256.into(),
+            metadata: format!("{{\"version\":\"{version}\"}}"),
+        };
+        assert_eq!(store.registry_revision().await.expect("revision"), 0);
+        let first = version("1.0.0", "aa");
+        assert_eq!(
+            store.add_plugin_version(&first, b"one").await.expect("add"),
+            Added::Added
+        );
+        let taken = store
+            .add_plugin_version(&version("1.0.0", "bb"), b"two")
+            .await
+            .expect("add");
+        assert_eq!(taken, Added::Taken(first.clone()), "versions are immutable");
+        store
+            .add_plugin_version(&version("1.0.1", "aa"), b"one")
+            .await
+            .expect("add");
+        assert_eq!(store.registry_revision().await.expect("revision"), 2);
+        assert_eq!(
+            store
+                .plugin_versions(Some("title"))
+                .await
+                .expect("read")
+                .len(),
+            2
+        );
+
+        let removed = store
+            .remove_plugin_versions("title", Some("1.0.0"))
+            .await
+            .expect("remove");
+        assert_eq!(removed, ["1.0.0"]);
+        assert!(
+            store.plugin_component("aa").await.expect("read").is_some(),
+            "1.0.1 still uses it"
+        );
+        assert_eq!(
+            store
+                .remove_plugin_versions("title", None)
+                .await
+                .expect("remove"),
+            ["1.0.1"]
+        );
+        assert!(store.plugin_component("aa").await.expect("read").is_none());
+        assert!(
+            store
+                .remove_plugin_versions("title", None)
+                .await
+                .expect("remove")
+                .is_empty()
+        );
+        assert_eq!(store.registry_revision().await.expect("revision"), 4);
+
+        assert_eq!(store.shared("scorer").await.expect("read"), None);
+        store.set_shared("scorer", Some("mine")).await.expect("set");
+        store.set_shared("scorer", None).await.expect("set");
+        assert_eq!(
+            store.shared("scorer").await.expect("read"),
+            Some(Shared {
+                value: None,
+                revision: 2
+            })
+        );
+    })
+    .await;
 }
