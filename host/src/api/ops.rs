@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::sys::Memory;
 
 /// 200 while a browser is connected (one shard's is enough: placement sends jobs around the
 /// others while they relaunch), 503 otherwise.
@@ -45,7 +46,7 @@ pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_
     if queue.queued * 10 >= queue.queue_capacity * 9 {
         reasons.push("queue_full");
     }
-    if memory.is_low() {
+    if memory_is_low(&memory) {
         reasons.push("memory_low");
     }
     let status = if reasons.is_empty() {
@@ -71,40 +72,11 @@ pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_
     (status, Json(body))
 }
 
-/// The host process's resident memory and the machine's, from `/proc` (`None` where unreadable).
-#[derive(Debug)]
-struct Memory {
-    host_rss: Option<u64>,
-    available: Option<u64>,
-    total: Option<u64>,
-}
-
-impl Memory {
-    fn now() -> Self {
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let field = |name: &str| {
-            meminfo
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-                .map(|kib| kib * 1024)
-        };
-        // statm's second field is resident pages; pages are 4 KiB on the machines this runs on.
-        let host_rss = std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .map(|pages| pages * 4096);
-        Self {
-            host_rss,
-            available: field("MemAvailable:"),
-            total: field("MemTotal:"),
-        }
-    }
-
-    fn is_low(&self) -> bool {
-        matches!((self.available, self.total), (Some(available), Some(total))
-            if (available as f64) < total as f64 * LOW_MEMORY_SHARE)
-    }
+/// Whether memory is low: less than [`LOW_MEMORY_SHARE`] of the total is available (the
+/// container's, where a cgroup limits it).
+fn memory_is_low(memory: &Memory) -> bool {
+    matches!((memory.available, memory.total), (Some(available), Some(total))
+        if (available as f64) < total as f64 * LOW_MEMORY_SHARE)
 }
 
 /// Isolation keys `/v1/status` lists under `prewarm`.

@@ -3,8 +3,13 @@
 //! limit, and a NUMA shard's CPU affinity and memory policy, for its threads and its Chromium).
 //! Kept in this one module so that every such `unsafe` block is here, next to the reason it is
 //! sound. The only other `unsafe` in the host is loading compiled plugin code, in
-//! `plugin/artifact.rs`. Also here: what the machine has (memory, cores), read from the kernel.
+//! `plugin/artifact.rs`. Also here: what the machine has (cores; memory, in `memory.rs`, the
+//! container's limit where there is one), read from the kernel.
 #![allow(unsafe_code)]
+
+mod memory;
+
+pub use memory::{Memory, total_memory_bytes};
 
 use std::collections::BTreeSet;
 use std::io;
@@ -177,18 +182,6 @@ impl Pinning {
             command.pre_exec(move || self.apply());
         }
     }
-}
-
-/// Physical memory from `/proc/meminfo`; 4 GiB when it cannot be read (a conservative guess).
-pub fn total_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(4 << 30)
 }
 
 /// CPU cores this process may use; 2 when the kernel does not say.
