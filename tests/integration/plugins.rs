@@ -552,3 +552,48 @@ async fn a_client_that_goes_away_mid_plugin_gets_its_page_reset_and_reused() {
         .assert_metric("pagewright_pool_pages_reused_total 1")
         .await;
 }
+
+#[tokio::test]
+async fn a_plugin_of_ones_own_runs_without_a_page_when_given_none() {
+    let server = TestServer::with_guests(&["noop", "title", "stamp"], &[]).await;
+    // Neither `url` nor `html`: the extractor runs on the plugin workers alone.
+    let response = server.post("/v1/run/noop", json!({})).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("text"), "");
+    // Its page calls fail, as the plugin is told; this one answers that as an invalid input.
+    let response = server.post("/v1/run/title", json!({})).await;
+    let message = error_message(response, 400, "invalid_input").await;
+    assert!(message.contains("no page"), "{message}");
+    // As an async job too, and no page was ever opened for them.
+    let job = server.post("/v1/jobs", json!({ "plugin": "noop" })).await;
+    assert_eq!(job.status(), 202);
+    let job: Value = job.json().await.expect("a job");
+    let id = job["id"].as_str().expect("an id").to_owned();
+    eventually(
+        "the page-less job succeeds",
+        Duration::from_secs(30),
+        || async {
+            let job = server.get_json(&format!("/v1/jobs/{id}")).await;
+            (job["state"] == "succeeded").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(server.get_json("/v1/status").await["pool"]["live_pages"], 0);
+
+    // The built-ins render a page, and page scripts need one.
+    for path in ["/v1/run/content", "/v1/content", "/v1/screenshot"] {
+        let message =
+            error_message(server.post(path, json!({})).await, 400, "invalid_request").await;
+        assert!(message.contains("`url` or `html`"), "{path}: {message}");
+    }
+    let message = error_message(
+        server
+            .post("/v1/run/noop", json!({ "scripts": ["stamp"] }))
+            .await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message.contains("page scripts need a page"), "{message}");
+    server.shutdown().await;
+}

@@ -98,7 +98,7 @@ pub async fn submit(
         number: job.number,
         url: match &job.target {
             Target::Url(url) => Some(url.clone()),
-            Target::Html(_) => None,
+            Target::Html(_) | Target::NoPage => None,
         },
         webhook,
     };

@@ -21,7 +21,7 @@ use crate::job::options::{
     ContentOptions, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
 use crate::job::{Class, DEFAULT_TENANT, Job, NativeOutput, Output, PluginCall, Target};
-use crate::plugin::Role;
+use crate::plugin::{Role, Source};
 
 /// What every render request has: the page to load, how to load it, and the time budget.
 #[derive(Debug, Deserialize)]
@@ -115,10 +115,19 @@ pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Whether a request may leave out both `url` and `html`: an uploaded (or `--plugin`) extractor
+/// may run without a page; the built-ins render one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageNeeded {
+    Always,
+    Optional,
+}
+
 /// Builds and validates the job for `request`, with `output` made from the request's options.
 async fn job<O>(
     state: &AppState,
     request: RenderRequest<O>,
+    page: PageNeeded,
     output: impl FnOnce(O) -> Result<Output, ApiError>,
 ) -> Result<Job, ApiError> {
     let settings = &state.settings;
@@ -131,6 +140,7 @@ async fn job<O>(
                 "give either `url` or `html`, not both",
             ));
         }
+        (None, None) if page == PageNeeded::Optional => Target::NoPage,
         (None, None) => {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -302,29 +312,49 @@ pub(super) async fn job_for(
     }
     match endpoint {
         Endpoint::Screenshot => {
-            job(state, request::<ScreenshotOptions>(body)?, |options| {
-                options.validate()?;
-                builtin(state, "screenshot", options, NativeOutput::Screenshot)
-            })
+            job(
+                state,
+                request::<ScreenshotOptions>(body)?,
+                PageNeeded::Always,
+                |options| {
+                    options.validate()?;
+                    builtin(state, "screenshot", options, NativeOutput::Screenshot)
+                },
+            )
             .await
         }
         Endpoint::Pdf => {
-            job(state, request::<PdfOptions>(body)?, |options| {
-                options.validate()?;
-                builtin(state, "pdf", options, NativeOutput::Pdf)
-            })
+            job(
+                state,
+                request::<PdfOptions>(body)?,
+                PageNeeded::Always,
+                |options| {
+                    options.validate()?;
+                    builtin(state, "pdf", options, NativeOutput::Pdf)
+                },
+            )
             .await
         }
         Endpoint::Content => {
-            job(state, request::<ContentOptions>(body)?, |options| {
-                builtin(state, "content", options, |ContentOptions {}| {
-                    NativeOutput::Content
-                })
-            })
+            job(
+                state,
+                request::<ContentOptions>(body)?,
+                PageNeeded::Always,
+                |options| {
+                    builtin(state, "content", options, |ContentOptions {}| {
+                        NativeOutput::Content
+                    })
+                },
+            )
             .await
         }
         Endpoint::Plugin(plugin) => {
-            job(state, request::<serde_json::Value>(body)?, |params| {
+            // Only a plugin of the user's own computes from its params alone.
+            let page = match state.plugins().get(plugin).map(|found| found.source()) {
+                Ok(Source::Builtin) => PageNeeded::Always,
+                _ => PageNeeded::Optional,
+            };
+            job(state, request::<serde_json::Value>(body)?, page, |params| {
                 Ok(Output::Plugin(plugin_call(
                     state,
                     plugin,

@@ -1,12 +1,13 @@
 //! One attempt at a job on its shard: lease a page, prepare it (page options, page scripts' init
 //! scripts, navigation), produce the output (the extractor and after-load hooks on the shard's
-//! plugin workers, or a native page operation), hand the page back. A page left in a state the next
+//! plugin workers, or a native page operation), hand the page back. A job with no page runs its
+//! extractor on the shard's plugin workers alone. A page left in a state the next
 //! job must not see (a timeout, a crash, a CDP failure, a plugin that timed out) is discarded.
 
 use tokio::time::Instant;
 
 use super::{ExecError, Executor, Rendered, millis};
-use crate::job::{Job, NativeOutput, Output, Produced, Target};
+use crate::job::{Job, NativeOutput, Output, PluginCall, Produced, Target};
 use crate::page::{Navigation, Page};
 use crate::plugin::{JobContext, PluginHost, Usage};
 use crate::sched::Priority;
@@ -46,11 +47,24 @@ impl Executor {
             priority,
             shard: shard.index,
         };
+        let load = match (&job.target, &job.output) {
+            (Target::Url(url), _) => Load::Url(url),
+            (Target::Html(html), _) => Load::Html(html),
+            (Target::NoPage, Output::Plugin(call)) => {
+                return self.without_page(call, context).await;
+            }
+            // Refused when the job was built (`Job::validate`).
+            (Target::NoPage, Output::Native(_)) => {
+                return Err(ExecError::Page(crate::page::PageError::InvalidInput(
+                    "a native output needs a page".into(),
+                )));
+            }
+        };
         let began = Instant::now();
         let mut lease = shard.pool.lease(job.isolation_key(), deadline).await?;
         let leased = Instant::now();
         let (navigation, mut usage) =
-            match prepare(&lease.page(deadline), job, plugins, context).await {
+            match prepare(&lease.page(deadline), job, load, plugins, context).await {
                 Ok(prepared) => prepared,
                 Err(error) => {
                     if error.spoils_page() {
@@ -108,16 +122,47 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// A job with no page: its extractor on the shard's plugin workers, and nothing of Chromium.
+    async fn without_page(
+        &self,
+        call: &PluginCall,
+        context: JobContext,
+    ) -> Result<Rendered, ExecError> {
+        let plugins = &self.inner.plugins;
+        let plugin = plugins.resolve(&call.plugin).map_err(ExecError::Plugin)?;
+        let (produced, usage) = plugins
+            .extract_without_page(&plugin, &call.params, context)
+            .await;
+        Ok(Rendered {
+            navigation: Navigation {
+                url: String::new(),
+                status: 0,
+            },
+            produced: produced.map_err(ExecError::Plugin)?,
+            usage: Some(usage),
+        })
+    }
+}
+
+/// What a page loads.
+#[derive(Debug, Clone, Copy)]
+enum Load<'a> {
+    Url(&'a str),
+    Html(&'a str),
+}
+
 /// Page options, page scripts' init scripts, navigation.
 async fn prepare(
     page: &Page<'_>,
     job: &Job,
+    load: Load<'_>,
     plugins: &PluginHost,
     context: JobContext,
 ) -> Result<(Navigation, Usage), ExecError> {
-    let target_url = match &job.target {
-        Target::Url(url) => Some(url.as_str()),
-        Target::Html(_) => None,
+    let target_url = match load {
+        Load::Url(url) => Some(url),
+        Load::Html(_) => None,
     };
     page.apply(&job.page, target_url).await?;
     let mut usage = Usage::default();
@@ -128,9 +173,9 @@ async fn prepare(
             page.add_init_script(&source).await?;
         }
     }
-    let navigation = match &job.target {
-        Target::Url(url) => page.goto(url, &job.goto).await?,
-        Target::Html(html) => page.set_html(html, &job.goto).await?,
+    let navigation = match load {
+        Load::Url(url) => page.goto(url, &job.goto).await?,
+        Load::Html(html) => page.set_html(html, &job.goto).await?,
     };
     Ok((navigation, usage))
 }

@@ -81,11 +81,12 @@ impl Job {
             .unwrap_or(DEFAULT_ISOLATION_KEY)
     }
 
-    /// The page's URL, `about:blank` for inline HTML: what a scorer and the statistics see.
+    /// The page's URL, `about:blank` for inline HTML or no page: what a scorer and the statistics
+    /// see.
     pub fn url(&self) -> &str {
         match &self.target {
             Target::Url(url) => url,
-            Target::Html(_) => "about:blank",
+            Target::Html(_) | Target::NoPage => "about:blank",
         }
     }
 
@@ -105,6 +106,18 @@ impl Job {
     /// Checks the options' ranges, so a bad one is refused before any browser work.
     pub fn validate(&self) -> Result<(), InvalidOption> {
         self.page.viewport.validate()?;
+        if matches!(self.target, Target::NoPage) {
+            if !matches!(self.output, Output::Plugin(_)) {
+                return Err(InvalidOption(
+                    "only an extractor plugin runs without a page".into(),
+                ));
+            }
+            if !self.scripts.is_empty() {
+                return Err(InvalidOption(
+                    "page scripts need a page: give `url` or `html`".into(),
+                ));
+            }
+        }
         match &self.output {
             Output::Plugin(_) | Output::Native(NativeOutput::Content) => Ok(()),
             Output::Native(NativeOutput::Screenshot(options)) => options.validate(),
@@ -126,6 +139,9 @@ pub enum Target {
     Url(String),
     /// An HTML document, written into the page without a network fetch.
     Html(String),
+    /// No page at all: an extractor plugin that computes from its params alone runs without one
+    /// (its page calls fail), and Chromium is not involved.
+    NoPage,
 }
 
 /// What to produce once the page is ready.

@@ -115,7 +115,7 @@ impl PluginHost {
     }
 
     /// Runs an extractor with no page behind its `page` resource (every page operation fails with
-    /// invalid-input), on the plugin workers. For measuring invocation cost and testing plugins.
+    /// invalid-input), on the plugin workers: a job with no page, and the bench's call cost.
     pub async fn extract_without_page(
         &self,
         plugin: &Arc<Plugin>,
