@@ -14,6 +14,7 @@
 //! `document.rs`.
 
 mod document;
+mod intake;
 mod record;
 mod runner;
 mod webhook;
@@ -25,6 +26,7 @@ pub use record::{
 pub use webhook::{SIGNATURE_HEADER, install_tls_provider};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ use crate::exec::{ExecError, Executor};
 use crate::job::Job;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::store::{Cancelled, Event, NewJob, Store, StoreError};
+use intake::Intake;
 use webhook::Webhooks;
 
 /// How a failed job's error is kept: as the synchronous endpoint would have answered it. The API
@@ -58,18 +61,30 @@ struct Inner {
     describe_failure: DescribeFailure,
     metrics: Metrics,
     webhooks: Webhooks,
+    /// Where submissions go into the store, together.
+    intake: Intake,
     /// The jobs this host runs, by id.
     running: Mutex<HashMap<String, Run>>,
     /// Woken when a run here ends (shutdown waits on it).
     run_ended: Notify,
     /// Woken when jobs may have been queued: claim now rather than at the next poll.
     queued: Notify,
+    /// Woken when this host queued jobs: the other hosts are told (at most every
+    /// [`TELL_FARM_EVERY`]).
+    queued_here: Notify,
+    /// The farm's queued jobs as the upkeep last counted them, plus the jobs this host queued and
+    /// less those it claimed since: what a submission checks the queue's capacity against.
+    queued_estimate: AtomicI64,
     /// Set at shutdown: claim nothing more, take no more submissions.
     draining: watch::Sender<bool>,
     /// Set once the runs are over: the heartbeat, upkeep and webhook tasks end.
     stopped: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// How often at most a host tells the others it queued jobs: one notification stands for all the
+/// jobs queued meanwhile, so a burst of submissions does not wake every host once per job.
+const TELL_FARM_EVERY: Duration = Duration::from_millis(10);
 
 /// A job running on this host.
 #[derive(Debug)]
@@ -102,12 +117,14 @@ impl Jobs {
         }
         let host = host_name();
         tracing::info!(%host, store = store.shown(), "async jobs start");
+        let queued: i64 = store.queued_by_band().await?.iter().sum();
         let webhooks = Webhooks::new(
             store.clone(),
             host.clone(),
             settings.webhook_secret.as_ref(),
             metrics.clone(),
         );
+        let intake = Intake::start(store.clone());
         let jobs = Self {
             inner: Arc::new(Inner {
                 settings,
@@ -117,9 +134,12 @@ impl Jobs {
                 describe_failure,
                 metrics,
                 webhooks,
+                intake,
                 running: Mutex::new(HashMap::new()),
                 run_ended: Notify::new(),
                 queued: Notify::new(),
+                queued_here: Notify::new(),
+                queued_estimate: AtomicI64::new(queued),
                 draining: watch::channel(false).0,
                 stopped: watch::channel(false).0,
                 tasks: Mutex::new(Vec::new()),
@@ -132,6 +152,7 @@ impl Jobs {
             tokio::spawn(jobs.clone().renew_leases(stopped.clone())),
             tokio::spawn(jobs.clone().upkeep(stopped.clone())),
             tokio::spawn(jobs.inner.webhooks.clone().run(stopped.clone())),
+            tokio::spawn(jobs.clone().tell_farm_of_queued(stopped.clone())),
             tokio::spawn(jobs.clone().hear(listener, stopped)),
         ];
         *jobs
@@ -170,7 +191,7 @@ impl Jobs {
             queue_deadline: submitted_at + job.queue_timeout.as_millis() as i64,
         };
         let capacity = inner.settings.queue_capacity;
-        if !inner.store.submit_job(&new, capacity as i64).await? {
+        if inner.queued_estimate.load(Ordering::Relaxed) >= capacity as i64 {
             inner
                 .metrics
                 .sched_rejections
@@ -180,11 +201,11 @@ impl Jobs {
                 .inc();
             return Err(JobError::QueueFull { capacity });
         }
+        let id = new.id.clone();
+        inner.intake.submit(new).await?;
+        inner.queued_estimate.fetch_add(1, Ordering::Relaxed);
         inner.queued.notify_one();
-        if let Err(error) = inner.store.notify(&Event::Queued).await {
-            // The other hosts find it at their next poll.
-            tracing::debug!(%error, "telling the farm of a queued job failed");
-        }
+        inner.queued_here.notify_one();
         Ok(Record {
             webhook: submission.webhook.clone().map(|url| WebhookStatus {
                 url,
@@ -192,7 +213,7 @@ impl Jobs {
                 attempts: 0,
                 last_error: None,
             }),
-            id: new.id,
+            id,
             state: JobState::Queued,
             submission,
             submitted_at,
@@ -359,7 +380,7 @@ fn new_id() -> String {
         // unique: a counter and the clock, which are not secret.
         tracing::error!(%error, "no random bytes for a job id");
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos() as u64);

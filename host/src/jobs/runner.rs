@@ -3,24 +3,29 @@
 //! overdue jobs, old results), plus hearing the farm's events.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::record::{JobFailure, JobState, Outcome, Record};
-use super::{JobResult, Jobs, Run, now_ms};
+use super::{JobResult, Jobs, Run, TELL_FARM_EVERY, now_ms};
 use crate::exec::{Admitted, Rendered};
 use crate::job::Job;
 use crate::metrics::BandLabels;
 use crate::plugin::Usage;
 use crate::sched::{BAND_NAMES, Standing};
 use crate::store::{
-    ClaimedJob, Delivery, ErrorRow, Event, Finish, Listener, ResultMeta, StoreError,
+    ClaimedJob, Delivery, ErrorRow, Event, Finish, JobRow, Listener, ResultMeta, StoreError,
 };
 
 /// Jobs claimed at most in one claim.
 const CLAIM_BATCH: usize = 64;
+/// How long a claimer with room for fewer than half its slots waits for more before claiming:
+/// jobs end in bunches, and one claim for several jobs costs about what one for a single job does
+/// (a claim a job would make the store the bottleneck of short jobs). Small beside a render.
+const CLAIM_GATHER: Duration = Duration::from_millis(2);
 /// How often a host with room looks for queued jobs when nothing told it of one (another host's
 /// notification lost, or a SQLite store's job whose lease ran out).
 const CLAIM_POLL: Duration = Duration::from_secs(1);
@@ -46,8 +51,12 @@ impl Jobs {
             if *draining.borrow() {
                 return;
             }
-            let room = scheduler.room().min(CLAIM_BATCH);
+            let mut room = scheduler.room().min(CLAIM_BATCH);
             if room > 0 && !drained {
+                if room < (scheduler.limit() / 2).clamp(1, CLAIM_BATCH) {
+                    tokio::time::sleep(CLAIM_GATHER).await;
+                    room = scheduler.room().min(CLAIM_BATCH);
+                }
                 match self.claim_into(room).await {
                     Ok(claimed) if claimed == room => continue,
                     Ok(_) => drained = true,
@@ -79,7 +88,6 @@ impl Jobs {
                 room as i64,
                 now,
                 now + inner.settings.lease.as_millis() as i64,
-                now - inner.settings.aging_step.as_millis() as i64,
             )
             .await?;
         inner
@@ -88,6 +96,9 @@ impl Jobs {
             .observe(began.elapsed().as_secs_f64());
         inner.metrics.jobs_claimed.inc_by(claimed.len() as u64);
         let count = claimed.len();
+        inner
+            .queued_estimate
+            .fetch_sub(count as i64, Ordering::Relaxed);
         for job in claimed {
             self.start_run(job);
         }
@@ -99,14 +110,12 @@ impl Jobs {
     fn start_run(&self, claimed: ClaimedJob) {
         let admitted = self.admit(&claimed);
         let mut running = self.running();
-        let task = tokio::spawn(
-            self.clone()
-                .run(claimed.id.clone(), claimed.attempt, admitted),
-        );
+        let (id, attempt) = (claimed.row.id.clone(), claimed.row.attempts);
+        let task = tokio::spawn(self.clone().run(claimed.row, admitted));
         running.insert(
-            claimed.id,
+            id,
             Run {
-                attempt: claimed.attempt,
+                attempt,
                 task: task.abort_handle(),
             },
         );
@@ -121,7 +130,7 @@ impl Jobs {
             message: format!("the stored job could not be read back: {error}"),
         })?;
         let waited =
-            Duration::from_millis(u64::try_from(now_ms() - claimed.submitted_at).unwrap_or(0));
+            Duration::from_millis(u64::try_from(now_ms() - claimed.row.submitted_at).unwrap_or(0));
         job.received_at = Instant::now()
             .checked_sub(waited)
             .unwrap_or_else(Instant::now);
@@ -135,8 +144,8 @@ impl Jobs {
             .map_err(self.inner.describe_failure)
     }
 
-    /// Runs a claimed job and stores how it ended.
-    async fn run(self, id: String, attempt: i64, admitted: Result<Admitted, JobFailure>) {
+    /// Runs a claimed job (`claimed`: its row as claimed) and stores how it ended.
+    async fn run(self, claimed: JobRow, admitted: Result<Admitted, JobFailure>) {
         let finish = match admitted {
             Ok(admitted) => match admitted.run(|| {}).await {
                 Ok(rendered) => finish_rendered(rendered),
@@ -144,26 +153,27 @@ impl Jobs {
             },
             Err(failure) => Finish::Failed(error_row(failure)),
         };
-        self.finish(&id, Some(attempt), finish).await;
-        let ended = self.running().remove(&id);
+        self.finish(&claimed.id, Some(&claimed), finish).await;
+        let ended = self.running().remove(&claimed.id);
         if ended.is_some() {
             self.inner.run_ended.notify_waiters();
         }
     }
 
-    /// Stores a job's end with its webhook delivery. A run (`attempt`) retries a store that fails
+    /// Stores a job's end with its webhook delivery. A run (`claimed`, the job's row as its claim
+    /// left it) retries a store that fails
     /// for as long as it lives: its lease is renewed meanwhile, so once the store is back the end
     /// is stored, unless the lease was lost (then the renewal stops the run and the job runs
     /// again elsewhere). A job that never left the queue (`None`) is tried once; the upkeep that
     /// ends it comes back a second later.
-    pub(super) async fn finish(&self, id: &str, attempt: Option<i64>, finish: Finish) {
+    pub(super) async fn finish(&self, id: &str, claimed: Option<&JobRow>, finish: Finish) {
         let inner = &self.inner;
         let mut retry = STORE_RETRY;
         loop {
             let finished_at = now_ms();
             let stored = async {
-                let delivery = self.delivery(id, finished_at, &finish).await?;
-                let run = attempt.map(|attempt| (&*inner.host, attempt));
+                let delivery = self.delivery(id, claimed, finished_at, &finish).await?;
+                let run = claimed.map(|claimed| (&*inner.host, claimed.attempts));
                 inner
                     .store
                     .finish_job(id, run, finished_at, &finish, delivery.as_ref())
@@ -186,7 +196,7 @@ impl Jobs {
                     );
                     return;
                 }
-                Err(error) if attempt.is_some() => {
+                Err(error) if claimed.is_some() => {
                     tracing::warn!(job = id, %error, ?retry, "storing a job's end failed; retrying");
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(MAX_STORE_RETRY);
@@ -200,15 +210,21 @@ impl Jobs {
     }
 
     /// The webhook delivery of a job ending with `finish`, if it has a webhook: its document as it
-    /// will read once finished.
+    /// will read once finished, from its row as claimed (or as stored, for a job that never ran).
     async fn delivery(
         &self,
         id: &str,
+        claimed: Option<&JobRow>,
         finished_at: i64,
         finish: &Finish,
     ) -> Result<Option<Delivery>, StoreError> {
-        let Some(row) = self.inner.store.job(id).await? else {
-            return Ok(None);
+        let row = match claimed {
+            Some(claimed) if claimed.webhook.is_none() => return Ok(None),
+            Some(claimed) => claimed.clone(),
+            None => match self.inner.store.job(id).await? {
+                Some(row) => row,
+                None => return Ok(None),
+            },
         };
         let Some(url) = row.webhook.clone() else {
             return Ok(None);
@@ -270,16 +286,38 @@ impl Jobs {
                 if held.contains(&id) {
                     continue;
                 }
-                let cancelled = matches!(
-                    inner.store.job(&id).await,
-                    Ok(Some(row)) if row.state == "cancelled"
-                );
-                if !cancelled {
+                // Not held: cancelled, or its end was stored just now (the run is on its way
+                // out), or lost to another host.
+                let lost = match inner.store.job(&id).await {
+                    Ok(Some(row)) => match row.state.as_str() {
+                        "cancelled" => false,
+                        "succeeded" | "failed" if row.attempts == attempt => continue,
+                        _ => true,
+                    },
+                    Ok(None) => false,
+                    Err(_) => continue,
+                };
+                if lost {
                     inner.metrics.jobs_leases_lost.inc();
                     tracing::warn!(job = %id, attempt, "this host lost a job's lease; it stops here");
                 }
                 self.stop_run(&id);
             }
+        }
+    }
+
+    /// Tells the other hosts that jobs were queued here, at most every [`TELL_FARM_EVERY`].
+    pub(super) async fn tell_farm_of_queued(self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = self.inner.queued_here.notified() => {}
+                _ = stopped.changed() => return,
+            }
+            if let Err(error) = self.inner.store.notify(&Event::Queued).await {
+                // The other hosts find the jobs at their next poll.
+                tracing::debug!(%error, "telling the farm of queued jobs failed");
+            }
+            tokio::time::sleep(TELL_FARM_EVERY).await;
         }
     }
 
@@ -310,6 +348,13 @@ impl Jobs {
             );
             inner.queued.notify_one();
         }
+        if store
+            .age_cold_jobs(now - inner.settings.aging_step.as_millis() as i64)
+            .await?
+            > 0
+        {
+            inner.queued.notify_one();
+        }
         for id in store.overdue_jobs(now).await? {
             let failure = JobFailure {
                 status: 503,
@@ -325,8 +370,11 @@ impl Jobs {
         store
             .evict_results(inner.settings.max_result_bytes as i64)
             .await?;
-        let counts = store.job_counts().await?;
-        for (band, queued) in BAND_NAMES.iter().zip(counts.queued_by_band) {
+        let queued = store.queued_by_band().await?;
+        inner
+            .queued_estimate
+            .store(queued.iter().sum(), Ordering::Relaxed);
+        for (band, queued) in BAND_NAMES.iter().zip(queued) {
             inner
                 .metrics
                 .jobs_queued

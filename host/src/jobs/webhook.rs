@@ -38,6 +38,8 @@ pub const SIGNATURE_HEADER: &str = "x-pagewright-signature";
 const HOLD: Duration = Duration::from_secs(60);
 /// Deliveries taken at a time.
 const BATCH: i64 = 16;
+/// How long the worker waits after a delivery was added before it takes the due ones.
+const GATHER: Duration = Duration::from_millis(5);
 /// How often the worker looks for retries that fell due, when nothing wakes it sooner.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -115,10 +117,15 @@ impl Webhooks {
             if full {
                 continue;
             }
-            tokio::select! {
-                () = woken => {}
-                () = tokio::time::sleep(POLL) => {}
+            let added = tokio::select! {
+                () = woken => true,
+                () = tokio::time::sleep(POLL) => false,
                 _ = stop.wait_for(|stop| *stop) => return,
+            };
+            if added {
+                // Jobs end in bunches: gather their deliveries for a moment, so one claim takes
+                // several rather than one query each.
+                tokio::time::sleep(GATHER).await;
             }
         }
     }

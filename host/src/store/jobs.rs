@@ -83,18 +83,16 @@ pub struct ResultMeta {
     pub plugin_ms: Option<f64>,
 }
 
-/// A job a host claimed: what it needs to run it.
+/// A job a host claimed: what it needs to run it, and its row as the claim left it (its
+/// `attempts` are this run's number: finishing names it, so a run whose lease was lost finishes
+/// nothing), from which its document is written when it ends without reading it again.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
-    pub id: String,
     pub spec: String,
     pub score: f64,
     /// Predicted render time in milliseconds, as when it was submitted.
     pub cost: f64,
-    /// This run's number: finishing names it, so a run whose lease was lost finishes nothing.
-    pub attempt: i64,
-    pub submitted_at: i64,
-    pub started_at: i64,
+    pub row: JobRow,
 }
 
 /// How a run ended, to store.
@@ -137,167 +135,254 @@ pub enum Cancelled {
     Forgotten(Box<JobRow>),
 }
 
-/// The farm's virtual clock: the start of the last job claimed. A tenant behind it starts level with
-/// it (no credit for idle time).
+/// The farm's virtual clock: the latest tenant's turn that started. A tenant behind it starts level
+/// with it (no credit for idle time).
 const FARM_CLOCK: &str = "COALESCE((SELECT farm.vtime FROM tenants farm WHERE farm.name = ''), 0)";
 
-const JOB_COLUMNS: &str = "jobs.id, jobs.state, jobs.plugin, jobs.tenant, jobs.class, jobs.number, \
+/// A job's own columns, as [`job_row`] reads them.
+const ROW_COLUMNS: &str = "jobs.id, jobs.state, jobs.plugin, jobs.tenant, jobs.class, jobs.number, \
     jobs.url, jobs.webhook, jobs.submitted_at, jobs.started_at, jobs.finished_at, jobs.attempts, \
     jobs.host, jobs.error_status, jobs.error_code, jobs.error_message, jobs.webhook_state, \
-    jobs.webhook_attempts, jobs.webhook_error, results.content_type, results.bytes, \
-    CAST(CASE WHEN results.body IS NULL THEN 0 ELSE 1 END AS BIGINT) AS kept, results.page_status, results.page_url, results.plugin_fuel, \
-    results.plugin_ms";
+    jobs.webhook_attempts, jobs.webhook_error";
+
+/// A job's result's columns, as [`job_row`] reads them after [`ROW_COLUMNS`].
+const RESULT_COLUMNS: &str = "results.content_type, results.bytes, \
+    CAST(CASE WHEN results.body IS NULL THEN 0 ELSE 1 END AS BIGINT) AS kept, \
+    results.page_status, results.page_url, results.plugin_fuel, results.plugin_ms";
+
+/// A job's end: its state and error, if it is still in the state it must be in (`running` under
+/// this run's host `$7` and attempt `$8`, or `queued` with no run).
+const FINISH: &str = "UPDATE jobs SET state = $1, finished_at = $2, host = NULL, lease_until = NULL, \
+    error_status = $3, error_code = $4, error_message = $5 \
+    WHERE id = $6 AND ((state = 'running' AND host = $7 AND attempts = $8) \
+        OR (state = 'queued' AND $7 IS NULL))";
 
 impl Store {
-    /// Stores a queued job, unless `capacity` jobs are queued already (then `false`).
-    pub async fn submit_job(&self, job: &NewJob, capacity: i64) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
+    /// Stores a queued job. (The queue's capacity is the submitting host's to check: counting the
+    /// queue on every submission would read all of it each time.)
+    pub async fn submit_job(&self, job: &NewJob) -> Result<(), StoreError> {
+        self.submit_jobs(std::slice::from_ref(job)).await
+    }
+
+    /// Stores queued jobs in one statement: all of them or, if it fails, none.
+    pub async fn submit_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
+        const COLUMNS: usize = 14;
+        // `($1, 'queued', $2, ..., $14), ($15, 'queued', ...)`: as many statements as batch sizes,
+        // each prepared once per connection.
+        let rows: Vec<String> = (0..jobs.len())
+            .map(|row| {
+                let values: Vec<String> = (1..=COLUMNS)
+                    .map(|column| format!("${}", row * COLUMNS + column))
+                    .collect();
+                format!("({}, 'queued', {})", values[0], values[1..].join(", "))
+            })
+            .collect();
+        let insert = format!(
             "INSERT INTO jobs (id, state, spec, plugin, tenant, class, number, url, webhook, band, \
-             score, cost, submitted_at, queue_deadline, webhook_state) \
-             SELECT $1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
-             WHERE (SELECT COUNT(*) FROM jobs WHERE state = 'queued') < $15",
-        )
-        .bind(&job.id)
-        .bind(&job.spec)
-        .bind(&job.plugin)
-        .bind(&job.tenant)
-        .bind(&job.class)
-        .bind(job.number)
-        .bind(&job.url)
-        .bind(&job.webhook)
-        .bind(job.band)
-        .bind(job.score)
-        .bind(job.cost)
-        .bind(job.submitted_at)
-        .bind(job.queue_deadline)
-        .bind(job.webhook.as_ref().map(|_| "pending"))
-        .bind(capacity)
-        .execute(self.pool())
-        .await
-        .map_err(query("store a job"))?;
-        Ok(inserted.rows_affected() == 1)
+             score, cost, submitted_at, queue_deadline, webhook_state) VALUES {}",
+            rows.join(", ")
+        );
+        // Placeholders only: no input reaches the text.
+        let mut statement = sqlx::query(AssertSqlSafe(insert));
+        for job in jobs {
+            statement = statement
+                .bind(&job.id)
+                .bind(&job.spec)
+                .bind(&job.plugin)
+                .bind(&job.tenant)
+                .bind(&job.class)
+                .bind(job.number)
+                .bind(&job.url)
+                .bind(&job.webhook)
+                .bind(job.band)
+                .bind(job.score)
+                .bind(job.cost)
+                .bind(job.submitted_at)
+                .bind(job.queue_deadline)
+                .bind(job.webhook.as_ref().map(|_| "pending"));
+        }
+        statement
+            .execute(self.pool())
+            .await
+            .map_err(query("store a job"))?;
+        Ok(())
     }
 
     /// Claims up to `limit` queued jobs for `host` in the farm's order, with a lease until
-    /// `lease_until`; cold jobs submitted before `aged_before` count as hot. All times are Unix ms.
+    /// `lease_until`. All times are Unix ms.
     pub async fn claim_jobs(
         &self,
         host: &str,
         limit: i64,
         now: i64,
         lease_until: i64,
-        aged_before: i64,
     ) -> Result<Vec<ClaimedJob>, StoreError> {
-        // Locking the candidates lets hosts claim at once without taking the same jobs; SQLite has
-        // one writer and needs no lock (and has no such clause).
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE OF candidate SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // The candidates in a CTE: PostgreSQL runs it once (an `IN (subquery ... LIMIT)` may be
-        // run again per row and claim more than asked).
-        let claim = format!(
-            "WITH chosen AS (SELECT candidate.id FROM jobs candidate \
-                 LEFT JOIN tenants ON tenants.name = candidate.tenant \
-                 WHERE candidate.state = 'queued' \
-                 ORDER BY CASE WHEN candidate.band = 2 AND candidate.submitted_at <= $4 THEN 1 \
-                          ELSE candidate.band END, \
-                     CASE WHEN COALESCE(tenants.vtime, 0) > {FARM_CLOCK} \
-                          THEN tenants.vtime ELSE {FARM_CLOCK} END, \
-                     CASE WHEN candidate.band = 2 AND candidate.submitted_at <= $4 THEN 0 \
-                          ELSE 1 END, \
-                     candidate.score DESC, candidate.submitted_at \
-                 LIMIT $5 {lock}) \
-             UPDATE jobs SET state = 'running', host = $1, lease_until = $2, started_at = $3, \
+        // A tenant's turn: its virtual clock, or the farm's if that is ahead.
+        let update = format!(
+            "UPDATE jobs SET state = 'running', host = $1, lease_until = $2, started_at = $3, \
                  attempts = attempts + 1 \
              FROM chosen WHERE jobs.id = chosen.id AND jobs.state = 'queued' \
-             RETURNING jobs.id, jobs.spec, jobs.score, jobs.attempts, jobs.submitted_at, \
-                 jobs.tenant, jobs.cost"
+             RETURNING {ROW_COLUMNS}, CAST(NULL AS TEXT) AS content_type, \
+                 jobs.spec, jobs.score, jobs.cost"
         );
+        let claim = match self.backend() {
+            // Each tenant with queued jobs (found by skipping through the index, not by reading
+            // the queue) offers its best jobs, from the index; the best offers in the farm's order
+            // (a tenant's turn is the same for all its jobs, so the best of each tenant's best are
+            // the best of all) are locked, skipping those another host is locking now, so hosts
+            // claiming at once take different jobs. Four times as many are ranked as asked for:
+            // when another host holds the best, this one takes the next. The ranking is an array
+            // the lock looks up by primary key (joined to the offers instead, or with the state
+            // as an index condition, the planner may read the whole queue); the state is checked
+            // again on the row locked, which may have been claimed since the offers were read.
+            //
+            // The tenants are charged in the same statement (one round trip a claim): each
+            // tenant's clock advances by its claimed jobs' costs from its turn, as its row stands
+            // when this host's lock on it is granted (so hosts charging at once both count), and
+            // the farm's clock moves to the latest turn that started.
+            Backend::Postgres => format!(
+                "WITH RECURSIVE farm (vtime) AS (SELECT {FARM_CLOCK}), \
+                 queued_tenants (name) AS ( \
+                     (SELECT tenant FROM jobs WHERE state = 'queued' ORDER BY tenant LIMIT 1) \
+                     UNION ALL \
+                     SELECT (SELECT tenant FROM jobs WHERE state = 'queued' \
+                             AND tenant > queued_tenants.name ORDER BY tenant LIMIT 1) \
+                     FROM queued_tenants WHERE queued_tenants.name IS NOT NULL), \
+                 offers AS MATERIALIZED (SELECT offer.id, offer.band, offer.aged, offer.score, \
+                         offer.submitted_at, {turn} AS turn \
+                     FROM queued_tenants CROSS JOIN farm \
+                     LEFT JOIN tenants ON tenants.name = queued_tenants.name \
+                     CROSS JOIN LATERAL (SELECT id, band, aged, score, submitted_at FROM jobs \
+                         WHERE state = 'queued' AND tenant = queued_tenants.name \
+                         ORDER BY band, aged DESC, score DESC, submitted_at LIMIT $4 * 4) offer \
+                     WHERE queued_tenants.name IS NOT NULL), \
+                 ranked (ids) AS (SELECT ARRAY(SELECT id FROM offers \
+                     ORDER BY band, turn, aged DESC, score DESC, submitted_at LIMIT $4 * 4)), \
+                 chosen AS (SELECT candidate.id FROM jobs candidate \
+                     WHERE candidate.id = ANY((SELECT ids FROM ranked)::TEXT[]) \
+                         AND (candidate.state = 'queued') IS TRUE \
+                     ORDER BY array_position((SELECT ids FROM ranked), candidate.id) \
+                     LIMIT $4 FOR UPDATE OF candidate SKIP LOCKED), \
+                 claimed AS ({update}), \
+                 charges AS (SELECT claimed.tenant AS name, SUM(claimed.cost) AS cost, \
+                         MAX({turn}) AS turn \
+                     FROM claimed CROSS JOIN farm \
+                     LEFT JOIN tenants ON tenants.name = claimed.tenant \
+                     GROUP BY claimed.tenant), \
+                 charged AS (INSERT INTO tenants (name, vtime) \
+                     SELECT name, turn + cost FROM charges \
+                     ON CONFLICT (name) DO UPDATE SET vtime = \
+                         (SELECT cost FROM charges WHERE charges.name = excluded.name) + \
+                         CASE WHEN tenants.vtime > (SELECT vtime FROM farm) THEN tenants.vtime \
+                         ELSE (SELECT vtime FROM farm) END), \
+                 farm_moved AS (INSERT INTO tenants (name, vtime) \
+                     SELECT '', MAX(turn) FROM charges HAVING COUNT(*) > 0 \
+                     ON CONFLICT (name) DO UPDATE SET vtime = CASE \
+                         WHEN tenants.vtime > excluded.vtime THEN tenants.vtime \
+                         ELSE excluded.vtime END) \
+                 SELECT * FROM claimed",
+                turn = "CASE WHEN COALESCE(tenants.vtime, 0) > farm.vtime THEN tenants.vtime \
+                        ELSE farm.vtime END",
+            ),
+            // SQLite has one writer, so no lock, and no LATERAL: the queue in the farm's order.
+            Backend::Sqlite => format!(
+                "WITH chosen AS (SELECT candidate.id FROM jobs candidate \
+                     LEFT JOIN tenants ON tenants.name = candidate.tenant \
+                     WHERE candidate.state = 'queued' \
+                     ORDER BY candidate.band, \
+                         CASE WHEN COALESCE(tenants.vtime, 0) > {FARM_CLOCK} THEN tenants.vtime \
+                         ELSE {FARM_CLOCK} END, \
+                         candidate.aged DESC, candidate.score DESC, candidate.submitted_at \
+                     LIMIT $4) \
+                 {update}"
+            ),
+        };
         // Composed of this file's constants only: no input reaches the text.
         let rows = sqlx::query(AssertSqlSafe(claim))
             .bind(host)
             .bind(lease_until)
             .bind(now)
-            .bind(aged_before)
             .bind(limit)
             .fetch_all(self.pool())
             .await
             .map_err(query("claim jobs"))?;
+        let read = query("read a claimed job");
         let mut claimed = Vec::with_capacity(rows.len());
         let mut costs = Vec::with_capacity(rows.len());
         for row in rows {
-            claimed.push(ClaimedJob {
-                id: row.try_get("id").map_err(query("read a claimed job"))?,
-                spec: row.try_get("spec").map_err(query("read a claimed job"))?,
-                score: row.try_get("score").map_err(query("read a claimed job"))?,
-                cost: row.try_get("cost").map_err(query("read a claimed job"))?,
-                attempt: row
-                    .try_get("attempts")
-                    .map_err(query("read a claimed job"))?,
-                submitted_at: row
-                    .try_get("submitted_at")
-                    .map_err(query("read a claimed job"))?,
-                started_at: now,
-            });
-            let tenant: String = row.try_get("tenant").map_err(query("read a claimed job"))?;
-            costs.push((tenant, claimed[claimed.len() - 1].cost));
+            let job = ClaimedJob {
+                spec: row.try_get("spec").map_err(&read)?,
+                score: row.try_get("score").map_err(&read)?,
+                cost: row.try_get("cost").map_err(&read)?,
+                row: job_row(&row)?,
+            };
+            costs.push((job.row.tenant.clone(), job.cost));
+            claimed.push(job);
         }
-        if !costs.is_empty() {
+        if !costs.is_empty() && self.backend() == Backend::Sqlite {
             self.charge_tenants(&costs).await?;
         }
         // RETURNING follows no order: best first, as they would start.
         claimed.sort_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
-                .then(a.submitted_at.cmp(&b.submitted_at))
+                .then(a.row.submitted_at.cmp(&b.row.submitted_at))
         });
         Ok(claimed)
     }
 
-    /// Advances the virtual clock of each claimed job's tenant by the job's cost, starting no
-    /// earlier than the farm's clock (the start of the last job claimed, kept as tenant `''`,
-    /// which no request can name): a tenant that had nothing queued starts level with the others
-    /// instead of with credit for its idle time. Its own transaction, after the claim's, so the
-    /// clocks' rows are locked only for a moment.
+    /// Advances the virtual clock of each claimed job's tenant by its claimed jobs' cost, from its
+    /// turn: its clock, or the farm's clock if that is ahead (the latest turn that started, kept
+    /// as tenant `''`, which no request can name), so a tenant that had nothing queued starts
+    /// level with the others instead of with credit for its idle time. SQLite's claims; one
+    /// statement per tenant in the claim and one for the farm's clock.
     async fn charge_tenants(&self, costs: &[(String, f64)]) -> Result<(), StoreError> {
-        let mut transaction = self
-            .pool()
-            .begin()
-            .await
-            .map_err(query("begin charging tenants"))?;
+        let mut charges: Vec<(&str, f64)> = Vec::new();
         for (tenant, cost) in costs {
-            sqlx::query(
-                "INSERT INTO tenants (name, vtime) VALUES ($1, 0), ('', 0) ON CONFLICT (name) DO NOTHING",
-            )
+            match charges.iter_mut().find(|(name, _)| name == tenant) {
+                Some((_, total)) => *total += cost,
+                None => charges.push((tenant, *cost)),
+            }
+        }
+        let mut farm_clock = f64::MIN;
+        for (tenant, total) in charges {
+            let (end,): (f64,) = sqlx::query_as(AssertSqlSafe(format!(
+                "INSERT INTO tenants (name, vtime) VALUES ($1, {FARM_CLOCK} + $2) \
+                 ON CONFLICT (name) DO UPDATE SET vtime = $2 + CASE \
+                     WHEN tenants.vtime > {FARM_CLOCK} THEN tenants.vtime ELSE {FARM_CLOCK} END \
+                 RETURNING vtime"
+            )))
             .bind(tenant)
-            .execute(&mut *transaction)
-            .await
-            .map_err(query("create a tenant's clock"))?;
-            let (start,): (f64,) = sqlx::query_as(
-                "SELECT CASE WHEN mine.vtime > farm.vtime THEN mine.vtime ELSE farm.vtime END \
-                 FROM tenants mine, tenants farm WHERE mine.name = $1 AND farm.name = ''",
-            )
-            .bind(tenant)
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(query("read a tenant's clock"))?;
-            sqlx::query(
-                "UPDATE tenants SET vtime = CASE WHEN name = '' THEN \
-                     (CASE WHEN vtime > $2 THEN vtime ELSE $2 END) ELSE $3 END \
-                 WHERE name = $1 OR name = ''",
-            )
-            .bind(tenant)
-            .bind(start)
-            .bind(start + cost)
-            .execute(&mut *transaction)
+            .bind(total)
+            .fetch_one(self.pool())
             .await
             .map_err(query("advance a tenant's clock"))?;
+            farm_clock = farm_clock.max(end - total);
         }
-        transaction
-            .commit()
-            .await
-            .map_err(query("commit the tenants' clocks"))
+        sqlx::query(
+            "INSERT INTO tenants (name, vtime) VALUES ('', $1) \
+             ON CONFLICT (name) DO UPDATE SET vtime = CASE \
+                 WHEN tenants.vtime > $1 THEN tenants.vtime ELSE $1 END",
+        )
+        .bind(farm_clock)
+        .execute(self.pool())
+        .await
+        .map_err(query("advance the farm's clock"))?;
+        Ok(())
+    }
+
+    /// Moves the queued cold jobs submitted before `aged_before` (Unix ms) into the hot band, ahead
+    /// of their tenant's other hot jobs, as the scheduler ages them; how many.
+    pub async fn age_cold_jobs(&self, aged_before: i64) -> Result<u64, StoreError> {
+        let aged = sqlx::query(
+            "UPDATE jobs SET band = 1, aged = 1 \
+             WHERE state = 'queued' AND band = 2 AND submitted_at <= $1",
+        )
+        .bind(aged_before)
+        .execute(self.pool())
+        .await
+        .map_err(query("age cold jobs"))?;
+        Ok(aged.rows_affected())
     }
 
     /// Extends the leases of `ids`, which `host` runs; the ids of those it still holds. One not
@@ -385,21 +470,43 @@ impl Store {
         finish: &Finish,
         delivery: Option<&Delivery>,
     ) -> Result<bool, StoreError> {
-        let mut transaction = self
-            .pool()
-            .begin()
-            .await
-            .map_err(query("begin finishing a job"))?;
-        let (state, error) = match finish {
-            Finish::Succeeded { .. } => ("succeeded", None),
-            Finish::Failed(error) => ("failed", Some(error)),
+        match self.backend() {
+            Backend::Postgres => {
+                self.finish_job_in_one_statement(id, run, finished_at, finish, delivery)
+                    .await
+            }
+            Backend::Sqlite => {
+                self.finish_job_in_a_transaction(id, run, finished_at, finish, delivery)
+                    .await
+            }
+        }
+    }
+
+    /// [`Store::finish_job`] on PostgreSQL: one statement (its parts are one transaction), so one
+    /// round trip a job rather than five; a farm's store is shared by every host's jobs.
+    async fn finish_job_in_one_statement(
+        &self,
+        id: &str,
+        run: Option<(&str, i64)>,
+        finished_at: i64,
+        finish: &Finish,
+        delivery: Option<&Delivery>,
+    ) -> Result<bool, StoreError> {
+        let (state, error) = finish_state(finish);
+        let result = match finish {
+            Finish::Succeeded { meta, body } => Some((meta, body.as_slice())),
+            Finish::Failed(_) => None,
         };
-        let updated = sqlx::query(
-            "UPDATE jobs SET state = $1, finished_at = $2, host = NULL, lease_until = NULL, \
-             error_status = $3, error_code = $4, error_message = $5 \
-             WHERE id = $6 AND ((state = 'running' AND host = $7 AND attempts = $8) \
-                 OR (state = 'queued' AND $7 IS NULL))",
-        )
+        let (finished,): (i64,) = sqlx::query_as(AssertSqlSafe(format!(
+            "WITH finished AS ({FINISH} RETURNING id), \
+             kept AS (INSERT INTO results (job_id, content_type, body, bytes, page_status, \
+                     page_url, plugin_fuel, plugin_ms, finished_at) \
+                 SELECT id, $9, $10, $11, $12, $13, $14, $15, $2 FROM finished \
+                 WHERE $9 IS NOT NULL), \
+             delivery AS (INSERT INTO outbox (job_id, url, body, next_at) \
+                 SELECT id, $16, $17, $2 FROM finished WHERE $16 IS NOT NULL) \
+             SELECT COUNT(*) FROM finished"
+        )))
         .bind(state)
         .bind(finished_at)
         .bind(error.map(|error| error.status))
@@ -408,9 +515,49 @@ impl Store {
         .bind(id)
         .bind(run.map(|(host, _)| host))
         .bind(run.map_or(0, |(_, attempt)| attempt))
-        .execute(&mut *transaction)
+        .bind(result.map(|(meta, _)| meta.content_type.as_str()))
+        .bind(result.map(|(_, body)| body))
+        .bind(result.map(|(meta, _)| meta.bytes))
+        .bind(result.map(|(meta, _)| meta.page_status))
+        .bind(result.map(|(meta, _)| meta.page_url.as_str()))
+        .bind(result.and_then(|(meta, _)| meta.plugin_fuel))
+        .bind(result.and_then(|(meta, _)| meta.plugin_ms))
+        .bind(delivery.map(|delivery| delivery.url.as_str()))
+        .bind(delivery.map(|delivery| delivery.body.as_slice()))
+        .fetch_one(self.pool())
         .await
         .map_err(query("finish a job"))?;
+        Ok(finished == 1)
+    }
+
+    /// [`Store::finish_job`] on SQLite, which has no data-modifying CTEs: a transaction (its
+    /// statements are calls in this process, not round trips).
+    async fn finish_job_in_a_transaction(
+        &self,
+        id: &str,
+        run: Option<(&str, i64)>,
+        finished_at: i64,
+        finish: &Finish,
+        delivery: Option<&Delivery>,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self
+            .pool()
+            .begin()
+            .await
+            .map_err(query("begin finishing a job"))?;
+        let (state, error) = finish_state(finish);
+        let updated = sqlx::query(FINISH)
+            .bind(state)
+            .bind(finished_at)
+            .bind(error.map(|error| error.status))
+            .bind(error.map(|error| error.code.as_str()))
+            .bind(error.map(|error| error.message.as_str()))
+            .bind(id)
+            .bind(run.map(|(host, _)| host))
+            .bind(run.map_or(0, |(_, attempt)| attempt))
+            .execute(&mut *transaction)
+            .await
+            .map_err(query("finish a job"))?;
         if updated.rows_affected() == 0 {
             transaction
                 .rollback()
@@ -456,7 +603,7 @@ impl Store {
     /// A job by id.
     pub async fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs LEFT JOIN results ON results.job_id = jobs.id \
+            "SELECT {ROW_COLUMNS}, {RESULT_COLUMNS} FROM jobs LEFT JOIN results ON results.job_id = jobs.id \
              WHERE jobs.id = $1"
         )))
         .bind(id)
@@ -588,6 +735,26 @@ impl Store {
         Ok(evicted)
     }
 
+    /// The queued jobs by band (urgent, hot, cold): from the queue's index, cheap enough to read
+    /// every second however many finished jobs are kept.
+    pub async fn queued_by_band(&self) -> Result<[i64; 3], StoreError> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT band, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY band")
+                .fetch_all(self.pool())
+                .await
+                .map_err(query("count queued jobs"))?;
+        let mut queued = [0; 3];
+        for (band, count) in rows {
+            if let Some(slot) = usize::try_from(band)
+                .ok()
+                .and_then(|band| queued.get_mut(band))
+            {
+                *slot += count;
+            }
+        }
+        Ok(queued)
+    }
+
     /// Jobs by state and the bytes of the kept results.
     pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
         let rows: Vec<(String, i64, i64)> =
@@ -625,6 +792,14 @@ impl Store {
 /// The error of a failed `step`.
 pub(super) fn query(step: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { step, source }
+}
+
+/// The state and error a job ends in.
+fn finish_state(finish: &Finish) -> (&'static str, Option<&ErrorRow>) {
+    match finish {
+        Finish::Succeeded { .. } => ("succeeded", None),
+        Finish::Failed(error) => ("failed", Some(error)),
+    }
 }
 
 fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {

@@ -59,34 +59,60 @@ impl Store {
         error: Option<&str>,
         retry_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut transaction = self
-            .pool()
-            .begin()
-            .await
-            .map_err(query("begin recording a webhook attempt"))?;
         let state = match (error, retry_at) {
             (None, _) => "delivered",
             (Some(_), Some(_)) => "pending",
             (Some(_), None) => "failed",
         };
-        sqlx::query(
-            "UPDATE jobs SET webhook_state = $1, webhook_attempts = webhook_attempts + 1, \
-             webhook_error = $2 WHERE id = $3 AND webhook_state <> 'cancelled'",
-        )
-        .bind(state)
-        .bind(error)
-        .bind(job_id)
-        .execute(&mut *transaction)
-        .await
-        .map_err(query("record a webhook attempt"))?;
-        match retry_at {
-            Some(retry_at) if error.is_some() => sqlx::query(
+        let retry = retry_at.filter(|_| error.is_some());
+        let record = "UPDATE jobs SET webhook_state = $1, webhook_attempts = webhook_attempts + 1, \
+             webhook_error = $2 WHERE id = $3 AND webhook_state <> 'cancelled'";
+        if self.backend() == Backend::Postgres {
+            // One statement (its parts are one transaction): one round trip a delivery.
+            let outbox = match retry {
+                Some(_) => {
+                    "UPDATE outbox SET attempts = attempts + 1, next_at = $4, claimed_by = NULL, \
+                     claimed_until = NULL WHERE job_id = $3"
+                }
+                None => "DELETE FROM outbox WHERE job_id = $3",
+            };
+            let mut statement = sqlx::query(AssertSqlSafe(format!(
+                "WITH outbox_changed AS ({outbox}) {record}"
+            )))
+            .bind(state)
+            .bind(error)
+            .bind(job_id);
+            if let Some(retry) = retry {
+                statement = statement.bind(retry);
+            }
+            statement
+                .execute(self.pool())
+                .await
+                .map_err(query("record a webhook attempt"))?;
+            return Ok(());
+        }
+        // SQLite has no data-modifying CTEs: a transaction, whose statements are calls in this
+        // process rather than round trips.
+        let mut transaction = self
+            .pool()
+            .begin()
+            .await
+            .map_err(query("begin recording a webhook attempt"))?;
+        sqlx::query(record)
+            .bind(state)
+            .bind(error)
+            .bind(job_id)
+            .execute(&mut *transaction)
+            .await
+            .map_err(query("record a webhook attempt"))?;
+        match retry {
+            Some(retry) => sqlx::query(
                 "UPDATE outbox SET attempts = attempts + 1, next_at = $1, claimed_by = NULL, \
                  claimed_until = NULL WHERE job_id = $2",
             )
-            .bind(retry_at)
+            .bind(retry)
             .bind(job_id),
-            _ => sqlx::query("DELETE FROM outbox WHERE job_id = $1").bind(job_id),
+            None => sqlx::query("DELETE FROM outbox WHERE job_id = $1").bind(job_id),
         }
         .execute(&mut *transaction)
         .await

@@ -53,27 +53,13 @@ fn job(id: &str, tenant: &str, band: i64, score: f64, submitted_at: i64) -> NewJ
 }
 
 #[tokio::test]
-async fn jobs_are_stored_up_to_the_capacity_and_read_back() {
+async fn jobs_are_stored_and_read_back() {
     on_both("stored", |store| async move {
-        assert!(
-            store
-                .submit_job(&job("a", "t", 1, 100.0, 1), 2)
-                .await
-                .expect("store")
-        );
-        assert!(
-            store
-                .submit_job(&job("b", "t", 1, 100.0, 2), 2)
-                .await
-                .expect("store")
-        );
-        assert!(
-            !store
-                .submit_job(&job("c", "t", 1, 100.0, 3), 2)
-                .await
-                .expect("store"),
-            "full"
-        );
+        // Several in one statement, as the intake writes them.
+        store
+            .submit_jobs(&[job("a", "t", 1, 100.0, 1), job("b", "t", 1, 100.0, 2)])
+            .await
+            .expect("store");
         let row = store.job("a").await.expect("read").expect("there");
         assert_eq!(
             (row.state.as_str(), row.tenant.as_str(), row.attempts),
@@ -81,6 +67,7 @@ async fn jobs_are_stored_up_to_the_capacity_and_read_back() {
         );
         assert_eq!(row.url.as_deref(), Some("http://127.0.0.1/"));
         assert!(store.job("c").await.expect("read").is_none());
+        assert_eq!(store.queued_by_band().await.expect("counts"), [0, 2, 0]);
         let counts = store.job_counts().await.expect("counts");
         assert_eq!((counts.queued, counts.running, counts.finished), (2, 0, 0));
     })
@@ -98,11 +85,11 @@ async fn claims_go_by_band_then_fair_share_then_score_then_age() {
             job("urgent", "b", 0, 200.0, 5),
         ];
         for job in &jobs {
-            assert!(store.submit_job(job, 100).await.expect("store"));
+            store.submit_job(job).await.expect("store");
         }
-        let claim = |n| store.claim_jobs("host", n, 10, 1_000, 0);
+        let claim = |n| store.claim_jobs("host", n, 10, 1_000);
         let ids = |claimed: Vec<ClaimedJob>| -> Vec<String> {
-            claimed.into_iter().map(|job| job.id).collect()
+            claimed.into_iter().map(|job| job.row.id).collect()
         };
         assert_eq!(ids(claim(1).await.expect("claim")), ["urgent"]);
         // Tenant b was charged for its urgent job: a goes first, its best score first.
@@ -121,19 +108,19 @@ async fn claims_go_by_band_then_fair_share_then_score_then_age() {
 async fn a_cold_job_past_the_aging_step_claims_as_hot() {
     on_both("aging", |store| async move {
         store
-            .submit_job(&job("cold", "a", 2, 0.0, 1), 10)
+            .submit_job(&job("cold", "a", 2, 0.0, 1))
             .await
             .expect("store");
         store
-            .submit_job(&job("hot", "b", 1, 100.0, 5), 10)
+            .submit_job(&job("hot", "b", 1, 100.0, 5))
             .await
             .expect("store");
-        // Cold jobs submitted at or before 1 count as hot: older than the hot one, it goes first.
-        let claimed = store
-            .claim_jobs("host", 1, 10, 1_000, 1)
-            .await
-            .expect("claim");
-        assert_eq!(claimed[0].id, "cold");
+        // Cold jobs submitted at or before 1 move to the hot band, ahead of hot jobs: the cold one
+        // goes first.
+        assert_eq!(store.age_cold_jobs(1).await.expect("age"), 1);
+        assert_eq!(store.queued_by_band().await.expect("counts"), [0, 2, 0]);
+        let claimed = store.claim_jobs("host", 1, 10, 1_000).await.expect("claim");
+        assert_eq!(claimed[0].row.id, "cold");
     })
     .await;
 }
@@ -143,12 +130,12 @@ async fn a_finish_stores_the_result_and_webhook_once_and_only_for_the_lease_hold
     on_both("finish", |store| async move {
         let mut with_hook = job("j", "t", 1, 100.0, 1);
         with_hook.webhook = Some("http://127.0.0.1:9/hook".into());
-        store.submit_job(&with_hook, 10).await.expect("store");
+        store.submit_job(&with_hook).await.expect("store");
         let claimed = store
-            .claim_jobs("host-a", 1, 10, 1_000, 0)
+            .claim_jobs("host-a", 1, 10, 1_000)
             .await
             .expect("claim");
-        let attempt = claimed[0].attempt;
+        let attempt = claimed[0].row.attempts;
         let meta = ResultMeta {
             content_type: "image/png".into(),
             bytes: 3,
@@ -261,13 +248,10 @@ async fn a_finish_stores_the_result_and_webhook_once_and_only_for_the_lease_hold
 async fn leases_expire_into_the_queue_and_jobs_run_again() {
     on_both("leases", |store| async move {
         store
-            .submit_job(&job("j", "t", 1, 100.0, 1), 10)
+            .submit_job(&job("j", "t", 1, 100.0, 1))
             .await
             .expect("store");
-        store
-            .claim_jobs("host-a", 1, 10, 100, 0)
-            .await
-            .expect("claim");
+        store.claim_jobs("host-a", 1, 10, 100).await.expect("claim");
         assert_eq!(
             store
                 .renew_leases("host-a", &["j".into(), "other".into()], 200)
@@ -283,10 +267,10 @@ async fn leases_expire_into_the_queue_and_jobs_run_again() {
         );
         assert_eq!(store.requeue_expired(250).await.expect("reap"), 1);
         let again = store
-            .claim_jobs("host-b", 1, 260, 400, 0)
+            .claim_jobs("host-b", 1, 260, 400)
             .await
             .expect("claim");
-        assert_eq!((again[0].id.as_str(), again[0].attempt), ("j", 2));
+        assert_eq!((again[0].row.id.as_str(), again[0].row.attempts), ("j", 2));
         assert!(
             store
                 .renew_leases("host-a", &["j".into()], 300)
@@ -314,17 +298,14 @@ async fn leases_expire_into_the_queue_and_jobs_run_again() {
 async fn cancelling_stops_a_job_or_forgets_a_finished_one() {
     on_both("cancel", |store| async move {
         store
-            .submit_job(&job("run", "t", 1, 100.0, 1), 10)
+            .submit_job(&job("run", "t", 1, 100.0, 1))
             .await
             .expect("store");
         store
-            .submit_job(&job("done", "t", 1, 100.0, 2), 10)
+            .submit_job(&job("done", "t", 1, 100.0, 2))
             .await
             .expect("store");
-        store
-            .claim_jobs("host-a", 1, 10, 100, 0)
-            .await
-            .expect("claim");
+        store.claim_jobs("host-a", 1, 10, 100).await.expect("claim");
         match store.cancel_job("run", 20).await.expect("cancel") {
             Cancelled::Stopped { host } => assert_eq!(host.as_deref(), Some("host-a")),
             other => panic!("{other:?}"),
@@ -370,7 +351,7 @@ async fn old_results_are_evicted_oldest_first_and_old_jobs_forgotten() {
     on_both("keep", |store| async move {
         for (index, id) in ["a", "b", "c"].into_iter().enumerate() {
             store
-                .submit_job(&job(id, "t", 1, 100.0, 1), 10)
+                .submit_job(&job(id, "t", 1, 100.0, 1))
                 .await
                 .expect("store");
             let finish = Finish::Succeeded {
@@ -484,12 +465,10 @@ async fn hosts_claiming_at_once_take_each_job_once() {
         for n in 0..JOBS {
             let id = format!("job-{n:03}");
             let tenant = if n % 3 == 0 { "a" } else { "b" };
-            assert!(
-                store
-                    .submit_job(&job(&id, tenant, 1, 100.0, n as i64), JOBS as i64)
-                    .await
-                    .expect("store")
-            );
+            store
+                .submit_job(&job(&id, tenant, 1, 100.0, n as i64))
+                .await
+                .expect("store");
         }
         // Four hosts claim five at a time, as fast as they can, on connections of their own.
         let claimers = (0..4).map(|host| {
@@ -499,13 +478,13 @@ async fn hosts_claiming_at_once_take_each_job_once() {
                 let mut mine = Vec::new();
                 loop {
                     let claimed = store
-                        .claim_jobs(&host, 5, 10, 100_000, 0)
+                        .claim_jobs(&host, 5, 10, 100_000)
                         .await
                         .expect("claim");
                     if claimed.is_empty() {
                         return mine;
                     }
-                    mine.extend(claimed.into_iter().map(|job| job.id));
+                    mine.extend(claimed.into_iter().map(|job| job.row.id));
                 }
             })
         });
