@@ -21,6 +21,12 @@ impl TestPostgres {
     /// Starts a cluster with `fsync` off (the tests kill processes, not machines) and waits until
     /// it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a cluster that flushes its commits to disk (`fsync` on, PostgreSQL's default, as a
+    /// production database runs) or not, and waits until it accepts connections.
+    pub fn start_with(fsync: bool) -> Self {
         let bin = server_binaries();
         let dir = tempfile::Builder::new()
             .prefix("pagewright-pg-")
@@ -38,8 +44,9 @@ impl TestPostgres {
             .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]));
         let port = free_port();
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            dir.path().display()
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
+            dir.path().display(),
+            if fsync { "on" } else { "off" }
         );
         let cluster = Self {
             dir,
@@ -48,7 +55,33 @@ impl TestPostgres {
             options,
         };
         cluster.start_again();
+        cluster.stop_when_this_process_ends();
         cluster
+    }
+
+    /// Leaves behind a watchdog that stops the cluster and removes its files once this process is
+    /// gone: a cluster shared through a `static` is never dropped, and a killed test drops nothing.
+    fn stop_when_this_process_ends(&self) {
+        let stop = postgres_command(&self.bin.join("pg_ctl"));
+        let stop: Vec<String> = std::iter::once(stop.get_program())
+            .chain(stop.get_args())
+            .map(|part| format!("'{}'", part.to_string_lossy()))
+            .collect();
+        let data = self.dir.path().join("data");
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {stop} -D '{data}' -m immediate stop; rm -rf '{dir}'",
+            pid = std::process::id(),
+            stop = stop.join(" "),
+            data = data.display(),
+            dir = self.dir.path().display(),
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
     }
 
     /// Starts the cluster (again, after [`TestPostgres::stop`]) on its port, with its data.

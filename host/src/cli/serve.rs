@@ -109,6 +109,9 @@ pub struct ServeArgs {
 
     /// Async jobs (`POST /v1/jobs`) that may be queued in the store at once (over the farm, with
     /// PostgreSQL); a job beyond it gets a 429. A queued job is a row on disk, not memory here.
+    /// Checked against the queue as the upkeep counted it (each second) and this host's own
+    /// submissions and claims since, not by counting the queue on each submission: over a farm,
+    /// hosts submitting at once can go past it by what they accept in that second.
     #[arg(long, env = "PAGEWRIGHT_JOB_QUEUE_CAPACITY", default_value_t = JobsSettings::QUEUE_CAPACITY)]
     pub job_queue_capacity: usize,
 

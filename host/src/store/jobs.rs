@@ -139,6 +139,15 @@ pub enum Cancelled {
 /// with it (no credit for idle time).
 const FARM_CLOCK: &str = "COALESCE((SELECT farm.vtime FROM tenants farm WHERE farm.name = ''), 0)";
 
+/// The tenants with queued jobs, found by skipping through the index of queued jobs by tenant
+/// (one look per tenant, however many jobs each has queued), for a `WITH RECURSIVE`.
+const QUEUED_TENANTS: &str = "queued_tenants (name) AS ( \
+    SELECT (SELECT tenant FROM jobs WHERE state = 'queued' ORDER BY tenant LIMIT 1) \
+    UNION ALL \
+    SELECT (SELECT tenant FROM jobs WHERE state = 'queued' AND tenant > queued_tenants.name \
+            ORDER BY tenant LIMIT 1) \
+    FROM queued_tenants WHERE queued_tenants.name IS NOT NULL)";
+
 /// A job's own columns, as [`job_row`] reads them.
 const ROW_COLUMNS: &str = "jobs.id, jobs.state, jobs.plugin, jobs.tenant, jobs.class, jobs.number, \
     jobs.url, jobs.webhook, jobs.submitted_at, jobs.started_at, jobs.finished_at, jobs.attempts, \
@@ -242,12 +251,7 @@ impl Store {
             // the farm's clock moves to the latest turn that started.
             Backend::Postgres => format!(
                 "WITH RECURSIVE farm (vtime) AS (SELECT {FARM_CLOCK}), \
-                 queued_tenants (name) AS ( \
-                     (SELECT tenant FROM jobs WHERE state = 'queued' ORDER BY tenant LIMIT 1) \
-                     UNION ALL \
-                     SELECT (SELECT tenant FROM jobs WHERE state = 'queued' \
-                             AND tenant > queued_tenants.name ORDER BY tenant LIMIT 1) \
-                     FROM queued_tenants WHERE queued_tenants.name IS NOT NULL), \
+                 {QUEUED_TENANTS}, \
                  offers AS MATERIALIZED (SELECT offer.id, offer.band, offer.aged, offer.score, \
                          offer.submitted_at, {turn} AS turn \
                      FROM queued_tenants CROSS JOIN farm \
@@ -284,44 +288,66 @@ impl Store {
                 turn = "CASE WHEN COALESCE(tenants.vtime, 0) > farm.vtime THEN tenants.vtime \
                         ELSE farm.vtime END",
             ),
-            // SQLite has one writer, so no lock, and no LATERAL: the queue in the farm's order.
+            // SQLite has one writer, so no lock, and no LATERAL: each tenant's offers are the rows
+            // whose rowids its index range gives.
             Backend::Sqlite => format!(
-                "WITH chosen AS (SELECT candidate.id FROM jobs candidate \
-                     LEFT JOIN tenants ON tenants.name = candidate.tenant \
-                     WHERE candidate.state = 'queued' \
-                     ORDER BY candidate.band, \
+                "WITH RECURSIVE {QUEUED_TENANTS}, \
+                 offers AS (SELECT offer.id, offer.band, offer.aged, offer.score, \
+                         offer.submitted_at, offer.tenant \
+                     FROM queued_tenants JOIN jobs offer ON offer.rowid IN (SELECT rowid FROM jobs \
+                         WHERE state = 'queued' AND tenant = queued_tenants.name \
+                         ORDER BY band, aged DESC, score DESC, submitted_at LIMIT $4)), \
+                 chosen AS (SELECT offers.id FROM offers \
+                     LEFT JOIN tenants ON tenants.name = offers.tenant \
+                     ORDER BY offers.band, \
                          CASE WHEN COALESCE(tenants.vtime, 0) > {FARM_CLOCK} THEN tenants.vtime \
                          ELSE {FARM_CLOCK} END, \
-                         candidate.aged DESC, candidate.score DESC, candidate.submitted_at \
+                         offers.aged DESC, offers.score DESC, offers.submitted_at \
                      LIMIT $4) \
                  {update}"
             ),
         };
         // Composed of this file's constants only: no input reaches the text.
-        let rows = sqlx::query(AssertSqlSafe(claim))
+        let statement = sqlx::query(AssertSqlSafe(claim))
             .bind(host)
             .bind(lease_until)
             .bind(now)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await
-            .map_err(query("claim jobs"))?;
-        let read = query("read a claimed job");
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut costs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let job = ClaimedJob {
-                spec: row.try_get("spec").map_err(&read)?,
-                score: row.try_get("score").map_err(&read)?,
-                cost: row.try_get("cost").map_err(&read)?,
-                row: job_row(&row)?,
-            };
-            costs.push((job.row.tenant.clone(), job.cost));
-            claimed.push(job);
-        }
-        if !costs.is_empty() && self.backend() == Backend::Sqlite {
-            self.charge_tenants(&costs).await?;
-        }
+            .bind(limit);
+        let mut claimed = match self.backend() {
+            Backend::Postgres => claimed_jobs(
+                statement
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(query("claim jobs"))?,
+            )?,
+            // The claim and the tenants' charges in one transaction: one commit (one flush to
+            // disk) a claim.
+            Backend::Sqlite => {
+                let mut transaction = self
+                    .pool()
+                    .begin()
+                    .await
+                    .map_err(query("begin claiming jobs"))?;
+                let claimed = claimed_jobs(
+                    statement
+                        .fetch_all(&mut *transaction)
+                        .await
+                        .map_err(query("claim jobs"))?,
+                )?;
+                let costs: Vec<(String, f64)> = claimed
+                    .iter()
+                    .map(|job| (job.row.tenant.clone(), job.cost))
+                    .collect();
+                if !costs.is_empty() {
+                    charge_tenants(&mut transaction, &costs).await?;
+                }
+                transaction
+                    .commit()
+                    .await
+                    .map_err(query("commit a claim"))?;
+                claimed
+            }
+        };
         // RETURNING follows no order: best first, as they would start.
         claimed.sort_by(|a, b| {
             b.score
@@ -329,46 +355,6 @@ impl Store {
                 .then(a.row.submitted_at.cmp(&b.row.submitted_at))
         });
         Ok(claimed)
-    }
-
-    /// Advances the virtual clock of each claimed job's tenant by its claimed jobs' cost, from its
-    /// turn: its clock, or the farm's clock if that is ahead (the latest turn that started, kept
-    /// as tenant `''`, which no request can name), so a tenant that had nothing queued starts
-    /// level with the others instead of with credit for its idle time. SQLite's claims; one
-    /// statement per tenant in the claim and one for the farm's clock.
-    async fn charge_tenants(&self, costs: &[(String, f64)]) -> Result<(), StoreError> {
-        let mut charges: Vec<(&str, f64)> = Vec::new();
-        for (tenant, cost) in costs {
-            match charges.iter_mut().find(|(name, _)| name == tenant) {
-                Some((_, total)) => *total += cost,
-                None => charges.push((tenant, *cost)),
-            }
-        }
-        let mut farm_clock = f64::MIN;
-        for (tenant, total) in charges {
-            let (end,): (f64,) = sqlx::query_as(AssertSqlSafe(format!(
-                "INSERT INTO tenants (name, vtime) VALUES ($1, {FARM_CLOCK} + $2) \
-                 ON CONFLICT (name) DO UPDATE SET vtime = $2 + CASE \
-                     WHEN tenants.vtime > {FARM_CLOCK} THEN tenants.vtime ELSE {FARM_CLOCK} END \
-                 RETURNING vtime"
-            )))
-            .bind(tenant)
-            .bind(total)
-            .fetch_one(self.pool())
-            .await
-            .map_err(query("advance a tenant's clock"))?;
-            farm_clock = farm_clock.max(end - total);
-        }
-        sqlx::query(
-            "INSERT INTO tenants (name, vtime) VALUES ('', $1) \
-             ON CONFLICT (name) DO UPDATE SET vtime = CASE \
-                 WHEN tenants.vtime > $1 THEN tenants.vtime ELSE $1 END",
-        )
-        .bind(farm_clock)
-        .execute(self.pool())
-        .await
-        .map_err(query("advance the farm's clock"))?;
-        Ok(())
     }
 
     /// Moves the queued cold jobs submitted before `aged_before` (Unix ms) into the hot band, ahead
@@ -792,6 +778,64 @@ impl Store {
 /// The error of a failed `step`.
 pub(super) fn query(step: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { step, source }
+}
+
+/// Advances the virtual clock of each claimed job's tenant by its claimed jobs' cost, from its
+/// turn: its clock, or the farm's clock if that is ahead (the latest turn that started, kept
+/// as tenant `''`, which no request can name), so a tenant that had nothing queued starts
+/// level with the others instead of with credit for its idle time. SQLite's claims, in the
+/// claim's transaction: one statement per tenant in the claim and one for the farm's clock.
+async fn charge_tenants(
+    connection: &mut sqlx::AnyConnection,
+    costs: &[(String, f64)],
+) -> Result<(), StoreError> {
+    let mut charges: Vec<(&str, f64)> = Vec::new();
+    for (tenant, cost) in costs {
+        match charges.iter_mut().find(|(name, _)| name == tenant) {
+            Some((_, total)) => *total += cost,
+            None => charges.push((tenant, *cost)),
+        }
+    }
+    let mut farm_clock = f64::MIN;
+    for (tenant, total) in charges {
+        let (end,): (f64,) = sqlx::query_as(AssertSqlSafe(format!(
+            "INSERT INTO tenants (name, vtime) VALUES ($1, {FARM_CLOCK} + $2) \
+             ON CONFLICT (name) DO UPDATE SET vtime = $2 + CASE \
+                 WHEN tenants.vtime > {FARM_CLOCK} THEN tenants.vtime ELSE {FARM_CLOCK} END \
+             RETURNING vtime"
+        )))
+        .bind(tenant)
+        .bind(total)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(query("advance a tenant's clock"))?;
+        farm_clock = farm_clock.max(end - total);
+    }
+    sqlx::query(
+        "INSERT INTO tenants (name, vtime) VALUES ('', $1) \
+         ON CONFLICT (name) DO UPDATE SET vtime = CASE \
+             WHEN tenants.vtime > $1 THEN tenants.vtime ELSE $1 END",
+    )
+    .bind(farm_clock)
+    .execute(&mut *connection)
+    .await
+    .map_err(query("advance the farm's clock"))?;
+    Ok(())
+}
+
+/// The jobs a claim returned.
+fn claimed_jobs(rows: Vec<AnyRow>) -> Result<Vec<ClaimedJob>, StoreError> {
+    let read = query("read a claimed job");
+    rows.iter()
+        .map(|row| {
+            Ok(ClaimedJob {
+                spec: row.try_get("spec").map_err(&read)?,
+                score: row.try_get("score").map_err(&read)?,
+                cost: row.try_get("cost").map_err(&read)?,
+                row: job_row(row)?,
+            })
+        })
+        .collect()
 }
 
 /// The state and error a job ends in.

@@ -43,14 +43,18 @@ impl StoreSettings {
     /// few enough that 20 hosts fit in PostgreSQL's default 100 connections.
     pub const MAX_CONNECTIONS: u32 = 4;
 
-    /// The embedded default: `pagewright.db` in the data directory.
+    /// The embedded default: `pagewright.db` in the data directory, on one connection. SQLite has
+    /// one writer: with several connections, writers that find the database locked sleep in
+    /// SQLite's busy handler (1 ms, then 2, 5, ...) while the lock is free again within a tenth of
+    /// that; one connection queues them instead (measured: 336 jobs/s through the farm bench with
+    /// four connections; see docs/benchmarks.md for one).
     pub fn sqlite_in(data_dir: &Path) -> Self {
         Self {
             url: format!(
                 "sqlite://{}?mode=rwc",
                 data_dir.join("pagewright.db").display()
             ),
-            max_connections: Self::MAX_CONNECTIONS,
+            max_connections: 1,
         }
     }
 
