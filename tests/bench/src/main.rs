@@ -14,6 +14,9 @@
 //! `cargo run --release -p pagewright-bench -- languages` measures the same extractor in Rust, C,
 //! JavaScript and Python: upload-and-compile time, load time after a restart, fuel and time per call.
 //!
+//! `cargo run --release -p pagewright-bench -- farm` measures async jobs through the job store
+//! (PostgreSQL shared by 1, 2 and 4 hosts, SQLite, and the in-memory queue of an older build).
+//!
 //! `cargo run --release -p pagewright-bench -- sched-core` measures the scheduler's queue alone;
 //! `-- flood` holds 13,000 jobs in flight against one server; `-- priority` and `-- fairness`
 //! measure urgent jobs under a cold flood and a small tenant beside a big one, each against an idle
@@ -21,11 +24,14 @@
 //!
 //! Memory is the sum of PSS (not RSS, which counts shared pages once per process) over the process tree.
 
+mod farm;
 mod flood;
 mod languages;
 mod load;
 mod memory;
 mod plugins;
+#[path = "../../support/postgres.rs"]
+mod postgres;
 mod scenarios;
 mod sched;
 mod shards;
@@ -56,6 +62,13 @@ enum BenchCommand {
         /// render costs a full browser start).
         #[arg(long, default_value_t = 10)]
         naive_seconds: u64,
+        /// Another build of pagewright (`PATH serve` is run) to measure beside this one, in the
+        /// same sitting: before and after a change on the job path.
+        #[arg(long)]
+        server: Vec<std::path::PathBuf>,
+        /// Measure only pagewright (and `--server`), not the baselines.
+        #[arg(long)]
+        pagewright_only: bool,
     },
     /// The plugin host: no-op call cost, built-in screenshot plugin vs the native path, and a normal
     /// job's latency while hundreds of plugins spin.
@@ -148,6 +161,40 @@ enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         keys: usize,
     },
+    /// Async jobs with a plugin that needs no page through the job store at 1, 2 and 4 hosts:
+    /// PostgreSQL shared by the hosts, SQLite per host, and the in-memory queue of a build from
+    /// before the store. Jobs/s, claim latency, lost jobs, and jobs run twice after a host is killed.
+    Farm {
+        /// Jobs per run.
+        #[arg(long, default_value_t = 10_000)]
+        jobs: usize,
+        /// Host counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        hosts: Vec<usize>,
+        /// Clients submitting at once.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// A `pagewright` binary built from before the store (its in-memory queue is the baseline);
+        /// its rows are left out without one.
+        #[arg(long)]
+        in_memory_server: Option<std::path::PathBuf>,
+        /// PostgreSQL's `fsync`: on, as a production database runs; off to see the store's cost
+        /// without the disk's.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        fsync: bool,
+        /// Leave out the run with a host killed.
+        #[arg(long)]
+        no_kill: bool,
+        /// Leave out the SQLite rows.
+        #[arg(long)]
+        no_sqlite: bool,
+        /// A PostgreSQL database to use instead of a throwaway cluster (every run shares it).
+        #[arg(long)]
+        postgres_url: Option<String>,
+        /// Runs of each configuration (the table shows the median one).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
     #[command(hide = true)]
     Serve {
@@ -166,10 +213,14 @@ fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
             naive_seconds,
+            server,
+            pagewright_only,
         } => runtime.block_on(scenarios::pool_bench(
             Duration::from_secs(seconds),
             Duration::from_secs(naive_seconds),
             &concurrency,
+            &server,
+            pagewright_only,
         )),
         BenchCommand::Plugins {
             calls,
@@ -214,6 +265,27 @@ fn main() -> anyhow::Result<()> {
             clients,
             keys,
         )),
+        BenchCommand::Farm {
+            jobs,
+            hosts,
+            clients,
+            in_memory_server,
+            fsync,
+            no_kill,
+            no_sqlite,
+            postgres_url,
+            rounds,
+        } => runtime.block_on(farm::farm_bench(farm::Options {
+            jobs,
+            hosts,
+            clients,
+            in_memory_server,
+            fsync,
+            no_kill,
+            no_sqlite,
+            postgres_url,
+            rounds: rounds.max(1),
+        })),
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
                 .with_env_filter(

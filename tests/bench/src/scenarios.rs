@@ -52,6 +52,8 @@ pub async fn pool_bench(
     duration: Duration,
     naive_duration: Duration,
     levels: &[usize],
+    servers: &[PathBuf],
+    pagewright_only: bool,
 ) -> anyhow::Result<()> {
     let site = serve_page().await?;
     let url = format!("http://{site}/");
@@ -74,6 +76,24 @@ pub async fn pool_bench(
         print_last(&results);
     }
     drop(server);
+    // Other builds of pagewright, measured the same way in the same sitting (before and after a
+    // change on the job path).
+    for program in servers {
+        let server = PagewrightServer::start_program(Some(program), &[]).await?;
+        for &level in levels {
+            results.push(
+                server
+                    .measure_as("pagewright HTTP API (--server)", &url, level, duration)
+                    .await,
+            );
+            print_last(&results);
+        }
+        drop(server);
+    }
+    if pagewright_only {
+        print_table(&results);
+        return Ok(());
+    }
     for &level in levels {
         results.push(raw_loop(&chrome, &url, level, duration).await?);
         print_last(&results);
@@ -220,19 +240,32 @@ pub(crate) struct PagewrightServer {
 
 impl PagewrightServer {
     pub(crate) async fn start(args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_program(None, args).await
+    }
+
+    /// `program serve` (another build of pagewright, for a before-and-after measurement), or this
+    /// bench's own server when `None`.
+    pub(crate) async fn start_program(
+        program: Option<&std::path::Path>,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
         };
         let data_dir = tempfile::tempdir()?;
-        let child = tokio::process::Command::new(std::env::current_exe()?)
+        let program = match program {
+            Some(program) => program.to_owned(),
+            None => std::env::current_exe()?,
+        };
+        let child = tokio::process::Command::new(&program)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(args)
             .kill_on_drop(true)
             .spawn()
-            .context("starting the pagewright server")?;
+            .with_context(|| format!("starting the pagewright server {}", program.display()))?;
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let started = Instant::now();
@@ -262,6 +295,26 @@ impl PagewrightServer {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id().unwrap_or_default()
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash or an OOM kill would.
+    pub(crate) async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Stops the server as an operator would (SIGTERM), and waits for it to exit.
+    pub(crate) async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
     }
 
     async fn measure(&self, url: &str, concurrency: usize, duration: Duration) -> Measured {
