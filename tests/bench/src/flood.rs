@@ -146,9 +146,12 @@ pub async fn flood_bench(jobs: usize, async_share: f64) -> anyhow::Result<()> {
                 let Ok(status) = response.json::<Value>().await else {
                     continue;
                 };
+                // The scheduler's jobs (sync ones, and async ones claimed from the store) and the
+                // async jobs still queued in the store.
                 let scheduler = &status["scheduler"];
                 let in_flight = scheduler["queued"].as_u64().unwrap_or(0)
-                    + scheduler["running"].as_u64().unwrap_or(0);
+                    + scheduler["running"].as_u64().unwrap_or(0)
+                    + status["jobs"]["queued"].as_u64().unwrap_or(0);
                 let figures = Peak {
                     in_flight,
                     host_pss: memory::pss(pid),
