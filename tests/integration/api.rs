@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{FixtureSite, TestServer, error_code, eventually, png_size};
+use crate::harness::{FixtureSite, TestServer, error_code, error_message, eventually, png_size};
 
 #[tokio::test]
 async fn screenshots_in_every_format_and_shape() {
@@ -253,6 +253,45 @@ async fn bad_requests_get_clear_errors() {
         )
         .await;
     assert_eq!(error_code(missing, 422).await, "element_not_found");
+
+    // Page settings Chromium would refuse (a line break in a header: it used to cost a page and
+    // answer 502) or ignore (an unknown media feature), and a key that is data rather than a name:
+    // 400s naming the field, before any browser work, and the server renders on.
+    for (page, field) in [
+        (
+            json!({ "headers": { "x-a": "1\r\nx-b: 2" } }),
+            "page.headers.x-a",
+        ),
+        (
+            json!({ "user_agent": "bot\r\nx-evil: 1" }),
+            "page.user_agent",
+        ),
+        (
+            json!({ "media_features": { "prefers-colour-scheme": "dark" } }),
+            "page.media_features",
+        ),
+        (
+            json!({ "isolation_key": "k".repeat(10_000) }),
+            "page.isolation_key",
+        ),
+        (
+            json!({ "viewport": { "width": 16384, "height": 16384, "device_scale_factor": 4 } }),
+            "device pixels",
+        ),
+    ] {
+        let response = server
+            .post("/v1/screenshot", json!({ "url": url, "page": page }))
+            .await;
+        let message = error_message(response, 400, "invalid_input").await;
+        assert!(message.contains(field), "{page}: {message}");
+    }
+    let rendered = server
+        .post(
+            "/v1/content",
+            json!({ "url": url, "page": { "headers": { "x-fine": "yes" } } }),
+        )
+        .await;
+    assert_eq!(rendered.status(), 200);
 
     let big = server
         .post("/v1/content", json!({ "html": "x".repeat(100_000) }))

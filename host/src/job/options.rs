@@ -107,6 +107,139 @@ impl Default for PageOptions {
     }
 }
 
+/// Most extra headers a page may send, and their sizes (nginx's and Node's limits are 8 KiB a line).
+const MAX_HEADERS: usize = 64;
+const MAX_HEADER_NAME: usize = 256;
+const MAX_HEADER_VALUE: usize = 8 * 1024;
+/// The longest user agent: real ones are under 300 characters.
+const MAX_USER_AGENT: usize = 1024;
+/// The longest isolation key: keys are names, not data.
+const MAX_ISOLATION_KEY: usize = 128;
+/// The media features Chromium's `Emulation.setEmulatedMedia` emulates; it ignores any other name
+/// without a word, so an unknown one is refused here instead.
+const MEDIA_FEATURES: [&str; 7] = [
+    "color-gamut",
+    "forced-colors",
+    "prefers-color-scheme",
+    "prefers-contrast",
+    "prefers-reduced-data",
+    "prefers-reduced-motion",
+    "prefers-reduced-transparency",
+];
+
+impl PageOptions {
+    /// Checks what the page will be set up with, so that a value Chromium would refuse or
+    /// misread (a header with a line break, an unknown media feature) is a 400 naming the field,
+    /// not a failed job and a spoiled page.
+    pub fn validate(&self) -> Result<(), InvalidOption> {
+        self.viewport.validate()?;
+        check_headers(&self.headers)?;
+        if let Some(user_agent) = &self.user_agent {
+            check_user_agent(user_agent)?;
+        }
+        check_media_features(&self.media_features)?;
+        if let Some(key) = &self.isolation_key
+            && (key.is_empty()
+                || key.len() > MAX_ISOLATION_KEY
+                || !key
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:@/".contains(&byte)))
+        {
+            return Err(InvalidOption(format!(
+                "page.isolation_key must be 1-{MAX_ISOLATION_KEY} of letters, digits and -_.:@/ \
+                 (got {} characters)",
+                key.chars().count()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Extra headers a page may send: names that are HTTP tokens, values without line breaks, within
+/// their sizes. For the request's `page.headers` and a plugin's `set-extra-headers` alike.
+pub fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), InvalidOption> {
+    if headers.len() > MAX_HEADERS {
+        return Err(InvalidOption(format!(
+            "page.headers has {} headers; at most {MAX_HEADERS}",
+            headers.len()
+        )));
+    }
+    for (name, value) in headers {
+        if name.is_empty() || name.len() > MAX_HEADER_NAME || !name.bytes().all(is_token_byte) {
+            return Err(InvalidOption(format!(
+                "page.headers: `{}` is not a header name (1-{MAX_HEADER_NAME} of letters, digits \
+                 and !#$%&'*+-.^_`|~)",
+                shown(name).escape_debug()
+            )));
+        }
+        check_header_value(&format!("page.headers.{name}"), value, MAX_HEADER_VALUE)?;
+    }
+    Ok(())
+}
+
+/// A user agent: a header value of at most [`MAX_USER_AGENT`] bytes.
+pub fn check_user_agent(user_agent: &str) -> Result<(), InvalidOption> {
+    check_header_value("page.user_agent", user_agent, MAX_USER_AGENT)
+}
+
+/// Media features Chromium emulates, each with a keyword value.
+pub fn check_media_features(features: &BTreeMap<String, String>) -> Result<(), InvalidOption> {
+    for (name, value) in features {
+        if !MEDIA_FEATURES.contains(&name.as_str()) {
+            return Err(InvalidOption(format!(
+                "page.media_features: `{}` is not a media feature Chromium emulates; one of {}",
+                shown(name).escape_debug(),
+                MEDIA_FEATURES.join(", ")
+            )));
+        }
+        if value.is_empty()
+            || value.len() > 32
+            || !value
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        {
+            return Err(InvalidOption(format!(
+                "page.media_features.{name}: `{}` is not a media feature value (a keyword such as \
+                 `dark` or `reduce`)",
+                shown(value).escape_debug()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP token character (RFC 9110's `tchar`): what a header name is made of.
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// A header value: visible characters, spaces and tabs, no line breaks or other controls (a CR or
+/// LF would end the header line), at most `max` bytes.
+fn check_header_value(field: &str, value: &str, max: usize) -> Result<(), InvalidOption> {
+    if value.len() > max {
+        return Err(InvalidOption(format!(
+            "{field} is {} bytes; at most {max}",
+            value.len()
+        )));
+    }
+    if let Some(control) = value.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(InvalidOption(format!(
+            "{field} contains the control character {control:?}: header values cannot hold line \
+             breaks or other controls"
+        )));
+    }
+    Ok(())
+}
+
+/// At most the first 64 characters of a value, for an error message.
+fn shown(value: &str) -> String {
+    let mut shown: String = value.chars().take(64).collect();
+    if shown.len() < value.len() {
+        shown.push_str("...");
+    }
+    shown
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Viewport {
@@ -150,6 +283,20 @@ impl Viewport {
             return Err(InvalidOption(format!(
                 "viewport.device_scale_factor must be between 0.1 and 4, got {}",
                 self.device_scale_factor
+            )));
+        }
+        // What Chromium captures is device pixels: the CSS size times the scale.
+        let device = |side: u32| (f64::from(side) * self.device_scale_factor).ceil();
+        let max = f64::from(MAX_PIXELS);
+        if device(self.width) > max || device(self.height) > max {
+            return Err(InvalidOption(format!(
+                "viewport {}x{} at device_scale_factor {} is {}x{} device pixels; Chromium renders \
+                 at most {MAX_PIXELS} on a side",
+                self.width,
+                self.height,
+                self.device_scale_factor,
+                device(self.width),
+                device(self.height)
             )));
         }
         Ok(())
@@ -508,5 +655,60 @@ mod tests {
             ..ScreenshotOptions::default()
         };
         assert!(options.validate().is_err());
+    }
+
+    /// Page options from JSON, checked: the error's message, or `None` when they pass.
+    fn refusal(json: serde_json::Value) -> Option<String> {
+        let options: PageOptions = serde_json::from_value(json).expect("page options parse");
+        options.validate().err().map(|error| error.0)
+    }
+
+    #[test]
+    fn page_settings_chromium_would_refuse_or_misread_are_refused_naming_the_field() {
+        use serde_json::json;
+        assert_eq!(
+            refusal(
+                json!({ "headers": { "x-ok": "a\tb", "Accept-Language": "fr" },
+                            "user_agent": "bot/1.0 (+https://example.com)",
+                            "media_features": { "prefers-color-scheme": "dark" },
+                            "isolation_key": "tenant-a:session/1" })
+            ),
+            None
+        );
+        let cases = [
+            (
+                json!({ "headers": { "x-a": "1\r\nx-b: 2" } }),
+                "page.headers.x-a",
+            ),
+            (json!({ "headers": { "bad name": "1" } }), "page.headers"),
+            (json!({ "headers": { "": "1" } }), "page.headers"),
+            (json!({ "user_agent": "bot\nx-evil: 1" }), "page.user_agent"),
+            (json!({ "user_agent": "x".repeat(2000) }), "page.user_agent"),
+            (
+                json!({ "media_features": { "prefers-colour-scheme": "dark" } }),
+                "page.media_features",
+            ),
+            (
+                json!({ "media_features": { "prefers-color-scheme": "dark; x" } }),
+                "prefers-color-scheme",
+            ),
+            (
+                json!({ "isolation_key": "k".repeat(100_000) }),
+                "page.isolation_key",
+            ),
+            (json!({ "isolation_key": "" }), "page.isolation_key"),
+            (json!({ "isolation_key": "a b" }), "page.isolation_key"),
+            (
+                json!({ "viewport": { "width": 16384, "height": 16384, "device_scale_factor": 4 } }),
+                "device pixels",
+            ),
+        ];
+        for (options, named) in cases {
+            let message = refusal(options.clone()).unwrap_or_else(|| panic!("{options} passed"));
+            assert!(message.contains(named), "{options}: {message}");
+        }
+        let many: BTreeMap<String, String> =
+            (0..65).map(|n| (format!("x-{n}"), "1".into())).collect();
+        assert!(check_headers(&many).is_err());
     }
 }

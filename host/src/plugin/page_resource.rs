@@ -18,8 +18,8 @@ use super::bindings::pagewright::plugin::page as wit;
 use super::bindings::pagewright::plugin::types::{self, Error as WitError};
 use super::state::PluginState;
 use crate::job::options::{
-    Clip, Cookie, GotoOptions, ImageFormat, Length, Margins, MediaType, PaperFormat, PdfOptions,
-    SameSite, ScreenshotOptions, Viewport, WaitUntil,
+    self, Clip, Cookie, GotoOptions, ImageFormat, Length, Margins, MediaType, PaperFormat,
+    PdfOptions, SameSite, ScreenshotOptions, Viewport, WaitUntil,
 };
 use crate::page::{Navigation, Page, PageError, ScrollTarget};
 
@@ -257,24 +257,19 @@ impl wit::HostPage for PluginState {
         _: Resource<PageResource>,
         headers: Vec<(String, String)>,
     ) -> Op<()> {
-        for (name, value) in &headers {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
-                || http::HeaderValue::from_str(value).is_err()
-            {
-                return Ok(Err(WitError::InvalidInput(format!(
-                    "`{}: {}` is not a valid HTTP header",
-                    name.escape_debug(),
-                    value.escape_debug()
-                ))));
-            }
-        }
         let headers: BTreeMap<String, String> = headers.into_iter().collect();
+        if let Err(error) = options::check_headers(&headers) {
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
+        }
         Ok(self
             .on_page(async |page| page.set_extra_headers(&headers).await)
             .await)
     }
 
     async fn set_user_agent(&mut self, _: Resource<PageResource>, user_agent: String) -> Op<()> {
+        if let Err(error) = options::check_user_agent(&user_agent) {
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
+        }
         Ok(self
             .on_page(async |page| page.set_user_agent(&user_agent).await)
             .await)
@@ -314,6 +309,9 @@ impl wit::HostPage for PluginState {
             wit::MediaType::Print => MediaType::Print,
         });
         let features: BTreeMap<String, String> = features.into_iter().collect();
+        if let Err(error) = options::check_media_features(&features) {
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
+        }
         Ok(self
             .on_page(async |page| page.emulate_media(media, &features).await)
             .await)
