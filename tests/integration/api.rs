@@ -55,6 +55,18 @@ async fn screenshots_in_every_format_and_shape() {
         .await;
     let (width, height) = png_size(&response.bytes().await.expect("body"));
     assert_eq!((width, height), (1280, 3000), "full page");
+    // 5,000 CSS pixels at scale 4 are 20,000 device pixels, past what Chromium captures: a 413
+    // naming both, not a 502.
+    let response = server
+        .post(
+            "/v1/screenshot",
+            json!({ "html": "<div style='height:5000px'>tall</div>",
+                    "page": { "viewport": { "width": 800, "height": 600, "device_scale_factor": 4 } },
+                    "options": { "full_page": true } }),
+        )
+        .await;
+    let message = error_message(response, 413, "output_too_large").await;
+    assert!(message.contains("device pixels"), "{message}");
 
     // The full-page capture must not leave the page resized for the next job.
     let response = server

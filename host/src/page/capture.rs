@@ -101,11 +101,21 @@ impl Page<'_> {
     }
 
     fn checked_clip(&self, x: f64, y: f64, width: f64, height: f64) -> Result<ClipRect, PageError> {
+        // Chromium's limit is on what it captures: device pixels, the CSS size times the page's
+        // scale (a full page at scale 4 reaches it four times sooner).
+        let scale = self
+            .handle
+            .changes()
+            .viewport
+            .map_or(1.0, |viewport| viewport.device_scale_factor);
         let max = f64::from(MAX_PIXELS);
-        if width > max || height > max {
+        if width * scale > max || height * scale > max {
             return Err(PageError::TooLarge(format!(
-                "the area to capture is {width:.0}x{height:.0} CSS pixels; Chromium captures at most \
-                 {MAX_PIXELS} on a side: use a clip, or a PDF for long pages"
+                "the area to capture is {width:.0}x{height:.0} CSS pixels, {:.0}x{:.0} device pixels \
+                 at scale {scale}; Chromium captures at most {MAX_PIXELS} on a side: use a clip, a \
+                 smaller device_scale_factor, or a PDF for long pages",
+                (width * scale).ceil(),
+                (height * scale).ceil(),
             )));
         }
         Ok(ClipRect {
