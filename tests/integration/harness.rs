@@ -160,6 +160,15 @@ impl ServerProcess {
     /// Starts `pagewright serve` on a free loopback port with `flags` (which name its data
     /// directory) and waits for its browsers; its log goes to `log`.
     pub async fn start(flags: &[&str], log: &std::path::Path) -> Self {
+        Self::start_with_env(flags, &[], log).await
+    }
+
+    /// [`ServerProcess::start`], with `env` added to the server's environment.
+    pub async fn start_with_env(
+        flags: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Self {
         pagewright::install_tls_provider();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("a free port")
@@ -171,6 +180,7 @@ impl ServerProcess {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(flags)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -196,6 +206,11 @@ impl ServerProcess {
         )
         .await;
         server
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {

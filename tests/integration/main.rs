@@ -9,6 +9,7 @@ mod durable;
 mod eventually;
 mod failures;
 mod farm;
+mod hardening;
 mod harness;
 mod jobs;
 mod languages;

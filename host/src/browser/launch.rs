@@ -66,6 +66,30 @@ pub(crate) struct Launched {
     pub _user_data_dir: tempfile::TempDir,
 }
 
+/// The environment variables Chromium gets from the server: where to find programs, fonts and its
+/// home, the locale and the time zone. Everything else (`PAGEWRIGHT_*` tokens and secrets, database
+/// URLs, cloud credentials) stays with the server.
+fn passed_to_chromium(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "HOME"
+            | "USER"
+            | "LOGNAME"
+            | "TMPDIR"
+            | "TZ"
+            | "LANG"
+            | "LANGUAGE"
+            | "FONTCONFIG_FILE"
+            | "FONTCONFIG_PATH"
+            | "XDG_CONFIG_HOME"
+            | "XDG_CACHE_HOME"
+            | "XDG_DATA_HOME"
+            | "XDG_DATA_DIRS"
+            | "XDG_RUNTIME_DIR"
+    ) || name.starts_with("LC_")
+}
+
 /// Starts Chromium with a fresh profile directory and connects to it; pinned to `node`'s CPUs and
 /// preferring its memory, if given (every process Chromium starts inherits both).
 pub(crate) async fn launch(
@@ -84,6 +108,11 @@ pub(crate) async fn launch(
     if let Some(node) = node {
         node.pinning().apply_to_child(&mut command);
     }
+    // Chromium and every renderer it starts see only the environment they need: not the server's
+    // tokens, secrets or database URL (a renderer's `/proc/PID/environ` is readable by its user).
+    command.env_clear().envs(
+        std::env::vars_os().filter(|(name, _)| name.to_str().is_some_and(passed_to_chromium)),
+    );
     let mut child = command
         .args(CHROMIUM_FLAGS)
         .arg(format!(
