@@ -478,12 +478,11 @@ impl Store {
         finish: &Finish,
         delivery: Option<&Delivery>,
     ) -> Result<bool, StoreError> {
-        let (state, error) = finish_state(finish);
         let result = match finish {
             Finish::Succeeded { meta, body } => Some((meta, body.as_slice())),
             Finish::Failed(_) => None,
         };
-        let (finished,): (i64,) = sqlx::query_as(AssertSqlSafe(format!(
+        let statement = sqlx::query(AssertSqlSafe(format!(
             "WITH finished AS ({FINISH} RETURNING id), \
              kept AS (INSERT INTO results (job_id, content_type, body, bytes, page_status, \
                      page_url, plugin_fuel, plugin_ms, finished_at) \
@@ -492,27 +491,21 @@ impl Store {
              delivery AS (INSERT INTO outbox (job_id, url, body, next_at) \
                  SELECT id, $16, $17, $2 FROM finished WHERE $16 IS NOT NULL) \
              SELECT COUNT(*) FROM finished"
-        )))
-        .bind(state)
-        .bind(finished_at)
-        .bind(error.map(|error| error.status))
-        .bind(error.map(|error| error.code.as_str()))
-        .bind(error.map(|error| error.message.as_str()))
-        .bind(id)
-        .bind(run.map(|(host, _)| host))
-        .bind(run.map_or(0, |(_, attempt)| attempt))
-        .bind(result.map(|(meta, _)| meta.content_type.as_str()))
-        .bind(result.map(|(_, body)| body))
-        .bind(result.map(|(meta, _)| meta.bytes))
-        .bind(result.map(|(meta, _)| meta.page_status))
-        .bind(result.map(|(meta, _)| meta.page_url.as_str()))
-        .bind(result.and_then(|(meta, _)| meta.plugin_fuel))
-        .bind(result.and_then(|(meta, _)| meta.plugin_ms))
-        .bind(delivery.map(|delivery| delivery.url.as_str()))
-        .bind(delivery.map(|delivery| delivery.body.as_slice()))
-        .fetch_one(self.pool())
-        .await
-        .map_err(query("finish a job"))?;
+        )));
+        let finished: i64 = bind_finish(statement, id, run, finished_at, finish)
+            .bind(result.map(|(meta, _)| meta.content_type.as_str()))
+            .bind(result.map(|(_, body)| body))
+            .bind(result.map(|(meta, _)| meta.bytes))
+            .bind(result.map(|(meta, _)| meta.page_status))
+            .bind(result.map(|(meta, _)| meta.page_url.as_str()))
+            .bind(result.and_then(|(meta, _)| meta.plugin_fuel))
+            .bind(result.and_then(|(meta, _)| meta.plugin_ms))
+            .bind(delivery.map(|delivery| delivery.url.as_str()))
+            .bind(delivery.map(|delivery| delivery.body.as_slice()))
+            .fetch_one(self.pool())
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(query("finish a job"))?;
         Ok(finished == 1)
     }
 
@@ -531,16 +524,7 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin finishing a job"))?;
-        let (state, error) = finish_state(finish);
-        let updated = sqlx::query(FINISH)
-            .bind(state)
-            .bind(finished_at)
-            .bind(error.map(|error| error.status))
-            .bind(error.map(|error| error.code.as_str()))
-            .bind(error.map(|error| error.message.as_str()))
-            .bind(id)
-            .bind(run.map(|(host, _)| host))
-            .bind(run.map_or(0, |(_, attempt)| attempt))
+        let updated = bind_finish(sqlx::query(FINISH), id, run, finished_at, finish)
             .execute(&mut *transaction)
             .await
             .map_err(query("finish a job"))?;
@@ -838,12 +822,28 @@ fn claimed_jobs(rows: Vec<AnyRow>) -> Result<Vec<ClaimedJob>, StoreError> {
         .collect()
 }
 
-/// The state and error a job ends in.
-fn finish_state(finish: &Finish) -> (&'static str, Option<&ErrorRow>) {
-    match finish {
+/// Binds [`FINISH`]'s parameters (`$1` to `$8`) to `statement`, which starts with it: the same for
+/// both backends' ways of finishing a job.
+fn bind_finish<'q>(
+    statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    id: &'q str,
+    run: Option<(&'q str, i64)>,
+    finished_at: i64,
+    finish: &'q Finish,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let (state, error) = match finish {
         Finish::Succeeded { .. } => ("succeeded", None),
         Finish::Failed(error) => ("failed", Some(error)),
-    }
+    };
+    statement
+        .bind(state)
+        .bind(finished_at)
+        .bind(error.map(|error| error.status))
+        .bind(error.map(|error| error.code.as_str()))
+        .bind(error.map(|error| error.message.as_str()))
+        .bind(id)
+        .bind(run.map(|(host, _)| host))
+        .bind(run.map_or(0, |(_, attempt)| attempt))
 }
 
 fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {

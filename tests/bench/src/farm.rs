@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
+use crate::memory;
 use crate::postgres::TestPostgres;
 use crate::scenarios::{PagewrightServer, percentile};
 
@@ -299,7 +300,7 @@ impl Farm {
             tokio::spawn(async move {
                 loop {
                     for &pid in &pids {
-                        peak_rss.fetch_max(rss(pid) as usize, Ordering::Relaxed);
+                        peak_rss.fetch_max(memory::rss(pid) as usize, Ordering::Relaxed);
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -547,16 +548,6 @@ fn counter(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0)
-}
-
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn milliseconds(value: Option<f64>) -> String {

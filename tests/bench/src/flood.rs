@@ -87,16 +87,6 @@ fn note_error(step: &'static str, error: &reqwest::Error) {
     }
 }
 
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 pub async fn flood_bench(jobs: usize, async_share: f64) -> anyhow::Result<()> {
     let limit = pagewright::raise_open_files_limit()?;
     anyhow::ensure!(
@@ -155,7 +145,7 @@ pub async fn flood_bench(jobs: usize, async_share: f64) -> anyhow::Result<()> {
                 let figures = Peak {
                     in_flight,
                     host_pss: memory::pss(pid),
-                    host_rss: rss(pid),
+                    host_rss: memory::rss(pid),
                     chromium_pss: memory::chromium_pss_under(pid),
                 };
                 let mut peak = peak

@@ -16,6 +16,17 @@ pub fn pss(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// RSS of one process in bytes (0 if it is gone).
+pub fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// Every descendant of `root` (not `root` itself).
 pub fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
