@@ -2,8 +2,11 @@
 //! hands Chromium, and what it refuses before any browser work.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use crate::harness::ServerProcess;
+use serde_json::json;
+
+use crate::harness::{FixtureSite, ServerProcess, TestServer, error_code};
 
 /// Every process under `root` (not `root` itself), from `/proc`.
 fn descendants(root: u32) -> Vec<u32> {
@@ -95,4 +98,104 @@ async fn chromium_never_sees_the_servers_tokens_or_secrets() {
         );
     }
     assert!(read > 0, "some Chromium process's environment was read");
+}
+
+#[tokio::test]
+async fn dialogs_are_answered_at_once_and_recorded() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    for key in ["default", "dialogs"] {
+        let started = Instant::now();
+        let response = server
+            .post(
+                "/v1/content",
+                json!({ "url": site.url("/dialogs"), "page": { "isolation_key": key } }),
+            )
+            .await;
+        let took = started.elapsed();
+        assert_eq!(response.status(), 200, "a page with dialogs renders");
+        let dialogs = response
+            .headers()
+            .get("x-pagewright-page-dialogs")
+            .expect("the dialogs are reported")
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        let dialogs: serde_json::Value = serde_json::from_str(&dialogs).expect("JSON");
+        assert_eq!(
+            dialogs,
+            json!([
+                { "kind": "alert", "message": "hello from alert" },
+                { "kind": "confirm", "message": "sure?" },
+                { "kind": "prompt", "message": "name?" },
+            ])
+        );
+        let content: serde_json::Value = response.json().await.expect("JSON");
+        assert!(
+            content["html"]
+                .as_str()
+                .is_some_and(|text| text.contains("rendered after the dialogs")),
+            "the page went on after its dialogs: {content}"
+        );
+        eprintln!("a page with three dialogs rendered in {took:?}");
+        // The same key's next job renders, and reports no dialogs of its own.
+        let next = server
+            .post(
+                "/v1/content",
+                json!({ "url": site.url("/"), "page": { "isolation_key": key } }),
+            )
+            .await;
+        assert_eq!(next.status(), 200);
+        assert!(next.headers().get("x-pagewright-page-dialogs").is_none());
+    }
+    // An async job's document carries them too.
+    let submitted: serde_json::Value = server
+        .post(
+            "/v1/jobs",
+            json!({ "plugin": "content", "url": site.url("/dialogs") }),
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let id = submitted["id"].as_str().expect("an id").to_owned();
+    let document =
+        crate::harness::eventually("the job finishes", Duration::from_secs(30), || async {
+            let document = server.get_json(&format!("/v1/jobs/{id}")).await;
+            (document["state"] == "succeeded").then_some(document)
+        })
+        .await;
+    assert_eq!(
+        document["result"]["page"]["dialogs"][0],
+        json!({ "kind": "alert", "message": "hello from alert" })
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_renderer_that_runs_out_of_memory_is_a_prompt_page_crashed() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let started = Instant::now();
+    let response = server
+        .post(
+            "/v1/screenshot",
+            json!({ "url": site.url("/oom"), "timeout_ms": 60000, "page": { "isolation_key": "oom" } }),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(error_code(response, 502).await, "page_crashed");
+    eprintln!("a page that ran out of memory answered page_crashed after {took:?}");
+    assert!(
+        took < Duration::from_secs(45),
+        "the crash was noticed when it happened, not at the 60 s deadline ({took:?})"
+    );
+    let next = server
+        .post(
+            "/v1/screenshot",
+            json!({ "url": site.url("/"), "page": { "isolation_key": "oom" } }),
+        )
+        .await;
+    assert_eq!(next.status(), 200, "the key renders again");
+    server.shutdown().await;
 }

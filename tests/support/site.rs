@@ -27,6 +27,9 @@ use tokio::net::TcpListener;
 /// - `/nocontent`: 204 No Content; `/download`: a file sent as an attachment;
 /// - `/redirect`: 307 to `/`; `/starts-download`: a page that sends itself to `/download`;
 /// - `/tour`: what the `page-tour` guest drives: a form whose button marks `#out` done, a tall body.
+/// - Hostile pages: `/dialogs` (alert, confirm and prompt before it renders), `/oom` (allocates until
+///   its renderer runs out of memory), `/beacon` (fetches `/pixel.png` every 50 ms while it is
+///   open, as a popup would).
 pub struct FixtureSite {
     pub base: String,
     /// Requests for `/pixel.png` so far.
@@ -126,6 +129,24 @@ impl FixtureSite {
                         ],
                         vec![0u8; 4096],
                     )
+                }),
+            )
+            .route(
+                "/dialogs",
+                get(|| async {
+                    Html("<!doctype html><script>alert('hello from alert'); confirm('sure?'); prompt('name?', 'x')</script><p id='after'>rendered after the dialogs</p>")
+                }),
+            )
+            .route(
+                "/oom",
+                get(|| async {
+                    Html("<!doctype html><p>eating memory</p><script>const kept = []; for (;;) { kept.push(new Array(1 << 20).fill(Math.random())); }</script>")
+                }),
+            )
+            .route(
+                "/beacon",
+                get(|| async {
+                    Html("<!doctype html><p>beacon</p><script>setInterval(() => fetch('/pixel.png?beacon', { cache: 'no-store' }), 50)</script>")
                 }),
             )
             .route(

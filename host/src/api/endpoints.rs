@@ -59,11 +59,12 @@ pub async fn run_plugin(
 }
 
 /// The response headers for an output: its content type, the page's final URL and HTTP status,
-/// and the plugins' cost.
+/// the dialogs it opened (a JSON array, when there were any), and the plugins' cost.
 pub(super) fn output_headers(
     content_type: &str,
     page_status: u16,
     page_url: &str,
+    page_dialogs: &str,
     fuel: Option<u64>,
     plugin_ms: Option<f64>,
 ) -> HeaderMap {
@@ -74,6 +75,11 @@ pub(super) fn output_headers(
     headers.insert("x-pagewright-page-status", HeaderValue::from(page_status));
     if let Ok(url) = HeaderValue::from_str(page_url) {
         headers.insert("x-pagewright-page-url", url);
+    }
+    if page_dialogs != "[]"
+        && let Ok(dialogs) = HeaderValue::from_str(&ascii_json(page_dialogs))
+    {
+        headers.insert("x-pagewright-page-dialogs", dialogs);
     }
     if let Some(fuel) = fuel {
         headers.insert("x-pagewright-plugin-fuel", HeaderValue::from(fuel));
@@ -86,12 +92,31 @@ pub(super) fn output_headers(
     headers
 }
 
+/// JSON text with every character outside printable ASCII escaped (`\uXXXX`), as a header value
+/// must be.
+fn ascii_json(json: &str) -> String {
+    let mut escaped = String::with_capacity(json.len());
+    for character in json.chars() {
+        if character.is_ascii() && !character.is_ascii_control() {
+            escaped.push(character);
+        } else {
+            let mut units = [0; 2];
+            for unit in character.encode_utf16(&mut units) {
+                escaped.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    escaped
+}
+
 fn response(rendered: Rendered) -> Response {
     let usage = rendered.usage;
+    let dialogs = serde_json::to_string(&rendered.dialogs).unwrap_or_else(|_| "[]".into());
     let headers = output_headers(
         rendered.produced.content_type(),
         rendered.navigation.status,
         &rendered.navigation.url,
+        &dialogs,
         usage.map(|usage| usage.fuel),
         usage.as_ref().map(Usage::wall_ms),
     );

@@ -143,6 +143,7 @@ pub async fn result_of(
                 &result.content_type,
                 result.page_status,
                 &result.page_url,
+                &result.page_dialogs,
                 result.plugin_fuel,
                 result.plugin_ms,
             );

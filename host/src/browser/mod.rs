@@ -9,8 +9,8 @@
 //! browser by its generation.
 //!
 //! Besides pages (which `page/` opens), a session offers what concerns the whole browser: browser
-//! contexts (one per isolation key, created and disposed of by the pool) and the renderer crashes
-//! Chromium reports.
+//! contexts (one per isolation key, created and disposed of by the pool, with downloads denied), the
+//! renderer crashes Chromium reports, and closing the windows pages open on their own (popups).
 
 mod launch;
 
@@ -21,9 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::browser::{
+    BrowserContextId, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
+};
 use chromiumoxide::cdp::browser_protocol::target::{
-    CreateBrowserContextParams, DisposeBrowserContextParams, EventTargetCrashed,
+    CloseTargetParams, CreateBrowserContextParams, DisposeBrowserContextParams, EventTargetCrashed,
+    EventTargetCreated,
 };
 use chromiumoxide::error::CdpError;
 use futures::StreamExt;
@@ -177,14 +180,22 @@ impl BrowserSession {
         let _ = rx.wait_for(|alive| !alive).await;
     }
 
-    /// A new browser context: its own cookies, storage and cache.
+    /// A new browser context: its own cookies, storage and cache. Downloads are denied in it: a
+    /// file a page offers is never written (Chromium's default would save it in the profile).
     pub async fn create_context(&self) -> Result<BrowserContextId, CdpError> {
-        Ok(self
+        let context = self
             .browser
             .execute(CreateBrowserContextParams::default())
             .await?
             .result
-            .browser_context_id)
+            .browser_context_id;
+        let deny_downloads = SetDownloadBehaviorParams::builder()
+            .behavior(SetDownloadBehaviorBehavior::Deny)
+            .browser_context_id(context.clone())
+            .build()
+            .map_err(CdpError::ChromeMessage)?;
+        self.browser.execute(deny_downloads).await?;
+        Ok(context)
     }
 
     /// Disposes of a context whose pages are all closed. Best effort: a browser that does not answer
@@ -210,6 +221,44 @@ impl BrowserSession {
             };
             tracing::warn!(target = ?event.target_id, status = %event.status, "a renderer crashed");
             crashed(event.target_id.inner());
+        }
+    }
+}
+
+impl BrowserSession {
+    /// Closes every window a page opens on its own (`window.open`, a `target=_blank` link or form)
+    /// the moment Chromium reports it, until this browser dies: a job renders the page it asked for,
+    /// and a popup would run a stranger's page in a renderer nobody watches until its context goes.
+    async fn close_popups(&self) {
+        let Ok(mut created) = self.browser.event_listener::<EventTargetCreated>().await else {
+            return;
+        };
+        loop {
+            let event = tokio::select! {
+                event = created.next() => event,
+                () = self.died() => None,
+            };
+            let Some(event) = event else {
+                return;
+            };
+            let target = &event.target_info;
+            // The pool's own pages are opened by CDP, with no opener; a popup has one (its frame,
+            // even when opened with `noopener`).
+            if target.r#type != "page"
+                || (target.opener_id.is_none() && target.opener_frame_id.is_none())
+            {
+                continue;
+            }
+            tracing::debug!(url = %target.url, "closing a window a page opened");
+            let close = self
+                .browser
+                .execute(CloseTargetParams::new(target.target_id.clone()));
+            if tokio::time::timeout(CDP_CLEANUP_TIMEOUT, close)
+                .await
+                .is_err()
+            {
+                tracing::warn!(target = ?target.target_id, "closing a popup timed out");
+            }
         }
     }
 }
@@ -361,6 +410,10 @@ async fn supervise(settings: BrowserSettings, metrics: Metrics, shared: Arc<Shar
             version,
             browser: launched.browser,
             alive: watch::Sender::new(true),
+        });
+        tokio::spawn({
+            let session = session.clone();
+            async move { session.close_popups().await }
         });
         shared
             .state

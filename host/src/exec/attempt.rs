@@ -88,6 +88,7 @@ impl Executor {
                     navigation,
                     produced: produced?,
                     usage: (!job.scripts.is_empty()).then_some(usage),
+                    dialogs: lease.handle().take_dialogs(),
                 });
             }
         };
@@ -106,12 +107,18 @@ impl Executor {
         );
         usage.add(run.usage);
         let result = run.result.map_err(ExecError::Plugin);
+        let dialogs = run
+            .lease
+            .as_ref()
+            .map(|lease| lease.handle().take_dialogs())
+            .unwrap_or_default();
         if let (Some(mut lease), Err(error)) = (run.lease, &result)
             && error.spoils_page()
         {
             lease.discard("failed");
         }
         Ok(Rendered {
+            dialogs,
             navigation: run.navigation.unwrap_or_else(|| Navigation {
                 url: String::new(),
                 status: 0,
@@ -141,6 +148,7 @@ impl Executor {
             },
             produced: produced.map_err(ExecError::Plugin)?,
             usage: Some(usage),
+            dialogs: Vec::new(),
         })
     }
 }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::job::{Job, Produced};
 use crate::metrics::Metrics;
-use crate::page::{Navigation, PageError};
+use crate::page::{Dialog, Navigation, PageError};
 use crate::plugin::{PluginError, PluginHost, Usage};
 use crate::pool::PoolError;
 use crate::sched::{Queued, SchedError, Scheduler, Standing};
@@ -37,6 +37,8 @@ pub struct Rendered {
     pub produced: Produced,
     /// What the job's plugin calls cost, if it made any.
     pub usage: Option<Usage>,
+    /// The dialogs the page opened, each answered at once.
+    pub dialogs: Vec<Dialog>,
 }
 
 /// Why a job did not produce its output, by the layer that failed.

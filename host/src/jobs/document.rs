@@ -33,7 +33,12 @@ impl Record {
                     "content_type": result.content_type,
                     "bytes": result.bytes,
                     "href": format!("/v1/jobs/{id}/result"),
-                    "page": { "status": result.page_status, "url": result.page_url },
+                    "page": {
+                        "status": result.page_status,
+                        "url": result.page_url,
+                        "dialogs": serde_json::from_str::<Value>(&result.page_dialogs)
+                            .unwrap_or_else(|_| json!([])),
+                    },
                     "plugin": { "fuel": result.plugin_fuel, "ms": result.plugin_ms },
                 });
                 if let Some(body) = &result.inline {

@@ -95,6 +95,8 @@ pub struct JobResult {
     pub inline: Option<bytes::Bytes>,
     pub page_status: u16,
     pub page_url: String,
+    /// The dialogs the page opened, a JSON array.
+    pub page_dialogs: String,
     /// What the plugins cost: fuel and wall time in milliseconds.
     pub plugin_fuel: Option<u64>,
     pub plugin_ms: Option<f64>,
@@ -239,6 +241,7 @@ impl From<&ResultMeta> for JobResult {
             inline: None,
             page_status: u16::try_from(meta.page_status).unwrap_or(0),
             page_url: meta.page_url.clone(),
+            page_dialogs: meta.page_dialogs.clone(),
             plugin_fuel: meta.plugin_fuel.and_then(|fuel| u64::try_from(fuel).ok()),
             plugin_ms: meta.plugin_ms,
         }

@@ -416,6 +416,7 @@ fn finish_rendered(rendered: Rendered) -> Finish {
         kept: true,
         page_status: i64::from(rendered.navigation.status),
         page_url: rendered.navigation.url,
+        page_dialogs: serde_json::to_string(&rendered.dialogs).unwrap_or_else(|_| "[]".into()),
         plugin_fuel: rendered
             .usage
             .as_ref()

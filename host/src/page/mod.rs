@@ -12,11 +12,13 @@
 //!
 //! The operations live by concern: `setup.rs` (what is set before navigating), `navigate.rs` (loading a
 //! URL or inline HTML, waiting for elements), `dom.rs` (evaluating, reading and driving the document) and
-//! `capture.rs` (screenshots and PDF). They take options already checked (`job::options`).
+//! `capture.rs` (screenshots and PDF). They take options already checked (`job::options`). What the
+//! page does on its own (dialogs, a crashing renderer) is answered in `events.rs`.
 
 mod capture;
 mod changes;
 mod dom;
+mod events;
 mod navigate;
 mod reset;
 mod setup;
@@ -39,6 +41,8 @@ use tokio::time::Instant;
 use crate::browser::BrowserSession;
 use crate::job::options::InvalidOption;
 use changes::Changes;
+use events::DialogLog;
+pub use events::{CrashSignal, Dialog};
 
 /// What went wrong in a page operation.
 #[derive(Debug, thiserror::Error)]
@@ -131,8 +135,12 @@ pub struct PageHandle {
     /// Set by an operation that left the page unable to serve another job soon (a navigation
     /// abandoned before chromiumoxide let go of it).
     spoiled: AtomicBool,
-    /// Set when Chromium reports the page's renderer crashed.
-    crashed: Arc<AtomicBool>,
+    /// Raised when Chromium reports the page's renderer crashed.
+    crash: Arc<CrashSignal>,
+    /// Dialogs the page opened (and were answered) since the job's metadata took them.
+    dialogs: Arc<DialogLog>,
+    /// Answers the page's dialogs; aborted with the page.
+    dialog_answerer: tokio::task::JoinHandle<()>,
     /// On a fresh `about:blank` document that no job has used: newly opened, or parked.
     pristine: AtomicBool,
 }
@@ -157,6 +165,8 @@ impl PageHandle {
             .build()
             .map_err(CdpError::ChromeMessage)?;
         let cdp = session.cdp().new_page(params).await?;
+        let dialogs = Arc::new(DialogLog::default());
+        let dialog_answerer = events::answer_dialogs(&cdp, dialogs.clone()).await?;
         Ok(Self {
             cdp,
             session: session.clone(),
@@ -164,7 +174,9 @@ impl PageHandle {
             resets: AtomicU32::new(0),
             in_operation: AtomicUsize::new(0),
             spoiled: AtomicBool::new(false),
-            crashed: Arc::new(AtomicBool::new(false)),
+            crash: Arc::new(CrashSignal::new()),
+            dialogs,
+            dialog_answerer,
             pristine: AtomicBool::new(true),
         })
     }
@@ -180,14 +192,19 @@ impl PageHandle {
         &self.cdp
     }
 
-    /// The flag [`PageHandle::crashed`] reads, for whoever hears of crashes by target id.
-    pub fn crash_flag(&self) -> Arc<AtomicBool> {
-        self.crashed.clone()
+    /// The signal [`PageHandle::crashed`] reads, for whoever hears of crashes by target id.
+    pub fn crash_signal(&self) -> Arc<CrashSignal> {
+        self.crash.clone()
     }
 
     /// Has the page's renderer crashed?
     pub fn crashed(&self) -> bool {
-        self.crashed.load(Ordering::Relaxed)
+        self.crash.is_raised()
+    }
+
+    /// The dialogs the page opened since they were last taken (each answered at once).
+    pub fn take_dialogs(&self) -> Vec<Dialog> {
+        self.dialogs.take()
     }
 
     /// Was an operation cut off half-way? Only meaningful when no job uses the page.
@@ -232,6 +249,12 @@ impl PageHandle {
     }
 }
 
+impl Drop for PageHandle {
+    fn drop(&mut self) {
+        self.dialog_answerer.abort();
+    }
+}
+
 /// A page together with the deadline of the job using it.
 #[derive(Debug)]
 pub struct Page<'a> {
@@ -260,14 +283,28 @@ impl<'a> Page<'a> {
         future: impl Future<Output = Result<T, CdpError>>,
     ) -> Result<T, PageError> {
         self.in_operation(async {
-            match tokio::time::timeout_at(deadline, future).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(source)) => Err(self.classify(step, source).await),
-                Err(_) if self.handle.crashed() => Err(PageError::Crashed),
-                Err(_) => Err(PageError::Timeout { step }),
+            match self
+                .until_crash(tokio::time::timeout_at(deadline, future))
+                .await
+            {
+                Some(Ok(Ok(value))) => Ok(value),
+                Some(Ok(Err(source))) => Err(self.classify(step, source).await),
+                Some(Err(_)) if self.handle.crashed() => Err(PageError::Crashed),
+                Some(Err(_)) => Err(PageError::Timeout { step }),
+                None => Err(PageError::Crashed),
             }
         })
         .await
+    }
+
+    /// `future`'s output, or `None` as soon as the page's renderer crashes: a crashed page answers
+    /// nothing, and waiting on it would last until the deadline.
+    async fn until_crash<T>(&self, future: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            output = future => Some(output),
+            () = self.handle.crash.raised() => None,
+        }
     }
 
     /// Runs `operation` with the page marked busy. If the future is dropped half-way (the client went

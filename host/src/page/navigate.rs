@@ -172,8 +172,9 @@ impl Page<'_> {
             }
         };
         let waited = self
-            .in_operation(tokio::time::timeout_at(deadline, wait))
-            .await;
+            .in_operation(self.until_crash(tokio::time::timeout_at(deadline, wait)))
+            .await
+            .ok_or(PageError::Crashed)?;
         if matches!(waited, Ok(Ok(())))
             && !navigated
             && options.wait_until != WaitUntil::DomContentLoaded

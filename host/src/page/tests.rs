@@ -348,3 +348,58 @@ async fn blocking_javascript_and_waits() {
     }
     browser.close().await;
 }
+
+/// The page targets the browser has open now, by URL.
+async fn open_page_urls(session: &BrowserSession) -> Vec<String> {
+    use chromiumoxide::cdp::browser_protocol::target::GetTargetsParams;
+    let targets = session
+        .cdp()
+        .execute(GetTargetsParams::default())
+        .await
+        .expect("the browser lists its targets");
+    targets
+        .result
+        .target_infos
+        .into_iter()
+        .filter(|target| target.r#type == "page")
+        .map(|target| target.url)
+        .collect()
+}
+
+#[tokio::test]
+async fn windows_a_page_opens_are_closed() {
+    let site = FixtureSite::start().await;
+    let browser = TestBrowser::start().await;
+    let handle = browser.page().await;
+    let page = Page::new(&handle, deadline());
+    let beacon = site.url("/beacon");
+    // Clicks carry a user gesture, which Chromium's popup blocker lets through.
+    let html = format!(
+        "<a id='link' target='_blank' href='{beacon}?link'>link</a> \
+         <a id='noopener' target='_blank' rel='noopener' href='{beacon}?noopener'>noopener</a> \
+         <button id='open' onclick=\"window.open('{beacon}?script')\">open</button>"
+    );
+    page.set_html(&html, &GotoOptions::default())
+        .await
+        .expect("the page loads");
+    for selector in ["#link", "#noopener", "#open"] {
+        page.click(selector).await.expect("the click");
+    }
+    // Each popup would load the beacon, which fetches its pixel every 50 ms while it is open.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let open = open_page_urls(&browser.session).await;
+    assert!(
+        open.iter().all(|url| !url.contains("/beacon")),
+        "popups are still open: {open:?}"
+    );
+    let settled = site.pixel_requests.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        site.pixel_requests.load(Ordering::SeqCst),
+        settled,
+        "a popup is still fetching"
+    );
+    // The page that opened them is fine.
+    assert_eq!(page.evaluate("1 + 1").await.expect("evaluate"), json!(2));
+    browser.close().await;
+}

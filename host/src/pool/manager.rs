@@ -32,7 +32,7 @@ impl PoolInner {
         if state.generation == session.generation {
             state
                 .crash_flags
-                .insert(handle.target_id().to_owned(), handle.crash_flag());
+                .insert(handle.target_id().to_owned(), handle.crash_signal());
         }
         drop(state);
         self.metrics.pages_created.inc();

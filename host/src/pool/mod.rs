@@ -42,7 +42,6 @@ pub use lease::Lease;
 use maintenance::maintain;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -52,7 +51,7 @@ use tokio::time::Instant;
 
 use crate::browser::{BrowserError, BrowserSession, BrowserSupervisor};
 use crate::metrics::{Metrics, ShardLabels, StateLabels};
-use crate::page::PageHandle;
+use crate::page::{CrashSignal, PageHandle};
 use policy::AccessHistory;
 
 /// Page pool sizing and recycling.
@@ -173,7 +172,7 @@ struct PoolState {
     /// one lease and the rest open pages of their own.
     waiting: HashMap<String, usize>,
     /// Crash flags of every open page, by target id, set when the browser reports a crash.
-    crash_flags: HashMap<String, Arc<AtomicBool>>,
+    crash_flags: HashMap<String, Arc<CrashSignal>>,
     closed: bool,
 }
 
@@ -379,7 +378,7 @@ impl PoolInner {
                     if let Some(pool) = pool.upgrade()
                         && let Some(flag) = pool.lock().crash_flags.get(target)
                     {
-                        flag.store(true, Ordering::Relaxed);
+                        flag.raise();
                     }
                 })
                 .await;

@@ -142,6 +142,7 @@ async fn a_finish_stores_the_result_and_webhook_once_and_only_for_the_lease_hold
             kept: true,
             page_status: 200,
             page_url: "http://127.0.0.1/".into(),
+            page_dialogs: "[]".into(),
             plugin_fuel: Some(7),
             plugin_ms: Some(1.5),
         };
@@ -361,6 +362,7 @@ async fn old_results_are_evicted_oldest_first_and_old_jobs_forgotten() {
                     kept: true,
                     page_status: 200,
                     page_url: String::new(),
+                    page_dialogs: "[]".into(),
                     plugin_fuel: None,
                     plugin_ms: None,
                 },
