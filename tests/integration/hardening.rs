@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{FixtureSite, ServerProcess, TestServer, error_code};
+use crate::harness::{FixtureSite, ServerProcess, TestServer, error_code, error_message};
 
 /// Every process under `root` (not `root` itself), from `/proc`.
 fn descendants(root: u32) -> Vec<u32> {
@@ -197,5 +197,36 @@ async fn a_renderer_that_runs_out_of_memory_is_a_prompt_page_crashed() {
         )
         .await;
     assert_eq!(next.status(), 200, "the key renders again");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn certificate_errors_fail_unless_the_job_opts_in() {
+    let site = FixtureSite::start().await;
+    let https = site.https_front().await;
+    let server = TestServer::start(&[]).await;
+    let refused = || server.post("/v1/content", json!({ "url": format!("{https}/") }));
+    let message = error_message(refused().await, 502, "navigation_failed").await;
+    assert!(message.contains("ERR_CERT"), "{message}");
+
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "url": format!("{https}/"), "page": { "ignore_https_errors": true } }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert!(
+        body["html"]
+            .as_str()
+            .expect("html")
+            .contains("Hello pagewright")
+    );
+
+    // The exception was the job's alone: the key's next job verifies again (a connection opened
+    // while errors were ignored is not reused for it).
+    let message = error_message(refused().await, 502, "navigation_failed").await;
+    assert!(message.contains("ERR_CERT"), "{message}");
     server.shutdown().await;
 }

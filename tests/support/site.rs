@@ -189,6 +189,49 @@ impl FixtureSite {
     }
 }
 
+impl FixtureSite {
+    /// An HTTPS front for the site on a port of its own, with a self-signed certificate for
+    /// `127.0.0.1` that no browser trusts: its base URL, `https://127.0.0.1:PORT`. Each connection
+    /// is decrypted and passed to the plain site.
+    pub async fn https_front(&self) -> String {
+        use tokio_rustls::rustls;
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+            .expect("a self-signed certificate");
+        let key =
+            rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key.into())
+        .expect("a TLS configuration");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind the HTTPS front");
+        let address = listener.local_addr().expect("HTTPS front address");
+        let plain = self.base.trim_start_matches("http://").to_owned();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, plain) = (acceptor.clone(), plain.clone());
+                tokio::spawn(async move {
+                    // A browser that refuses the certificate ends the handshake: nothing to pass on.
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let Ok(mut site) = tokio::net::TcpStream::connect(&plain).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut site).await;
+                });
+            }
+        });
+        format!("https://{address}")
+    }
+}
+
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")

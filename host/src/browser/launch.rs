@@ -146,6 +146,9 @@ pub(crate) async fn launch(
         // Chromium 156 sends `Network.requestWillBeSentExtraInfo` in a shape chromiumoxide cannot
         // decode; ignoring undecodable messages keeps the connection up.
         ignore_invalid_messages: true,
+        // chromiumoxide ignores certificate errors on every page unless told otherwise: a page
+        // whose certificate does not verify fails, unless its job asks (`page.ignore_https_errors`).
+        ignore_https_errors: false,
         ..HandlerConfig::default()
     };
     let (browser, handler) = Browser::connect_with_config(ws_url.clone(), config)

@@ -61,7 +61,7 @@ impl Executor {
             }
         };
         let began = Instant::now();
-        let mut lease = shard.pool.lease(job.isolation_key(), deadline).await?;
+        let mut lease = shard.pool.lease(&job.isolation_key(), deadline).await?;
         let leased = Instant::now();
         let (navigation, mut usage) =
             match prepare(&lease.page(deadline), job, load, plugins, context).await {

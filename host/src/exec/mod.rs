@@ -186,7 +186,7 @@ impl Admitted {
         let deadline = began + job.timeout;
         // Placed only now that it may run, on the shard best placed for it at this moment.
         let placed = inner.shards.place(
-            job.isolation_key(),
+            &job.isolation_key(),
             slot.predicted_ms(),
             inner.scheduler.limit(),
         );

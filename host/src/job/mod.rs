@@ -8,6 +8,7 @@
 
 pub mod options;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,12 +74,20 @@ impl Job {
     }
 
     /// The pages the job may run on: jobs of one key share a browser context, jobs of different
-    /// keys never share anything.
-    pub fn isolation_key(&self) -> &str {
-        self.page
+    /// keys never share anything. A job that accepts certificates that do not verify gets its key's
+    /// insecure twin: Chromium reuses a context's open connections, and one it made while errors
+    /// were ignored must never carry a job that verifies. (`#` is not allowed in a caller's key.)
+    pub fn isolation_key(&self) -> Cow<'_, str> {
+        let key = self
+            .page
             .isolation_key
             .as_deref()
-            .unwrap_or(DEFAULT_ISOLATION_KEY)
+            .unwrap_or(DEFAULT_ISOLATION_KEY);
+        if self.page.ignore_https_errors {
+            Cow::Owned(format!("{key}#insecure"))
+        } else {
+            Cow::Borrowed(key)
+        }
     }
 
     /// The page's URL, `about:blank` for inline HTML or no page: what a scorer and the statistics

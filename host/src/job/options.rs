@@ -84,6 +84,10 @@ pub struct PageOptions {
     /// Clear the key's cookies and the target origin's storage before navigating.
     #[serde(default)]
     pub fresh_session: bool,
+    /// Load pages whose TLS certificate does not verify (self-signed, expired, another name).
+    /// Off: such a navigation fails, as a browser would refuse it.
+    #[serde(default)]
+    pub ignore_https_errors: bool,
 }
 
 fn yes() -> bool {
@@ -103,6 +107,7 @@ impl Default for PageOptions {
             block: BlockOptions::default(),
             isolation_key: None,
             fresh_session: false,
+            ignore_https_errors: false,
         }
     }
 }

@@ -14,6 +14,7 @@ pub(super) struct Changes {
     pub user_agent: bool,
     pub media: bool,
     pub javascript_disabled: bool,
+    pub certificate_errors_ignored: bool,
     /// The viewport in force. Not undone: every job sets its own, and setting the one already in
     /// force again is skipped, since a metrics override relayouts the page.
     pub viewport: Option<Viewport>,

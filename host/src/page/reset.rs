@@ -18,6 +18,7 @@ use chromiumoxide::cdp::browser_protocol::network::{Headers, SetExtraHttpHeaders
 use chromiumoxide::cdp::browser_protocol::page::{
     NavigateParams, RemoveScriptToEvaluateOnNewDocumentParams, StopLoadingParams,
 };
+use chromiumoxide::cdp::browser_protocol::security::SetIgnoreCertificateErrorsParams;
 
 use chromiumoxide::cdp::browser_protocol::log::ClearParams;
 use chromiumoxide::cdp::js_protocol::heap_profiler::CollectGarbageParams;
@@ -116,6 +117,11 @@ impl PageHandle {
             )))
             .await
             .map_err(step("clear extra headers"))?;
+        }
+        if changes.certificate_errors_ignored {
+            cdp.execute(SetIgnoreCertificateErrorsParams::new(false))
+                .await
+                .map_err(step("verify certificates again"))?;
         }
         if changes.javascript_disabled {
             cdp.execute(SetScriptExecutionDisabledParams::new(false))

@@ -18,6 +18,7 @@ use chromiumoxide::cdp::browser_protocol::network::{
     SetCookiesParams, SetExtraHttpHeadersParams, TimeSinceEpoch,
 };
 use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
+use chromiumoxide::cdp::browser_protocol::security::SetIgnoreCertificateErrorsParams;
 use chromiumoxide::cdp::browser_protocol::storage::ClearDataForOriginParams;
 use futures::StreamExt;
 
@@ -44,6 +45,9 @@ impl Page<'_> {
         if !options.javascript {
             self.set_javascript_enabled(false).await?;
         }
+        if options.ignore_https_errors {
+            self.ignore_certificate_errors().await?;
+        }
         if !options.block.is_empty() {
             self.block_requests(&options.block).await?;
         }
@@ -68,6 +72,20 @@ impl Page<'_> {
         if !options.cookies.is_empty() {
             self.set_cookies(&options.cookies, target_url).await?;
         }
+        Ok(())
+    }
+
+    /// Lets this page load documents and resources whose certificate does not verify, until the
+    /// reset.
+    pub async fn ignore_certificate_errors(&self) -> Result<(), PageError> {
+        self.handle.changes().certificate_errors_ignored = true;
+        self.step(
+            "ignore certificate errors",
+            self.deadline,
+            self.cdp()
+                .execute(SetIgnoreCertificateErrorsParams::new(true)),
+        )
+        .await?;
         Ok(())
     }
 

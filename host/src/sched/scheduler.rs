@@ -497,7 +497,7 @@ impl Scheduler {
     /// submitted, and queued here when a host claims it); a full queue refuses it at once.
     pub fn enqueue_at(&self, job: &Job, standing: Standing) -> Result<Queued, SchedError> {
         let enqueued_at = Instant::now();
-        let key: Arc<str> = Arc::from(job.isolation_key());
+        let key: Arc<str> = Arc::from(&*job.isolation_key());
         let origin: Arc<str> = Arc::from(origin_of(job.url()));
         self.inner.stats.arrived(&key, enqueued_at.into_std());
         let (sender, receiver) = oneshot::channel();
