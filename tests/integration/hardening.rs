@@ -230,3 +230,74 @@ async fn certificate_errors_fail_unless_the_job_opts_in() {
     assert!(message.contains("ERR_CERT"), "{message}");
     server.shutdown().await;
 }
+
+/// A `/proc/PID/status` field, e.g. `Seccomp` or `Uid`.
+fn status_field(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix(field)?
+            .strip_prefix(':')
+            .map(|value| value.trim().to_owned())
+    })
+}
+
+#[tokio::test]
+async fn chromium_runs_sandboxed_and_never_as_root() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let server = ServerProcess::start(
+        &[
+            "--data-dir",
+            data.path().join("data").to_str().expect("UTF-8"),
+        ],
+        &data.path().join("server.log"),
+    )
+    .await;
+    let response = server
+        .post("/v1/content", json!({ "html": "<p>sandboxed</p>" }))
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut renderers = 0;
+    for pid in descendants(server.pid()) {
+        let Ok(command_line) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let command_line = String::from_utf8_lossy(&command_line).replace('\0', " ");
+        if !command_line.contains("chrom") {
+            continue;
+        }
+        assert!(
+            !command_line.contains("--no-sandbox"),
+            "Chromium runs without its sandbox: {command_line}"
+        );
+        let Some(uid) = status_field(pid, "Uid") else {
+            continue;
+        };
+        assert!(
+            uid.split_whitespace().all(|id| id != "0"),
+            "Chromium process {pid} runs as root ({uid})"
+        );
+        if command_line.contains("--type=renderer") {
+            renderers += 1;
+            assert_eq!(
+                status_field(pid, "Seccomp").as_deref(),
+                Some("2"),
+                "renderer {pid} runs without seccomp-bpf"
+            );
+        }
+    }
+    assert!(renderers > 0, "a renderer was found");
+}
+
+#[test]
+fn a_chromium_user_the_system_lacks_is_a_clear_startup_error() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+        .args(["serve", "--chromium-user", "no-such-account-4e1f"])
+        .output()
+        .expect("pagewright runs");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("--chromium-user must be an account this system has"),
+        "{said}"
+    );
+}

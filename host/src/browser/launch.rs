@@ -5,24 +5,20 @@
 //! on a full pipe), and its CPU affinity and memory policy (a NUMA shard's). chromiumoxide then
 //! connects to the DevTools address that Chromium prints on stderr.
 
-use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::{Browser, Handler};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
-use super::BrowserError;
-use crate::topology::Node;
+use super::{BrowserError, BrowserSettings};
 
 /// Flags for every launch. The first group is required on this kind of machine (measured): without the
 /// background-networking flags Chromium keeps dialling Google hosts that a closed network refuses.
 /// The rest keep a headless render farm deterministic and lean.
 pub const CHROMIUM_FLAGS: &[&str] = &[
     "--headless=new",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -64,6 +60,8 @@ pub(crate) struct Launched {
     pub pid: u32,
     /// Kept alive for the life of the process; removed when dropped.
     pub _user_data_dir: tempfile::TempDir,
+    /// The DevTools port, kept off-limits to pages while the process lives.
+    pub _devtools_protected: Option<crate::egress::Protected>,
 }
 
 /// The environment variables Chromium gets from the server: where to find programs, fonts and its
@@ -90,29 +88,54 @@ fn passed_to_chromium(name: &str) -> bool {
     ) || name.starts_with("LC_")
 }
 
-/// Starts Chromium with a fresh profile directory and connects to it; pinned to `node`'s CPUs and
-/// preferring its memory, if given (every process Chromium starts inherits both).
-pub(crate) async fn launch(
-    executable: &Path,
-    timeout: Duration,
-    node: Option<&Node>,
-) -> Result<Launched, BrowserError> {
+/// Starts Chromium as `settings` say, with a fresh profile directory, and connects to it; pinned to
+/// the node's CPUs and preferring its memory, if given (every process Chromium starts inherits both).
+pub(crate) async fn launch(settings: &BrowserSettings) -> Result<Launched, BrowserError> {
+    let executable = &settings.executable;
     // A fresh profile per launch: a shared one makes a second Chromium refuse with `SingletonLock`.
     let user_data_dir = tempfile::Builder::new()
         .prefix("pagewright-chromium-")
         .tempdir()
         .map_err(BrowserError::Profile)?;
     let mut command = Command::new(executable);
-    // Chromium must not outlive pagewright, even one killed with SIGKILL.
-    crate::sys::kill_with_parent(&mut command);
-    if let Some(node) = node {
-        node.pinning().apply_to_child(&mut command);
-    }
     // Chromium and every renderer it starts see only the environment they need: not the server's
     // tokens, secrets or database URL (a renderer's `/proc/PID/environ` is readable by its user).
     command.env_clear().envs(
         std::env::vars_os().filter(|(name, _)| name.to_str().is_some_and(passed_to_chromium)),
     );
+    if let Some(user) = &settings.user {
+        // Its own account, which owns the profile and nothing of the server's: a home of its own
+        // (the server's is not its to write), and no supplementary groups (std drops them).
+        std::os::unix::fs::chown(user_data_dir.path(), Some(user.uid), Some(user.gid))
+            .map_err(BrowserError::Profile)?;
+        let home = user_data_dir.path();
+        command
+            .uid(user.uid)
+            .gid(user.gid)
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_DATA_HOME", home.join(".local/share"));
+    }
+    // Armed after the user change (std changes it before running these), which would clear it.
+    // Chromium must not outlive pagewright, even one killed with SIGKILL.
+    crate::sys::kill_with_parent(&mut command);
+    if let Some(node) = &settings.node {
+        node.pinning().apply_to_child(&mut command);
+    }
+    if !settings.sandbox {
+        command.arg("--no-sandbox");
+    }
+    if let Some(egress) = &settings.egress {
+        command.args([
+            format!("--proxy-server={}", egress.url()),
+            // Chromium sends loopback requests around any proxy unless told otherwise.
+            "--proxy-bypass-list=<-loopback>".to_owned(),
+            // WebRTC would send UDP around the proxy.
+            "--force-webrtc-ip-handling-policy".to_owned(),
+            "--webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned(),
+        ]);
+    }
     let mut child = command
         .args(CHROMIUM_FLAGS)
         .arg(format!(
@@ -134,10 +157,16 @@ pub(crate) async fn launch(
         stderr: String::new(),
     })?;
 
+    let timeout = settings.launch_timeout;
     let ws_url = match tokio::time::timeout(timeout, read_devtools_address(stderr)).await {
         Ok(result) => result?,
         Err(_) => return Err(BrowserError::LaunchTimeout(timeout)),
     };
+    // No page reaches the DevTools endpoint through the proxy, whatever the egress rules allow.
+    let devtools_protected = settings.egress.as_ref().and_then(|egress| {
+        let port = url::Url::parse(&ws_url).ok()?.port()?;
+        Some(egress.protect(port))
+    });
 
     let config = HandlerConfig {
         // Pages get their viewport from each job; chromiumoxide's 800x600 default would be one more
@@ -163,6 +192,7 @@ pub(crate) async fn launch(
         child,
         pid,
         _user_data_dir: user_data_dir,
+        _devtools_protected: devtools_protected,
     })
 }
 
@@ -186,6 +216,9 @@ async fn read_devtools_address(stderr: ChildStderr) -> Result<String, BrowserErr
             seen.push_str(&line);
             seen.push('\n');
         }
+    }
+    if seen.contains("No usable sandbox") || seen.contains("without --no-sandbox") {
+        return Err(BrowserError::NoSandbox { stderr: seen });
     }
     Err(BrowserError::NoDevtoolsAddress { stderr: seen })
 }

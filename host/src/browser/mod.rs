@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::egress::EgressProxy;
 use crate::metrics::Metrics;
 use crate::topology::Node;
 
@@ -46,6 +47,46 @@ pub struct BrowserSettings {
     /// The NUMA node whose CPUs the browser's processes are pinned to and whose memory they
     /// prefer (a shard's); `None` leaves them wherever the kernel puts them.
     pub node: Option<Node>,
+    /// Chromium's own sandbox: its renderers run under seccomp-bpf in namespaces of their own, so a
+    /// page that exploits a renderer bug is still held in. Off only when asked for
+    /// (`--no-chromium-sandbox`).
+    pub sandbox: bool,
+    /// The unprivileged account Chromium runs as; `None` runs it as the server's own user. Chromium
+    /// refuses its sandbox as root, so a server running as root runs it as someone else.
+    pub user: Option<ChromiumUser>,
+    /// The proxy every request of the browser goes through (`egress`), loopback included; the
+    /// browser's DevTools port is protected on it for the browser's life. `None` connects
+    /// directly (a browser for the host's own tests or `pagewright render`).
+    pub egress: Option<EgressProxy>,
+}
+
+/// An account to run Chromium as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChromiumUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl ChromiumUser {
+    /// The account Chromium runs as when none is named: `nobody` if the server runs as root,
+    /// else the server's own user (`None`).
+    pub fn default_for_this_process() -> Option<Self> {
+        if crate::sys::running_as_root() {
+            Self::named("nobody").ok().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// The account `name`, if the system has it.
+    pub fn named(name: &str) -> std::io::Result<Option<Self>> {
+        Ok(crate::sys::user_ids(name)?.map(|(uid, gid)| Self {
+            name: name.to_owned(),
+            uid,
+            gid,
+        }))
+    }
 }
 
 impl BrowserSettings {
@@ -53,12 +94,16 @@ impl BrowserSettings {
     /// seconds.
     pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
 
-    /// Chromium at `executable`, with the default launch timeout, unpinned.
+    /// Chromium at `executable`, with the default launch timeout, unpinned, sandboxed (as `nobody`
+    /// if this process is root).
     pub fn new(executable: PathBuf) -> Self {
         Self {
             executable,
             launch_timeout: Self::LAUNCH_TIMEOUT,
             node: None,
+            sandbox: true,
+            user: ChromiumUser::default_for_this_process(),
+            egress: None,
         }
     }
 }
@@ -116,6 +161,14 @@ pub enum BrowserError {
     },
     #[error("Chromium exited before printing its DevTools address; it said: {stderr}")]
     NoDevtoolsAddress { stderr: String },
+    #[error(
+        "Chromium could not start its sandbox. It needs unprivileged user namespaces (a container \
+         runtime's default seccomp profile may block them: allow `clone`/`unshare` of user \
+         namespaces, or sysctl kernel.unprivileged_userns_clone=1), and must not run as root \
+         (--chromium-user names the account it runs as). --no-chromium-sandbox runs it without \
+         one, leaving pages one renderer bug away from the host. It said: {stderr}"
+    )]
+    NoSandbox { stderr: String },
     #[error("Chromium did not print its DevTools address within {0:?}")]
     LaunchTimeout(Duration),
     #[error("connecting to Chromium's DevTools at {url} failed: {source}")]
@@ -377,7 +430,7 @@ async fn supervise(settings: BrowserSettings, metrics: Metrics, shared: Arc<Shar
             break;
         }
         let launched = tokio::select! {
-            launched = launch::launch(&settings.executable, settings.launch_timeout, settings.node.as_ref()) => launched,
+            launched = launch::launch(&settings) => launched,
             () = stopped(&mut stop) => break,
         };
         let mut launched = match launched {

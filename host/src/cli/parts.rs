@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::ConfigError;
-use crate::browser::{BrowserSettings, locate_chrome};
+use crate::browser::{BrowserSettings, ChromiumUser, locate_chrome};
 use crate::plugin::PluginSettings;
 use crate::pool::PoolSettings;
 use crate::url_policy::UrlPolicy;
@@ -28,13 +28,49 @@ pub struct BrowserArgs {
         default_value_t = BrowserSettings::LAUNCH_TIMEOUT.as_millis() as u64
     )]
     pub browser_launch_timeout_ms: u64,
+
+    /// Run Chromium without its sandbox. The sandbox (on by default) holds every renderer in
+    /// seccomp-bpf and namespaces of its own, so a page that exploits a renderer bug is still held
+    /// in; it needs unprivileged user namespaces. Only for hosts that cannot give it those.
+    #[arg(long, env = "PAGEWRIGHT_NO_CHROMIUM_SANDBOX")]
+    pub no_chromium_sandbox: bool,
+
+    /// The unprivileged account Chromium runs as. Default: `nobody` when the server runs as root
+    /// (Chromium refuses its sandbox as root), else the server's own user.
+    #[arg(long, env = "PAGEWRIGHT_CHROMIUM_USER")]
+    pub chromium_user: Option<String>,
 }
 
 impl BrowserArgs {
     pub fn settings(&self) -> Result<BrowserSettings, ConfigError> {
         let executable = locate_chrome(self.chrome.clone()).map_err(ConfigError::ChromeMissing)?;
+        let user = match &self.chromium_user {
+            Some(name) => match ChromiumUser::named(name) {
+                Ok(Some(user)) if user.uid != 0 => Some(user),
+                Ok(Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        flag: "chromium-user",
+                        rule: "an unprivileged account (not uid 0)",
+                        value: name.clone(),
+                    });
+                }
+                Ok(None) | Err(_) => {
+                    return Err(ConfigError::Invalid {
+                        flag: "chromium-user",
+                        rule: "an account this system has",
+                        value: name.clone(),
+                    });
+                }
+            },
+            None => ChromiumUser::default_for_this_process(),
+        };
+        if !self.no_chromium_sandbox && user.is_none() && crate::sys::running_as_root() {
+            return Err(ConfigError::RootWithoutUser);
+        }
         Ok(BrowserSettings {
             launch_timeout: Duration::from_millis(self.browser_launch_timeout_ms),
+            sandbox: !self.no_chromium_sandbox,
+            user,
             ..BrowserSettings::new(executable)
         })
     }

@@ -10,12 +10,15 @@ use clap::Args;
 use super::{BrowserArgs, PluginArgs, PoolArgs};
 use crate::Settings;
 use crate::api::ApiSettings;
+use crate::egress::{EgressRules, HostPattern};
 use crate::jobs::JobsSettings;
 use crate::sched::SchedSettings;
 use crate::secret::Secret;
 use crate::store::StoreSettings;
 use crate::topology::Topology;
 use crate::url_policy::UrlPolicy;
+use ipnet::IpNet;
+use std::sync::Arc;
 
 /// Flags of `pagewright serve`.
 #[derive(Debug, Clone, Args)]
@@ -54,14 +57,51 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_MAX_BODY_BYTES", default_value_t = ApiSettings::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
-    /// Refuse URLs whose host resolves to a loopback, private, link-local or otherwise internal address.
-    /// Off by default so local pages work; turn it on when untrusted users submit URLs.
+    /// Refuse every connection a page or a webhook makes to a loopback, private, link-local or
+    /// otherwise internal address: the job's URL, redirects, subresources, frames, fetches,
+    /// WebSockets, workers, inline-HTML jobs and plugin navigations alike, checked on the address
+    /// really connected to. Off by default so local pages work; turn it on when untrusted users
+    /// submit URLs or HTML.
     #[arg(
         long,
         env = "PAGEWRIGHT_DENY_PRIVATE_NETWORKS",
         default_value_t = false
     )]
     pub deny_private_networks: bool,
+
+    /// The only hosts pages and webhooks may reach (repeat the flag, or separate with commas):
+    /// `example.com`, or `*.example.com` for every name under it. Default: any host.
+    #[arg(
+        long = "egress-allow-host",
+        env = "PAGEWRIGHT_EGRESS_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub egress_allow_hosts: Vec<HostPattern>,
+
+    /// Hosts pages and webhooks may not reach, as for --egress-allow-host.
+    #[arg(
+        long = "egress-deny-host",
+        env = "PAGEWRIGHT_EGRESS_DENY_HOSTS",
+        value_delimiter = ','
+    )]
+    pub egress_deny_hosts: Vec<HostPattern>,
+
+    /// Networks pages and webhooks may reach even with --deny-private-networks (CIDR, e.g.
+    /// `10.20.0.0/16`: an internal site the service exists for).
+    #[arg(
+        long = "egress-allow-network",
+        env = "PAGEWRIGHT_EGRESS_ALLOW_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub egress_allow_networks: Vec<IpNet>,
+
+    /// Networks pages and webhooks may not reach (CIDR), whatever else allows them.
+    #[arg(
+        long = "egress-deny-network",
+        env = "PAGEWRIGHT_EGRESS_DENY_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub egress_deny_networks: Vec<IpNet>,
 
     /// On SIGINT/SIGTERM: how long in-flight jobs may take to finish before the server stops anyway,
     /// in milliseconds.
@@ -175,6 +215,13 @@ pub enum ConfigError {
          (Debian: apt-get install chromium); looked at {0}"
     )]
     ChromeMissing(String),
+    #[error(
+        "the server runs as root, and Chromium refuses its sandbox as root, but this system has no \
+         `nobody` account to run it as: name an unprivileged account with --chromium-user, or run \
+         the server as a user of its own (or, where the sandbox cannot work, \
+         --no-chromium-sandbox)"
+    )]
+    RootWithoutUser,
     #[error("--{flag} must be {rule}, got {value}")]
     Invalid {
         flag: &'static str,
@@ -259,10 +306,17 @@ impl ServeArgs {
                 value: renders.max.to_string(),
             });
         }
-        let url_policy = UrlPolicy {
+        let egress = Arc::new(EgressRules {
             deny_private_networks: self.deny_private_networks,
+            allow_hosts: self.egress_allow_hosts.clone(),
+            deny_hosts: self.egress_deny_hosts.clone(),
+            allow_networks: self.egress_allow_networks.clone(),
+            deny_networks: self.egress_deny_networks.clone(),
+        });
+        let url_policy = UrlPolicy {
+            rules: egress.clone(),
         };
-        let mut plugins = self.plugins.settings(url_policy)?;
+        let mut plugins = self.plugins.settings(url_policy.clone())?;
         let data_dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
         let store = match &self.database_url {
             Some(url) => StoreSettings {
@@ -282,7 +336,7 @@ impl ServeArgs {
                 queue_timeout: Duration::from_millis(self.queue_timeout_ms),
                 async_queue_timeout: Duration::from_millis(self.job_queue_timeout_ms),
                 max_body_bytes: self.max_body_bytes,
-                url_policy,
+                url_policy: url_policy.clone(),
                 native_builtins: self.native_builtins,
                 admin_token: self.admin_token.clone().map(Secret::new),
                 render_token: self.render_token.clone().map(Secret::new),
@@ -298,8 +352,11 @@ impl ServeArgs {
                 result_ttl: Duration::from_millis(self.job_result_ttl_ms),
                 max_result_bytes: self.job_results_max_mib << 20,
                 webhook_secret: self.webhook_secret.clone().map(Secret::new),
+                // Started with the server.
+                egress_proxy: None,
             },
             store,
+            egress,
             topology,
             scorer: self.scorer.clone(),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),

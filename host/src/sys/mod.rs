@@ -188,3 +188,38 @@ impl Pinning {
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
+
+/// Is this process running with root's effective user id?
+pub fn running_as_root() -> bool {
+    // SAFETY: `geteuid` is a plain system call that cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The user and group ids of the account `name`, from the system's user database (`/etc/passwd`,
+/// NSS); `None` if there is no such account.
+pub fn user_ids(name: &str) -> io::Result<Option<(u32, u32)>> {
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a user name with a NUL byte"))?;
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: `passwd` is plain data, valid zeroed. `getpwnam_r` writes the entry into `entry` and
+    // its strings into `buffer` (whose length we pass), sets `found` to `&entry` or null, and keeps
+    // no pointer to any of them after it returns; all of them outlive the call.
+    unsafe {
+        let mut entry: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let error = libc::getpwnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        );
+        if error != 0 {
+            return Err(io::Error::from_raw_os_error(error));
+        }
+        if found.is_null() {
+            return Ok(None);
+        }
+        Ok(Some((entry.pw_uid, entry.pw_gid)))
+    }
+}

@@ -60,6 +60,8 @@ pub async fn pool_bench(
     let chrome = pagewright::cli::BrowserArgs {
         chrome: std::env::var_os("CHROME").map(PathBuf::from),
         browser_launch_timeout_ms: 20_000,
+        no_chromium_sandbox: false,
+        chromium_user: None,
     }
     .settings()?
     .executable;
@@ -360,10 +362,14 @@ impl PagewrightServer {
 }
 
 /// A browser launched by chromiumoxide with pagewright's flags (so only the approach differs).
+/// chromiumoxide starts it as this process's user, so as root it runs without Chromium's sandbox
+/// (which refuses root), where pagewright runs it sandboxed as `nobody`.
 async fn launch(
     chrome: &std::path::Path,
 ) -> anyhow::Result<(Browser, tokio::task::JoinHandle<()>, tempfile::TempDir)> {
+    use std::os::unix::fs::MetadataExt;
     let profile = tempfile::tempdir()?;
+    let root = std::fs::metadata("/proc/self")?.uid() == 0;
     let config = BrowserConfig::builder()
         .chrome_executable(chrome)
         .disable_default_args()
@@ -371,7 +377,8 @@ async fn launch(
         .args(
             pagewright::CHROMIUM_FLAGS
                 .iter()
-                .map(|flag| flag.trim_start_matches("--")),
+                .map(|flag| flag.trim_start_matches("--"))
+                .chain(root.then_some("no-sandbox")),
         )
         .user_data_dir(profile.path())
         .viewport(Viewport {
