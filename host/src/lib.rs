@@ -15,6 +15,7 @@
 pub mod api;
 mod browser;
 pub mod cli;
+pub mod egress;
 pub mod exec;
 pub mod job;
 pub mod jobs;
@@ -49,6 +50,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use api::{ApiSettings, AppState};
+use egress::{EgressProxy, EgressRules};
 use exec::Executor;
 use jobs::{Jobs, JobsSettings};
 use metrics::Metrics;
@@ -70,6 +72,8 @@ pub struct Settings {
     pub jobs: JobsSettings,
     /// Where async jobs and their results are kept.
     pub store: StoreSettings,
+    /// What pages and webhooks may connect to (enforced by the egress proxy).
+    pub egress: Arc<EgressRules>,
     /// A shard per node.
     pub topology: Topology,
     /// The scorer plugin to start with (`name` or `name@version`).
@@ -108,6 +112,7 @@ impl Settings {
             },
             jobs: JobsSettings::default(),
             store: StoreSettings::in_memory(),
+            egress: Arc::default(),
             topology: Topology::single_node(),
             scorer: None,
             shutdown_grace: Duration::ZERO,
@@ -160,11 +165,19 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
     // First: a store that cannot be opened stops the server before anything else starts.
     let store = Store::open(&settings.store).await?;
     let metrics = Metrics::new();
+    // Every connection pages and webhooks make leaves through it.
+    let egress = EgressProxy::start(settings.egress.clone(), metrics.clone())
+        .await
+        .context("starting the egress proxy failed")?;
     let plugins = PluginHost::new(settings.plugins.clone(), metrics.clone())
         .context("starting the plugin host failed")?;
+    let browser = BrowserSettings {
+        egress: Some(egress.clone()),
+        ..settings.browser.clone()
+    };
     let shards = Shards::start(
         settings.topology.clone(),
-        &settings.browser,
+        &browser,
         &settings.pool,
         settings.sched.slots,
         &metrics,
@@ -188,7 +201,10 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
     follow_shared_scorer(&plugins, &scheduler, settings.scorer.clone());
     let executor = Executor::new(scheduler, shards.clone(), plugins.clone(), metrics.clone());
     let jobs = Jobs::start(
-        settings.jobs.clone(),
+        JobsSettings {
+            egress_proxy: Some(egress.url()),
+            ..settings.jobs.clone()
+        },
         store.clone(),
         executor.clone(),
         api::describe_failure,

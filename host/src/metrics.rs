@@ -70,6 +70,8 @@ pub struct Metrics {
     pub request_seconds: Family<EndpointLabels, Histogram>,
     /// Browser relaunches after the browser died.
     pub browser_restarts: Counter,
+    /// Connections the egress proxy refused (a page's request or a webhook to a denied address).
+    pub egress_refused: Counter,
     /// Pages in the pool by state (`idle`, `active`).
     pub pool_pages: Family<StateLabels, Gauge>,
     /// Browser contexts (isolation keys) alive, by shard.
@@ -142,6 +144,12 @@ impl Metrics {
             "browser_restarts",
             "Browser relaunches after the browser died",
             browser_restarts.clone(),
+        );
+        let egress_refused = Counter::default();
+        registry.register(
+            "egress_refused",
+            "Connections the egress proxy refused under the server's egress rules",
+            egress_refused.clone(),
         );
         let pool_pages = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -291,6 +299,7 @@ impl Metrics {
             requests,
             request_seconds,
             browser_restarts,
+            egress_refused,
             pool_pages,
             pool_contexts,
             pages_created,

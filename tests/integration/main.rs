@@ -5,6 +5,7 @@
 mod api;
 mod cli;
 mod durable;
+mod egress;
 #[path = "../support/eventually.rs"]
 mod eventually;
 mod failures;

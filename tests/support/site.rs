@@ -43,6 +43,31 @@ struct SlowQuery {
     ms: u64,
 }
 
+#[derive(Deserialize)]
+struct Target {
+    /// `http://host:port`, no trailing slash.
+    origin: String,
+}
+
+/// A page that reaches for `origin` by every path a page has: a subresource, a style sheet, a
+/// frame, fetch, XHR, a beacon, a WebSocket, a worker's fetch and a popup. Each request's path
+/// names its way in.
+pub fn reaching_for(origin: &str) -> String {
+    let ws = origin.replacen("http://", "ws://", 1);
+    format!(
+        r#"<!doctype html><p id="reaching">reaching for {origin}</p>
+<img src="{origin}/image"><link rel="stylesheet" href="{origin}/style"><iframe src="{origin}/frame"></iframe>
+<script>
+fetch("{origin}/fetch").catch(() => {{}});
+const xhr = new XMLHttpRequest(); xhr.open("GET", "{origin}/xhr"); xhr.send();
+navigator.sendBeacon("{origin}/beacon");
+try {{ new WebSocket("{ws}/websocket"); }} catch (error) {{}}
+new Worker(URL.createObjectURL(new Blob(['fetch("{origin}/worker").catch(() => {{}})'])));
+window.open("{origin}/popup");
+</script>"#
+    )
+}
+
 const INDEX: &str = r#"<!doctype html><html><head><title>Fixture</title></head>
 <body style="background:#fff;margin:0">
 <h1 id="title">Hello pagewright</h1>
@@ -60,6 +85,12 @@ const TOUR: &str = r#"<!doctype html><html><head><title>Tour</title></head>
 
 impl FixtureSite {
     pub async fn start() -> Self {
+        Self::start_on([127, 0, 0, 1]).await
+    }
+
+    /// The site on another loopback address (all of 127.0.0.0/8 is this machine): a stand-in for a
+    /// public site when the tests deny private networks but allow this one address.
+    pub async fn start_on(address: [u8; 4]) -> Self {
         let pixel_requests = Arc::new(AtomicUsize::new(0));
         let slow_requests = Arc::new(AtomicUsize::new(0));
         let (pixels, slows) = (pixel_requests.clone(), slow_requests.clone());
@@ -144,6 +175,16 @@ impl FixtureSite {
                 }),
             )
             .route(
+                "/reaches-for",
+                get(|Query(target): Query<Target>| async move { Html(reaching_for(&target.origin)) }),
+            )
+            .route(
+                "/redirect-to",
+                get(|Query(target): Query<Target>| async move {
+                    axum::response::Redirect::temporary(&format!("{}/redirected", target.origin))
+                }),
+            )
+            .route(
                 "/beacon",
                 get(|| async {
                     Html("<!doctype html><p>beacon</p><script>setInterval(() => fetch('/pixel.png?beacon', { cache: 'no-store' }), 50)</script>")
@@ -170,7 +211,7 @@ impl FixtureSite {
                     }
                 }),
             );
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        let listener = TcpListener::bind(SocketAddr::from((address, 0)))
             .await
             .expect("bind fixture site");
         let address = listener.local_addr().expect("fixture address");

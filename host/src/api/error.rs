@@ -6,6 +6,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::egress::Refusal;
 use crate::exec::ExecError;
 use crate::job::options::InvalidOption;
 use crate::jobs::{JobError, JobFailure};
@@ -93,11 +94,11 @@ impl From<UrlError> for ApiError {
             UrlError::Invalid { .. } | UrlError::NoHost(_) => {
                 Self::bad_request("invalid_url", message)
             }
-            UrlError::Scheme(_) | UrlError::Internal { .. } => {
-                Self::bad_request("url_not_allowed", message)
-            }
-            UrlError::Resolve { .. } => {
+            UrlError::Egress(Refusal::Resolve { .. }) => {
                 Self::new(StatusCode::BAD_GATEWAY, "navigation_failed", message)
+            }
+            UrlError::Scheme(_) | UrlError::Egress(_) => {
+                Self::bad_request("url_not_allowed", message)
             }
         }
     }

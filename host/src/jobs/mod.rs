@@ -122,6 +122,7 @@ impl Jobs {
             store.clone(),
             host.clone(),
             settings.webhook_secret.as_ref(),
+            settings.egress_proxy.as_deref(),
             metrics.clone(),
         );
         let intake = Intake::start(store.clone());

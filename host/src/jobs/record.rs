@@ -24,6 +24,8 @@ pub struct JobsSettings {
     pub max_result_bytes: usize,
     /// Signs webhook posts; unsigned without one.
     pub webhook_secret: Option<Secret>,
+    /// The egress proxy webhook posts go through (`egress`), once the server has started it.
+    pub egress_proxy: Option<String>,
 }
 
 impl JobsSettings {
@@ -47,6 +49,7 @@ impl Default for JobsSettings {
             result_ttl: Self::RESULT_TTL,
             max_result_bytes: Self::MAX_RESULT_MIB << 20,
             webhook_secret: None,
+            egress_proxy: None,
         }
     }
 }

@@ -62,7 +62,13 @@ pub(super) struct Webhooks {
 }
 
 impl Webhooks {
-    pub fn new(store: Store, host: Arc<str>, secret: Option<&Secret>, metrics: Metrics) -> Self {
+    pub fn new(
+        store: Store,
+        host: Arc<str>,
+        secret: Option<&Secret>,
+        egress_proxy: Option<&str>,
+        metrics: Metrics,
+    ) -> Self {
         install_tls_provider();
         let secret = secret.map(|secret| {
             let written = secret.expose().as_bytes().to_vec();
@@ -73,13 +79,17 @@ impl Webhooks {
                 .unwrap_or_else(|| written.clone());
             Arc::new((written, key))
         });
+        // Redirects are not followed: a webhook goes where it was told, or nowhere. Through the
+        // egress proxy, it goes only where the egress rules allow, checked on the address
+        // connected to when it is sent (the URL was checked when the job was submitted).
+        let mut client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(ATTEMPT_TIMEOUT);
+        if let Some(proxy) = egress_proxy.and_then(|url| reqwest::Proxy::all(url).ok()) {
+            client = client.proxy(proxy);
+        }
         Self {
-            // Redirects are not followed: a webhook goes where it was told, or nowhere.
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(ATTEMPT_TIMEOUT)
-                .build()
-                .unwrap_or_default(),
+            client: client.build().unwrap_or_default(),
             secret,
             store,
             host,

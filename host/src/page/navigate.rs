@@ -1,6 +1,7 @@
 //! Loading a page: navigation with its three wait conditions, inline HTML, and waiting for an element.
 
 use super::{Navigation, NowOrNever, Page, PageError, json_string, selector_error};
+use crate::egress::REFUSAL_HEADER;
 use crate::job::options::{GotoOptions, WaitUntil};
 use chromiumoxide::cdp::IntoEventKind;
 use chromiumoxide::cdp::browser_protocol::network::{
@@ -93,6 +94,12 @@ impl Page<'_> {
                         if let Some(reason) = result.error_text
                             && reason != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
                         {
+                            let reason = if reason == "net::ERR_TUNNEL_CONNECTION_FAILED" {
+                                format!("{reason} (the egress proxy refused the connection under the \
+                                         server's egress rules, or could not make it; its log says which)")
+                            } else {
+                                reason
+                            };
                             return Err(PageError::Navigation { url: url.to_owned(), reason });
                         }
                         navigated = true;
@@ -125,6 +132,22 @@ impl Page<'_> {
                                         "the server answered {} without a document: there is nothing to render",
                                         event.response.status
                                     ),
+                                });
+                            }
+                            // The egress proxy answered for the site: the document (or a redirect
+                            // it followed) was refused by the server's egress rules.
+                            if ours
+                                && let Some(refusal) = event
+                                    .response
+                                    .headers
+                                    .inner()
+                                    .get(REFUSAL_HEADER)
+                                    .and_then(|reason| reason.as_str())
+                            {
+                                abandoned = !committed;
+                                return Err(PageError::Navigation {
+                                    url: url.to_owned(),
+                                    reason: format!("the server's egress policy refused it: {refusal}"),
                                 });
                             }
                             document_ok |= ours;

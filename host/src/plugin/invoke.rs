@@ -132,7 +132,7 @@ pub(super) async fn invoke(
             log.clone(),
             limits.memory_bytes,
             inner.memory_budget.clone(),
-            inner.settings.url_policy,
+            inner.settings.url_policy.clone(),
             page,
             inner.group(job.shard).cpu.turn(job.priority),
         ),
