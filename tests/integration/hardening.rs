@@ -301,3 +301,63 @@ fn a_chromium_user_the_system_lacks_is_a_clear_startup_error() {
         "{said}"
     );
 }
+
+/// The inodes of the TCP sockets listening on this machine (`/proc/net/tcp` and `tcp6`, state 0A).
+fn listening_socket_inodes() -> Vec<String> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(3) == Some(&"0A")
+                && let Some(inode) = fields.get(9)
+            {
+                inodes.push((*inode).to_owned());
+            }
+        }
+    }
+    inodes
+}
+
+#[tokio::test]
+async fn chromium_listens_on_no_port() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let server = ServerProcess::start(
+        &[
+            "--data-dir",
+            data.path().join("data").to_str().expect("UTF-8"),
+        ],
+        &data.path().join("server.log"),
+    )
+    .await;
+    let response = server
+        .post("/v1/content", json!({ "html": "<p>no port</p>" }))
+        .await;
+    assert_eq!(response.status(), 200);
+    let listening = listening_socket_inodes();
+    let mut looked_at = 0;
+    for pid in descendants(server.pid()) {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        looked_at += 1;
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy().into_owned();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+            {
+                assert!(
+                    !listening.iter().any(|listening| listening == inode),
+                    "Chromium process {pid} listens on a TCP port (its DevTools endpoint?)"
+                );
+            }
+        }
+    }
+    assert!(looked_at > 0, "Chromium's processes were looked at");
+}

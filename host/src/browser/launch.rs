@@ -2,16 +2,20 @@
 //!
 //! We spawn Chromium ourselves instead of `chromiumoxide::Browser::launch` so that we own the process:
 //! its pid (for memory figures and kill-on-failure), its stderr (drained, so a chatty browser never blocks
-//! on a full pipe), and its CPU affinity and memory policy (a NUMA shard's). chromiumoxide then
-//! connects to the DevTools address that Chromium prints on stderr.
+//! on a full pipe), its user, sandbox, environment and proxy, and its CPU affinity and memory policy
+//! (a NUMA shard's). DevTools runs over a pipe, never a port (`devtools.rs`); chromiumoxide connects
+//! to the pipe's bridge, and Chromium is up once it answers there.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::{Browser, Handler};
+use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
+use super::devtools::DevtoolsPipe;
 use super::{BrowserError, BrowserSettings};
 
 /// Flags for every launch. The first group is required on this kind of machine (measured): without the
@@ -48,8 +52,6 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
     "--force-color-profile=srgb",
     "--hide-scrollbars",
     "--mute-audio",
-    // Port 0: Chromium picks a free port and prints it, so several browsers (tests, shards) never clash.
-    "--remote-debugging-port=0",
 ];
 
 /// A running Chromium with chromiumoxide attached. Dropping it kills the process.
@@ -58,10 +60,10 @@ pub(crate) struct Launched {
     pub handler: Handler,
     pub child: Child,
     pub pid: u32,
+    /// What the browser reported as its product, e.g. `Chrome/156.0.8078.73`.
+    pub version: String,
     /// Kept alive for the life of the process; removed when dropped.
     pub _user_data_dir: tempfile::TempDir,
-    /// The DevTools port, kept off-limits to pages while the process lives.
-    pub _devtools_protected: Option<crate::egress::Protected>,
 }
 
 /// The environment variables Chromium gets from the server: where to find programs, fonts and its
@@ -136,8 +138,11 @@ pub(crate) async fn launch(settings: &BrowserSettings) -> Result<Launched, Brows
             "--webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned(),
         ]);
     }
+    let devtools = DevtoolsPipe::new().map_err(BrowserError::Profile)?;
+    devtools.pass_to(&mut command);
     let mut child = command
         .args(CHROMIUM_FLAGS)
+        .arg("--remote-debugging-pipe")
         .arg(format!(
             "--user-data-dir={}",
             user_data_dir.path().display()
@@ -153,20 +158,8 @@ pub(crate) async fn launch(settings: &BrowserSettings) -> Result<Launched, Brows
             source,
         })?;
     let pid = child.id().unwrap_or_default();
-    let stderr = child.stderr.take().ok_or(BrowserError::NoDevtoolsAddress {
-        stderr: String::new(),
-    })?;
-
-    let timeout = settings.launch_timeout;
-    let ws_url = match tokio::time::timeout(timeout, read_devtools_address(stderr)).await {
-        Ok(result) => result?,
-        Err(_) => return Err(BrowserError::LaunchTimeout(timeout)),
-    };
-    // No page reaches the DevTools endpoint through the proxy, whatever the egress rules allow.
-    let devtools_protected = settings.egress.as_ref().and_then(|egress| {
-        let port = url::Url::parse(&ws_url).ok()?.port()?;
-        Some(egress.protect(port))
-    });
+    let said = child.stderr.take().map(drain).unwrap_or_default();
+    let ws_url = devtools.bridge().await.map_err(BrowserError::Profile)?;
 
     let config = HandlerConfig {
         // Pages get their viewport from each job; chromiumoxide's 800x600 default would be one more
@@ -180,45 +173,62 @@ pub(crate) async fn launch(settings: &BrowserSettings) -> Result<Launched, Brows
         ignore_https_errors: false,
         ..HandlerConfig::default()
     };
-    let (browser, handler) = Browser::connect_with_config(ws_url.clone(), config)
+    let (browser, mut handler) = Browser::connect_with_config(ws_url.clone(), config)
         .await
         .map_err(|source| BrowserError::Connect {
             url: ws_url,
             source,
         })?;
+    // Up once it answers over the pipe; an exit before that is a launch failure, with what it said.
+    let timeout = settings.launch_timeout;
+    let started = tokio::select! {
+        version = browser.version() => version.ok(),
+        _ = async { while handler.next().await.is_some() {} } => None,
+        _ = child.wait() => None,
+        _ = tokio::time::sleep(timeout) => return Err(BrowserError::LaunchTimeout(timeout)),
+    };
+    let Some(version) = started else {
+        // Let stderr's last lines arrive.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let said = lock(&said).clone();
+        return Err(
+            if said.contains("No usable sandbox") || said.contains("without --no-sandbox") {
+                BrowserError::NoSandbox { stderr: said }
+            } else {
+                BrowserError::ExitedAtStart { stderr: said }
+            },
+        );
+    };
     Ok(Launched {
         browser,
         handler,
         child,
         pid,
+        version: version.product,
         _user_data_dir: user_data_dir,
-        _devtools_protected: devtools_protected,
     })
 }
 
-/// Reads stderr until Chromium prints `DevTools listening on ws://...`, then keeps draining it in the
-/// background (a full pipe would stall the browser) and logs what it says at debug level.
-async fn read_devtools_address(stderr: ChildStderr) -> Result<String, BrowserError> {
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    while let Some(line) = lines.next_line().await.map_err(BrowserError::Profile)? {
-        if let Some(url) = line.strip_prefix("DevTools listening on ") {
-            let url = url.trim().to_owned();
-            tokio::spawn(async move {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!(target: "chromium", "{line}");
-                }
-            });
-            return Ok(url);
+/// Drains Chromium's stderr in the background (a full pipe would stall the browser), logging it at
+/// debug level and keeping its first few KiB for the error if Chromium exits while starting.
+fn drain(stderr: ChildStderr) -> Arc<Mutex<String>> {
+    let said = Arc::new(Mutex::new(String::new()));
+    let keep = said.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::debug!(target: "chromium", "{line}");
+            let mut kept = lock(&keep);
+            if kept.len() < 4096 {
+                kept.push_str(&line);
+                kept.push('\n');
+            }
         }
-        // Keep the start of what it said for the error message if it exits instead.
-        if seen.len() < 4096 {
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-    }
-    if seen.contains("No usable sandbox") || seen.contains("without --no-sandbox") {
-        return Err(BrowserError::NoSandbox { stderr: seen });
-    }
-    Err(BrowserError::NoDevtoolsAddress { stderr: seen })
+    });
+    said
+}
+
+fn lock(said: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    said.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -12,6 +12,7 @@
 //! contexts (one per isolation key, created and disposed of by the pool, with downloads denied), the
 //! renderer crashes Chromium reports, and closing the windows pages open on their own (popups).
 
+mod devtools;
 mod launch;
 
 pub use launch::CHROMIUM_FLAGS;
@@ -42,7 +43,7 @@ use crate::topology::Node;
 #[derive(Debug, Clone)]
 pub struct BrowserSettings {
     pub executable: PathBuf,
-    /// How long Chromium may take to print its DevTools address.
+    /// How long Chromium may take to answer over DevTools once started.
     pub launch_timeout: Duration,
     /// The NUMA node whose CPUs the browser's processes are pinned to and whose memory they
     /// prefer (a shard's); `None` leaves them wherever the kernel puts them.
@@ -54,9 +55,8 @@ pub struct BrowserSettings {
     /// The unprivileged account Chromium runs as; `None` runs it as the server's own user. Chromium
     /// refuses its sandbox as root, so a server running as root runs it as someone else.
     pub user: Option<ChromiumUser>,
-    /// The proxy every request of the browser goes through (`egress`), loopback included; the
-    /// browser's DevTools port is protected on it for the browser's life. `None` connects
-    /// directly (a browser for the host's own tests or `pagewright render`).
+    /// The proxy every request of the browser goes through (`egress`), loopback included. `None`
+    /// connects directly (a browser for the host's own tests or `pagewright render`).
     pub egress: Option<EgressProxy>,
 }
 
@@ -90,7 +90,7 @@ impl ChromiumUser {
 }
 
 impl BrowserSettings {
-    /// It takes ~270 ms on a 2-core machine to print its DevTools address; a loaded machine can take
+    /// It takes ~270 ms on a 2-core machine to answer over DevTools; a loaded machine can take
     /// seconds.
     pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -159,8 +159,8 @@ pub enum BrowserError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Chromium exited before printing its DevTools address; it said: {stderr}")]
-    NoDevtoolsAddress { stderr: String },
+    #[error("Chromium exited while starting; it said: {stderr}")]
+    ExitedAtStart { stderr: String },
     #[error(
         "Chromium could not start its sandbox. It needs unprivileged user namespaces (a container \
          runtime's default seccomp profile may block them: allow `clone`/`unshare` of user \
@@ -169,7 +169,7 @@ pub enum BrowserError {
          one, leaving pages one renderer bug away from the host. It said: {stderr}"
     )]
     NoSandbox { stderr: String },
-    #[error("Chromium did not print its DevTools address within {0:?}")]
+    #[error("Chromium did not answer over DevTools within {0:?} of starting")]
     LaunchTimeout(Duration),
     #[error("connecting to Chromium's DevTools at {url} failed: {source}")]
     Connect {
@@ -449,13 +449,9 @@ async fn supervise(settings: BrowserSettings, metrics: Metrics, shared: Arc<Shar
             }
         };
         generation += 1;
-        // The handler must be polled from here on: every CDP call, `version()` included, goes through it.
+        // The handler must be polled from here on: every CDP call goes through it.
         let mut handler = tokio::spawn(drive(launched.handler));
-        let version =
-            match tokio::time::timeout(Duration::from_secs(5), launched.browser.version()).await {
-                Ok(Ok(version)) => version.product,
-                _ => String::from("unknown"),
-            };
+        let version = launched.version;
         tracing::info!(pid = launched.pid, generation, %version, "Chromium is up");
         let session = Arc::new(BrowserSession {
             generation,

@@ -20,7 +20,7 @@ pub struct BrowserArgs {
     #[arg(long = "chrome", env = "CHROME")]
     pub chrome: Option<PathBuf>,
 
-    /// How long Chromium may take to print its DevTools address, in milliseconds. It takes ~270 ms on a
+    /// How long Chromium may take to answer over DevTools once started, in milliseconds. It takes ~270 ms on a
     /// 2-core machine; a loaded machine can take seconds.
     #[arg(
         long,

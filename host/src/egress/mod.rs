@@ -3,8 +3,7 @@
 //! its redirects, subresources, frames, fetch and XHR, WebSockets, workers, inline-HTML jobs and
 //! plugin navigations alike; the webhook client uses it too. The proxy resolves each host once,
 //! checks every address against [`EgressRules`] (`rules.rs`), and connects to an address it checked.
-//! The browsers' DevTools ports and the proxy's own are never reachable through it, whatever the
-//! rules say.
+//! (Chromium's DevTools has no port to reach: it runs over a pipe, `browser/devtools.rs`.)
 //!
 //! The API checks a job's URL and webhook against the same rules before any browser work
 //! (`url_policy`), so the common refusal is an early 400; the proxy is what holds for everything
@@ -13,5 +12,5 @@
 mod proxy;
 mod rules;
 
-pub use proxy::{EgressProxy, Protected, REFUSAL_HEADER};
+pub use proxy::{EGRESS_HEADER, EgressProxy};
 pub use rules::{EgressRules, HostPattern, Refusal, is_internal};

@@ -4,15 +4,16 @@
 //! on a pooled connection. Both reach their server only through [`Shared::connect`]: resolve, check
 //! every address against the rules, connect to a checked one. What was checked is what is used.
 //!
-//! A refusal is a `403` with the reason in the body and the `x-pagewright-egress` header, which the
-//! page code turns into a failed navigation when it is the document's answer.
+//! A refusal is a `403`, and a site that cannot be reached a `502`, each with the reason in the body
+//! and in the `x-pagewright-egress` header (`refused; REASON` or `unreachable; REASON`), which the
+//! page code turns into a failed navigation when it is the document's answer: Chromium would render
+//! the proxy's answer as if the site had given it.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,8 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use super::rules::{EgressRules, Refusal, is_this_machine};
 use crate::metrics::Metrics;
 
-/// The header a refusal carries, so a page's navigation can tell it from the site's own 403.
-pub const REFUSAL_HEADER: &str = "x-pagewright-egress";
+/// The header the proxy's own answers carry, so a page's navigation can tell them from the site's.
+pub const EGRESS_HEADER: &str = "x-pagewright-egress";
 
 /// How long connecting to a checked address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,9 +46,6 @@ pub struct EgressProxy {
 struct Shared {
     rules: Arc<EgressRules>,
     address: SocketAddr,
-    /// Loopback ports no page may reach whatever the rules say: each browser's DevTools endpoint
-    /// and this proxy itself.
-    protected: Mutex<HashSet<u16>>,
     metrics: Metrics,
 }
 
@@ -61,7 +59,6 @@ impl EgressProxy {
         let shared = Arc::new(Shared {
             rules,
             address,
-            protected: Mutex::new(HashSet::from([address.port()])),
             metrics,
         });
         let client = Client::builder(TokioExecutor::new()).build(CheckedConnector {
@@ -75,47 +72,22 @@ impl EgressProxy {
     pub fn url(&self) -> String {
         format!("http://{}", self.shared.address)
     }
-
-    /// Keeps pages off the loopback `port` (a browser's DevTools endpoint) until the guard drops.
-    pub fn protect(&self, port: u16) -> Protected {
-        self.shared.protected().insert(port);
-        Protected {
-            shared: self.shared.clone(),
-            port,
-        }
-    }
-}
-
-/// A protected port; see [`EgressProxy::protect`].
-#[derive(Debug)]
-pub struct Protected {
-    shared: Arc<Shared>,
-    port: u16,
-}
-
-impl Drop for Protected {
-    fn drop(&mut self) {
-        self.shared.protected().remove(&self.port);
-    }
 }
 
 impl Shared {
-    fn protected(&self) -> std::sync::MutexGuard<'_, HashSet<u16>> {
-        self.protected
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// A connection to `host:port` at an address the rules allow.
     async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
         let addresses = self.rules.resolve(host, port).await.map_err(|refusal| {
-            self.metrics.egress_refused.inc();
-            tracing::info!(host, port, %refusal, "egress refused");
+            if !matches!(refusal, Refusal::Resolve { .. }) {
+                self.metrics.egress_refused.inc();
+                tracing::info!(host, port, %refusal, "egress refused");
+            }
             ConnectError::Refused(refusal)
         })?;
+        // A request to the proxy itself would loop.
         if let Some(&address) = addresses
             .iter()
-            .find(|address| is_this_machine(address.ip()) && self.protected().contains(&port))
+            .find(|address| is_this_machine(address.ip()) && port == self.address.port())
         {
             self.metrics.egress_refused.inc();
             return Err(ConnectError::Refused(Refusal::Protected { address }));
@@ -212,32 +184,34 @@ async fn handle(
         Err(error) => {
             // The connector's own error, if that is where it failed.
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            let mut chain = Vec::new();
             while let Some(current) = source {
                 if let Some(connect) = current.downcast_ref::<ConnectError>() {
                     return Ok(refused(connect));
                 }
+                chain.push(current.to_string());
                 source = current.source();
             }
-            Ok(answer(
-                StatusCode::BAD_GATEWAY,
-                &format!("the egress proxy could not forward the request: {error}"),
-            ))
+            Ok(refused(&ConnectError::Io(std::io::Error::other(
+                chain.join(": "),
+            ))))
         }
     }
 }
 
 /// The answer to a connection that was refused or failed.
 fn refused(error: &ConnectError) -> Response<ProxyBody> {
-    match error {
-        ConnectError::Refused(refusal) => {
-            let mut response = answer(StatusCode::FORBIDDEN, &refusal.to_string());
-            if let Ok(reason) = HeaderValue::from_str(&refusal.to_string()) {
-                response.headers_mut().insert(REFUSAL_HEADER, reason);
-            }
-            response
+    let (status, kind) = match error {
+        ConnectError::Refused(Refusal::Resolve { .. }) | ConnectError::Io(_) => {
+            (StatusCode::BAD_GATEWAY, "unreachable")
         }
-        ConnectError::Io(error) => answer(StatusCode::BAD_GATEWAY, &error.to_string()),
+        ConnectError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
+    };
+    let mut response = answer(status, &error.to_string());
+    if let Ok(value) = HeaderValue::from_str(&format!("{kind}; {error}")) {
+        response.headers_mut().insert(EGRESS_HEADER, value);
     }
+    response
 }
 
 fn answer(status: StatusCode, text: &str) -> Response<ProxyBody> {

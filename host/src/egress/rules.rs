@@ -24,9 +24,7 @@ pub enum Refusal {
         "`{host}` resolves to {address}, an internal address, and this server denies private networks"
     )]
     Internal { host: String, address: IpAddr },
-    #[error(
-        "{address} is the server's own (the browser's DevTools, or this proxy): never a page's"
-    )]
+    #[error("{address} is the egress proxy itself")]
     Protected { address: SocketAddr },
     #[error("resolving `{host}` failed: {reason}")]
     Resolve {

@@ -1,7 +1,7 @@
 //! Loading a page: navigation with its three wait conditions, inline HTML, and waiting for an element.
 
 use super::{Navigation, NowOrNever, Page, PageError, json_string, selector_error};
-use crate::egress::REFUSAL_HEADER;
+use crate::egress::EGRESS_HEADER;
 use crate::job::options::{GotoOptions, WaitUntil};
 use chromiumoxide::cdp::IntoEventKind;
 use chromiumoxide::cdp::browser_protocol::network::{
@@ -65,6 +65,8 @@ impl Page<'_> {
         let mut abandoned = false;
         // The response to this navigation's document arrived (a real page, not an error page).
         let mut document_ok = false;
+        // What the egress proxy said in place of the site, if it answered the document.
+        let mut proxy_answer: Option<String> = None;
         let wait = async {
             loop {
                 // A failed navigation loads Chromium's error page, which fires lifecycle events of its
@@ -134,27 +136,12 @@ impl Page<'_> {
                                     ),
                                 });
                             }
-                            // The egress proxy answered for the site: the document (or a redirect
-                            // it followed) was refused by the server's egress rules.
-                            if ours
-                                && let Some(refusal) = event
-                                    .response
-                                    .headers
-                                    .inner()
-                                    .get(REFUSAL_HEADER)
-                                    .and_then(|reason| reason.as_str())
-                            {
-                                abandoned = !committed;
-                                return Err(PageError::Navigation {
-                                    url: url.to_owned(),
-                                    reason: format!("the server's egress policy refused it: {refusal}"),
-                                });
-                            }
                             document_ok |= ours;
                             document = Some(Navigation {
                                 url: event.response.url.clone(),
                                 status: u16::try_from(event.response.status).unwrap_or(0),
                             });
+                            proxy_answer = egress_answer(&event.response);
                         }
                     }
                     // The request of this navigation's document: for the URL asked for, in the main frame,
@@ -228,7 +215,22 @@ impl Page<'_> {
                     url: event.response.url.clone(),
                     status: u16::try_from(event.response.status).unwrap_or(0),
                 });
+                proxy_answer = egress_answer(&event.response);
             }
+        }
+        // The egress proxy answered for the site: the document (or a redirect it followed) was
+        // refused by the server's egress rules, or its site could not be reached. Chromium shows
+        // the proxy's answer as the page; it is not.
+        if let Some(answer) = proxy_answer {
+            let reason = match answer.split_once("; ") {
+                Some(("refused", why)) => format!("the server's egress policy refused it: {why}"),
+                Some((_, why)) => format!("the site could not be reached: {why}"),
+                None => answer,
+            };
+            return Err(PageError::Navigation {
+                url: url.to_owned(),
+                reason,
+            });
         }
         let navigation = match document {
             Some(navigation) => navigation,
@@ -347,6 +349,17 @@ impl Page<'_> {
 /// How long a navigation that is done by its lifecycle events may take to be done for chromiumoxide too
 /// before the page is given up for reuse. Both come from the same event, so this is generous.
 const NAVIGATION_SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The egress proxy's `refused; WHY` or `unreachable; WHY`, if it gave `response` in place of a
+/// site.
+fn egress_answer(response: &network::Response) -> Option<String> {
+    response
+        .headers
+        .inner()
+        .get(EGRESS_HEADER)
+        .and_then(|value| value.as_str())
+        .map(str::to_owned)
+}
 
 /// A URL as Chromium reports a request for it: parsed, and without its fragment.
 fn without_fragment(url: &str) -> String {

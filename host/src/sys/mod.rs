@@ -223,3 +223,31 @@ pub fn user_ids(name: &str) -> io::Result<Option<(u32, u32)>> {
         Ok(Some((entry.pw_uid, entry.pw_gid)))
     }
 }
+
+/// Gives the child started by `command` `reads` as its file descriptor 3 and `writes` as 4, the
+/// pair Chromium's `--remote-debugging-pipe` talks over. The descriptors stay open in the parent
+/// until it drops them; the child's copies are its own.
+pub(crate) fn pass_devtools_pipe(
+    command: &mut tokio::process::Command,
+    reads: std::os::fd::RawFd,
+    writes: std::os::fd::RawFd,
+) {
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe calls
+    // are allowed; `fcntl` and `dup2` are plain system calls, and nothing here allocates or locks.
+    // Both descriptors are first copied above 9, so that placing one at 3 or 4 can never close the
+    // other; `dup2` leaves the copies at 3 and 4 without close-on-exec, the originals keep it.
+    unsafe {
+        command.pre_exec(move || {
+            let reads = libc::fcntl(reads, libc::F_DUPFD_CLOEXEC, 10);
+            let writes = libc::fcntl(writes, libc::F_DUPFD_CLOEXEC, 10);
+            if reads == -1
+                || writes == -1
+                || libc::dup2(reads, 3) == -1
+                || libc::dup2(writes, 4) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
