@@ -28,6 +28,7 @@ mod secret;
 mod shard;
 pub mod store;
 mod sys;
+mod tasks;
 #[cfg(test)]
 mod testing;
 pub mod topology;
@@ -44,6 +45,7 @@ pub use url_policy::{UrlError, UrlPolicy};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -130,6 +132,8 @@ pub struct Services {
     pub store: Store,
     shards: Shards,
     settings: Arc<Settings>,
+    /// Set while memory is low (`watch_memory`): renders and submissions get a 503.
+    memory_low: Arc<AtomicBool>,
 }
 
 impl Services {
@@ -140,6 +144,7 @@ impl Services {
             self.executor.clone(),
             self.jobs.clone(),
             self.metrics.clone(),
+            self.memory_low.clone(),
         )
     }
 
@@ -212,6 +217,8 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
     )
     .await
     .context("starting the async jobs failed")?;
+    let memory_low = Arc::new(AtomicBool::new(false));
+    watch_memory(Arc::downgrade(&memory_low));
     Ok(Services {
         executor,
         plugins,
@@ -220,7 +227,49 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
         store,
         shards,
         settings: Arc::new(settings),
+        memory_low,
     })
+}
+
+/// How often the memory admission looks at the machine's (or container's) memory: reading it per
+/// request would cost every request a few system calls.
+const MEMORY_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Keeps `low` saying whether memory is low, until the services are gone.
+fn watch_memory(low: std::sync::Weak<AtomicBool>) {
+    tasks::supervise("memory watch", move || {
+        let low = low.clone();
+        async move {
+            let mut tick = tokio::time::interval(MEMORY_CHECK_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(low) = low.upgrade() else {
+                    return;
+                };
+                let memory = tokio::task::spawn_blocking(sys::Memory::now)
+                    .await
+                    .unwrap_or(sys::Memory {
+                        host_rss: None,
+                        available: None,
+                        total: None,
+                    });
+                let was_low = low.swap(memory.is_low(), Ordering::Relaxed);
+                if was_low != memory.is_low() {
+                    tracing::warn!(
+                        low = memory.is_low(),
+                        available = memory.available,
+                        total = memory.total,
+                        "memory admission changed: renders are {}",
+                        if memory.is_low() {
+                            "refused (503)"
+                        } else {
+                            "taken again"
+                        }
+                    );
+                }
+            }
+        }
+    });
 }
 
 /// Applies the scorer setting every host shares (set through the API on any host) to this host's
@@ -276,43 +325,37 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let grace = services.settings.shutdown_grace;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    // `into_make_service`: each connection gets a clone of the router's `Arc`. Serving the
-    // `Router` itself rebuilds every route per connection (axum's `with_state(())` on a shared
-    // router deep-copies it), ~220 KB per connection, measured with heaptrack: 2.8 GB for 12,800
-    // clients waiting on synchronous renders.
-    let server = axum::serve(listener, api::app(services.app_state()).into_make_service())
-        .with_graceful_shutdown(async move {
+    // Each connection gets a clone of the router, an `Arc`: ~220 KB per connection when axum
+    // rebuilt the routes per connection (measured with heaptrack: 2.8 GB for 12,800 clients
+    // waiting on synchronous renders).
+    let server = api::serve(
+        listener,
+        api::app(services.app_state()),
+        services.settings.api.connections,
+        async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .into_future();
+        },
+    );
     tokio::pin!(server);
-    let served = tokio::select! {
-        served = &mut server => Some(served),
-        () = shutdown => None,
+    let stopping = tokio::select! {
+        () = &mut server => false,
+        () = shutdown => true,
     };
-    let served = match served {
-        Some(served) => served,
-        None => {
-            tracing::info!(
-                ?grace,
-                "shutting down: finishing in-flight requests and jobs"
-            );
-            stop_tx.send_replace(true);
-            let requests = async {
-                match tokio::time::timeout(grace, &mut server).await {
-                    Ok(served) => served,
-                    Err(_) => {
-                        tracing::warn!("grace period over; abandoning the requests still running");
-                        Ok(())
-                    }
-                }
-            };
-            let (served, ()) = tokio::join!(requests, services.jobs.shutdown(grace));
-            served
-        }
-    };
+    if stopping {
+        tracing::info!(
+            ?grace,
+            "shutting down: finishing in-flight requests and jobs"
+        );
+        stop_tx.send_replace(true);
+        let requests = async {
+            if tokio::time::timeout(grace, &mut server).await.is_err() {
+                tracing::warn!("grace period over; abandoning the requests still running");
+            }
+        };
+        tokio::join!(requests, services.jobs.shutdown(grace));
+    }
     services.close().await;
-    served.context("serving HTTP failed")
+    Ok(())
 }
 
 /// Connections the kernel queues for `accept`: a burst of thousands of clients connecting at once

@@ -25,11 +25,17 @@ pub enum UrlError {
     },
     #[error("`{0}` has no host")]
     NoHost(String),
+    #[error("the URL has {0} characters; at most {MAX_URL_CHARS} are taken")]
+    TooLong(usize),
     #[error("the `{0}:` scheme is not allowed: use http or https, or send the document as `html`")]
     Scheme(String),
     #[error(transparent)]
     Egress(Refusal),
 }
+
+/// The longest URL taken (in bytes): browsers and servers cap theirs at 8-64 KiB, and a URL goes
+/// into job records, headers and webhooks.
+pub const MAX_URL_CHARS: usize = 32 * 1024;
 
 /// The server's rule for URLs. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +46,9 @@ pub struct UrlPolicy {
 impl UrlPolicy {
     /// `raw`, parsed, if the policy allows rendering it.
     pub async fn check(&self, raw: &str) -> Result<Url, UrlError> {
+        if raw.len() > MAX_URL_CHARS {
+            return Err(UrlError::TooLong(raw.len()));
+        }
         let url = Url::parse(raw).map_err(|reason| UrlError::Invalid {
             url: raw.to_owned(),
             reason,

@@ -361,3 +361,84 @@ async fn chromium_listens_on_no_port() {
     }
     assert!(looked_at > 0, "Chromium's processes were looked at");
 }
+
+/// Reads from `stream` until it closes or `within` passes; what it said, and whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut said = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&said).into_owned(), true),
+            Ok(Ok(read)) => said.extend_from_slice(&buffer[..read]),
+            Err(_) => return (String::from_utf8_lossy(&said).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_and_too_many_connections_get_clear_answers() {
+    use tokio::io::AsyncWriteExt;
+    let server =
+        TestServer::start(&["--header-read-timeout-ms", "600", "--max-connections", "3"]).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+
+    // Headers trickled past the timeout: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(
+        closed,
+        "a connection that never finished its headers stays open"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed at the header-read timeout"
+    );
+
+    // Three idle connections fill the cap; the fourth is told so, not left hanging.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let (said, closed) = read_until_closed(&mut fourth, Duration::from_secs(3)).await;
+    assert!(closed && said.starts_with("HTTP/1.1 503"), "{said}");
+    assert!(said.contains("too_many_connections"), "{said}");
+    // Idle connections go at the header-read timeout, and the server takes requests again.
+    drop(idle);
+    crate::harness::eventually(
+        "the server answers again",
+        Duration::from_secs(10),
+        || async {
+            let response = server
+                .client
+                .get(format!("{}/health", server.base))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 200).then_some(())
+        },
+    )
+    .await;
+
+    // A URL longer than any browser takes is refused before any browser work.
+    let long = format!("http://127.0.0.1/{}", "a".repeat(40_000));
+    let response = server.post("/v1/content", json!({ "url": long })).await;
+    let message = error_message(response, 400, "invalid_url").await;
+    assert!(message.contains("at most 32768"), "{message}");
+    server.shutdown().await;
+}

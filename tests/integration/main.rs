@@ -24,3 +24,4 @@ mod shards;
 #[path = "../support/site.rs"]
 mod site;
 mod store;
+mod tenants;

@@ -1,6 +1,8 @@
-//! Bearer tokens: an admin token for changing the plugin registry, and an optional render token for
-//! the rest of `/v1/`. Without an admin token configured the registry is read-only (secure by
-//! default); without a render token the API is open to whoever can reach the listen address.
+//! Bearer tokens: an admin token for changing the plugin registry, an optional render token for
+//! the rest of `/v1/`, and optional tenant tokens (`--tokens-file`, `tenants.rs`), each standing
+//! for one tenant. Without an admin token configured the registry is read-only (secure by
+//! default); without a render token or tenant tokens the API is open to whoever can reach the
+//! listen address. The middleware decides who a request is from ([`Caller`]) and hands that on.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -9,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
 
+use super::tenants::Caller;
 use super::{ApiError, AppState};
 
 /// A request that carries the admin token. Extracted before the body, so an unauthorised upload is
@@ -38,34 +41,68 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Middleware: with a render token configured, every request outside `/health`, `/metrics` and
-/// `/v1/pressure` must carry it (or the admin token).
+/// Middleware: decides who the request is from. With a render token or tenant tokens configured,
+/// every request outside `/health`, `/metrics` and `/v1/pressure` must carry one of them (or the
+/// admin token).
 pub async fn render_access(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let settings = &state.settings;
     // What load balancers and monitoring poll.
     let open = matches!(
         request.uri().path(),
         "/health" | "/metrics" | "/v1/pressure"
     );
-    if let Some(render_token) = &state.settings.render_token
-        && !open
+    let headers = request.headers();
+    let token = bearer(headers);
+    let caller = if settings
+        .admin_token
+        .as_ref()
+        .is_some_and(|admin| carries(headers, admin.expose()))
     {
-        let headers = request.headers();
-        let admin = state
-            .settings
-            .admin_token
-            .as_ref()
-            .is_some_and(|admin| carries(headers, admin.expose()));
-        if !admin && !carries(headers, render_token.expose()) {
-            return Err(unauthorized(
-                "this server needs `Authorization: Bearer <render token>`",
-            ));
+        Caller::Admin
+    } else if let Some(grant) = settings
+        .tenants
+        .as_ref()
+        .zip(token)
+        .and_then(|(tenants, token)| tenants.find(token))
+    {
+        Caller::Tenant(grant)
+    } else if settings
+        .render_token
+        .as_ref()
+        .is_some_and(|render| carries(headers, render.expose()))
+    {
+        Caller::Shared
+    } else if settings.render_token.is_some() || settings.tenants.is_some() {
+        if !open {
+            return Err(unauthorized(if settings.tenants.is_some() {
+                "this server needs `Authorization: Bearer <token>`: a tenant's token from its \
+                 tokens file (or the render or admin token)"
+            } else {
+                "this server needs `Authorization: Bearer <render token>`"
+            }));
         }
-    }
+        Caller::Shared
+    } else if settings.admin_token.is_some() {
+        Caller::Shared
+    } else {
+        Caller::Open
+    };
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+/// The request's `Authorization: Bearer` token.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
 }
 
 fn unauthorized(message: &str) -> ApiError {
@@ -75,16 +112,10 @@ fn unauthorized(message: &str) -> ApiError {
 /// Does the request's `Authorization: Bearer` token equal `expected`? Compared as SHA-256 digests
 /// with every byte looked at, so the time taken says nothing about how much of a guess was right.
 fn carries(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token)
-    else {
+    let Some(given) = bearer(headers) else {
         return false;
     };
-    let given = Sha256::digest(given.trim().as_bytes());
+    let given = Sha256::digest(given.as_bytes());
     let expected = Sha256::digest(expected.as_bytes());
     given
         .iter()

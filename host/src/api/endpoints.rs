@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::request::{Endpoint, RequestBody, job_for, parse};
+use super::tenants::Caller;
 use super::{ApiError, AppState, PathParam};
 use crate::exec::Rendered;
 use crate::plugin::Usage;
@@ -14,48 +15,57 @@ use crate::plugin::Usage;
 /// A render endpoint's job, run now.
 async fn render(
     state: &AppState,
+    caller: &Caller,
     endpoint: Endpoint<'_>,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let job = job_for(state, endpoint, parse(body)?).await?;
+    let job = job_for(state, caller, endpoint, parse(body)?).await?;
+    state.admit_by_memory()?;
+    caller.take_rate()?;
+    let _in_flight = caller.enter()?;
     Ok(response(state.executor.run(job).await?))
 }
 
 pub async fn screenshot(
     State(state): State<AppState>,
+    caller: Caller,
     RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
-    render(&state, Endpoint::Screenshot, &body).await
+    render(&state, &caller, Endpoint::Screenshot, &body).await
 }
 
 pub async fn pdf(
     State(state): State<AppState>,
+    caller: Caller,
     RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
-    render(&state, Endpoint::Pdf, &body).await
+    render(&state, &caller, Endpoint::Pdf, &body).await
 }
 
 pub async fn content(
     State(state): State<AppState>,
+    caller: Caller,
     RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
-    render(&state, Endpoint::Content, &body).await
+    render(&state, &caller, Endpoint::Content, &body).await
 }
 
 pub async fn scrape(
     State(state): State<AppState>,
+    caller: Caller,
     RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
-    render(&state, Endpoint::Plugin("scrape"), &body).await
+    render(&state, &caller, Endpoint::Plugin("scrape"), &body).await
 }
 
 /// `POST /v1/run/{plugin}`: any extractor, with `params` (or `options`) as its params.
 pub async fn run_plugin(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(plugin): PathParam,
     RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
-    render(&state, Endpoint::Plugin(&plugin), &body).await
+    render(&state, &caller, Endpoint::Plugin(&plugin), &body).await
 }
 
 /// The response headers for an output: its content type, the page's final URL and HTTP status,

@@ -22,6 +22,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Whole seconds for `Retry-After` on a 429 or 503; one when not said.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,12 +31,33 @@ impl ApiError {
         Self {
             status,
             code,
-            message: message.into(),
+            message: bounded(message.into()),
+            retry_after: None,
         }
+    }
+
+    /// Says when to try again (rounded up to whole seconds, as `Retry-After` has them).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+/// The most characters of an error message kept: what a page's script threw, or a plugin printed,
+/// may be megabytes, and it goes into responses, job records and webhooks.
+const MAX_MESSAGE_CHARS: usize = 4096;
+
+fn bounded(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!(
+            "{}… (cut at {MAX_MESSAGE_CHARS} characters)",
+            &message[..cut]
+        ),
+        None => message,
     }
 }
 
@@ -50,17 +73,16 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"pagewright\""),
             );
         }
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
-            // The queue drains at the render rate: a second frees dozens of places.
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            // The browser relaunches in well under a second; a pool slot frees within a render.
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        // Unless said otherwise: the queue drains at the render rate, so a second frees dozens of
+        // places; the browser relaunches in well under a second; a pool slot frees within a render.
+        if matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after.unwrap_or(1).max(1)),
+            );
         }
         response
     }
@@ -91,7 +113,7 @@ impl From<UrlError> for ApiError {
     fn from(error: UrlError) -> Self {
         let message = error.to_string();
         match error {
-            UrlError::Invalid { .. } | UrlError::NoHost(_) => {
+            UrlError::Invalid { .. } | UrlError::NoHost(_) | UrlError::TooLong(_) => {
                 Self::bad_request("invalid_url", message)
             }
             UrlError::Egress(Refusal::Resolve { .. }) => {
@@ -308,5 +330,22 @@ impl From<PluginError> for ApiError {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_to_a_bound() {
+        let short = ApiError::new(StatusCode::BAD_GATEWAY, "x", "short");
+        assert_eq!(short.message, "short");
+        let huge = ApiError::new(StatusCode::BAD_GATEWAY, "x", "é".repeat(100_000));
+        assert!(huge.message.chars().count() < MAX_MESSAGE_CHARS + 40);
+        assert!(
+            huge.message
+                .ends_with(&format!("(cut at {MAX_MESSAGE_CHARS} characters)"))
+        );
     }
 }

@@ -21,12 +21,14 @@ use serde_json::{Value, json};
 
 use super::endpoints::output_headers;
 use super::request::{Endpoint, RequestBody, job_for, parse};
+use super::tenants::Caller;
 use super::{ApiError, ApiSettings, AppState, PathParam};
 use crate::job::Target;
-use crate::jobs::{Outcome, Submission};
+use crate::jobs::{JobError, Outcome, Submission};
 
 pub async fn submit(
     State(state): State<AppState>,
+    caller: Caller,
     RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
     let mut request: Value = parse(&body)?;
@@ -89,7 +91,9 @@ pub async fn submit(
             }
         },
     };
-    let mut job = job_for(&state, Endpoint::for_job(&plugin), request).await?;
+    let mut job = job_for(&state, &caller, Endpoint::for_job(&plugin), request).await?;
+    state.admit_by_memory()?;
+    caller.take_rate()?;
     job.queue_timeout = queue_timeout;
     let submission = Submission {
         plugin,
@@ -117,18 +121,32 @@ pub async fn submit(
 
 pub async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.jobs.get(&id).await?.document()))
+    let record = state.jobs.get(&id).await?;
+    owned(&caller, &id, &record.submission.tenant)?;
+    Ok(Json(record.document()))
+}
+
+/// Another tenant's job is, to this caller, a job that does not exist.
+fn owned(caller: &Caller, id: &str, tenant: &str) -> Result<(), ApiError> {
+    if caller.owns(tenant) {
+        Ok(())
+    } else {
+        Err(JobError::NotFound(id.to_owned()).into())
+    }
 }
 
 /// The output of a succeeded job with the synchronous endpoint's headers; a failed job's error as
 /// the synchronous endpoint would have answered it.
 pub async fn result_of(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let (record, body) = state.jobs.result(&id).await?;
+    owned(&caller, &id, &record.submission.tenant)?;
     match record.outcome {
         None => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -174,7 +192,11 @@ pub async fn result_of(
 /// is reset), or forgets a finished one and its result.
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, ApiError> {
+    if let Caller::Tenant(_) = caller {
+        owned(&caller, &id, &state.jobs.get(&id).await?.submission.tenant)?;
+    }
     Ok(Json(state.jobs.cancel(&id).await?.document()))
 }

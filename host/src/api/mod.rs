@@ -15,8 +15,11 @@ mod ops;
 mod plugins;
 mod request;
 mod scheduler;
+mod server;
+mod tenants;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -28,6 +31,8 @@ use axum::routing::{get, post, put};
 
 pub use error::{ApiError, describe_failure};
 pub use plugins::{MANIFEST_HEADER, PathParam, PluginEntry};
+pub use server::{ConnectionLimits, serve};
+pub use tenants::Tenants;
 
 use crate::exec::Executor;
 use crate::jobs::Jobs;
@@ -58,6 +63,10 @@ pub struct ApiSettings {
     pub admin_token: Option<Secret>,
     /// Needed for every `/v1/` request, if set.
     pub render_token: Option<Secret>,
+    /// Tokens that each stand for a tenant, with its classes and limits (`--tokens-file`).
+    pub tenants: Option<Arc<Tenants>>,
+    /// How many connections, and how long a client may take to send a request's headers.
+    pub connections: ConnectionLimits,
 }
 
 impl ApiSettings {
@@ -87,6 +96,8 @@ impl Default for ApiSettings {
             native_builtins: false,
             admin_token: None,
             render_token: None,
+            tenants: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -98,16 +109,40 @@ pub struct AppState {
     executor: Executor,
     jobs: Jobs,
     metrics: Metrics,
+    /// Set while the machine (or container) is low on memory; see [`AppState::admit_by_memory`].
+    memory_low: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(settings: ApiSettings, executor: Executor, jobs: Jobs, metrics: Metrics) -> Self {
+    pub fn new(
+        settings: ApiSettings,
+        executor: Executor,
+        jobs: Jobs,
+        metrics: Metrics,
+        memory_low: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             settings: Arc::new(settings),
             executor,
             jobs,
             metrics,
+            memory_low,
         }
+    }
+
+    /// A 503 while memory is low: a render taken on now could get Chromium (or the server) killed
+    /// by the kernel, losing every job on it, where refusing one loses nothing.
+    fn admit_by_memory(&self) -> Result<(), ApiError> {
+        if self.memory_low.load(Ordering::Relaxed) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "memory_low",
+                "this machine has less than 5% of its memory available; retry shortly or elsewhere \
+                 (GET /v1/pressure shows the figures)",
+            )
+            .retry_after(Duration::from_secs(5)));
+        }
+        Ok(())
     }
 
     /// The plugin host, for embedders and the bench that call plugins directly.

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use super::tenants::Caller;
 use super::{ApiError, AppState};
 use crate::sys::Memory;
 
@@ -27,10 +28,6 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Va
     }
 }
 
-/// The machine's memory is low when less than this share of it is available: a server that keeps
-/// taking work then gets its Chromium killed by the kernel.
-const LOW_MEMORY_SHARE: f64 = 0.05;
-
 /// For load balancers: 200 while the server takes work, 503 (route elsewhere) when its queue is
 /// 90% full, its browser is down or the machine is low on memory; the body has the figures (and
 /// the reasons) either way.
@@ -46,7 +43,7 @@ pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_
     if queue.queued * 10 >= queue.queue_capacity * 9 {
         reasons.push("queue_full");
     }
-    if memory_is_low(&memory) {
+    if memory.is_low() {
         reasons.push("memory_low");
     }
     let status = if reasons.is_empty() {
@@ -72,19 +69,12 @@ pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_
     (status, Json(body))
 }
 
-/// Whether memory is low: less than [`LOW_MEMORY_SHARE`] of the total is available (the
-/// container's, where a cgroup limits it).
-fn memory_is_low(memory: &Memory) -> bool {
-    matches!((memory.available, memory.total), (Some(available), Some(total))
-        if (available as f64) < total as f64 * LOW_MEMORY_SHARE)
-}
-
 /// Isolation keys `/v1/status` lists under `prewarm`.
 const STATUS_KEYS: usize = 20;
 
-pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+pub async fn status(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
     let shards = state.executor.shards().status();
-    Json(json!({
+    let mut status = json!({
         "version": env!("CARGO_PKG_VERSION"),
         // Where the shards run: the NUMA nodes, their CPUs and memory.
         "topology": state.executor.shards().topology(),
@@ -110,7 +100,13 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
             "source": plugin.source(),
             "roles": plugin.roles().names(),
         })).collect::<Vec<_>>(),
-    }))
+    });
+    if !caller.sees_every_tenant() {
+        // Isolation keys are what a job needs to use a context's cookies: only the admin token
+        // sees them.
+        status["prewarm"] = json!("shown to the admin token only");
+    }
+    Json(status)
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

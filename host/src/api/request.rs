@@ -7,7 +7,6 @@
 //! then hand the plugin the checked options as its params. With `--native-builtins`, the host's own
 //! page operations produce them instead.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -16,11 +15,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::tenants::Caller;
 use super::{ApiError, AppState};
 use crate::job::options::{
     ContentOptions, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
-use crate::job::{Class, DEFAULT_TENANT, Job, NativeOutput, Output, PluginCall, Target};
+use crate::job::{Class, Job, NativeOutput, Output, PluginCall, Target};
 use crate::plugin::{Role, Source};
 
 /// What every render request has: the page to load, how to load it, and the time budget.
@@ -126,6 +126,7 @@ enum PageNeeded {
 /// Builds and validates the job for `request`, with `output` made from the request's options.
 async fn job<O>(
     state: &AppState,
+    caller: &Caller,
     request: RenderRequest<O>,
     page: PageNeeded,
     output: impl FnOnce(O) -> Result<Output, ApiError>,
@@ -160,7 +161,9 @@ async fn job<O>(
         request.queue_timeout_ms,
         settings.queue_timeout,
     )?;
-    let tenant = tenant(request.tenant)?;
+    let tenant = caller.tenant(request.tenant)?;
+    let class = request.priority.class.unwrap_or(Class::Hot);
+    caller.check_class(class)?;
     if !(-50..=50).contains(&request.priority.number) {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -186,7 +189,8 @@ async fn job<O>(
     job.page = request.page;
     job.scripts = scripts;
     job.tenant = tenant;
-    job.class = request.priority.class.unwrap_or(Class::Hot);
+    job.key_scope = caller.key_scope();
+    job.class = class;
     job.number = request.priority.number;
     job.validate()?;
     Ok(job)
@@ -217,9 +221,8 @@ fn budget(
     }
 }
 
-/// The request's tenant (1-64 of letters, digits, `.`, `_`, `-`), or the default one.
-fn tenant(tenant: Option<String>) -> Result<Arc<str>, ApiError> {
-    let tenant = tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+/// Refuses a tenant name that is not 1-64 of letters, digits, `.`, `_`, `-`.
+pub(super) fn check_tenant(tenant: &str) -> Result<(), ApiError> {
     let tenant_ok = (1..=64).contains(&tenant.len())
         && tenant
             .bytes()
@@ -230,7 +233,7 @@ fn tenant(tenant: Option<String>) -> Result<Arc<str>, ApiError> {
             "`tenant` must be 1-64 of letters, digits, `.`, `_` and `-`",
         ));
     }
-    Ok(tenant.into())
+    Ok(())
 }
 
 /// The registered plugin `name`, which must play `role`, with `params` as its JSON params.
@@ -300,6 +303,7 @@ impl<'a> Endpoint<'a> {
 /// `options`) as its params.
 pub(super) async fn job_for(
     state: &AppState,
+    caller: &Caller,
     endpoint: Endpoint<'_>,
     body: serde_json::Value,
 ) -> Result<Job, ApiError> {
@@ -314,6 +318,7 @@ pub(super) async fn job_for(
         Endpoint::Screenshot => {
             job(
                 state,
+                caller,
                 request::<ScreenshotOptions>(body)?,
                 PageNeeded::Always,
                 |options| {
@@ -326,6 +331,7 @@ pub(super) async fn job_for(
         Endpoint::Pdf => {
             job(
                 state,
+                caller,
                 request::<PdfOptions>(body)?,
                 PageNeeded::Always,
                 |options| {
@@ -338,6 +344,7 @@ pub(super) async fn job_for(
         Endpoint::Content => {
             job(
                 state,
+                caller,
                 request::<ContentOptions>(body)?,
                 PageNeeded::Always,
                 |options| {
@@ -354,14 +361,20 @@ pub(super) async fn job_for(
                 Ok(Source::Builtin) => PageNeeded::Always,
                 _ => PageNeeded::Optional,
             };
-            job(state, request::<serde_json::Value>(body)?, page, |params| {
-                Ok(Output::Plugin(plugin_call(
-                    state,
-                    plugin,
-                    Role::Extractor,
-                    &params,
-                )?))
-            })
+            job(
+                state,
+                caller,
+                request::<serde_json::Value>(body)?,
+                page,
+                |params| {
+                    Ok(Output::Plugin(plugin_call(
+                        state,
+                        plugin,
+                        Role::Extractor,
+                        &params,
+                    )?))
+                },
+            )
             .await
         }
     }

@@ -10,6 +10,7 @@ use clap::Args;
 use super::{BrowserArgs, PluginArgs, PoolArgs};
 use crate::Settings;
 use crate::api::ApiSettings;
+use crate::api::{ConnectionLimits, Tenants};
 use crate::egress::{EgressRules, HostPattern};
 use crate::jobs::JobsSettings;
 use crate::sched::SchedSettings;
@@ -68,6 +69,25 @@ pub struct ServeArgs {
         default_value_t = false
     )]
     pub deny_private_networks: bool,
+
+    /// Most connections the API holds at once; past it a new connection gets a 503 and is closed.
+    /// The default holds the 12,800 waiting clients the flood benchmark throws at it.
+    #[arg(long, env = "PAGEWRIGHT_MAX_CONNECTIONS", default_value_t = ConnectionLimits::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// How long a client may take to send a request's headers, in milliseconds; a connection that
+    /// trickles them, or idles that long between requests, is closed.
+    #[arg(long, env = "PAGEWRIGHT_HEADER_READ_TIMEOUT_MS", default_value_t = ConnectionLimits::HEADER_READ_TIMEOUT.as_millis() as u64)]
+    pub header_read_timeout_ms: u64,
+
+    /// A JSON file of tenant tokens, each standing for one tenant with the priority classes it may
+    /// use, its in-flight cap and its rate: `[{"token": "...", "tenant": "acme", "classes":
+    /// ["hot", "cold"], "max_in_flight": 50, "rate_per_second": 20}]`. With it, every `/v1/`
+    /// request needs a token, a tenant's isolation keys are its own, and only the admin token sees
+    /// `/v1/status`'s keys. Without it (and without a render token) the server is open: requests
+    /// name their own tenant and class.
+    #[arg(long, env = "PAGEWRIGHT_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
 
     /// The only hosts pages and webhooks may reach (repeat the flag, or separate with commas):
     /// `example.com`, or `*.example.com` for every name under it. Default: any host.
@@ -222,6 +242,8 @@ pub enum ConfigError {
          --no-chromium-sandbox)"
     )]
     RootWithoutUser,
+    #[error("{0}")]
+    TokensFile(String),
     #[error("--{flag} must be {rule}, got {value}")]
     Invalid {
         flag: &'static str,
@@ -340,6 +362,16 @@ impl ServeArgs {
                 native_builtins: self.native_builtins,
                 admin_token: self.admin_token.clone().map(Secret::new),
                 render_token: self.render_token.clone().map(Secret::new),
+                connections: ConnectionLimits {
+                    max_connections: self.max_connections.max(1),
+                    header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+                },
+                tenants: match &self.tokens_file {
+                    Some(path) => Some(Arc::new(
+                        Tenants::load(path).map_err(ConfigError::TokensFile)?,
+                    )),
+                    None => None,
+                },
             },
             browser: self.browser.settings()?,
             pool,

@@ -41,6 +41,10 @@ pub struct Job {
     pub output: Output,
     /// Who the job is for: tenants take turns for run slots.
     pub tenant: Arc<str>,
+    /// The tenant whose isolation keys the job's key is one of, where tenants are authenticated
+    /// (`--tokens-file`): another tenant naming the same key gets another context.
+    #[serde(default)]
+    pub key_scope: Option<Arc<str>>,
     pub class: Class,
     /// Moves the job within its class: -50..=50.
     pub number: i8,
@@ -65,6 +69,7 @@ impl Job {
             scripts: Vec::new(),
             output,
             tenant: Arc::from(DEFAULT_TENANT),
+            key_scope: None,
             class: Class::Hot,
             number: 0,
             timeout,
@@ -83,10 +88,15 @@ impl Job {
             .isolation_key
             .as_deref()
             .unwrap_or(DEFAULT_ISOLATION_KEY);
+        // A tenant's keys are its own (`~` is not allowed in a caller's key either).
+        let key = match &self.key_scope {
+            Some(tenant) => Cow::Owned(format!("{tenant}~{key}")),
+            None => Cow::Borrowed(key),
+        };
         if self.page.ignore_https_errors {
             Cow::Owned(format!("{key}#insecure"))
         } else {
-            Cow::Borrowed(key)
+            key
         }
     }
 

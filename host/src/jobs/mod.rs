@@ -31,6 +31,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -38,8 +40,12 @@ use crate::exec::{ExecError, Executor};
 use crate::job::Job;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::store::{Cancelled, Event, NewJob, Store, StoreError};
+use crate::tasks::supervise;
 use intake::Intake;
 use webhook::Webhooks;
+
+/// Starts one of the background loops of [`Jobs`], for `tasks::supervise` to run (and restart).
+type StartLoop = fn(Jobs) -> BoxFuture<'static, ()>;
 
 /// How a failed job's error is kept: as the synchronous endpoint would have answered it. The API
 /// knows that mapping and hands it to [`Jobs::start`].
@@ -146,16 +152,42 @@ impl Jobs {
                 tasks: Mutex::new(Vec::new()),
             }),
         };
-        let listener = jobs.inner.store.listen();
-        let stopped = jobs.inner.stopped.subscribe();
-        let tasks = vec![
-            tokio::spawn(jobs.clone().claim(jobs.inner.draining.subscribe())),
-            tokio::spawn(jobs.clone().renew_leases(stopped.clone())),
-            tokio::spawn(jobs.clone().upkeep(stopped.clone())),
-            tokio::spawn(jobs.inner.webhooks.clone().run(stopped.clone())),
-            tokio::spawn(jobs.clone().tell_farm_of_queued(stopped.clone())),
-            tokio::spawn(jobs.clone().hear(listener, stopped)),
+        // Each loop restarted if it panics (`tasks::supervise`): a job system whose claimer or
+        // lease renewal stopped silently would look alive and lose its jobs to other hosts.
+        let loops: [(&'static str, StartLoop); 6] = [
+            ("claim jobs", |jobs| {
+                let draining = jobs.inner.draining.subscribe();
+                jobs.claim(draining).boxed()
+            }),
+            ("renew leases", |jobs| {
+                let stopped = jobs.inner.stopped.subscribe();
+                jobs.renew_leases(stopped).boxed()
+            }),
+            ("job upkeep", |jobs| {
+                let stopped = jobs.inner.stopped.subscribe();
+                jobs.upkeep(stopped).boxed()
+            }),
+            ("deliver webhooks", |jobs| {
+                let stopped = jobs.inner.stopped.subscribe();
+                jobs.inner.webhooks.clone().run(stopped).boxed()
+            }),
+            ("tell the farm of queued jobs", |jobs| {
+                let stopped = jobs.inner.stopped.subscribe();
+                jobs.tell_farm_of_queued(stopped).boxed()
+            }),
+            ("hear the farm", |jobs| {
+                let (listener, stopped) =
+                    (jobs.inner.store.listen(), jobs.inner.stopped.subscribe());
+                jobs.hear(listener, stopped).boxed()
+            }),
         ];
+        let tasks = loops
+            .into_iter()
+            .map(|(name, start)| {
+                let jobs = jobs.clone();
+                supervise(name, move || start(jobs.clone()))
+            })
+            .collect();
         *jobs
             .inner
             .tasks

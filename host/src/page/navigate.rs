@@ -86,26 +86,23 @@ impl Page<'_> {
                     return Ok(());
                 }
                 tokio::select! {
-                    result = &mut navigate, if !navigated => {
-                        let result = match result {
-                            Ok(response) => response.result,
-                            Err(source) => return Err(self.classify("navigation", source).await),
-                        };
-                        // An HTTP error status with an empty body comes back as this "error", but the
-                        // server did answer: that is a page with its status, not a failed navigation.
-                        if let Some(reason) = result.error_text
-                            && reason != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
+                    // In this order when several are ready: the events Chromium sent come out of
+                    // separate queues, and a document's request must be known before its response
+                    // or its failure is looked at (else a failure is missed and the job waits out
+                    // its budget: seen with half of all downloads).
+                    biased;
+                    // The request of this navigation's document: for the URL asked for, in the main frame,
+                    // before anything committed (a redirect keeps the request id). Requests a document
+                    // makes later, or a previous job's document made, are not ours.
+                    Some(event) = requests.next() => {
+                        if document_request.is_none()
+                            && !committed
+                            && event.r#type == Some(network::ResourceType::Document)
+                            && event.frame_id.as_ref() == Some(&main_frame)
+                            && without_fragment(&event.request.url) == expected_url
                         {
-                            let reason = if reason == "net::ERR_TUNNEL_CONNECTION_FAILED" {
-                                format!("{reason} (the egress proxy refused the connection under the \
-                                         server's egress rules, or could not make it; its log says which)")
-                            } else {
-                                reason
-                            };
-                            return Err(PageError::Navigation { url: url.to_owned(), reason });
+                            document_request = Some(event.request_id.inner().clone());
                         }
-                        navigated = true;
-                        loader.get_or_insert_with(|| result.loader_id.map(|id| id.inner().clone()).unwrap_or_default());
                     }
                     Some(event) = lifecycle.next() => {
                         if event.frame_id != main_frame {
@@ -144,19 +141,6 @@ impl Page<'_> {
                             proxy_answer = egress_answer(&event.response);
                         }
                     }
-                    // The request of this navigation's document: for the URL asked for, in the main frame,
-                    // before anything committed (a redirect keeps the request id). Requests a document
-                    // makes later, or a previous job's document made, are not ours.
-                    Some(event) = requests.next() => {
-                        if document_request.is_none()
-                            && !committed
-                            && event.r#type == Some(network::ResourceType::Document)
-                            && event.frame_id.as_ref() == Some(&main_frame)
-                            && without_fragment(&event.request.url) == expected_url
-                        {
-                            document_request = Some(event.request_id.inner().clone());
-                        }
-                    }
                     // Our document's request failing before any document committed (a download, which
                     // the browser aborts) leaves nothing to wait for: chromiumoxide would wait 30 s.
                     // After a commit, a late failure (a truncated body) still leaves a page to render.
@@ -174,6 +158,27 @@ impl Page<'_> {
                             };
                             return Err(PageError::Navigation { url: url.to_owned(), reason });
                         }
+                    }
+                    result = &mut navigate, if !navigated => {
+                        let result = match result {
+                            Ok(response) => response.result,
+                            Err(source) => return Err(self.classify("navigation", source).await),
+                        };
+                        // An HTTP error status with an empty body comes back as this "error", but the
+                        // server did answer: that is a page with its status, not a failed navigation.
+                        if let Some(reason) = result.error_text
+                            && reason != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
+                        {
+                            let reason = if reason == "net::ERR_TUNNEL_CONNECTION_FAILED" {
+                                format!("{reason} (the egress proxy refused the connection under the \
+                                         server's egress rules, or could not make it; its log says which)")
+                            } else {
+                                reason
+                            };
+                            return Err(PageError::Navigation { url: url.to_owned(), reason });
+                        }
+                        navigated = true;
+                        loader.get_or_insert_with(|| result.loader_id.map(|id| id.inner().clone()).unwrap_or_default());
                     }
                     // Both event streams ended after the navigation answered: the page's target (or
                     // the whole browser) is gone.

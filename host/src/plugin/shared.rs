@@ -55,7 +55,11 @@ impl PluginHost {
         // Compiled code of plugins deleted while this host was down, or of another engine build.
         self.collect_garbage().await;
         if store.backend() == Backend::Postgres {
-            let task = tokio::spawn(follow_changes(self.downgrade(), store));
+            // Restarted if it panics: a host that stopped following would serve stale plugins.
+            let host = self.downgrade();
+            let task = crate::tasks::supervise("follow plugin changes", move || {
+                follow_changes(host.clone(), store.clone())
+            });
             self.following().task = Some(task);
         }
         Ok(())

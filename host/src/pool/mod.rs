@@ -246,7 +246,10 @@ impl PagePool {
             warm_targets: Mutex::new(HashMap::new()),
             shard,
         });
-        inner.runtime.spawn(maintain(Arc::downgrade(&inner)));
+        // Restarted if it panics: a pool that stopped closing idle pages would grow until the
+        // machine runs out of memory.
+        let weak = Arc::downgrade(&inner);
+        crate::tasks::supervise("pool maintenance", move || maintain(weak.clone()));
         Self { inner }
     }
 

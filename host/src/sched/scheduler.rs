@@ -24,6 +24,7 @@ use super::queue::{BAND_NAMES, JobQueue, QueueEntry, Refused, Ticket, band_of};
 use super::scoring::{SCORER_BUDGET, ScoreRequest, Scorer, builtin_score};
 use crate::job::{Class, Job};
 use crate::metrics::{BandLabels, Metrics, ReasonLabels};
+use crate::tasks::supervise;
 
 /// Urgent jobs that may run beyond the concurrency limit, so that an urgent job does not wait for
 /// a render to finish; never beyond `--max-concurrent-renders`.
@@ -581,37 +582,49 @@ impl Scheduler {
 
     /// Starts the once-a-second upkeep: adapt the concurrency limit, and hand `warm` the keys with
     /// demand and the pages to keep warm for each (the shards' pools). It ends with the scheduler.
-    pub fn start_upkeep(&self, warm: impl Fn(&[KeyDemand]) + Send + 'static) {
+    /// Restarted if it panics (`tasks::supervise`): a scheduler whose limit stopped adapting would
+    /// quietly run too few or too many jobs.
+    pub fn start_upkeep(&self, warm: impl Fn(&[KeyDemand]) + Send + Sync + 'static) {
         let inner = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut meter = CpuMeter::new(None);
-            let mut tick = tokio::time::interval(ADAPT_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(inner) = inner.upgrade() else {
-                    return;
-                };
-                let busy = meter.busy();
-                let demand = inner.stats.demand(std::time::Instant::now());
-                warm(&demand);
-                let adaptive = inner.settings.adaptive;
-                inner.changed(|state| {
-                    if let (true, Some(busy)) = (adaptive, busy) {
-                        state.limit.adapt(busy, state.held_back);
-                    }
-                    state.held_back = false;
-                    state.cpu_busy = busy;
-                    state.demand = demand;
-                });
-                inner
-                    .metrics
-                    .sched_limit
-                    .set(inner.lock().limit.current as i64);
-                // A limit that grew lets waiting jobs in now, and claims of async jobs.
-                inner.dispatch();
-                inner.room.notify_waiters();
-            }
+        let warm: Arc<WarmPages> = Arc::new(warm);
+        supervise("scheduler upkeep", move || {
+            let (inner, warm) = (inner.clone(), warm.clone());
+            upkeep(inner, warm)
         });
+    }
+}
+
+/// What the upkeep hands the keys with demand (the shards' pools, to keep pages warm).
+type WarmPages = dyn Fn(&[KeyDemand]) + Send + Sync;
+
+/// The upkeep [`Scheduler::start_upkeep`] runs, once a second until the scheduler is gone.
+async fn upkeep(inner: std::sync::Weak<Inner>, warm: Arc<WarmPages>) {
+    let mut meter = CpuMeter::new(None);
+    let mut tick = tokio::time::interval(ADAPT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let busy = meter.busy();
+        let demand = inner.stats.demand(std::time::Instant::now());
+        warm(&demand);
+        let adaptive = inner.settings.adaptive;
+        inner.changed(|state| {
+            if let (true, Some(busy)) = (adaptive, busy) {
+                state.limit.adapt(busy, state.held_back);
+            }
+            state.held_back = false;
+            state.cpu_busy = busy;
+            state.demand = demand;
+        });
+        inner
+            .metrics
+            .sched_limit
+            .set(inner.lock().limit.current as i64);
+        // A limit that grew lets waiting jobs in now, and claims of async jobs.
+        inner.dispatch();
+        inner.room.notify_waiters();
     }
 }

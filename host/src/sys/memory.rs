@@ -22,7 +22,18 @@ pub struct Memory {
     pub total: Option<u64>,
 }
 
+/// The machine's memory is low when less than this share of it is available: a server that keeps
+/// taking work then gets its Chromium killed by the kernel.
+const LOW_MEMORY_SHARE: f64 = 0.05;
+
 impl Memory {
+    /// Is memory low: less than [`LOW_MEMORY_SHARE`] of the total available (the container's,
+    /// where a cgroup limits it)?
+    pub fn is_low(&self) -> bool {
+        matches!((self.available, self.total), (Some(available), Some(total))
+            if (available as f64) < total as f64 * LOW_MEMORY_SHARE)
+    }
+
     /// Reads it now.
     pub fn now() -> Self {
         let machine = meminfo();
