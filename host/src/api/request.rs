@@ -379,3 +379,186 @@ pub(super) async fn job_for(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A property test of the request parser: whatever body arrives, the checks that run before
+    //! any browser work end in a job or in a JSON error, and never panic.
+
+    use axum::response::IntoResponse;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::job::options::{PdfOptions, ScreenshotOptions};
+    use crate::url_policy::UrlPolicy;
+
+    /// Field names requests have, so that generated objects reach past "unknown field".
+    const FIELDS: &[&str] = &[
+        "url",
+        "html",
+        "goto",
+        "page",
+        "options",
+        "params",
+        "scripts",
+        "timeout_ms",
+        "tenant",
+        "priority",
+        "queue_timeout_ms",
+        "viewport",
+        "width",
+        "height",
+        "device_scale_factor",
+        "mobile",
+        "headers",
+        "user_agent",
+        "cookies",
+        "name",
+        "value",
+        "domain",
+        "media",
+        "media_features",
+        "javascript",
+        "block",
+        "isolation_key",
+        "fresh_session",
+        "ignore_https_errors",
+        "wait_until",
+        "wait_for_selector",
+        "selector",
+        "visible",
+        "format",
+        "quality",
+        "full_page",
+        "clip",
+        "x",
+        "y",
+        "class",
+        "number",
+        "plugin",
+        "landscape",
+        "margin",
+        "scale",
+        "paper",
+        "print_background",
+        "resource_types",
+        "url_patterns",
+        "referrer",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop_oneof![
+                Just(i64::from(u32::MAX) + 1),
+                Just(-1i64),
+                Just(0i64),
+                Just(16_385i64),
+                Just(100_000i64),
+            ]
+            .prop_map(Value::from),
+            ".{0,40}".prop_map(Value::String),
+            prop_oneof![
+                Just("http://127.0.0.1:9/"),
+                Just("https://example.com/a#b"),
+                Just("file:///etc/passwd"),
+                Just("javascript:alert(1)"),
+                Just("png"),
+                Just("load"),
+                Just("urgent"),
+                Just("a\r\nb"),
+                Just("prefers-color-scheme"),
+            ]
+            .prop_map(|text| Value::String(text.to_owned())),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            4 => prop::sample::select(FIELDS).prop_map(str::to_owned),
+                            1 => "[a-z_]{1,12}",
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// What the API checks of a request before it becomes a job, for one endpoint's options.
+    async fn checked<O: DeserializeOwned + Default>(
+        body: &[u8],
+        validate: impl Fn(&O) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let request: RenderRequest<O> = parse(body)?;
+        validate(&request.options)?;
+        request.page.validate()?;
+        if let Some(url) = &request.url {
+            UrlPolicy::default().check(url).await?;
+        }
+        if let Some(tenant) = &request.tenant {
+            check_tenant(tenant)?;
+        }
+        Ok(())
+    }
+
+    /// A refusal as the client sees it: a 4xx with `{"error": {"code", "message"}}`.
+    fn assert_json_error(error: ApiError) {
+        let status = error.status;
+        assert!(status.is_client_error(), "{status} for {}", error.message);
+        let response = error.into_response();
+        let body = futures::executor::block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+            .expect("the body");
+        let body: Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert!(
+            body["error"]["code"]
+                .as_str()
+                .is_some_and(|code| !code.is_empty())
+        );
+        assert!(body["error"]["message"].is_string());
+    }
+
+    fn check_every_endpoint(body: &[u8]) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let results = [
+                checked::<ScreenshotOptions>(body, |options| Ok(options.validate()?)).await,
+                checked::<PdfOptions>(body, |options| Ok(options.validate()?)).await,
+                checked::<Value>(body, |_| Ok(())).await,
+            ];
+            for result in results {
+                if let Err(error) = result {
+                    assert_json_error(error);
+                }
+            }
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn any_json_body_is_a_job_or_a_json_error(body in json()) {
+            check_every_endpoint(&serde_json::to_vec(&body).expect("JSON"));
+        }
+
+        #[test]
+        fn any_bytes_are_a_job_or_a_json_error(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            check_every_endpoint(&body);
+        }
+    }
+}
