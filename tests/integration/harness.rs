@@ -169,6 +169,17 @@ impl ServerProcess {
         env: &[(&str, &str)],
         log: &std::path::Path,
     ) -> Self {
+        Self::start_wrapped(&[], flags, env, log).await
+    }
+
+    /// [`ServerProcess::start_with_env`], the server started by `wrapper` (a command that ends by
+    /// running its arguments, e.g. `unshare ... sh -c '...; exec "$0" "$@"'`).
+    pub async fn start_wrapped(
+        wrapper: &[&str],
+        flags: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Self {
         pagewright::install_tls_provider();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("a free port")
@@ -176,7 +187,16 @@ impl ServerProcess {
             .expect("address")
             .port();
         let log_file = std::fs::File::create(log).expect("a log file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+        let pagewright = env!("CARGO_BIN_EXE_pagewright");
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(arguments).arg(pagewright);
+                command
+            }
+            None => std::process::Command::new(pagewright),
+        };
+        let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(flags)
             .env("RUST_LOG", "info")

@@ -76,6 +76,9 @@ async fn serve_once(
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
+        // Small messages both ways, each awaited: without this, Nagle's algorithm holds an answer
+        // until the client's delayed ACK (~40 ms), on every round trip.
+        let _ = stream.set_nodelay(true);
         #[allow(
             clippy::result_large_err,
             reason = "the signature tungstenite's handshake callback has"
