@@ -25,3 +25,4 @@ mod shards;
 mod site;
 mod store;
 mod tenants;
+mod waiting;

@@ -125,6 +125,7 @@ impl Job {
     /// Checks the options' ranges, so a bad one is refused before any browser work.
     pub fn validate(&self) -> Result<(), InvalidOption> {
         self.page.validate()?;
+        self.goto.validate()?;
         if matches!(self.target, Target::NoPage) {
             if !matches!(self.output, Output::Plugin(_)) {
                 return Err(InvalidOption(

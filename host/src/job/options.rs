@@ -40,8 +40,13 @@ pub struct GotoOptions {
     pub timeout_ms: Option<u64>,
     /// `Referer` header of the navigation.
     pub referrer: Option<String>,
-    /// After navigating, wait until an element matching this CSS selector exists.
+    /// After navigating, wait until an element matching this CSS selector exists (or is visible,
+    /// or is gone).
     pub wait_for_selector: Option<WaitForSelector>,
+    /// Then wait until this JavaScript expression is truthy in the page.
+    pub wait_for_function: Option<WaitForFunction>,
+    /// Then wait this many milliseconds more (for animations, late scripts).
+    pub wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -51,7 +56,67 @@ pub struct WaitForSelector {
     /// Also wait until it has a non-empty box and is not `visibility: hidden`.
     #[serde(default)]
     pub visible: bool,
+    /// Wait instead until no element matching it is visible (a spinner gone, an overlay closed).
+    #[serde(default)]
+    pub hidden: bool,
     pub timeout_ms: Option<u64>,
+}
+
+/// `goto.wait_for_function`: an expression evaluated in the page every `polling_ms` until it is
+/// truthy (a promise counts by what it resolves to).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForFunction {
+    pub expression: String,
+    /// Milliseconds between evaluations (10-10000, default 100).
+    pub polling_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// The longest fixed wait (`goto.wait_ms`): the longest a job may run.
+pub const MAX_WAIT_MS: u64 = 120_000;
+/// The longest `wait_for_function` expression.
+const MAX_EXPRESSION_BYTES: usize = 64 * 1024;
+
+impl GotoOptions {
+    /// Refuses waits that cannot mean anything, before any browser work.
+    pub fn validate(&self) -> Result<(), InvalidOption> {
+        if let Some(wait) = &self.wait_for_selector {
+            if wait.selector.trim().is_empty() {
+                return Err(InvalidOption(
+                    "goto.wait_for_selector.selector may not be empty".into(),
+                ));
+            }
+            if wait.visible && wait.hidden {
+                return Err(InvalidOption(
+                    "goto.wait_for_selector: `visible` and `hidden` exclude each other".into(),
+                ));
+            }
+        }
+        if let Some(function) = &self.wait_for_function {
+            if function.expression.trim().is_empty()
+                || function.expression.len() > MAX_EXPRESSION_BYTES
+            {
+                return Err(InvalidOption(format!(
+                    "goto.wait_for_function.expression must be 1 to {MAX_EXPRESSION_BYTES} bytes of JavaScript"
+                )));
+            }
+            if function
+                .polling_ms
+                .is_some_and(|ms| !(10..=10_000).contains(&ms))
+            {
+                return Err(InvalidOption(
+                    "goto.wait_for_function.polling_ms must be 10-10000".into(),
+                ));
+            }
+        }
+        if self.wait_ms.is_some_and(|ms| ms > MAX_WAIT_MS) {
+            return Err(InvalidOption(format!(
+                "goto.wait_ms must be at most {MAX_WAIT_MS}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// How the page is set up before it navigates.

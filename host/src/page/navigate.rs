@@ -1,4 +1,5 @@
-//! Loading a page: navigation with its three wait conditions, inline HTML, and waiting for an element.
+//! Loading a page: navigation with its three wait conditions, inline HTML, and what a job waits for
+//! once the document is in (an element present, visible or gone; an expression truthy; a delay).
 
 use super::{Navigation, NowOrNever, Page, PageError, json_string, selector_error};
 use crate::egress::EGRESS_HEADER;
@@ -250,10 +251,7 @@ impl Page<'_> {
                 status: 200,
             },
         };
-        if let Some(wait) = &options.wait_for_selector {
-            self.wait_for_selector(&wait.selector, wait.visible, wait.timeout_ms)
-                .await?;
-        }
+        self.wait_after_load(options).await?;
         Ok(navigation)
     }
 
@@ -295,14 +293,72 @@ impl Page<'_> {
             self.evaluate_until(script, deadline, "wait for load")
                 .await?;
         }
-        if let Some(wait) = &options.wait_for_selector {
-            self.wait_for_selector(&wait.selector, wait.visible, wait.timeout_ms)
-                .await?;
-        }
+        self.wait_after_load(options).await?;
         Ok(Navigation {
             url: "about:blank".into(),
             status: 200,
         })
+    }
+
+    /// The waits `options` asks for once the document has loaded, in order: an element, an
+    /// expression, a fixed delay.
+    async fn wait_after_load(&self, options: &GotoOptions) -> Result<(), PageError> {
+        if let Some(wait) = &options.wait_for_selector {
+            let wanted = match (wait.visible, wait.hidden) {
+                (_, true) => Wanted::Hidden,
+                (true, false) => Wanted::Visible,
+                (false, false) => Wanted::Present,
+            };
+            self.wait_for_element(&wait.selector, wanted, wait.timeout_ms)
+                .await?;
+        }
+        if let Some(function) = &options.wait_for_function {
+            self.wait_for_function(
+                &function.expression,
+                function.polling_ms,
+                function.timeout_ms,
+            )
+            .await?;
+        }
+        if let Some(ms) = options.wait_ms {
+            let until = self.sub_deadline(Some(ms));
+            tokio::time::sleep_until(until).await;
+            if until >= self.deadline {
+                return Err(PageError::Timeout {
+                    step: "goto.wait_ms",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until `expression` is truthy in the page, evaluating it every `polling_ms` (100 by
+    /// default) in the page itself.
+    pub async fn wait_for_function(
+        &self,
+        expression: &str,
+        polling_ms: Option<u64>,
+        timeout_ms: Option<u64>,
+    ) -> Result<(), PageError> {
+        let deadline = self.sub_deadline(timeout_ms);
+        // The expression is the caller's own JavaScript for their page: it is the point to run it.
+        let script = format!(
+            r#"new Promise((resolve, reject) => {{
+                const check = () => {{
+                    let value;
+                    try {{ value = ({expression}
+                    ); }} catch (error) {{ reject(error); return; }}
+                    Promise.resolve(value).then(
+                        value => value ? resolve(true) : setTimeout(check, {polling}),
+                        reject);
+                }};
+                check();
+            }})"#,
+            polling = polling_ms.unwrap_or(100),
+        );
+        self.evaluate_until(&script, deadline, "wait for function")
+            .await
+            .map(|_| ())
     }
 
     /// Waits until an element matches `selector` (and is visible, if asked), watching DOM mutations in
@@ -313,16 +369,38 @@ impl Page<'_> {
         visible: bool,
         timeout_ms: Option<u64>,
     ) -> Result<(), PageError> {
+        let wanted = if visible {
+            Wanted::Visible
+        } else {
+            Wanted::Present
+        };
+        self.wait_for_element(selector, wanted, timeout_ms).await
+    }
+
+    async fn wait_for_element(
+        &self,
+        selector: &str,
+        wanted: Wanted,
+        timeout_ms: Option<u64>,
+    ) -> Result<(), PageError> {
         let deadline = self.sub_deadline(timeout_ms);
+        let (visible, hidden) = match wanted {
+            Wanted::Present => (false, false),
+            Wanted::Visible => (true, false),
+            Wanted::Hidden => (false, true),
+        };
         let script = format!(
             r#"(() => {{
-                const selector = {selector}, visible = {visible};
-                const found = () => {{
-                    const element = document.querySelector(selector);
-                    if (!element) return false;
-                    if (!visible) return true;
+                const selector = {selector}, visible = {visible}, hidden = {hidden};
+                const shown = element => {{
                     const box = element.getBoundingClientRect();
                     return box.width > 0 && box.height > 0 && getComputedStyle(element).visibility !== 'hidden';
+                }};
+                const found = () => {{
+                    const element = document.querySelector(selector);
+                    if (hidden) return !element || !shown(element);
+                    if (!element) return false;
+                    return !visible || shown(element);
                 }};
                 if (found()) return true;
                 return new Promise(resolve => {{
@@ -349,6 +427,14 @@ impl Page<'_> {
         self.step(step, deadline, self.cdp().event_listener::<T>())
             .await
     }
+}
+
+/// What [`Page::wait_for_element`] waits for.
+#[derive(Debug, Clone, Copy)]
+enum Wanted {
+    Present,
+    Visible,
+    Hidden,
 }
 
 /// How long a navigation that is done by its lifecycle events may take to be done for chromiumoxide too

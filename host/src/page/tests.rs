@@ -332,6 +332,7 @@ async fn blocking_javascript_and_waits() {
                 wait_for_selector: Some(WaitForSelector {
                     selector: "#late".into(),
                     visible: true,
+                    hidden: false,
                     timeout_ms: Some(5000),
                 }),
                 ..GotoOptions::default()

@@ -422,6 +422,8 @@ fn goto_options(options: wit::GotoOptions) -> Result<GotoOptions, WitError> {
         timeout_ms: options.timeout_ms.map(u64::from),
         referrer: options.referrer,
         wait_for_selector: None,
+        wait_for_function: None,
+        wait_ms: None,
     })
 }
 
