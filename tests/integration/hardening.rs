@@ -241,8 +241,8 @@ fn status_field(pid: u32, field: &str) -> Option<String> {
     })
 }
 
-#[tokio::test]
-async fn chromium_runs_sandboxed_and_never_as_root() {
+/// A server process in a folder of its own that has rendered once, so that renderers run.
+async fn server_after_a_render() -> (tempfile::TempDir, ServerProcess) {
     let data = tempfile::tempdir().expect("a temporary folder");
     let server = ServerProcess::start(
         &[
@@ -253,9 +253,15 @@ async fn chromium_runs_sandboxed_and_never_as_root() {
     )
     .await;
     let response = server
-        .post("/v1/content", json!({ "html": "<p>sandboxed</p>" }))
+        .post("/v1/content", json!({ "html": "<p>rendered</p>" }))
         .await;
     assert_eq!(response.status(), 200);
+    (data, server)
+}
+
+#[tokio::test]
+async fn chromium_runs_sandboxed_and_never_as_root() {
+    let (_data, server) = server_after_a_render().await;
     let mut renderers = 0;
     for pid in descendants(server.pid()) {
         let Ok(command_line) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -290,12 +296,15 @@ async fn chromium_runs_sandboxed_and_never_as_root() {
 
 #[test]
 fn a_chromium_user_the_system_lacks_is_a_clear_startup_error() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
-        .args(["serve", "--chromium-user", "no-such-account-4e1f"])
-        .output()
-        .expect("pagewright runs");
-    assert!(!output.status.success());
-    let said = String::from_utf8_lossy(&output.stderr);
+    let args = [
+        "pagewright",
+        "serve",
+        "--chromium-user",
+        "no-such-account-4e1f",
+    ];
+    let said = pagewright::cli::serve_settings(args)
+        .expect_err("no such account")
+        .to_string();
     assert!(
         said.contains("--chromium-user must be an account this system has"),
         "{said}"
@@ -323,19 +332,7 @@ fn listening_socket_inodes() -> Vec<String> {
 
 #[tokio::test]
 async fn chromium_listens_on_no_port() {
-    let data = tempfile::tempdir().expect("a temporary folder");
-    let server = ServerProcess::start(
-        &[
-            "--data-dir",
-            data.path().join("data").to_str().expect("UTF-8"),
-        ],
-        &data.path().join("server.log"),
-    )
-    .await;
-    let response = server
-        .post("/v1/content", json!({ "html": "<p>no port</p>" }))
-        .await;
-    assert_eq!(response.status(), 200);
+    let (_data, server) = server_after_a_render().await;
     let listening = listening_socket_inodes();
     let mut looked_at = 0;
     for pid in descendants(server.pid()) {

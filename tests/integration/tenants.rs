@@ -183,12 +183,15 @@ async fn a_bad_tokens_file_is_a_clear_startup_error() {
     let folder = tempfile::tempdir().expect("a temporary folder");
     let tokens = folder.path().join("tokens.json");
     std::fs::write(&tokens, r#"[{ "token": "short", "tenant": "acme" }]"#).expect("write");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
-        .args(["serve", "--tokens-file", tokens.to_str().expect("UTF-8")])
-        .output()
-        .expect("pagewright runs");
-    assert!(!output.status.success());
-    let said = String::from_utf8_lossy(&output.stderr);
+    let args = [
+        "pagewright",
+        "serve",
+        "--tokens-file",
+        tokens.to_str().expect("UTF-8"),
+    ];
+    let said = pagewright::cli::serve_settings(args)
+        .expect_err("a token too short")
+        .to_string();
     assert!(
         said.contains("grant 1: a token must have at least 16 characters"),
         "{said}"
