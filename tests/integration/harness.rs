@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use crate::eventually::eventually;
-pub use crate::site::FixtureSite;
+pub use crate::site::{FixtureSite, SeenRequest};
 
 pub struct TestServer {
     pub base: String,

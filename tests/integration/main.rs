@@ -15,6 +15,7 @@ mod harness;
 mod jobs;
 mod languages;
 mod layers;
+mod options;
 mod plugins;
 #[path = "../support/postgres.rs"]
 mod postgres;

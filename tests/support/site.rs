@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -26,16 +26,33 @@ use tokio::net::TcpListener;
 /// - `/image`: a page with an image, and `/pixel.png` counts its requests;
 /// - `/nocontent`: 204 No Content; `/download`: a file sent as an attachment;
 /// - `/redirect`: 307 to `/`; `/starts-download`: a page that sends itself to `/download`;
+/// - `/status?code=N`: a page answered with status N; `/broken-image`: a page whose image answers
+///   500; `/throws`: a page whose script throws; `/lazy`: marks `#bottom` seen only once it is
+///   scrolled into view; `/holds-a-connection`: keeps one request open for 3 s after load;
 /// - `/tour`: what the `page-tour` guest drives: a form whose button marks `#out` done, a tall body.
 /// - Hostile pages: `/dialogs` (alert, confirm and prompt before it renders), `/oom` (allocates until
 ///   its renderer runs out of memory), `/beacon` (fetches `/pixel.png` every 50 ms while it is
 ///   open, as a popup would).
 pub struct FixtureSite {
     pub base: String,
+    /// Every request the site received: its path and query, and its headers (names lowercase).
+    pub requests: Arc<Mutex<Vec<SeenRequest>>>,
     /// Requests for `/pixel.png` so far.
     pub pixel_requests: Arc<AtomicUsize>,
     /// Requests for `/slow` so far: a job is mid-navigation once its request is counted.
     pub slow_requests: Arc<AtomicUsize>,
+}
+
+/// A request [`FixtureSite::requests`] recorded.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub path: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    code: u16,
 }
 
 #[derive(Deserialize)]
@@ -94,7 +111,38 @@ impl FixtureSite {
         let pixel_requests = Arc::new(AtomicUsize::new(0));
         let slow_requests = Arc::new(AtomicUsize::new(0));
         let (pixels, slows) = (pixel_requests.clone(), slow_requests.clone());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
         let app = Router::new()
+            .route(
+                "/status",
+                get(|Query(query): Query<StatusQuery>| async move {
+                    let status = StatusCode::from_u16(query.code).unwrap_or(StatusCode::OK);
+                    (status, Html(format!("<!doctype html><h1 id='status'>status {}</h1>", query.code)))
+                }),
+            )
+            .route(
+                "/broken-image",
+                get(|| async { Html("<!doctype html><p>broken</p><img src='/status?code=500'>") }),
+            )
+            .route(
+                "/throws",
+                get(|| async {
+                    Html("<!doctype html><p id='thrower'>throws</p><script>throw new TypeError('the page broke')</script>")
+                }),
+            )
+            .route(
+                "/lazy",
+                get(|| async {
+                    Html("<!doctype html><body style='margin:0'><div style='height:5000px'>tall</div><p id='bottom'>bottom</p><script>new IntersectionObserver(entries => { if (entries.some(entry => entry.isIntersecting)) document.body.dataset.seen = 'bottom'; }).observe(document.getElementById('bottom'))</script></body>")
+                }),
+            )
+            .route(
+                "/holds-a-connection",
+                get(|| async {
+                    Html("<!doctype html><p>holding</p><script>addEventListener('load', () => fetch('/slow?ms=3000'))</script>")
+                }),
+            )
             .route("/", get(|| async { Html(INDEX) }))
             .route("/tour", get(|| async { Html(TOUR) }))
             .route(
@@ -210,7 +258,29 @@ impl FixtureSite {
                         ([(header::CONTENT_TYPE, "image/png")], PIXEL).into_response()
                     }
                 }),
-            );
+            )
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let seen = seen.clone();
+                    async move {
+                        let path = request
+                            .uri()
+                            .path_and_query()
+                            .map_or_else(String::new, ToString::to_string);
+                        let headers = request
+                            .headers()
+                            .iter()
+                            .map(|(name, value)| {
+                                (name.to_string(), value.to_str().unwrap_or_default().to_owned())
+                            })
+                            .collect();
+                        seen.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(SeenRequest { path, headers });
+                        next.run(request).await
+                    }
+                },
+            ));
         let listener = TcpListener::bind(SocketAddr::from((address, 0)))
             .await
             .expect("bind fixture site");
@@ -220,6 +290,7 @@ impl FixtureSite {
         });
         Self {
             base: format!("http://{address}"),
+            requests,
             pixel_requests,
             slow_requests,
         }
@@ -227,6 +298,17 @@ impl FixtureSite {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The requests received so far whose path starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> Vec<SeenRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|request| request.path.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }
 

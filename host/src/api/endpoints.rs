@@ -69,12 +69,14 @@ pub async fn run_plugin(
 }
 
 /// The response headers for an output: its content type, the page's final URL and HTTP status,
-/// the dialogs it opened (a JSON array, when there were any), and the plugins' cost.
+/// the dialogs it opened and what did not go as asked (JSON arrays, when there were any), and the
+/// plugins' cost.
 pub(super) fn output_headers(
     content_type: &str,
     page_status: u16,
     page_url: &str,
     page_dialogs: &str,
+    page_warnings: &str,
     fuel: Option<u64>,
     plugin_ms: Option<f64>,
 ) -> HeaderMap {
@@ -90,6 +92,11 @@ pub(super) fn output_headers(
         && let Ok(dialogs) = HeaderValue::from_str(&ascii_json(page_dialogs))
     {
         headers.insert("x-pagewright-page-dialogs", dialogs);
+    }
+    if page_warnings != "[]"
+        && let Ok(warnings) = HeaderValue::from_str(&ascii_json(page_warnings))
+    {
+        headers.insert("x-pagewright-warnings", warnings);
     }
     if let Some(fuel) = fuel {
         headers.insert("x-pagewright-plugin-fuel", HeaderValue::from(fuel));
@@ -122,11 +129,14 @@ fn ascii_json(json: &str) -> String {
 fn response(rendered: Rendered) -> Response {
     let usage = rendered.usage;
     let dialogs = serde_json::to_string(&rendered.dialogs).unwrap_or_else(|_| "[]".into());
+    let warnings =
+        serde_json::to_string(&rendered.navigation.warnings).unwrap_or_else(|_| "[]".into());
     let headers = output_headers(
         rendered.produced.content_type(),
         rendered.navigation.status,
         &rendered.navigation.url,
         &dialogs,
+        &warnings,
         usage.map(|usage| usage.fuel),
         usage.as_ref().map(Usage::wall_ms),
     );

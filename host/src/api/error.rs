@@ -10,7 +10,7 @@ use crate::egress::Refusal;
 use crate::exec::ExecError;
 use crate::job::options::InvalidOption;
 use crate::jobs::{JobError, JobFailure};
-use crate::page::PageError;
+use crate::page::{FailRule, PageError};
 use crate::plugin::{GuestErrorKind, PluginError};
 use crate::pool::PoolError;
 use crate::sched::SchedError;
@@ -218,6 +218,17 @@ impl From<PageError> for ApiError {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "output_too_large", message)
             }
             PageError::Crashed => Self::new(StatusCode::BAD_GATEWAY, "page_crashed", message),
+            // The page is there, and the caller said it must not be taken: a conflict with the
+            // state the site is in, not a failure of ours.
+            PageError::FailedOn { rule, .. } => Self::new(
+                StatusCode::CONFLICT,
+                match rule {
+                    FailRule::Status => "fail_on_status",
+                    FailRule::ResourceStatus => "fail_on_resource_status",
+                    FailRule::ConsoleException => "fail_on_console_exception",
+                },
+                message,
+            ),
             PageError::BrowserGone { .. } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "browser_unavailable",

@@ -162,6 +162,7 @@ pub async fn result_of(
                 result.page_status,
                 &result.page_url,
                 &result.page_dialogs,
+                &result.page_warnings,
                 result.plugin_fuel,
                 result.plugin_ms,
             );

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::tenants::Caller;
 use super::{ApiError, AppState};
 use crate::job::options::{
-    ContentOptions, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
+    ContentOptions, FailOn, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
 use crate::job::{Class, Job, NativeOutput, Output, PluginCall, Target};
 use crate::plugin::{Role, Source};
@@ -35,6 +35,10 @@ pub struct RenderRequest<O> {
     pub goto: GotoOptions,
     #[serde(default)]
     pub page: PageOptions,
+    /// When a page that loaded fails the job all the same (its status, a subresource's, an
+    /// uncaught exception).
+    #[serde(default)]
+    pub fail_on: FailOn,
     /// The endpoint's options (for `/v1/run`, the plugin's params).
     #[serde(default, alias = "params")]
     pub options: O,
@@ -187,6 +191,7 @@ async fn job<O>(
     let mut job = Job::new(target, output(request.options)?, timeout, queue_timeout);
     job.goto = request.goto;
     job.page = request.page;
+    job.fail_on = request.fail_on;
     job.scripts = scripts;
     job.tenant = tenant;
     job.key_scope = caller.key_scope();

@@ -113,11 +113,11 @@ async fn render_outputs(
     }
     for (path, output) in outputs {
         let mut job = Job::new(Target::Url(url.to_owned()), output, timeout, timeout);
-        job.page.viewport = Viewport {
+        job.page.viewport = Some(Viewport {
             width: args.viewport.0,
             height: args.viewport.1,
             ..Viewport::default()
-        };
+        });
         job.validate()?;
         let rendered = services
             .executor

@@ -7,8 +7,9 @@
 use tokio::time::Instant;
 
 use super::{ExecError, Executor, Rendered, millis};
+use crate::job::options::StatusRange;
 use crate::job::{Job, NativeOutput, Output, PluginCall, Produced, Target};
-use crate::page::{Navigation, Page};
+use crate::page::{FailRule, Navigation, Page, PageError};
 use crate::plugin::{JobContext, PluginHost, Usage};
 use crate::sched::Priority;
 use crate::shard::Shard;
@@ -55,7 +56,7 @@ impl Executor {
             }
             // Refused when the job was built (`Job::validate`).
             (Target::NoPage, Output::Native(_)) => {
-                return Err(ExecError::Page(crate::page::PageError::InvalidInput(
+                return Err(ExecError::Page(PageError::InvalidInput(
                     "a native output needs a page".into(),
                 )));
             }
@@ -119,10 +120,9 @@ impl Executor {
         }
         Ok(Rendered {
             dialogs,
-            navigation: run.navigation.unwrap_or_else(|| Navigation {
-                url: String::new(),
-                status: 0,
-            }),
+            navigation: run
+                .navigation
+                .unwrap_or_else(|| Navigation::new(String::new(), 0)),
             produced: result?,
             usage: Some(usage),
         })
@@ -142,10 +142,7 @@ impl Executor {
             .extract_without_page(&plugin, &call.params, context)
             .await;
         Ok(Rendered {
-            navigation: Navigation {
-                url: String::new(),
-                status: 0,
-            },
+            navigation: Navigation::new(String::new(), 0),
             produced: produced.map_err(ExecError::Plugin)?,
             usage: Some(usage),
             dialogs: Vec::new(),
@@ -181,10 +178,23 @@ async fn prepare(
             page.add_init_script(&source).await?;
         }
     }
+    let mut watch = page.watch(&job.fail_on).await?;
     let navigation = match load {
         Load::Url(url) => page.goto(url, &job.goto).await?,
         Load::Html(html) => page.set_html(html, &job.goto).await?,
     };
+    if StatusRange::any(&job.fail_on.status, navigation.status) {
+        return Err(PageError::FailedOn {
+            rule: FailRule::Status,
+            message: format!("the page answered {}", navigation.status),
+        }
+        .into());
+    }
+    page.add_to_loaded(&job.page).await?;
+    if let Some(scroll) = &job.page.scroll {
+        page.scroll_through(scroll).await?;
+    }
+    watch.verdict()?;
     Ok((navigation, usage))
 }
 

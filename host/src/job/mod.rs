@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use options::{GotoOptions, InvalidOption, PageOptions, PdfOptions, ScreenshotOptions};
+use options::{FailOn, GotoOptions, InvalidOption, PageOptions, PdfOptions, ScreenshotOptions};
 
 /// The isolation key of jobs that do not name one.
 pub const DEFAULT_ISOLATION_KEY: &str = "default";
@@ -35,6 +35,9 @@ pub struct Job {
     pub target: Target,
     pub goto: GotoOptions,
     pub page: PageOptions,
+    /// When a page that loaded fails the job all the same.
+    #[serde(default)]
+    pub fail_on: FailOn,
     /// Page-script plugins: their init scripts go in before navigation, their after-load hooks run
     /// before the output, in this order.
     pub scripts: Vec<PluginCall>,
@@ -66,6 +69,7 @@ impl Job {
             target,
             goto: GotoOptions::default(),
             page: PageOptions::default(),
+            fail_on: FailOn::default(),
             scripts: Vec::new(),
             output,
             tenant: Arc::from(DEFAULT_TENANT),
@@ -126,6 +130,25 @@ impl Job {
     pub fn validate(&self) -> Result<(), InvalidOption> {
         self.page.validate()?;
         self.goto.validate()?;
+        if !matches!(self.target, Target::Url(_)) {
+            // Inline HTML has no origin of its own for target-scoped credentials to go to.
+            if !self.page.headers.is_empty()
+                && self.page.headers_scope == options::HeadersScope::Target
+            {
+                return Err(InvalidOption(
+                    "page.headers go to the target's origin, and inline `html` has none: set \
+                     page.headers_scope to \"all\" or a list of origins"
+                        .into(),
+                ));
+            }
+            if self.page.authenticate.is_some() {
+                return Err(InvalidOption(
+                    "page.authenticate sends credentials to the target's origin, and inline \
+                     `html` has none"
+                        .into(),
+                ));
+            }
+        }
         if matches!(self.target, Target::NoPage) {
             if !matches!(self.output, Output::Plugin(_)) {
                 return Err(InvalidOption(
@@ -267,5 +290,52 @@ impl Produced {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An async job is stored as JSON and read back by whichever host claims it: every option must
+    /// survive the trip.
+    #[test]
+    fn a_job_with_every_option_reads_back_as_it_was_written() {
+        let request = serde_json::json!({
+            "goto": { "wait_until": "networkalmostidle", "best_attempt": true, "wait_ms": 10,
+                      "wait_for_function": { "expression": "true" } },
+            "page": { "device": "iphone", "headers": { "x-a": "1" },
+                      "headers_scope": ["https://api.example.com"],
+                      "authenticate": { "username": "u", "password": "p" },
+                      "timezone": "Europe/Paris", "locale": "fr-FR",
+                      "geolocation": { "latitude": 1.5, "longitude": 2.5 }, "touch": true,
+                      "add_scripts": [{ "content": "1", "at": "start" }, { "url": "https://a.example/x.js" }],
+                      "add_styles": [{ "content": "p {}" }], "scroll": { "step_px": 500 } },
+            "fail_on": { "status": [404, "5xx"], "resource_status": ["400-403"], "console_exception": true },
+        });
+        let mut job = Job::new(
+            Target::Url("https://example.com/".into()),
+            Output::Native(NativeOutput::Content),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        job.goto = serde_json::from_value(request["goto"].clone()).expect("goto");
+        job.page = serde_json::from_value(request["page"].clone()).expect("page");
+        job.fail_on = serde_json::from_value(request["fail_on"].clone()).expect("fail_on");
+        job.validate().expect("valid");
+        let written = serde_json::to_value(&job).expect("write");
+        let read: Job = serde_json::from_value(written.clone()).expect("read back");
+        assert_eq!(serde_json::to_value(&read).expect("write again"), written);
+        assert_eq!(
+            read.fail_on.status[1],
+            options::StatusRange {
+                low: 500,
+                high: 599
+            }
+        );
+        assert_eq!(
+            read.page.headers_scope,
+            options::HeadersScope::Origins(vec!["https://api.example.com".into()])
+        );
     }
 }

@@ -28,6 +28,10 @@ pub enum WaitUntil {
     /// No network connections for 500 ms (Chromium's `networkIdle` lifecycle event).
     #[serde(alias = "network_idle")]
     NetworkIdle,
+    /// At most 2 network connections for 500 ms (`networkAlmostIdle`): for pages that keep a
+    /// connection open (analytics beacons, long polling) and so never go idle.
+    #[serde(alias = "network_almost_idle")]
+    NetworkAlmostIdle,
 }
 
 /// How to navigate and what to wait for before the output is taken.
@@ -47,6 +51,10 @@ pub struct GotoOptions {
     pub wait_for_function: Option<WaitForFunction>,
     /// Then wait this many milliseconds more (for animations, late scripts).
     pub wait_ms: Option<u64>,
+    /// When a wait runs out of time, render what has loaded and say so (`x-pagewright-warnings`)
+    /// instead of failing. The waits then end early enough to leave time for the output.
+    #[serde(default)]
+    pub best_attempt: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -119,15 +127,124 @@ impl GotoOptions {
     }
 }
 
+/// When a page that loaded is a failure all the same ([`crate::job::Job::fail_on`]). Each is off
+/// unless given.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailOn {
+    /// Statuses of the target's document that fail the job (409) instead of rendering the error
+    /// page: codes and ranges, `[404, "5xx", "400-403"]`.
+    #[serde(default)]
+    pub status: Vec<StatusRange>,
+    /// Statuses of any subresource (a script, an image, a frame, a fetch) that fail the job.
+    #[serde(default)]
+    pub resource_status: Vec<StatusRange>,
+    /// An exception the page's scripts throw and do not catch fails the job.
+    #[serde(default)]
+    pub console_exception: bool,
+}
+
+impl FailOn {
+    pub fn is_empty(&self) -> bool {
+        self.status.is_empty() && self.resource_status.is_empty() && !self.console_exception
+    }
+}
+
+/// HTTP statuses from `low` to `high`, both in: `404`, `"404"`, `"4xx"` or `"500-504"`. Written
+/// as `"low-high"`, so a stored job reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl StatusRange {
+    pub fn contains(self, status: u16) -> bool {
+        (self.low..=self.high).contains(&status)
+    }
+
+    /// Any of `ranges` holds `status`.
+    pub fn any(ranges: &[Self], status: u16) -> bool {
+        ranges.iter().any(|range| range.contains(status))
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let code = |text: &str| {
+            text.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|code| (100..=599).contains(code))
+        };
+        let text = text.trim();
+        if let Some(class) = text.strip_suffix("xx").or_else(|| text.strip_suffix("XX")) {
+            let class = class
+                .parse::<u16>()
+                .ok()
+                .filter(|class| (1..=5).contains(class))?;
+            return Some(Self {
+                low: class * 100,
+                high: class * 100 + 99,
+            });
+        }
+        match text.split_once('-') {
+            Some((low, high)) => {
+                let (low, high) = (code(low)?, code(high)?);
+                (low <= high).then_some(Self { low, high })
+            }
+            None => code(text).map(|code| Self {
+                low: code,
+                high: code,
+            }),
+        }
+    }
+}
+
+impl Serialize for StatusRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{}-{}", self.low, self.high))
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Code(u64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(deserializer)? {
+            Raw::Code(code) => code.to_string(),
+            Raw::Text(text) => text,
+        };
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not an HTTP status (100-599), a class such as \"4xx\" or a range \
+                 such as \"500-504\""
+            ))
+        })
+    }
+}
+
 /// How the page is set up before it navigates.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageOptions {
-    #[serde(default)]
-    pub viewport: Viewport,
-    /// Extra HTTP headers sent with every request of the page.
+    /// 1280x720 at scale 1 unless given (or set by `device`).
+    pub viewport: Option<Viewport>,
+    /// A named device: its viewport, scale, mobile and touch emulation and user agent in one word.
+    /// `viewport` and `user_agent`, when given too, win over the preset's.
+    pub device: Option<Device>,
+    /// Extra HTTP headers, sent to the origins `headers_scope` names.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Which requests get `headers`: the target's origin only (`"target"`, the default, so that an
+    /// `Authorization` header never reaches a third party), every request (`"all"`), or a list of
+    /// origins (`["https://api.example.com"]`).
+    #[serde(default)]
+    pub headers_scope: HeadersScope,
+    /// HTTP basic authentication, sent to the target's origin only.
+    pub authenticate: Option<Credentials>,
     pub user_agent: Option<String>,
     /// Cookies set before navigating; without `url` or `domain` they apply to the target URL.
     #[serde(default)]
@@ -153,6 +270,25 @@ pub struct PageOptions {
     /// Off: such a navigation fails, as a browser would refuse it.
     #[serde(default)]
     pub ignore_https_errors: bool,
+    /// An IANA time zone for the page's clock (`"Europe/Paris"`).
+    pub timezone: Option<String>,
+    /// A BCP 47 locale for the page's `Intl`, `navigator.language` and `Accept-Language`
+    /// (`"fr-FR"`).
+    pub locale: Option<String>,
+    /// The position `navigator.geolocation` reports; the target's origin is allowed to ask.
+    pub geolocation: Option<Geolocation>,
+    /// Emulate a touch screen (`ontouchstart`, `pointer: coarse`). Devices turn it on.
+    pub touch: Option<bool>,
+    /// Scripts added to the page without a plugin: before its own scripts, or once it has loaded.
+    #[serde(default)]
+    pub add_scripts: Vec<AddedScript>,
+    /// Style sheets added once the page has loaded (before the output is taken).
+    #[serde(default)]
+    pub add_styles: Vec<AddedStyle>,
+    /// Scroll to the bottom in steps and back before the output, so that lazily loaded content
+    /// (images, infinite lists) is in: `true`, or `{"step_px", "delay_ms", "max_px"}`.
+    #[serde(default, deserialize_with = "scroll_option")]
+    pub scroll: Option<Scroll>,
 }
 
 fn yes() -> bool {
@@ -162,8 +298,11 @@ fn yes() -> bool {
 impl Default for PageOptions {
     fn default() -> Self {
         Self {
-            viewport: Viewport::default(),
+            viewport: None,
+            device: None,
             headers: BTreeMap::new(),
+            headers_scope: HeadersScope::default(),
+            authenticate: None,
             user_agent: None,
             cookies: Vec::new(),
             media: None,
@@ -173,7 +312,240 @@ impl Default for PageOptions {
             isolation_key: None,
             fresh_session: false,
             ignore_https_errors: false,
+            timezone: None,
+            locale: None,
+            geolocation: None,
+            touch: None,
+            add_scripts: Vec::new(),
+            add_styles: Vec::new(),
+            scroll: None,
         }
+    }
+}
+
+impl PageOptions {
+    /// The viewport in force: the one given, else the device's, else 1280x720.
+    pub fn viewport(&self) -> Viewport {
+        self.viewport
+            .or_else(|| self.device.map(|device| device.preset().viewport))
+            .unwrap_or_default()
+    }
+
+    /// The user agent in force: the one given, else the device's, else Chromium's own.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent
+            .as_deref()
+            .or_else(|| self.device.and_then(|device| device.preset().user_agent))
+    }
+
+    /// Is touch emulated: as asked, else as the device has it.
+    pub fn touch(&self) -> bool {
+        self.touch
+            .unwrap_or_else(|| self.device.is_some_and(|device| device.preset().touch))
+    }
+}
+
+/// A named device ([`PageOptions::device`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// An iPhone 15: 393x852 at 3x, Safari's user agent.
+    Iphone,
+    /// A Pixel 8: 412x915 at 2.625x, Chrome for Android's user agent.
+    Android,
+    /// An iPad Air: 820x1180 at 2x, Safari's user agent.
+    Ipad,
+    /// A laptop: 1366x768 at 1x.
+    Laptop,
+    /// A desktop: 1920x1080 at 1x.
+    Desktop,
+}
+
+/// What a [`Device`] stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct DevicePreset {
+    pub viewport: Viewport,
+    pub touch: bool,
+    pub user_agent: Option<&'static str>,
+}
+
+impl Device {
+    pub fn preset(self) -> DevicePreset {
+        let viewport = |width, height, device_scale_factor, mobile| Viewport {
+            width,
+            height,
+            device_scale_factor,
+            mobile,
+        };
+        match self {
+            Self::Iphone => DevicePreset {
+                viewport: viewport(393, 852, 3.0, true),
+                touch: true,
+                user_agent: Some(
+                    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
+                     (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+                ),
+            },
+            Self::Android => DevicePreset {
+                viewport: viewport(412, 915, 2.625, true),
+                touch: true,
+                user_agent: Some(
+                    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like \
+                     Gecko) Chrome/126.0.0.0 Mobile Safari/537.36",
+                ),
+            },
+            Self::Ipad => DevicePreset {
+                viewport: viewport(820, 1180, 2.0, true),
+                touch: true,
+                user_agent: Some(
+                    "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, \
+                     like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+                ),
+            },
+            Self::Laptop => DevicePreset {
+                viewport: viewport(1366, 768, 1.0, false),
+                touch: false,
+                user_agent: None,
+            },
+            Self::Desktop => DevicePreset {
+                viewport: viewport(1920, 1080, 1.0, false),
+                touch: false,
+                user_agent: None,
+            },
+        }
+    }
+}
+
+/// Which requests get a page's extra headers ([`PageOptions::headers_scope`]). Written as the
+/// request writes it, so a stored job reads back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HeadersScope {
+    /// The origin of the URL the job names (or of its `base_url`).
+    #[default]
+    Target,
+    /// Every request the page makes, to any site.
+    All,
+    /// These origins (`scheme://host[:port]`).
+    Origins(Vec<String>),
+}
+
+impl Serialize for HeadersScope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Target => serializer.serialize_str("target"),
+            Self::All => serializer.serialize_str("all"),
+            Self::Origins(origins) => origins.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HeadersScope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Origins(Vec<String>),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Word(word) if word == "target" => Ok(Self::Target),
+            Raw::Word(word) if word == "all" => Ok(Self::All),
+            Raw::Word(word) => Err(serde::de::Error::custom(format!(
+                "headers_scope `{word}` is not \"target\", \"all\" or a list of origins"
+            ))),
+            Raw::Origins(origins) => Ok(Self::Origins(origins)),
+        }
+    }
+}
+
+/// A user name and password ([`PageOptions::authenticate`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// A position ([`PageOptions::geolocation`]).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Geolocation {
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Metres; 10 when not given.
+    pub accuracy: Option<f64>,
+}
+
+/// A script added to the page ([`PageOptions::add_scripts`]): its source or its URL.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddedScript {
+    pub content: Option<String>,
+    pub url: Option<String>,
+    /// `"load"` (the default): once the page has loaded, before the output. `"start"`: in every
+    /// document before the page's own scripts (content only: a URL cannot load that early).
+    #[serde(default)]
+    pub at: ScriptTime,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScriptTime {
+    Start,
+    #[default]
+    Load,
+}
+
+/// A style sheet added to the page ([`PageOptions::add_styles`]): its CSS or its URL.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddedStyle {
+    pub content: Option<String>,
+    pub url: Option<String>,
+}
+
+/// How [`PageOptions::scroll`] goes through the page.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scroll {
+    /// Pixels per step; the viewport's height when not given.
+    pub step_px: Option<u32>,
+    /// Pause after each step, for what it triggers to load (default 100).
+    #[serde(default = "scroll_delay")]
+    pub delay_ms: u32,
+    /// Stop this far down, for pages that never end (default 20000).
+    #[serde(default = "scroll_max")]
+    pub max_px: u32,
+}
+
+fn scroll_delay() -> u32 {
+    100
+}
+
+fn scroll_max() -> u32 {
+    20_000
+}
+
+impl Default for Scroll {
+    fn default() -> Self {
+        Self {
+            step_px: None,
+            delay_ms: scroll_delay(),
+            max_px: scroll_max(),
+        }
+    }
+}
+
+/// `scroll`: `true` (the defaults), `false`, or the options.
+fn scroll_option<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Scroll>, D::Error> {
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Bool(on) => Ok(on.then(Scroll::default)),
+        serde_json::Value::Null => Ok(None),
+        options => serde_json::from_value(options)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 
@@ -202,12 +574,108 @@ impl PageOptions {
     /// misread (a header with a line break, an unknown media feature) is a 400 naming the field,
     /// not a failed job and a spoiled page.
     pub fn validate(&self) -> Result<(), InvalidOption> {
-        self.viewport.validate()?;
+        self.viewport().validate()?;
         check_headers(&self.headers)?;
+        if let HeadersScope::Origins(origins) = &self.headers_scope {
+            for origin in origins {
+                check_origin(origin)?;
+            }
+        }
+        if let Some(credentials) = &self.authenticate {
+            if credentials.username.contains(':') {
+                return Err(InvalidOption(
+                    "page.authenticate.username cannot contain `:` (HTTP basic authentication \
+                     separates the name from the password with it)"
+                        .into(),
+                ));
+            }
+            if self
+                .headers
+                .keys()
+                .any(|name| name.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(InvalidOption(
+                    "give page.authenticate or an Authorization header in page.headers, not both"
+                        .into(),
+                ));
+            }
+        }
         if let Some(user_agent) = &self.user_agent {
             check_user_agent(user_agent)?;
         }
         check_media_features(&self.media_features)?;
+        if let Some(timezone) = &self.timezone
+            && (timezone.is_empty()
+                || timezone.len() > 64
+                || !timezone
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"/_-+".contains(&byte)))
+        {
+            return Err(InvalidOption(format!(
+                "page.timezone `{}` is not an IANA time zone name such as `Europe/Paris`",
+                shown(timezone).escape_debug()
+            )));
+        }
+        if let Some(locale) = &self.locale
+            && (locale.is_empty()
+                || locale.len() > 35
+                || !locale
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'))
+        {
+            return Err(InvalidOption(format!(
+                "page.locale `{}` is not a BCP 47 locale such as `fr-FR`",
+                shown(locale).escape_debug()
+            )));
+        }
+        if let Some(position) = &self.geolocation
+            && !((-90.0..=90.0).contains(&position.latitude)
+                && (-180.0..=180.0).contains(&position.longitude)
+                && position
+                    .accuracy
+                    .is_none_or(|accuracy| accuracy.is_finite() && accuracy >= 0.0))
+        {
+            return Err(InvalidOption(
+                "page.geolocation: latitude must be -90 to 90, longitude -180 to 180, accuracy \
+                 a number of metres of at least 0"
+                    .into(),
+            ));
+        }
+        if self.add_scripts.len() + self.add_styles.len() > MAX_ADDED {
+            return Err(InvalidOption(format!(
+                "page.add_scripts and page.add_styles hold at most {MAX_ADDED} entries together"
+            )));
+        }
+        for (index, script) in self.add_scripts.iter().enumerate() {
+            let field = format!("page.add_scripts[{index}]");
+            check_added(&field, script.content.as_deref(), script.url.as_deref())?;
+            if script.at == ScriptTime::Start && script.url.is_some() {
+                return Err(InvalidOption(format!(
+                    "{field}: a script by `url` can only be added once the page has loaded \
+                     (`\"at\": \"load\"`); give its `content` to run it before the page's own \
+                     scripts"
+                )));
+            }
+        }
+        for (index, style) in self.add_styles.iter().enumerate() {
+            check_added(
+                &format!("page.add_styles[{index}]"),
+                style.content.as_deref(),
+                style.url.as_deref(),
+            )?;
+        }
+        if let Some(scroll) = &self.scroll
+            && (scroll
+                .step_px
+                .is_some_and(|step| !(50..=MAX_PIXELS).contains(&step))
+                || scroll.delay_ms > 5_000
+                || !(1..=200_000).contains(&scroll.max_px))
+        {
+            return Err(InvalidOption(format!(
+                "page.scroll: step_px must be 50-{MAX_PIXELS}, delay_ms at most 5000 and max_px \
+                 1-200000"
+            )));
+        }
         if let Some(key) = &self.isolation_key
             && (key.is_empty()
                 || key.len() > MAX_ISOLATION_KEY
@@ -223,6 +691,47 @@ impl PageOptions {
         }
         Ok(())
     }
+}
+
+/// The most scripts and style sheets a job may add, and the largest one.
+const MAX_ADDED: usize = 32;
+const MAX_ADDED_BYTES: usize = 1024 * 1024;
+
+/// An added script or style sheet: exactly one of `content` and an http(s) `url`.
+fn check_added(field: &str, content: Option<&str>, url: Option<&str>) -> Result<(), InvalidOption> {
+    match (content, url) {
+        (Some(content), None) if content.len() <= MAX_ADDED_BYTES => Ok(()),
+        (Some(_), None) => Err(InvalidOption(format!(
+            "{field}.content is larger than {MAX_ADDED_BYTES} bytes"
+        ))),
+        (None, Some(url)) => match url::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
+            _ => Err(InvalidOption(format!(
+                "{field}.url `{}` is not an http or https URL",
+                shown(url).escape_debug()
+            ))),
+        },
+        _ => Err(InvalidOption(format!(
+            "{field} needs exactly one of `content` and `url`"
+        ))),
+    }
+}
+
+/// An origin as a browser spells it: `scheme://host[:port]`, nothing after.
+fn check_origin(origin: &str) -> Result<(), InvalidOption> {
+    let refused = || {
+        InvalidOption(format!(
+            "page.headers_scope: `{}` is not an origin such as `https://api.example.com`",
+            shown(origin).escape_debug()
+        ))
+    };
+    let parsed = url::Url::parse(origin).map_err(|_| refused())?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.origin().ascii_serialization() != origin.trim_end_matches('/')
+    {
+        return Err(refused());
+    }
+    Ok(())
 }
 
 /// Extra headers a page may send: names that are HTTP tokens, values without line breaks, within

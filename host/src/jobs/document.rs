@@ -38,6 +38,8 @@ impl Record {
                         "url": result.page_url,
                         "dialogs": serde_json::from_str::<Value>(&result.page_dialogs)
                             .unwrap_or_else(|_| json!([])),
+                        "warnings": serde_json::from_str::<Value>(&result.page_warnings)
+                            .unwrap_or_else(|_| json!([])),
                     },
                     "plugin": { "fuel": result.plugin_fuel, "ms": result.plugin_ms },
                 });

@@ -100,6 +100,8 @@ pub struct JobResult {
     pub page_url: String,
     /// The dialogs the page opened, a JSON array.
     pub page_dialogs: String,
+    /// What did not go as asked without failing the job, a JSON array of messages.
+    pub page_warnings: String,
     /// What the plugins cost: fuel and wall time in milliseconds.
     pub plugin_fuel: Option<u64>,
     pub plugin_ms: Option<f64>,
@@ -245,6 +247,7 @@ impl From<&ResultMeta> for JobResult {
             page_status: u16::try_from(meta.page_status).unwrap_or(0),
             page_url: meta.page_url.clone(),
             page_dialogs: meta.page_dialogs.clone(),
+            page_warnings: meta.page_warnings.clone(),
             plugin_fuel: meta.plugin_fuel.and_then(|fuel| u64::try_from(fuel).ok()),
             plugin_ms: meta.plugin_ms,
         }

@@ -417,6 +417,8 @@ fn finish_rendered(rendered: Rendered) -> Finish {
         page_status: i64::from(rendered.navigation.status),
         page_url: rendered.navigation.url,
         page_dialogs: serde_json::to_string(&rendered.dialogs).unwrap_or_else(|_| "[]".into()),
+        page_warnings: serde_json::to_string(&rendered.navigation.warnings)
+            .unwrap_or_else(|_| "[]".into()),
         plugin_fuel: rendered
             .usage
             .as_ref()

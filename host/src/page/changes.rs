@@ -8,10 +8,16 @@ use crate::job::options::Viewport;
 pub(super) struct Changes {
     /// Script ids added with `Page.addScriptToEvaluateOnNewDocument`.
     pub init_scripts: Vec<String>,
-    /// The task failing blocked requests while request blocking is on.
-    pub request_blocker: Option<tokio::task::AbortHandle>,
+    /// The task answering stopped requests while interception is on (`intercept.rs`).
+    pub interceptor: Option<tokio::task::AbortHandle>,
     pub headers: bool,
+    /// The user agent or `Accept-Language` is overridden.
     pub user_agent: bool,
+    pub locale: bool,
+    pub timezone: bool,
+    /// A position is emulated and the context let origins ask for it.
+    pub geolocation: bool,
+    pub touch: bool,
     pub media: bool,
     pub javascript_disabled: bool,
     pub certificate_errors_ignored: bool,

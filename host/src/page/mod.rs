@@ -15,13 +15,16 @@
 //! `capture.rs` (screenshots and PDF). They take options already checked (`job::options`). What the
 //! page does on its own (dialogs, a crashing renderer) is answered in `events.rs`.
 
+mod additions;
 mod capture;
 mod changes;
 mod dom;
 mod events;
+mod intercept;
 mod navigate;
 mod reset;
 mod setup;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -43,6 +46,7 @@ use crate::job::options::InvalidOption;
 use changes::Changes;
 use events::DialogLog;
 pub use events::{CrashSignal, Dialog};
+pub use watch::FailRule;
 
 /// What went wrong in a page operation.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,9 @@ pub enum PageError {
     TooLarge(String),
     #[error("the page's renderer crashed")]
     Crashed,
+    /// The page loaded, and the job's `fail_on` policy makes what it saw a failure.
+    #[error("{message} ({})", rule.field())]
+    FailedOn { rule: FailRule, message: String },
     #[error("the browser died during {step}")]
     BrowserGone { step: &'static str },
     #[error("{step} failed: {source}")]
@@ -94,6 +101,20 @@ pub struct Navigation {
     pub url: String,
     /// HTTP status of the main document; 200 for inline HTML.
     pub status: u16,
+    /// What did not go as asked but did not fail the job (a wait that ran out of time under
+    /// `goto.best_attempt`), for the caller to read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Navigation {
+    pub fn new(url: impl Into<String>, status: u16) -> Self {
+        Self {
+            url: url.into(),
+            status,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// One element found by [`Page::query`].
@@ -117,6 +138,9 @@ pub enum ScrollTarget {
     Selector(String),
 }
 
+/// The time a `best_attempt` job keeps for its output when a wait would use up its budget.
+const OUTPUT_RESERVE: Duration = Duration::from_secs(2);
+
 /// Upper bound for closing a page: a hung renderer must not hold up its caller.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -125,6 +149,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PageHandle {
     cdp: chromiumoxide::Page,
     session: Arc<BrowserSession>,
+    /// The browser context the page is in (its permissions are reset with the page's).
+    context: BrowserContextId,
     /// What jobs changed since the last reset, so the reset undoes exactly that.
     changes: Mutex<Changes>,
     /// Resets so far: every few, the reset also collects the renderer's garbage.
@@ -170,6 +196,7 @@ impl PageHandle {
         Ok(Self {
             cdp,
             session: session.clone(),
+            context: context.clone(),
             changes: Mutex::new(Changes::default()),
             resets: AtomicU32::new(0),
             in_operation: AtomicUsize::new(0),
@@ -336,6 +363,17 @@ impl<'a> Page<'a> {
         } else {
             PageError::Cdp { step, source }
         }
+    }
+
+    /// The deadline of a wait: [`Page::sub_deadline`], and under `best_attempt` early enough to
+    /// leave the output its time: the last fifth of what is left, at most [`OUTPUT_RESERVE`].
+    fn wait_deadline(&self, timeout_ms: Option<u64>, best_attempt: bool) -> Instant {
+        let deadline = self.sub_deadline(timeout_ms);
+        if !best_attempt {
+            return deadline;
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        deadline.min(self.deadline - OUTPUT_RESERVE.min(left / 5))
     }
 
     /// `timeout_ms` from now, but never past the job's deadline.

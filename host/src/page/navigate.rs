@@ -20,7 +20,7 @@ use tokio::time::Instant;
 impl Page<'_> {
     /// Navigates to `url` and waits as `options` says.
     pub async fn goto(&self, url: &str, options: &GotoOptions) -> Result<Navigation, PageError> {
-        let deadline = self.sub_deadline(options.timeout_ms);
+        let deadline = self.wait_deadline(options.timeout_ms, options.best_attempt);
         let cdp = self.cdp();
         // Listen before navigating, so no event of this navigation is missed.
         let mut lifecycle = self
@@ -53,6 +53,7 @@ impl Page<'_> {
             WaitUntil::Load => "load",
             WaitUntil::DomContentLoaded => "DOMContentLoaded",
             WaitUntil::NetworkIdle => "networkIdle",
+            WaitUntil::NetworkAlmostIdle => "networkAlmostIdle",
         };
         let mut navigated = false;
         let mut loader: Option<String> = None;
@@ -81,7 +82,9 @@ impl Page<'_> {
                     WaitUntil::Load | WaitUntil::DomContentLoaded => {
                         navigated || (seen.contains(target) && document_ok)
                     }
-                    WaitUntil::NetworkIdle => seen.contains(target) && (navigated || document_ok),
+                    WaitUntil::NetworkIdle | WaitUntil::NetworkAlmostIdle => {
+                        seen.contains(target) && (navigated || document_ok)
+                    }
                 };
                 if done {
                     return Ok(());
@@ -135,10 +138,10 @@ impl Page<'_> {
                                 });
                             }
                             document_ok |= ours;
-                            document = Some(Navigation {
-                                url: event.response.url.clone(),
-                                status: u16::try_from(event.response.status).unwrap_or(0),
-                            });
+                            document = Some(Navigation::new(
+                                event.response.url.clone(),
+                                u16::try_from(event.response.status).unwrap_or(0),
+                            ));
                             proxy_answer = egress_answer(&event.response);
                         }
                     }
@@ -191,6 +194,11 @@ impl Page<'_> {
             .in_operation(self.until_crash(tokio::time::timeout_at(deadline, wait)))
             .await
             .ok_or(PageError::Crashed)?;
+        // Out of time, but a document is in and the job takes what there is.
+        let best_attempt =
+            waited.is_err() && options.best_attempt && committed && !self.handle.crashed();
+        // chromiumoxide still waits for the load we stopped waiting for.
+        abandoned |= best_attempt && !navigated;
         if matches!(waited, Ok(Ok(())))
             && !navigated
             && options.wait_until != WaitUntil::DomContentLoaded
@@ -207,8 +215,13 @@ impl Page<'_> {
                 .spoiled
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        let mut warnings = Vec::new();
         match waited {
             Ok(result) => result?,
+            Err(_) if best_attempt => warnings.push(format!(
+                "goto.best_attempt: the page did not reach `{target}` in time; rendered what had \
+                 loaded"
+            )),
             Err(_) if self.handle.crashed() => return Err(PageError::Crashed),
             Err(_) => return Err(PageError::Timeout { step: "navigation" }),
         }
@@ -217,10 +230,10 @@ impl Page<'_> {
             if event.r#type == network::ResourceType::Document
                 && event.frame_id.as_ref() == Some(&main_frame)
             {
-                document = Some(Navigation {
-                    url: event.response.url.clone(),
-                    status: u16::try_from(event.response.status).unwrap_or(0),
-                });
+                document = Some(Navigation::new(
+                    event.response.url.clone(),
+                    u16::try_from(event.response.status).unwrap_or(0),
+                ));
                 proxy_answer = egress_answer(&event.response);
             }
         }
@@ -238,20 +251,20 @@ impl Page<'_> {
                 reason,
             });
         }
-        let navigation = match document {
+        let mut navigation = match document {
             Some(navigation) => navigation,
             // No response event (served from cache, or a non-HTTP URL): read the URL from the page.
-            None => Navigation {
-                url: self
-                    .evaluate("location.href")
+            None => Navigation::new(
+                self.evaluate("location.href")
                     .await?
                     .as_str()
-                    .unwrap_or(url)
-                    .to_owned(),
-                status: 200,
-            },
+                    .unwrap_or(url),
+                200,
+            ),
         };
-        self.wait_after_load(options).await?;
+        navigation.warnings = warnings;
+        self.wait_after_load(options, &mut navigation.warnings)
+            .await?;
         Ok(navigation)
     }
 
@@ -262,7 +275,7 @@ impl Page<'_> {
         html: &str,
         options: &GotoOptions,
     ) -> Result<Navigation, PageError> {
-        let deadline = self.sub_deadline(options.timeout_ms);
+        let deadline = self.wait_deadline(options.timeout_ms, options.best_attempt);
         if !self.handle.is_pristine() {
             // Writing a document into a used page would keep the last job's window and its globals.
             self.step(
@@ -286,47 +299,56 @@ impl Page<'_> {
                 .execute(SetDocumentContentParams::new(frame, html)),
         )
         .await?;
+        let mut navigation = Navigation::new("about:blank", 200);
         if options.wait_until != WaitUntil::DomContentLoaded {
             // `load` of the written document: its images, styles and fonts are in.
             let script = "document.readyState === 'complete' ? true : new Promise(resolve => \
                           addEventListener('load', () => resolve(true), { once: true }))";
-            self.evaluate_until(script, deadline, "wait for load")
-                .await?;
+            let loaded = self.evaluate_until(script, deadline, "wait for load").await;
+            best_effort(loaded, options.best_attempt, &mut navigation.warnings)?;
         }
-        self.wait_after_load(options).await?;
-        Ok(Navigation {
-            url: "about:blank".into(),
-            status: 200,
-        })
+        self.wait_after_load(options, &mut navigation.warnings)
+            .await?;
+        Ok(navigation)
     }
 
     /// The waits `options` asks for once the document has loaded, in order: an element, an
-    /// expression, a fixed delay.
-    async fn wait_after_load(&self, options: &GotoOptions) -> Result<(), PageError> {
+    /// expression, a fixed delay. Under `best_attempt`, one that runs out of time adds to
+    /// `warnings` instead of failing.
+    async fn wait_after_load(
+        &self,
+        options: &GotoOptions,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), PageError> {
+        let best_attempt = options.best_attempt;
         if let Some(wait) = &options.wait_for_selector {
             let wanted = match (wait.visible, wait.hidden) {
                 (_, true) => Wanted::Hidden,
                 (true, false) => Wanted::Visible,
                 (false, false) => Wanted::Present,
             };
-            self.wait_for_element(&wait.selector, wanted, wait.timeout_ms)
-                .await?;
+            let deadline = self.wait_deadline(wait.timeout_ms, best_attempt);
+            let found = self
+                .wait_for_element(&wait.selector, wanted, deadline)
+                .await;
+            best_effort(found, best_attempt, warnings)?;
         }
         if let Some(function) = &options.wait_for_function {
-            self.wait_for_function(
-                &function.expression,
-                function.polling_ms,
-                function.timeout_ms,
-            )
-            .await?;
+            let deadline = self.wait_deadline(function.timeout_ms, best_attempt);
+            let truthy = self
+                .poll_function(&function.expression, function.polling_ms, deadline)
+                .await;
+            best_effort(truthy, best_attempt, warnings)?;
         }
         if let Some(ms) = options.wait_ms {
-            let until = self.sub_deadline(Some(ms));
+            let asked = self.sub_deadline(Some(ms));
+            let until = self.wait_deadline(Some(ms), best_attempt);
             tokio::time::sleep_until(until).await;
-            if until >= self.deadline {
-                return Err(PageError::Timeout {
+            if until < asked {
+                let cut = PageError::Timeout {
                     step: "goto.wait_ms",
-                });
+                };
+                best_effort(Err::<(), _>(cut), best_attempt, warnings)?;
             }
         }
         Ok(())
@@ -340,7 +362,16 @@ impl Page<'_> {
         polling_ms: Option<u64>,
         timeout_ms: Option<u64>,
     ) -> Result<(), PageError> {
-        let deadline = self.sub_deadline(timeout_ms);
+        self.poll_function(expression, polling_ms, self.sub_deadline(timeout_ms))
+            .await
+    }
+
+    async fn poll_function(
+        &self,
+        expression: &str,
+        polling_ms: Option<u64>,
+        deadline: Instant,
+    ) -> Result<(), PageError> {
         // The expression is the caller's own JavaScript for their page: it is the point to run it.
         let script = format!(
             r#"new Promise((resolve, reject) => {{
@@ -374,16 +405,16 @@ impl Page<'_> {
         } else {
             Wanted::Present
         };
-        self.wait_for_element(selector, wanted, timeout_ms).await
+        self.wait_for_element(selector, wanted, self.sub_deadline(timeout_ms))
+            .await
     }
 
     async fn wait_for_element(
         &self,
         selector: &str,
         wanted: Wanted,
-        timeout_ms: Option<u64>,
+        deadline: Instant,
     ) -> Result<(), PageError> {
-        let deadline = self.sub_deadline(timeout_ms);
         let (visible, hidden) = match wanted {
             Wanted::Present => (false, false),
             Wanted::Visible => (true, false),
@@ -426,6 +457,25 @@ impl Page<'_> {
     ) -> Result<EventStream<T>, PageError> {
         self.step(step, deadline, self.cdp().event_listener::<T>())
             .await
+    }
+}
+
+/// A wait's outcome under `best_attempt`: running out of time becomes a warning naming the wait,
+/// anything else stands.
+fn best_effort(
+    waited: Result<impl Sized, PageError>,
+    best_attempt: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), PageError> {
+    match waited {
+        Err(PageError::Timeout { step }) if best_attempt => {
+            warnings.push(format!(
+                "goto.best_attempt: `{step}` ran out of time; rendered what had loaded"
+            ));
+            Ok(())
+        }
+        Err(error) => Err(error),
+        Ok(_) => Ok(()),
     }
 }
 

@@ -9,8 +9,10 @@
 
 use std::time::Duration;
 
+use chromiumoxide::cdp::browser_protocol::browser::ResetPermissionsParams;
 use chromiumoxide::cdp::browser_protocol::emulation::{
-    MediaFeature, SetEmulatedMediaParams, SetScriptExecutionDisabledParams,
+    ClearGeolocationOverrideParams, MediaFeature, SetEmulatedMediaParams, SetLocaleOverrideParams,
+    SetScriptExecutionDisabledParams, SetTimezoneOverrideParams, SetTouchEmulationEnabledParams,
     SetUserAgentOverrideParams,
 };
 use chromiumoxide::cdp::browser_protocol::fetch;
@@ -105,11 +107,11 @@ impl PageHandle {
                 .await
                 .map_err(step("remove injected script"))?;
         }
-        if let Some(blocker) = changes.request_blocker {
-            blocker.abort();
+        if let Some(interceptor) = changes.interceptor {
+            interceptor.abort();
             cdp.execute(fetch::DisableParams::default())
                 .await
-                .map_err(step("stop request blocking"))?;
+                .map_err(step("stop intercepting requests"))?;
         }
         if changes.headers {
             cdp.execute(SetExtraHttpHeadersParams::new(Headers::new(
@@ -133,6 +135,35 @@ impl PageHandle {
             cdp.execute(SetUserAgentOverrideParams::new(""))
                 .await
                 .map_err(step("clear user agent"))?;
+        }
+        if changes.locale {
+            cdp.execute(SetLocaleOverrideParams::default())
+                .await
+                .map_err(step("clear locale"))?;
+        }
+        if changes.timezone {
+            // An empty id removes the override.
+            cdp.execute(SetTimezoneOverrideParams::new(""))
+                .await
+                .map_err(step("clear time zone"))?;
+        }
+        if changes.geolocation {
+            cdp.execute(ClearGeolocationOverrideParams::default())
+                .await
+                .map_err(step("clear geolocation"))?;
+            let permissions = ResetPermissionsParams::builder()
+                .browser_context_id(self.context.clone())
+                .build();
+            self.session
+                .cdp()
+                .execute(permissions)
+                .await
+                .map_err(step("reset permissions"))?;
+        }
+        if changes.touch {
+            cdp.execute(SetTouchEmulationEnabledParams::new(false))
+                .await
+                .map_err(step("stop emulating touch"))?;
         }
         if changes.media {
             let clear = SetEmulatedMediaParams::builder()

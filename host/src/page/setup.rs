@@ -1,42 +1,60 @@
-//! Setting a page up before it navigates: viewport, headers, user agent, cookies, media emulation,
-//! JavaScript, request blocking and injected scripts. Each setting records itself in the page's
+//! Setting a page up before it navigates: viewport, user agent and language, locale, time zone,
+//! geolocation, touch, media emulation, JavaScript, headers, request interception (`intercept.rs`),
+//! cookies and injected scripts. Each setting records itself in the page's
 //! changes (`changes.rs`), so the reset undoes exactly what a job changed.
 
+use super::intercept::Interception;
 use super::{Page, PageError};
 use crate::job::options::{
-    BlockOptions, Cookie, MediaType, PageOptions, ResourceType, SameSite, Viewport,
+    Cookie, Geolocation, HeadersScope, MediaType, PageOptions, ResourceType, SameSite, ScriptTime,
+    Viewport,
+};
+use chromiumoxide::cdp::browser_protocol::browser::{
+    PermissionDescriptor, PermissionSetting, SetPermissionParams,
 };
 use chromiumoxide::cdp::browser_protocol::emulation::{
     MediaFeature, SetDeviceMetricsOverrideParams, SetEmulatedMediaParams,
-    SetScriptExecutionDisabledParams, SetUserAgentOverrideParams,
-};
-use chromiumoxide::cdp::browser_protocol::fetch::{
-    self, EventRequestPaused, FailRequestParams, RequestPattern, RequestStage,
+    SetGeolocationOverrideParams, SetLocaleOverrideParams, SetScriptExecutionDisabledParams,
+    SetTimezoneOverrideParams, SetTouchEmulationEnabledParams, SetUserAgentOverrideParams,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    self, ClearBrowserCookiesParams, CookieParam, CookieSameSite, ErrorReason, Headers,
-    SetCookiesParams, SetExtraHttpHeadersParams, TimeSinceEpoch,
+    self, ClearBrowserCookiesParams, CookieParam, CookieSameSite, Headers, SetCookiesParams,
+    SetExtraHttpHeadersParams, TimeSinceEpoch,
 };
 use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::cdp::browser_protocol::security::SetIgnoreCertificateErrorsParams;
 use chromiumoxide::cdp::browser_protocol::storage::ClearDataForOriginParams;
-use futures::StreamExt;
+use chromiumoxide::error::CdpError;
 
 impl Page<'_> {
     /// Applies everything in `options` that must be in place before navigating. `target_url` is where
-    /// cookies without `url` or `domain` go.
+    /// cookies without `url` or `domain` go, and whose origin gets the scoped headers.
     pub async fn apply(
         &self,
         options: &PageOptions,
         target_url: Option<&str>,
     ) -> Result<(), PageError> {
         let deadline = self.deadline;
-        self.set_viewport(&options.viewport).await?;
-        if !options.headers.is_empty() {
-            self.set_extra_headers(&options.headers).await?;
+        let target_origin = target_url
+            .and_then(|url| url::Url::parse(url).ok())
+            .map(|url| url.origin().ascii_serialization());
+        self.set_viewport(&options.viewport()).await?;
+        if options.user_agent().is_some() || options.locale.is_some() {
+            self.set_user_agent_and_language(options.user_agent(), options.locale.as_deref())
+                .await?;
         }
-        if let Some(user_agent) = &options.user_agent {
-            self.set_user_agent(user_agent).await?;
+        if let Some(locale) = &options.locale {
+            self.set_locale(locale).await?;
+        }
+        if let Some(timezone) = &options.timezone {
+            self.set_timezone(timezone).await?;
+        }
+        if let Some(position) = &options.geolocation {
+            self.set_geolocation(position, target_origin.as_deref())
+                .await?;
+        }
+        if options.touch() {
+            self.set_touch(true).await?;
         }
         if options.media.is_some() || !options.media_features.is_empty() {
             self.emulate_media(options.media, &options.media_features)
@@ -48,8 +66,33 @@ impl Page<'_> {
         if options.ignore_https_errors {
             self.ignore_certificate_errors().await?;
         }
-        if !options.block.is_empty() {
-            self.block_requests(&options.block).await?;
+        let mut scoped = options.headers.clone();
+        if let Some(credentials) = &options.authenticate {
+            use base64::Engine as _;
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", credentials.username, credentials.password));
+            scoped.insert("Authorization".into(), format!("Basic {token}"));
+        }
+        let origins = match &options.headers_scope {
+            _ if scoped.is_empty() => Vec::new(),
+            HeadersScope::All => {
+                self.set_extra_headers(&scoped).await?;
+                scoped.clear();
+                Vec::new()
+            }
+            HeadersScope::Target => target_origin.iter().cloned().collect(),
+            HeadersScope::Origins(origins) => origins
+                .iter()
+                .map(|origin| origin.trim_end_matches('/').to_owned())
+                .collect(),
+        };
+        if !options.block.is_empty() || !origins.is_empty() {
+            self.intercept(Interception {
+                block: options.block.clone(),
+                headers: scoped,
+                header_origins: origins,
+            })
+            .await?;
         }
         if options.fresh_session {
             self.step(
@@ -58,13 +101,12 @@ impl Page<'_> {
                 self.cdp().execute(ClearBrowserCookiesParams::default()),
             )
             .await?;
-            if let Some(origin) = target_url.and_then(|url| url::Url::parse(url).ok()) {
-                let origin = origin.origin().ascii_serialization();
+            if let Some(origin) = &target_origin {
                 self.step(
                     "clear storage",
                     deadline,
                     self.cdp()
-                        .execute(ClearDataForOriginParams::new(origin, "all")),
+                        .execute(ClearDataForOriginParams::new(origin.clone(), "all")),
                 )
                 .await?;
             }
@@ -72,6 +114,100 @@ impl Page<'_> {
         if !options.cookies.is_empty() {
             self.set_cookies(&options.cookies, target_url).await?;
         }
+        for script in &options.add_scripts {
+            if let (ScriptTime::Start, Some(content)) = (script.at, &script.content) {
+                self.add_init_script(content).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The user agent and the `Accept-Language` (and `navigator.language`) of the page's requests,
+    /// until the reset. Without a user agent, Chromium's own is kept.
+    async fn set_user_agent_and_language(
+        &self,
+        user_agent: Option<&str>,
+        language: Option<&str>,
+    ) -> Result<(), PageError> {
+        let user_agent = match user_agent {
+            Some(user_agent) => user_agent.to_owned(),
+            None => {
+                self.step(
+                    "read the browser's user agent",
+                    self.deadline,
+                    self.handle.session.cdp().user_agent(),
+                )
+                .await?
+            }
+        };
+        let mut params = SetUserAgentOverrideParams::new(user_agent);
+        params.accept_language = language.map(str::to_owned);
+        self.handle.changes().user_agent = true;
+        self.step("set user agent", self.deadline, self.cdp().execute(params))
+            .await?;
+        Ok(())
+    }
+
+    /// The locale of the page's `Intl` and date formatting, until the reset.
+    async fn set_locale(&self, locale: &str) -> Result<(), PageError> {
+        self.handle.changes().locale = true;
+        let params = SetLocaleOverrideParams::builder().locale(locale).build();
+        self.step("set locale", self.deadline, self.cdp().execute(params))
+            .await
+            .map_err(|error| refused_value(error, "page.locale", locale))?;
+        Ok(())
+    }
+
+    /// The time zone of the page's clock, until the reset.
+    async fn set_timezone(&self, timezone: &str) -> Result<(), PageError> {
+        self.handle.changes().timezone = true;
+        self.step(
+            "set time zone",
+            self.deadline,
+            self.cdp().execute(SetTimezoneOverrideParams::new(timezone)),
+        )
+        .await
+        .map_err(|error| refused_value(error, "page.timezone", timezone))?;
+        Ok(())
+    }
+
+    /// The position `navigator.geolocation` reports, and leave for `origin` (every origin for
+    /// inline HTML) to ask for it, until the reset.
+    async fn set_geolocation(
+        &self,
+        position: &Geolocation,
+        origin: Option<&str>,
+    ) -> Result<(), PageError> {
+        self.handle.changes().geolocation = true;
+        let mut permission = SetPermissionParams::new(
+            PermissionDescriptor::new("geolocation"),
+            PermissionSetting::Granted,
+        );
+        permission.origin = origin.map(str::to_owned);
+        permission.browser_context_id = Some(self.handle.context.clone());
+        self.step(
+            "allow geolocation",
+            self.deadline,
+            self.handle.session.cdp().execute(permission),
+        )
+        .await?;
+        let params = SetGeolocationOverrideParams::builder()
+            .latitude(position.latitude)
+            .longitude(position.longitude)
+            .accuracy(position.accuracy.unwrap_or(10.0))
+            .build();
+        self.step("set geolocation", self.deadline, self.cdp().execute(params))
+            .await?;
+        Ok(())
+    }
+
+    /// Touch events and `pointer: coarse`, as on a phone, until the reset.
+    pub async fn set_touch(&self, enabled: bool) -> Result<(), PageError> {
+        self.handle.changes().touch |= enabled;
+        let mut params = SetTouchEmulationEnabledParams::new(enabled);
+        params.max_touch_points = enabled.then_some(5);
+        self.step("emulate touch", self.deadline, self.cdp().execute(params))
+            .await?;
         Ok(())
     }
 
@@ -235,56 +371,6 @@ impl Page<'_> {
         Ok(())
     }
 
-    /// Fails matching requests before they leave the browser, until the page is reset.
-    pub async fn block_requests(&self, block: &BlockOptions) -> Result<(), PageError> {
-        let mut patterns: Vec<RequestPattern> = block
-            .resource_types
-            .iter()
-            .map(|&kind| RequestPattern {
-                url_pattern: Some("*".into()),
-                resource_type: Some(cdp_resource_type(kind)),
-                request_stage: Some(RequestStage::Request),
-            })
-            .collect();
-        patterns.extend(block.url_patterns.iter().map(|pattern| RequestPattern {
-            url_pattern: Some(pattern.clone()),
-            resource_type: None,
-            request_stage: Some(RequestStage::Request),
-        }));
-        // Listen before enabling, so no paused request is missed.
-        let mut paused = self
-            .step(
-                "listen for requests",
-                self.deadline,
-                self.cdp().event_listener::<EventRequestPaused>(),
-            )
-            .await?;
-        let cdp = self.cdp().clone();
-        let blocker = tokio::spawn(async move {
-            while let Some(event) = paused.next().await {
-                let fail =
-                    FailRequestParams::new(event.request_id.clone(), ErrorReason::BlockedByClient);
-                let _ = cdp.execute(fail).await;
-            }
-        });
-        let previous = self
-            .handle
-            .changes()
-            .request_blocker
-            .replace(blocker.abort_handle());
-        if let Some(previous) = previous {
-            previous.abort();
-        }
-        let enable = fetch::EnableParams::builder().patterns(patterns).build();
-        self.step(
-            "enable request blocking",
-            self.deadline,
-            self.cdp().execute(enable),
-        )
-        .await?;
-        Ok(())
-    }
-
     /// Runs `source` in every document of this page before the document's own scripts, until reset.
     pub async fn add_init_script(&self, source: &str) -> Result<(), PageError> {
         let params = AddScriptToEvaluateOnNewDocumentParams::new(source);
@@ -301,7 +387,23 @@ impl Page<'_> {
     }
 }
 
-fn cdp_resource_type(kind: ResourceType) -> network::ResourceType {
+/// Chromium refusing a value the job gave (an unknown time zone or locale) is the caller's input
+/// at fault: a 400 naming the field, not a browser error.
+fn refused_value(error: PageError, field: &str, value: &str) -> PageError {
+    match error {
+        PageError::Cdp {
+            source: CdpError::Chrome(refusal),
+            ..
+        } => PageError::InvalidInput(format!(
+            "{field} `{}`: Chromium refused it ({})",
+            value.escape_debug(),
+            refusal.message
+        )),
+        other => other,
+    }
+}
+
+pub(super) fn cdp_resource_type(kind: ResourceType) -> network::ResourceType {
     use network::ResourceType as Cdp;
     match kind {
         ResourceType::Document => Cdp::Document,

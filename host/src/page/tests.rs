@@ -133,6 +133,110 @@ async fn evaluate_query_click_type_scroll() {
     browser.close().await;
 }
 
+/// What the page says of its clock, language, position, touch and screen, as one JSON object.
+async fn emulated(page: &Page<'_>) -> serde_json::Value {
+    page.evaluate(
+        "new Promise(resolve => { \
+           const seen = { \
+             timezone: Intl.DateTimeFormat().resolvedOptions().timeZone, \
+             language: navigator.language, \
+             number: new Intl.NumberFormat().format(1234.5), \
+             touch: 'ontouchstart' in window, \
+             width: screen.width, \
+             agent: navigator.userAgent }; \
+           navigator.geolocation.getCurrentPosition( \
+             position => resolve({ ...seen, position: [position.coords.latitude, position.coords.longitude] }), \
+             () => resolve({ ...seen, position: null }), { timeout: 1000 }); })",
+    )
+    .await
+    .expect("what the page sees")
+}
+
+#[tokio::test]
+async fn emulation_applies_and_resets() {
+    let site = FixtureSite::start().await;
+    let browser = TestBrowser::start().await;
+    let handle = browser.page().await;
+    let echo = site.url("/echo");
+
+    let before = {
+        let page = Page::new(&handle, deadline());
+        page.apply(&PageOptions::default(), Some(&echo))
+            .await
+            .expect("apply");
+        page.goto(&echo, &GotoOptions::default())
+            .await
+            .expect("goto");
+        emulated(&page).await
+    };
+    assert_eq!(before["touch"], json!(false), "{before}");
+    assert_eq!(before["position"], json!(null), "{before}");
+    between_jobs(&handle).await;
+    {
+        let page = Page::new(&handle, deadline());
+        let options: PageOptions = serde_json::from_value(json!({
+            "device": "iphone",
+            "timezone": "Asia/Tokyo",
+            "locale": "de-DE",
+            "geolocation": { "latitude": 48.85, "longitude": 2.35 },
+        }))
+        .expect("options");
+        page.apply(&options, Some(&echo)).await.expect("apply");
+        page.goto(&echo, &GotoOptions::default())
+            .await
+            .expect("goto");
+        let seen = emulated(&page).await;
+        assert_eq!(seen["timezone"], "Asia/Tokyo", "{seen}");
+        assert_eq!(seen["language"], "de-DE", "{seen}");
+        assert_eq!(seen["number"], "1.234,5", "{seen}");
+        assert_eq!(seen["touch"], json!(true), "{seen}");
+        assert_eq!(seen["width"], json!(393), "{seen}");
+        assert!(
+            seen["agent"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("iPhone"),
+            "{seen}"
+        );
+        assert_eq!(seen["position"], json!([48.85, 2.35]), "{seen}");
+        let headers = echoed_headers(&page).await;
+        assert!(
+            headers["accept-language"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("de-DE"),
+            "{headers}"
+        );
+    }
+    // The next job on the page finds it as the first did.
+    between_jobs(&handle).await;
+    {
+        let page = Page::new(&handle, deadline());
+        page.apply(&PageOptions::default(), Some(&echo))
+            .await
+            .expect("apply");
+        page.goto(&echo, &GotoOptions::default())
+            .await
+            .expect("goto");
+        assert_eq!(emulated(&page).await, before);
+    }
+    // A time zone Chromium does not know is the caller's mistake, named.
+    between_jobs(&handle).await;
+    {
+        let page = Page::new(&handle, deadline());
+        let options = PageOptions {
+            timezone: Some("Mars/Olympus_Mons".into()),
+            ..PageOptions::default()
+        };
+        let refused = page.apply(&options, Some(&echo)).await;
+        assert!(
+            matches!(&refused, Err(PageError::InvalidInput(message)) if message.contains("page.timezone")),
+            "{refused:?}"
+        );
+    }
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn page_options_apply_and_reset() {
     let site = FixtureSite::start().await;

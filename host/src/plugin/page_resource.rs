@@ -384,7 +384,7 @@ pub(super) fn guest_error(error: &PageError) -> WitError {
     match error {
         PageError::InvalidInput(_) => WitError::InvalidInput(message),
         PageError::Timeout { .. } => WitError::Timeout(message),
-        PageError::Navigation { .. } => WitError::Navigation(message),
+        PageError::Navigation { .. } | PageError::FailedOn { .. } => WitError::Navigation(message),
         PageError::NotFound(_) => WitError::NotFound(message),
         PageError::Script(_) => WitError::Script(message),
         PageError::TooLarge(_) => WitError::TooLarge(message),
@@ -424,6 +424,7 @@ fn goto_options(options: wit::GotoOptions) -> Result<GotoOptions, WitError> {
         wait_for_selector: None,
         wait_for_function: None,
         wait_ms: None,
+        best_attempt: false,
     })
 }
 

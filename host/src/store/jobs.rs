@@ -81,6 +81,8 @@ pub struct ResultMeta {
     pub page_url: String,
     /// The dialogs the page opened, a JSON array.
     pub page_dialogs: String,
+    /// What did not go as asked without failing the job, a JSON array of messages.
+    pub page_warnings: String,
     pub plugin_fuel: Option<i64>,
     pub plugin_ms: Option<f64>,
 }
@@ -159,7 +161,8 @@ const ROW_COLUMNS: &str = "jobs.id, jobs.state, jobs.plugin, jobs.tenant, jobs.c
 /// A job's result's columns, as [`job_row`] reads them after [`ROW_COLUMNS`].
 const RESULT_COLUMNS: &str = "results.content_type, results.bytes, \
     CAST(CASE WHEN results.body IS NULL THEN 0 ELSE 1 END AS BIGINT) AS kept, \
-    results.page_status, results.page_url, results.page_dialogs, results.plugin_fuel, results.plugin_ms";
+    results.page_status, results.page_url, results.page_dialogs, results.page_warnings, \
+    results.plugin_fuel, results.plugin_ms";
 
 /// A job's end: its state and error, if it is still in the state it must be in (`running` under
 /// this run's host `$7` and attempt `$8`, or `queued` with no run).
@@ -487,11 +490,11 @@ impl Store {
         let statement = sqlx::query(AssertSqlSafe(format!(
             "WITH finished AS ({FINISH} RETURNING id), \
              kept AS (INSERT INTO results (job_id, content_type, body, bytes, page_status, \
-                     page_url, page_dialogs, plugin_fuel, plugin_ms, finished_at) \
-                 SELECT id, $9, $10, $11, $12, $13, $14, $15, $16, $2 FROM finished \
+                     page_url, page_dialogs, page_warnings, plugin_fuel, plugin_ms, finished_at) \
+                 SELECT id, $9, $10, $11, $12, $13, $14, $15, $16, $17, $2 FROM finished \
                  WHERE $9 IS NOT NULL), \
              delivery AS (INSERT INTO outbox (job_id, url, body, next_at) \
-                 SELECT id, $17, $18, $2 FROM finished WHERE $17 IS NOT NULL) \
+                 SELECT id, $18, $19, $2 FROM finished WHERE $18 IS NOT NULL) \
              SELECT COUNT(*) FROM finished"
         )));
         let finished: i64 = bind_finish(statement, id, run, finished_at, finish)
@@ -501,6 +504,7 @@ impl Store {
             .bind(result.map(|(meta, _)| meta.page_status))
             .bind(result.map(|(meta, _)| meta.page_url.as_str()))
             .bind(result.map(|(meta, _)| meta.page_dialogs.as_str()))
+            .bind(result.map(|(meta, _)| meta.page_warnings.as_str()))
             .bind(result.and_then(|(meta, _)| meta.plugin_fuel))
             .bind(result.and_then(|(meta, _)| meta.plugin_ms))
             .bind(delivery.map(|delivery| delivery.url.as_str()))
@@ -541,8 +545,8 @@ impl Store {
         if let Finish::Succeeded { meta, body } = finish {
             sqlx::query(
                 "INSERT INTO results (job_id, content_type, body, bytes, page_status, page_url, \
-                 page_dialogs, plugin_fuel, plugin_ms, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 page_dialogs, page_warnings, plugin_fuel, plugin_ms, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(id)
             .bind(&meta.content_type)
@@ -551,6 +555,7 @@ impl Store {
             .bind(meta.page_status)
             .bind(&meta.page_url)
             .bind(&meta.page_dialogs)
+            .bind(&meta.page_warnings)
             .bind(meta.plugin_fuel)
             .bind(meta.plugin_ms)
             .bind(finished_at)
@@ -888,6 +893,7 @@ fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
                 page_status: row.try_get("page_status").map_err(&read)?,
                 page_url: row.try_get("page_url").map_err(&read)?,
                 page_dialogs: row.try_get("page_dialogs").map_err(&read)?,
+                page_warnings: row.try_get("page_warnings").map_err(&read)?,
                 plugin_fuel: row.try_get("plugin_fuel").map_err(&read)?,
                 plugin_ms: row.try_get("plugin_ms").map_err(&read)?,
             }),

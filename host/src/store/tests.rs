@@ -143,6 +143,7 @@ async fn a_finish_stores_the_result_and_webhook_once_and_only_for_the_lease_hold
             page_status: 200,
             page_url: "http://127.0.0.1/".into(),
             page_dialogs: "[]".into(),
+            page_warnings: r#"["a wait ran out of time"]"#.into(),
             plugin_fuel: Some(7),
             plugin_ms: Some(1.5),
         };
@@ -363,6 +364,7 @@ async fn old_results_are_evicted_oldest_first_and_old_jobs_forgotten() {
                     page_status: 200,
                     page_url: String::new(),
                     page_dialogs: "[]".into(),
+                    page_warnings: "[]".into(),
                     plugin_fuel: None,
                     plugin_ms: None,
                 },

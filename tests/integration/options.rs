@@ -1,0 +1,327 @@
+//! Page setup and failure policies through the HTTP API (issue 16): the almost-idle wait, best
+//! attempts, scrolling, added scripts and styles, headers scoped to origins, basic
+//! authentication, emulation presets, and `fail_on`; bad values refused naming the field.
+
+use serde_json::{Value, json};
+
+use crate::harness::{FixtureSite, TestServer, error_code, error_message};
+
+/// The page's HTML and the response's headers for a `/v1/content` request that must succeed.
+async fn content(server: &TestServer, body: Value) -> (String, reqwest::header::HeaderMap) {
+    let response = server.post("/v1/content", body.clone()).await;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, 200, "{body}: {text}");
+    let content: Value = serde_json::from_str(&text).expect("JSON");
+    (content["html"].as_str().expect("html").to_owned(), headers)
+}
+
+#[tokio::test]
+async fn waits_best_attempts_scrolling_and_additions() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+
+    // A page that holds one connection open for 3 s after load is almost idle long before it is
+    // idle.
+    let holding = site.url("/holds-a-connection");
+    let started = std::time::Instant::now();
+    content(
+        &server,
+        json!({ "url": holding, "goto": { "wait_until": "networkalmostidle" } }),
+    )
+    .await;
+    let almost = started.elapsed();
+    let started = std::time::Instant::now();
+    content(
+        &server,
+        json!({ "url": holding, "goto": { "wait_until": "networkidle" } }),
+    )
+    .await;
+    let idle = started.elapsed();
+    assert!(
+        almost.as_millis() + 1500 < idle.as_millis(),
+        "almost idle {almost:?}, idle {idle:?}"
+    );
+
+    // A page that never goes idle: a timeout without best_attempt, the page with a warning with it.
+    let beacon = site.url("/beacon");
+    let failed = server
+        .post(
+            "/v1/content",
+            json!({ "url": beacon, "goto": { "wait_until": "networkidle", "timeout_ms": 1500 } }),
+        )
+        .await;
+    assert_eq!(error_code(failed, 504).await, "navigation_timeout");
+    let (html, headers) = content(
+        &server,
+        json!({ "url": beacon, "goto": { "wait_until": "networkidle", "timeout_ms": 1500, "best_attempt": true } }),
+    )
+    .await;
+    assert!(html.contains("beacon"), "{html}");
+    let warnings = headers
+        .get("x-pagewright-warnings")
+        .expect("a warnings header")
+        .to_str()
+        .expect("ASCII");
+    assert!(warnings.contains("best_attempt"), "{warnings}");
+    // The same for a selector that never shows up, within a job budget the wait would use up.
+    let (_, headers) = content(
+        &server,
+        json!({ "url": site.url("/"), "timeout_ms": 4000, "goto": { "best_attempt": true,
+                "wait_for_selector": { "selector": "#never" } } }),
+    )
+    .await;
+    let warnings = headers["x-pagewright-warnings"].to_str().expect("ASCII");
+    assert!(warnings.contains("wait for selector"), "{warnings}");
+    // And nothing when every wait was met.
+    let (_, headers) = content(
+        &server,
+        json!({ "url": site.url("/"), "goto": { "best_attempt": true } }),
+    )
+    .await;
+    assert!(headers.get("x-pagewright-warnings").is_none());
+
+    // What loads only when scrolled to is there with `page.scroll`, and the page is back at the top.
+    let lazy = site.url("/lazy");
+    let (html, _) = content(&server, json!({ "url": lazy })).await;
+    assert!(!html.contains("data-seen"), "{html}");
+    let (html, _) = content(&server, json!({ "url": lazy, "page": { "scroll": true } })).await;
+    assert!(html.contains("data-seen=\"bottom\""), "{html}");
+    let (html, _) = content(
+        &server,
+        json!({ "url": lazy, "page": { "scroll": { "step_px": 2000, "delay_ms": 20 } } }),
+    )
+    .await;
+    assert!(html.contains("data-seen=\"bottom\""), "{html}");
+
+    // Scripts before the page's own and after load, and a style sheet, without a plugin.
+    let (html, _) = content(
+        &server,
+        json!({ "url": site.url("/"), "page": {
+            "add_scripts": [
+                { "content": "window.earlyMark = 'set before the page ran'", "at": "start" },
+                { "content": "document.body.dataset.early = window.earlyMark; document.body.dataset.late = 'after load'" }
+            ],
+            "add_styles": [ { "content": "#title { color: rgb(1, 2, 3) }" } ] } }),
+    )
+    .await;
+    assert!(
+        html.contains("data-early=\"set before the page ran\""),
+        "{html}"
+    );
+    assert!(html.contains("data-late=\"after load\""), "{html}");
+    assert!(html.contains("rgb(1, 2, 3)"), "{html}");
+    // By URL: a script that loads, and one that does not, named.
+    let missing = server
+        .post(
+            "/v1/content",
+            json!({ "url": site.url("/"), "page": { "add_scripts": [
+                { "content": "1" }, { "url": site.url("/no-such-script.js") } ] } }),
+        )
+        .await;
+    let message = error_message(missing, 422, "script_error").await;
+    assert!(message.contains("page.add_scripts[1]"), "{message}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn headers_and_credentials_reach_only_their_origins() {
+    let site = FixtureSite::start().await;
+    // Another origin the page reaches for: a third party.
+    let third = FixtureSite::start_on([127, 0, 0, 2]).await;
+    let server = TestServer::start(&[]).await;
+    let page = site.url(&format!("/reaches-for?origin={}", third.base));
+    let secret = |request: &crate::harness::SeenRequest| request.headers.get("x-secret").cloned();
+
+    // By default the headers go to the target's origin only.
+    content(
+        &server,
+        json!({ "url": page, "page": { "headers": { "X-Secret": "s3cret" } } }),
+    )
+    .await;
+    let asked = site.requests_to("/reaches-for");
+    assert_eq!(secret(&asked[0]).as_deref(), Some("s3cret"));
+    let reached = third.requests_to("/");
+    assert!(!reached.is_empty(), "the page reached for the third party");
+    assert!(
+        reached.iter().all(|request| secret(request).is_none()),
+        "{reached:?}"
+    );
+
+    // `"all"` sends them everywhere; a list of origins to those only.
+    third.requests.lock().expect("requests").clear();
+    content(
+        &server,
+        json!({ "url": page, "page": { "headers": { "X-Secret": "everywhere" }, "headers_scope": "all" } }),
+    )
+    .await;
+    assert!(
+        third
+            .requests_to("/")
+            .iter()
+            .any(|request| secret(request).as_deref() == Some("everywhere"))
+    );
+    site.requests.lock().expect("requests").clear();
+    third.requests.lock().expect("requests").clear();
+    content(
+        &server,
+        json!({ "url": page, "page": { "headers": { "X-Secret": "listed" }, "headers_scope": [third.base] } }),
+    )
+    .await;
+    assert!(secret(&site.requests_to("/reaches-for")[0]).is_none());
+    assert!(
+        third
+            .requests_to("/")
+            .iter()
+            .any(|request| secret(request).as_deref() == Some("listed"))
+    );
+
+    // Basic credentials go to the target's origin only.
+    site.requests.lock().expect("requests").clear();
+    third.requests.lock().expect("requests").clear();
+    content(
+        &server,
+        json!({ "url": page, "page": { "authenticate": { "username": "ada", "password": "lovelace" } } }),
+    )
+    .await;
+    assert_eq!(
+        site.requests_to("/reaches-for")[0]
+            .headers
+            .get("authorization")
+            .map(String::as_str),
+        Some("Basic YWRhOmxvdmVsYWNl")
+    );
+    assert!(
+        third
+            .requests_to("/")
+            .iter()
+            .all(|request| !request.headers.contains_key("authorization"))
+    );
+
+    // Bad values are refused before any browser work, naming the field.
+    for (page_options, field) in [
+        (json!({ "headers_scope": "some" }), "headers_scope"),
+        (
+            json!({ "headers": { "x": "1" }, "headers_scope": ["https://a.example/path"] }),
+            "page.headers_scope",
+        ),
+        (
+            json!({ "authenticate": { "username": "a:b", "password": "c" } }),
+            "page.authenticate.username",
+        ),
+        (
+            json!({ "authenticate": { "username": "a", "password": "c" }, "headers": { "Authorization": "x" } }),
+            "page.authenticate",
+        ),
+        (json!({ "timezone": "not a zone" }), "page.timezone"),
+        (json!({ "locale": "fr FR" }), "page.locale"),
+        (
+            json!({ "geolocation": { "latitude": 91, "longitude": 0 } }),
+            "page.geolocation",
+        ),
+        (json!({ "device": "toaster" }), "toaster"),
+        (json!({ "scroll": { "step_px": 1 } }), "page.scroll"),
+        (
+            json!({ "add_scripts": [{ "url": "ftp://x/y.js" }] }),
+            "page.add_scripts[0].url",
+        ),
+        (
+            json!({ "add_scripts": [{ "url": "http://x/y.js", "at": "start" }] }),
+            "page.add_scripts[0]",
+        ),
+        (json!({ "add_styles": [{}] }), "page.add_styles[0]"),
+    ] {
+        let response = server
+            .post(
+                "/v1/content",
+                json!({ "url": site.url("/"), "page": page_options }),
+            )
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(status, 400, "{page_options}: {body}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains(field), "{page_options}: {message}");
+    }
+    // Headers on inline HTML need a scope: it has no origin of its own.
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "html": "<p>x</p>", "page": { "headers": { "X-Secret": "s" } } }),
+        )
+        .await;
+    let message = error_message(response, 400, "invalid_input").await;
+    assert!(message.contains("headers_scope"), "{message}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fail_on_turns_what_the_page_shows_into_a_conflict() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+
+    // A 404 renders as the page it is, unless the job says it is a failure.
+    let missing = site.url("/status?code=404");
+    let (html, headers) = content(&server, json!({ "url": missing })).await;
+    assert!(html.contains("status 404"));
+    assert_eq!(headers["x-pagewright-page-status"], "404");
+    for fail_on in [json!([404]), json!(["4xx"]), json!(["400-499", 503])] {
+        let response = server
+            .post(
+                "/v1/content",
+                json!({ "url": missing, "fail_on": { "status": fail_on } }),
+            )
+            .await;
+        let message = error_message(response, 409, "fail_on_status").await;
+        assert!(message.contains("404"), "{message}");
+    }
+    content(
+        &server,
+        json!({ "url": missing, "fail_on": { "status": ["5xx"] } }),
+    )
+    .await;
+
+    // A subresource's status, and an uncaught exception.
+    let broken = site.url("/broken-image");
+    content(&server, json!({ "url": broken })).await;
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "url": broken, "fail_on": { "resource_status": ["5xx"] } }),
+        )
+        .await;
+    let message = error_message(response, 409, "fail_on_resource_status").await;
+    assert!(message.contains("500"), "{message}");
+    let throws = site.url("/throws");
+    content(&server, json!({ "url": throws })).await;
+    let response = server
+        .post(
+            "/v1/content",
+            json!({ "url": throws, "fail_on": { "console_exception": true } }),
+        )
+        .await;
+    let message = error_message(response, 409, "fail_on_console_exception").await;
+    assert!(message.contains("the page broke"), "{message}");
+    // A page without any of it passes every rule.
+    content(
+        &server,
+        json!({ "url": site.url("/"), "fail_on": { "status": ["4xx", "5xx"],
+                "resource_status": ["4xx", "5xx"], "console_exception": true } }),
+    )
+    .await;
+
+    for (fail_on, field) in [
+        (json!({ "status": ["6xx"] }), "6xx"),
+        (json!({ "status": [99] }), "99"),
+        (json!({ "status": ["500-400"] }), "500-400"),
+        (json!({ "statuses": [404] }), "statuses"),
+    ] {
+        let response = server
+            .post("/v1/content", json!({ "url": missing, "fail_on": fail_on }))
+            .await;
+        let message = error_message(response, 400, "invalid_request").await;
+        assert!(message.contains(field), "{message}");
+    }
+    server.shutdown().await;
+}
