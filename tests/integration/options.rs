@@ -325,3 +325,182 @@ async fn fail_on_turns_what_the_page_shows_into_a_conflict() {
     }
     server.shutdown().await;
 }
+
+/// A `multipart/form-data` body of `(field, file name, content)` parts, and its content type.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "pagewright-test-boundary";
+    let mut body = Vec::new();
+    for (field, file_name, content) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let disposition = match file_name {
+            Some(file_name) => {
+                format!(
+                    "Content-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\n"
+                )
+            }
+            None => format!("Content-Disposition: form-data; name=\"{field}\"\r\n"),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A script that writes what the served page sees into `<body data-...>`: its URL, a style from
+/// its style sheet, its image's width, and the status of a file the upload lacks.
+const SEES: &str = "(async () => { const body = document.body; \
+    body.dataset.href = location.href; \
+    body.dataset.color = getComputedStyle(document.getElementById('t')).color; \
+    body.dataset.width = String(document.getElementById('i').naturalWidth); \
+    body.dataset.missing = String((await fetch('missing.js')).status); })()";
+
+#[tokio::test]
+async fn html_is_served_at_its_base_url_with_its_files() {
+    use base64::Engine as _;
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let pixel_png = reqwest::get(site.url("/pixel.png"))
+        .await
+        .expect("the pixel")
+        .bytes()
+        .await
+        .expect("its bytes");
+    let page = "<!doctype html><link rel=stylesheet href='css/site.css'>\
+                <h1 id=t>served</h1><img id=i src='img/dot.png'>";
+
+    // Files beside the document, at a made-up origin that never reaches the network.
+    let (html, _) = content(
+        &server,
+        json!({ "html": page, "assets": [
+            { "path": "css/site.css", "content": "#t { color: rgb(4, 5, 6) }" },
+            { "path": "img/dot.png", "base64": base64::engine::general_purpose::STANDARD.encode(&pixel_png) }
+        ], "page": { "add_scripts": [{ "content": SEES }] } }),
+    )
+    .await;
+    assert!(
+        html.contains("data-href=\"http://pagewright.invalid/\""),
+        "{html}"
+    );
+    assert!(html.contains("data-color=\"rgb(4, 5, 6)\""), "{html}");
+    assert!(html.contains("data-width=\"1\""), "{html}");
+    assert!(html.contains("data-missing=\"404\""), "{html}");
+
+    // At a real site's URL: the document comes from the request, its other links from the site,
+    // and target-scoped headers go to that origin.
+    let base = site.url("/docs/guide.html");
+    let (html, headers) = content(
+        &server,
+        json!({ "html": "<!doctype html><h1>guide</h1><img src='../pixel.png?from-guide'>",
+                "base_url": base, "page": { "headers": { "X-Secret": "to-the-site" } } }),
+    )
+    .await;
+    assert!(html.contains("guide"), "{html}");
+    assert_eq!(headers["x-pagewright-page-url"], base.as_str());
+    assert!(
+        site.requests_to("/docs").is_empty(),
+        "the document came from the request"
+    );
+    let image = site.requests_to("/pixel.png?from-guide");
+    assert_eq!(image.len(), 1);
+    assert_eq!(
+        image[0].headers.get("x-secret").map(String::as_str),
+        Some("to-the-site")
+    );
+
+    // The same upload as a multipart form, as Gotenberg takes it.
+    let (content_type, body) = multipart(&[
+        (
+            "request",
+            None,
+            br#"{"page": {"add_scripts": [{"content": "document.body.dataset.ok = 'yes'"}]}}"#,
+        ),
+        ("files", Some("index.html"), page.as_bytes()),
+        ("files", Some("css/site.css"), b"#t { color: rgb(7, 8, 9) }"),
+        ("files", Some("img/dot.png"), &pixel_png),
+    ]);
+    let response = server
+        .client
+        .post(format!("{}/v1/content", server.base))
+        .header("content-type", &content_type)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("JSON");
+    let html = answer["html"].as_str().expect("html");
+    assert!(html.contains("data-ok=\"yes\""), "{html}");
+    assert!(html.contains("<h1 id=\"t\">served</h1>"), "{html}");
+    let response = server
+        .client
+        .post(format!("{}/v1/screenshot", server.base))
+        .header("content-type", &content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+
+    // Uploads and bases that cannot mean anything.
+    for (parts, named) in [
+        (
+            vec![("files", Some("style.css"), &b"p {}"[..])],
+            "index.html",
+        ),
+        (
+            vec![
+                ("files", Some("index.html"), &b"<p>x</p>"[..]),
+                ("format", None, &b"png"[..]),
+            ],
+            "format",
+        ),
+        (
+            vec![
+                ("files", Some("index.html"), &b"<p>x</p>"[..]),
+                ("files", Some("../up.css"), &b"p {}"[..]),
+            ],
+            "assets[0].path",
+        ),
+    ] {
+        let (content_type, body) = multipart(&parts);
+        let response = server
+            .client
+            .post(format!("{}/v1/content", server.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("answered");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("JSON");
+        assert_eq!(status, 400, "{answer}");
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(message.contains(named), "{message}");
+    }
+    for (body, named) in [
+        (
+            json!({ "url": site.url("/"), "base_url": site.url("/") }),
+            "base_url",
+        ),
+        (
+            json!({ "html": "<p>x</p>", "base_url": "ftp://example.com/" }),
+            "ftp",
+        ),
+        (
+            json!({ "html": "<p>x</p>", "assets": [{ "path": "a.css" }] }),
+            "assets[0]",
+        ),
+    ] {
+        let response = server.post("/v1/content", body.clone()).await;
+        let status = response.status();
+        let answer: Value = response.json().await.expect("JSON");
+        assert_eq!(status, 400, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(message.contains(named), "{body}: {message}");
+    }
+    server.shutdown().await;
+}

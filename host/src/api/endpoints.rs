@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::request::{Endpoint, RequestBody, job_for, parse};
+use super::request::{Endpoint, RenderBody, job_for};
 use super::tenants::Caller;
 use super::{ApiError, AppState, PathParam};
 use crate::exec::Rendered;
@@ -17,9 +17,9 @@ async fn render(
     state: &AppState,
     caller: &Caller,
     endpoint: Endpoint<'_>,
-    body: &[u8],
+    body: serde_json::Value,
 ) -> Result<Response, ApiError> {
-    let job = job_for(state, caller, endpoint, parse(body)?).await?;
+    let job = job_for(state, caller, endpoint, body).await?;
     state.admit_by_memory()?;
     caller.take_rate()?;
     let _in_flight = caller.enter()?;
@@ -29,33 +29,33 @@ async fn render(
 pub async fn screenshot(
     State(state): State<AppState>,
     caller: Caller,
-    RequestBody(body): RequestBody,
+    RenderBody(body): RenderBody,
 ) -> Result<Response, ApiError> {
-    render(&state, &caller, Endpoint::Screenshot, &body).await
+    render(&state, &caller, Endpoint::Screenshot, body).await
 }
 
 pub async fn pdf(
     State(state): State<AppState>,
     caller: Caller,
-    RequestBody(body): RequestBody,
+    RenderBody(body): RenderBody,
 ) -> Result<Response, ApiError> {
-    render(&state, &caller, Endpoint::Pdf, &body).await
+    render(&state, &caller, Endpoint::Pdf, body).await
 }
 
 pub async fn content(
     State(state): State<AppState>,
     caller: Caller,
-    RequestBody(body): RequestBody,
+    RenderBody(body): RenderBody,
 ) -> Result<Response, ApiError> {
-    render(&state, &caller, Endpoint::Content, &body).await
+    render(&state, &caller, Endpoint::Content, body).await
 }
 
 pub async fn scrape(
     State(state): State<AppState>,
     caller: Caller,
-    RequestBody(body): RequestBody,
+    RenderBody(body): RenderBody,
 ) -> Result<Response, ApiError> {
-    render(&state, &caller, Endpoint::Plugin("scrape"), &body).await
+    render(&state, &caller, Endpoint::Plugin("scrape"), body).await
 }
 
 /// `POST /v1/run/{plugin}`: any extractor, with `params` (or `options`) as its params.
@@ -63,9 +63,9 @@ pub async fn run_plugin(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(plugin): PathParam,
-    RequestBody(body): RequestBody,
+    RenderBody(body): RenderBody,
 ) -> Result<Response, ApiError> {
-    render(&state, &caller, Endpoint::Plugin(&plugin), &body).await
+    render(&state, &caller, Endpoint::Plugin(&plugin), body).await
 }
 
 /// The response headers for an output: its content type, the page's final URL and HTTP status,

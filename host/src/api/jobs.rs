@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::endpoints::output_headers;
-use super::request::{Endpoint, RequestBody, job_for, parse};
+use super::request::{Endpoint, RenderBody, job_for};
 use super::tenants::Caller;
 use super::{ApiError, ApiSettings, AppState, PathParam};
 use crate::job::Target;
@@ -29,9 +29,8 @@ use crate::jobs::{JobError, Outcome, Submission};
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
-    RequestBody(body): RequestBody,
+    RenderBody(mut request): RenderBody,
 ) -> Result<Response, ApiError> {
-    let mut request: Value = parse(&body)?;
     let Some(fields) = request.as_object_mut() else {
         return Err(ApiError::bad_request(
             "invalid_request",

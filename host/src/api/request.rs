@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -20,7 +20,9 @@ use super::{ApiError, AppState};
 use crate::job::options::{
     ContentOptions, FailOn, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
-use crate::job::{Class, Job, NativeOutput, Output, PluginCall, Target};
+use crate::job::{
+    Asset, Class, HtmlBase, Job, NativeOutput, Output, PluginCall, Target, UPLOAD_ORIGIN,
+};
 use crate::plugin::{Role, Source};
 
 /// What every render request has: the page to load, how to load it, and the time budget.
@@ -31,6 +33,13 @@ pub struct RenderRequest<O> {
     pub url: Option<String>,
     /// An HTML document to render instead of a URL.
     pub html: Option<String>,
+    /// With `html`: the URL the document is served at (its links resolve against it, and it has
+    /// that origin's cookies), instead of `about:blank`.
+    pub base_url: Option<String>,
+    /// With `html`: files served beside the document, at their paths relative to `base_url`
+    /// (`http://pagewright.invalid/` when none is given).
+    #[serde(default)]
+    pub assets: Vec<AssetRequest>,
     #[serde(default)]
     pub goto: GotoOptions,
     #[serde(default)]
@@ -54,6 +63,91 @@ pub struct RenderRequest<O> {
     pub priority: PriorityRequest,
     /// How long the job may wait for a run slot, in milliseconds (server default and maximum apply).
     pub queue_timeout_ms: Option<u64>,
+}
+
+/// A file served beside an `html` job's document: its text `content`, or its bytes as `base64`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetRequest {
+    pub path: String,
+    /// Guessed from the path's extension when not given.
+    pub content_type: Option<String>,
+    pub content: Option<String>,
+    pub base64: Option<String>,
+}
+
+/// The most files a request may serve beside its document.
+const MAX_ASSETS: usize = 1000;
+
+/// An `html` job's base and assets, checked: paths relative and plain, each asset exactly one of
+/// `content` and `base64`.
+async fn html_base(
+    state: &AppState,
+    base_url: Option<String>,
+    assets: Vec<AssetRequest>,
+) -> Result<Option<HtmlBase>, ApiError> {
+    if base_url.is_none() && assets.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |message: String| ApiError::bad_request("invalid_input", message);
+    if assets.len() > MAX_ASSETS {
+        return Err(invalid(format!("at most {MAX_ASSETS} assets")));
+    }
+    let url = match base_url {
+        Some(url) => String::from(state.settings.url_policy.check(&url).await?),
+        None => format!("{UPLOAD_ORIGIN}/"),
+    };
+    let assets = assets
+        .into_iter()
+        .enumerate()
+        .map(|(index, asset)| {
+            let field = format!("assets[{index}]");
+            let path_ok = (1..=512).contains(&asset.path.len())
+                && !asset.path.starts_with('/')
+                && !asset.path.contains("://")
+                && asset
+                    .path
+                    .split('/')
+                    .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+                && !asset.path.chars().any(|c| c.is_control() || c == '?' || c == '#');
+            if !path_ok {
+                return Err(invalid(format!(
+                    "{field}.path `{}` must be a relative path such as `css/site.css` (no `..`,                      `?` or `#`)",
+                    asset.path.escape_debug()
+                )));
+            }
+            let data = match (asset.content, asset.base64) {
+                (Some(content), None) => content.into_bytes(),
+                (None, Some(encoded)) => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded.trim())
+                        .map_err(|error| invalid(format!("{field}.base64: {error}")))?
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "{field} needs exactly one of `content` and `base64`"
+                    )));
+                }
+            };
+            let content_type = asset.content_type.unwrap_or_else(|| {
+                mime_guess::from_path(&asset.path)
+                    .first_or_octet_stream()
+                    .to_string()
+            });
+            if HeaderValue::from_str(&content_type).is_err() {
+                return Err(invalid(format!(
+                    "{field}.content_type is not a header value"
+                )));
+            }
+            Ok(Asset {
+                path: asset.path,
+                content_type,
+                data,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(HtmlBase { url, assets }))
 }
 
 /// `{"class": "urgent" | "hot" | "cold", "number": -50..=50}`, both optional (hot, 0).
@@ -105,6 +199,89 @@ impl<S: Send + Sync> FromRequest<S> for RequestBody {
     }
 }
 
+/// A render request's body as JSON: the body itself, or, for a `multipart/form-data` upload (as
+/// Gotenberg takes them), the JSON of its `request` field with its `index.html` file as `html` and
+/// its other files as `assets`.
+pub struct RenderBody(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for RenderBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let boundary = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| multer::parse_boundary(value).ok());
+        let RequestBody(body) = RequestBody::from_request(request, state).await?;
+        match boundary {
+            Some(boundary) => multipart(body, boundary).await.map(RenderBody),
+            None => parse(&body).map(RenderBody),
+        }
+    }
+}
+
+/// The JSON request a multipart upload stands for.
+async fn multipart(body: Bytes, boundary: String) -> Result<serde_json::Value, ApiError> {
+    use base64::Engine as _;
+    let invalid = |message: String| ApiError::bad_request("invalid_request", message);
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut request = serde_json::json!({});
+    let mut html = None;
+    let mut assets = Vec::new();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|error| invalid(format!("invalid multipart body: {error}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(ToString::to_string);
+        let data = field
+            .bytes()
+            .await
+            .map_err(|error| invalid(format!("invalid multipart body: {error}")))?;
+        match file_name {
+            None if name == "request" => {
+                request = parse(&data)?;
+                if !request.is_object() {
+                    return Err(invalid("the `request` field must be a JSON object".into()));
+                }
+            }
+            None => {
+                return Err(invalid(format!(
+                    "unknown form field `{}`: send options as JSON in a `request` field, and                      files with a file name",
+                    name.escape_debug()
+                )));
+            }
+            Some(file_name) if file_name == "index.html" => {
+                html = Some(
+                    String::from_utf8(data.to_vec())
+                        .map_err(|_| invalid("index.html must be UTF-8".into()))?,
+                );
+            }
+            Some(file_name) => assets.push(serde_json::json!({
+                "path": file_name,
+                "content_type": content_type.filter(|kind| kind != "application/octet-stream"),
+                "base64": base64::engine::general_purpose::STANDARD.encode(&data),
+            })),
+        }
+    }
+    let html =
+        html.ok_or_else(|| invalid("a multipart upload needs an `index.html` file".into()))?;
+    for field in ["url", "html", "assets"] {
+        if request.get(field).is_some() {
+            return Err(invalid(format!(
+                "`{field}` comes from the upload's files, not its `request` field"
+            )));
+        }
+    }
+    request["html"] = serde_json::Value::String(html);
+    request["assets"] = serde_json::Value::Array(assets);
+    Ok(request)
+}
+
 /// Parses a body as JSON whatever its content type (curl's `-d` says form-urlencoded), with serde's
 /// message, which names an unknown or mistyped field and where it is.
 pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -136,6 +313,13 @@ async fn job<O>(
     output: impl FnOnce(O) -> Result<Output, ApiError>,
 ) -> Result<Job, ApiError> {
     let settings = &state.settings;
+    if request.html.is_none() && (request.base_url.is_some() || !request.assets.is_empty()) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`base_url` and `assets` go with `html`",
+        ));
+    }
+    let html_base = html_base(state, request.base_url, request.assets).await?;
     let target = match (request.url, request.html) {
         (Some(url), None) => Target::Url(settings.url_policy.check(&url).await?.into()),
         (None, Some(html)) => Target::Html(html),
@@ -192,6 +376,7 @@ async fn job<O>(
     job.goto = request.goto;
     job.page = request.page;
     job.fail_on = request.fail_on;
+    job.html_base = html_base;
     job.scripts = scripts;
     job.tenant = tenant;
     job.key_scope = caller.key_scope();

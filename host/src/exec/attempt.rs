@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use super::{ExecError, Executor, Rendered, millis};
 use crate::job::options::StatusRange;
-use crate::job::{Job, NativeOutput, Output, PluginCall, Produced, Target};
-use crate::page::{FailRule, Navigation, Page, PageError};
+use crate::job::{HtmlBase, Job, NativeOutput, Output, PluginCall, Produced, Target};
+use crate::page::{FailRule, Navigation, Page, PageError, Served};
 use crate::plugin::{JobContext, PluginHost, Usage};
 use crate::sched::Priority;
 use crate::shard::Shard;
@@ -50,7 +50,10 @@ impl Executor {
         };
         let load = match (&job.target, &job.output) {
             (Target::Url(url), _) => Load::Url(url),
-            (Target::Html(html), _) => Load::Html(html),
+            (Target::Html(html), _) => match &job.html_base {
+                Some(base) => Load::Served(base, html),
+                None => Load::Html(html),
+            },
             (Target::NoPage, Output::Plugin(call)) => {
                 return self.without_page(call, context).await;
             }
@@ -154,7 +157,10 @@ impl Executor {
 #[derive(Debug, Clone, Copy)]
 enum Load<'a> {
     Url(&'a str),
+    /// Written into `about:blank`.
     Html(&'a str),
+    /// Served from memory at its base URL, with its files.
+    Served(&'a HtmlBase, &'a str),
 }
 
 /// Page options, page scripts' init scripts, navigation.
@@ -165,11 +171,12 @@ async fn prepare(
     plugins: &PluginHost,
     context: JobContext,
 ) -> Result<(Navigation, Usage), ExecError> {
-    let target_url = match load {
-        Load::Url(url) => Some(url),
-        Load::Html(_) => None,
+    let (target_url, served) = match load {
+        Load::Url(url) => (Some(url), None),
+        Load::Html(_) => (None, None),
+        Load::Served(base, html) => (Some(base.url.as_str()), Some(Served::new(base, html)?)),
     };
-    page.apply(&job.page, target_url).await?;
+    page.apply(&job.page, target_url, served).await?;
     let mut usage = Usage::default();
     for script in &job.scripts {
         let (sources, used) = plugins.init_scripts(script, context).await;
@@ -181,6 +188,7 @@ async fn prepare(
     let mut watch = page.watch(&job.fail_on).await?;
     let navigation = match load {
         Load::Url(url) => page.goto(url, &job.goto).await?,
+        Load::Served(base, _) => page.goto(&base.url, &job.goto).await?,
         Load::Html(html) => page.set_html(html, &job.goto).await?,
     };
     if StatusRange::any(&job.fail_on.status, navigation.status) {

@@ -38,6 +38,10 @@ pub struct Job {
     /// When a page that loaded fails the job all the same.
     #[serde(default)]
     pub fail_on: FailOn,
+    /// For an `html` target: the URL its document is served at (from memory), and the files
+    /// served beside it. Without it the document is written into `about:blank`.
+    #[serde(default)]
+    pub html_base: Option<HtmlBase>,
     /// Page-script plugins: their init scripts go in before navigation, their after-load hooks run
     /// before the output, in this order.
     pub scripts: Vec<PluginCall>,
@@ -70,6 +74,7 @@ impl Job {
             goto: GotoOptions::default(),
             page: PageOptions::default(),
             fail_on: FailOn::default(),
+            html_base: None,
             scripts: Vec::new(),
             output,
             tenant: Arc::from(DEFAULT_TENANT),
@@ -130,14 +135,14 @@ impl Job {
     pub fn validate(&self) -> Result<(), InvalidOption> {
         self.page.validate()?;
         self.goto.validate()?;
-        if !matches!(self.target, Target::Url(_)) {
+        if !matches!(self.target, Target::Url(_)) && self.html_base.is_none() {
             // Inline HTML has no origin of its own for target-scoped credentials to go to.
             if !self.page.headers.is_empty()
                 && self.page.headers_scope == options::HeadersScope::Target
             {
                 return Err(InvalidOption(
-                    "page.headers go to the target's origin, and inline `html` has none: set \
-                     page.headers_scope to \"all\" or a list of origins"
+                    "page.headers go to the target's origin, and inline `html` has none: give \
+                     a `base_url`, or set page.headers_scope to \"all\" or a list of origins"
                         .into(),
                 ));
             }
@@ -173,6 +178,55 @@ impl Job {
 pub fn next_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The origin an uploaded document is served at when the request names none: `.invalid` is never
+/// a real host, and every request to it is answered from the upload (a file it lacks is a 404).
+pub const UPLOAD_ORIGIN: &str = "http://pagewright.invalid";
+
+/// Where an `html` job's document is served, and what is served beside it ([`Job::html_base`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HtmlBase {
+    /// The document's URL: its relative links resolve against it, and it has that origin's
+    /// cookies and storage.
+    pub url: String,
+    /// Files served at their paths relative to `url`, from memory.
+    #[serde(default)]
+    pub assets: Vec<Asset>,
+}
+
+impl HtmlBase {
+    /// Is this the made-up origin of an upload, all of whose requests are answered from memory?
+    pub fn is_upload_origin(&self) -> bool {
+        self.url.starts_with(UPLOAD_ORIGIN)
+    }
+}
+
+/// A file served beside an `html` job's document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Asset {
+    /// Relative to the document's URL: `style.css`, `img/logo.png`.
+    pub path: String,
+    pub content_type: String,
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// Bytes as a base64 string in a stored job, not a JSON array of numbers.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What to load into the page.

@@ -1,20 +1,23 @@
 //! Requests the page makes, stopped in the browser before they leave it (CDP's `Fetch` domain): the
-//! ones a job blocks fail there, and the ones to the origins its headers are scoped to go on with
-//! those headers added. Only requests that match a pattern stop, so a job that blocks nothing and
+//! ones a job blocks fail there, an uploaded document and its files are answered from memory, and
+//! the ones to the origins its headers are scoped to go on with those headers added. Only requests that match a pattern stop, so a job that blocks nothing and
 //! scopes no headers costs nothing here, and one with scoped headers pays a round trip only for the
 //! requests to those origins.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use chromiumoxide::Binary;
 use chromiumoxide::cdp::browser_protocol::fetch::{
-    self, ContinueRequestParams, EventRequestPaused, FailRequestParams, HeaderEntry,
-    RequestPattern, RequestStage,
+    self, ContinueRequestParams, EventRequestPaused, FailRequestParams, FulfillRequestParams,
+    HeaderEntry, RequestPattern, RequestStage,
 };
 use chromiumoxide::cdp::browser_protocol::network::{self, ErrorReason};
 use futures::StreamExt;
 
 use super::setup::cdp_resource_type;
 use super::{Page, PageError};
+use crate::job::HtmlBase;
 use crate::job::options::BlockOptions;
 
 /// What the page's requests go through, until the reset.
@@ -24,6 +27,72 @@ pub(super) struct Interception {
     /// Headers added to the requests to `header_origins` (`scheme://host[:port]`).
     pub headers: BTreeMap<String, String>,
     pub header_origins: Vec<String>,
+    pub served: Option<Served>,
+}
+
+/// An `html` job's document and files, answered from memory at their URLs.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// By URL (without fragment or query): content type and bytes.
+    files: HashMap<String, (String, Arc<[u8]>)>,
+    /// An origin all of whose requests are answered from here (a 404 for what is not): the made-up
+    /// origin of an upload, which must never reach the network.
+    closed_origin: Option<String>,
+}
+
+impl Served {
+    /// The document at `base.url`, and each asset at its path relative to it.
+    pub fn new(base: &HtmlBase, html: &str) -> Result<Self, PageError> {
+        let document = url::Url::parse(&base.url)
+            .map_err(|error| PageError::InvalidInput(format!("base_url: {error}")))?;
+        let mut files = HashMap::new();
+        files.insert(
+            plain_url(document.as_str()),
+            (
+                "text/html; charset=utf-8".to_owned(),
+                Arc::from(html.as_bytes()),
+            ),
+        );
+        for asset in &base.assets {
+            let url = document.join(&asset.path).map_err(|error| {
+                PageError::InvalidInput(format!("assets: `{}`: {error}", asset.path))
+            })?;
+            files.insert(
+                plain_url(url.as_str()),
+                (asset.content_type.clone(), Arc::from(asset.data.as_slice())),
+            );
+        }
+        Ok(Self {
+            files,
+            closed_origin: base
+                .is_upload_origin()
+                .then(|| document.origin().ascii_serialization()),
+        })
+    }
+
+    /// The file for `url`, if it is one of ours.
+    fn file(&self, url: &str) -> Option<&(String, Arc<[u8]>)> {
+        self.files.get(&plain_url(url))
+    }
+
+    /// Is `url` on the closed origin?
+    fn closes(&self, url: &str) -> bool {
+        self.closed_origin.as_ref().is_some_and(|origin| {
+            url::Url::parse(url).is_ok_and(|url| url.origin().ascii_serialization() == *origin)
+        })
+    }
+}
+
+/// A URL without its fragment and query: how served files are looked up.
+fn plain_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_fragment(None);
+            parsed.set_query(None);
+            parsed.into()
+        }
+        Err(_) => url.to_owned(),
+    }
 }
 
 impl Interception {
@@ -47,6 +116,20 @@ impl Interception {
                 .iter()
                 .map(|url| pattern(url.clone(), None)),
         );
+        if let Some(served) = &self.served {
+            patterns.extend(
+                served
+                    .files
+                    .keys()
+                    .map(|url| pattern(format!("{}*", escape_pattern(url)), None)),
+            );
+            patterns.extend(
+                served
+                    .closed_origin
+                    .iter()
+                    .map(|origin| pattern(format!("{}/*", escape_pattern(origin)), None)),
+            );
+        }
         if !self.headers.is_empty() {
             patterns.extend(
                 self.header_origins
@@ -123,9 +206,19 @@ impl Page<'_> {
             while let Some(event) = paused.next().await {
                 let id = event.request_id.clone();
                 // An answer can fail only when the page or its request is gone: nothing to do then.
-                if interception.blocks(&event.resource_type, &event.request.url) {
+                let url = &event.request.url;
+                let served = interception.served.as_ref();
+                if interception.blocks(&event.resource_type, url) {
                     let _ = cdp
                         .execute(FailRequestParams::new(id, ErrorReason::BlockedByClient))
+                        .await;
+                } else if let Some((content_type, body)) =
+                    served.and_then(|served| served.file(url))
+                {
+                    let _ = cdp.execute(fulfill(id, 200, content_type, body)).await;
+                } else if served.is_some_and(|served| served.closes(url)) {
+                    let _ = cdp
+                        .execute(fulfill(id, 404, "text/plain", b"not in the upload"))
                         .await;
                 } else {
                     let mut carry_on = ContinueRequestParams::new(id);
@@ -151,6 +244,25 @@ impl Page<'_> {
         .await?;
         Ok(())
     }
+}
+
+/// An answer to a stopped request, made here.
+fn fulfill(
+    request: fetch::RequestId,
+    status: i64,
+    content_type: &str,
+    body: &[u8],
+) -> FulfillRequestParams {
+    use base64::Engine as _;
+    let mut answer = FulfillRequestParams::new(request, status);
+    answer.response_headers = Some(vec![
+        HeaderEntry::new("content-type", content_type),
+        HeaderEntry::new("cache-control", "no-store"),
+    ]);
+    answer.body = Some(Binary::from(
+        base64::engine::general_purpose::STANDARD.encode(body),
+    ));
+    answer
 }
 
 /// `text` with the characters a `Fetch` URL pattern treats as wildcards escaped.

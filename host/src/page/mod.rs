@@ -46,6 +46,7 @@ use crate::job::options::InvalidOption;
 use changes::Changes;
 use events::DialogLog;
 pub use events::{CrashSignal, Dialog};
+pub use intercept::Served;
 pub use watch::FailRule;
 
 /// What went wrong in a page operation.

@@ -3,7 +3,7 @@
 //! cookies and injected scripts. Each setting records itself in the page's
 //! changes (`changes.rs`), so the reset undoes exactly what a job changed.
 
-use super::intercept::Interception;
+use super::intercept::{Interception, Served};
 use super::{Page, PageError};
 use crate::job::options::{
     Cookie, Geolocation, HeadersScope, MediaType, PageOptions, ResourceType, SameSite, ScriptTime,
@@ -28,11 +28,13 @@ use chromiumoxide::error::CdpError;
 
 impl Page<'_> {
     /// Applies everything in `options` that must be in place before navigating. `target_url` is where
-    /// cookies without `url` or `domain` go, and whose origin gets the scoped headers.
+    /// cookies without `url` or `domain` go, and whose origin gets the scoped headers; `served` is
+    /// an `html` job's document and files, answered from memory at their URLs.
     pub async fn apply(
         &self,
         options: &PageOptions,
         target_url: Option<&str>,
+        served: Option<Served>,
     ) -> Result<(), PageError> {
         let deadline = self.deadline;
         let target_origin = target_url
@@ -86,11 +88,12 @@ impl Page<'_> {
                 .map(|origin| origin.trim_end_matches('/').to_owned())
                 .collect(),
         };
-        if !options.block.is_empty() || !origins.is_empty() {
+        if !options.block.is_empty() || !origins.is_empty() || served.is_some() {
             self.intercept(Interception {
                 block: options.block.clone(),
                 headers: scoped,
                 header_origins: origins,
+                served,
             })
             .await?;
         }

@@ -161,7 +161,7 @@ async fn emulation_applies_and_resets() {
 
     let before = {
         let page = Page::new(&handle, deadline());
-        page.apply(&PageOptions::default(), Some(&echo))
+        page.apply(&PageOptions::default(), Some(&echo), None)
             .await
             .expect("apply");
         page.goto(&echo, &GotoOptions::default())
@@ -181,7 +181,9 @@ async fn emulation_applies_and_resets() {
             "geolocation": { "latitude": 48.85, "longitude": 2.35 },
         }))
         .expect("options");
-        page.apply(&options, Some(&echo)).await.expect("apply");
+        page.apply(&options, Some(&echo), None)
+            .await
+            .expect("apply");
         page.goto(&echo, &GotoOptions::default())
             .await
             .expect("goto");
@@ -212,7 +214,7 @@ async fn emulation_applies_and_resets() {
     between_jobs(&handle).await;
     {
         let page = Page::new(&handle, deadline());
-        page.apply(&PageOptions::default(), Some(&echo))
+        page.apply(&PageOptions::default(), Some(&echo), None)
             .await
             .expect("apply");
         page.goto(&echo, &GotoOptions::default())
@@ -228,7 +230,7 @@ async fn emulation_applies_and_resets() {
             timezone: Some("Mars/Olympus_Mons".into()),
             ..PageOptions::default()
         };
-        let refused = page.apply(&options, Some(&echo)).await;
+        let refused = page.apply(&options, Some(&echo), None).await;
         assert!(
             matches!(&refused, Err(PageError::InvalidInput(message)) if message.contains("page.timezone")),
             "{refused:?}"
@@ -264,7 +266,9 @@ async fn page_options_apply_and_reset() {
             media_features: BTreeMap::from([("prefers-color-scheme".into(), "dark".into())]),
             ..PageOptions::default()
         };
-        page.apply(&options, Some(&echo)).await.expect("apply");
+        page.apply(&options, Some(&echo), None)
+            .await
+            .expect("apply");
         page.goto(&echo, &GotoOptions::default())
             .await
             .expect("goto");
@@ -322,7 +326,7 @@ async fn page_options_apply_and_reset() {
             },
             ..PageOptions::default()
         };
-        page.apply(&options, None).await.expect("apply");
+        page.apply(&options, None, None).await.expect("apply");
         page.goto(&site.url("/image"), &GotoOptions::default())
             .await
             .expect("goto");
@@ -366,7 +370,7 @@ async fn blocking_javascript_and_waits() {
             },
             ..PageOptions::default()
         };
-        page.apply(&options, None).await.expect("apply");
+        page.apply(&options, None, None).await.expect("apply");
         page.goto(&site.url("/image"), &GotoOptions::default())
             .await
             .expect("goto");
@@ -393,7 +397,7 @@ async fn blocking_javascript_and_waits() {
             },
             ..PageOptions::default()
         };
-        page.apply(&options, None).await.expect("apply");
+        page.apply(&options, None, None).await.expect("apply");
         page.goto(&site.url("/image"), &GotoOptions::default())
             .await
             .expect("goto");
@@ -412,6 +416,7 @@ async fn blocking_javascript_and_waits() {
                 javascript: false,
                 ..PageOptions::default()
             },
+            None,
             None,
         )
         .await
