@@ -121,6 +121,11 @@ pub struct Metrics {
     /// Runs whose lease was lost: their host stopped renewing it (it died, or the store was out of
     /// reach), and the job went back to the queue.
     pub jobs_leases_lost: Counter,
+    /// Render requests that asked for the cache, by how they were answered (`hit`, `miss`,
+    /// `coalesced`).
+    pub cache_lookups: Family<ReasonLabels, Counter>,
+    /// Bytes of responses the cache holds.
+    pub cache_bytes: Gauge,
 }
 
 impl Metrics {
@@ -294,6 +299,18 @@ impl Metrics {
             "Runs of async jobs whose lease expired (their host stopped renewing it); the jobs went back to the queue",
             jobs_leases_lost.clone(),
         );
+        let cache_lookups = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Render requests that asked for the response cache, by how they were answered (hit, miss, coalesced)",
+            cache_lookups.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes of responses the response cache holds",
+            cache_bytes.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -323,6 +340,8 @@ impl Metrics {
             jobs_claimed,
             jobs_claim_seconds,
             jobs_leases_lost,
+            cache_lookups,
+            cache_bytes,
         }
     }
 

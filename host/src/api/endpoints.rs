@@ -6,24 +6,58 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use std::time::Duration;
+
+use axum::body::Bytes;
+
+use super::cache::{CacheRequest, CachedResponse, ResponseCache};
 use super::request::{Endpoint, RenderBody, job_for};
 use super::tenants::Caller;
 use super::{ApiError, AppState, PathParam};
 use crate::exec::Rendered;
 use crate::plugin::Usage;
 
-/// A render endpoint's job, run now.
+/// A render endpoint's job, run now; or, for a request that asks for the cache, answered from a
+/// stored response or an identical request's render where there is one (`cache.rs`).
 async fn render(
     state: &AppState,
     caller: &Caller,
     endpoint: Endpoint<'_>,
-    body: serde_json::Value,
+    mut body: serde_json::Value,
 ) -> Result<Response, ApiError> {
+    let cache = take_cache(&mut body)?;
     let job = job_for(state, caller, endpoint, body).await?;
     state.admit_by_memory()?;
     caller.take_rate()?;
     let _in_flight = caller.enter()?;
-    Ok(response(state.executor.run(job).await?))
+    let Some(ttl) = cache else {
+        let (headers, body) = response_parts(state.executor.run(job).await?);
+        return Ok((headers, body).into_response());
+    };
+    let key = ResponseCache::key(&job);
+    let executor = state.executor.clone();
+    let render = async move {
+        let (headers, body) = response_parts(executor.run(job).await?);
+        Ok(CachedResponse { headers, body })
+    };
+    let (cached, outcome) = state.cache.respond(key, ttl, render).await?;
+    let mut headers = cached.headers.clone();
+    outcome.mark(&mut headers);
+    Ok((headers, cached.body.clone()).into_response())
+}
+
+/// The request's `cache` field, taken out of the body (a job does not carry it).
+fn take_cache(body: &mut serde_json::Value) -> Result<Option<Duration>, ApiError> {
+    let Some(cache) = body
+        .as_object_mut()
+        .and_then(|fields| fields.remove("cache"))
+    else {
+        return Ok(None);
+    };
+    let cache: CacheRequest = serde_json::from_value(cache).map_err(|error| {
+        ApiError::bad_request("invalid_request", format!("invalid cache: {error}"))
+    })?;
+    cache.ttl().map(Some)
 }
 
 pub async fn screenshot(
@@ -126,7 +160,7 @@ fn ascii_json(json: &str) -> String {
     escaped
 }
 
-fn response(rendered: Rendered) -> Response {
+fn response_parts(rendered: Rendered) -> (HeaderMap, Bytes) {
     let usage = rendered.usage;
     let dialogs = serde_json::to_string(&rendered.dialogs).unwrap_or_else(|_| "[]".into());
     let warnings =
@@ -140,5 +174,5 @@ fn response(rendered: Rendered) -> Response {
         usage.map(|usage| usage.fuel),
         usage.as_ref().map(Usage::wall_ms),
     );
-    (headers, rendered.produced.into_bytes()).into_response()
+    (headers, Bytes::from(rendered.produced.into_bytes()))
 }

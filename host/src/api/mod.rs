@@ -8,6 +8,7 @@
 //! [`Job`]: crate::job::Job
 
 mod auth;
+mod cache;
 mod endpoints;
 mod error;
 mod jobs;
@@ -40,6 +41,7 @@ use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
 use crate::plugin::PluginHost;
 use crate::secret::Secret;
 use crate::url_policy::UrlPolicy;
+use cache::ResponseCache;
 
 /// What the API decides: a job's default and largest budgets, the body limit, the URL policy, how
 /// the built-in endpoints produce their output, and the tokens.
@@ -67,6 +69,9 @@ pub struct ApiSettings {
     pub tenants: Option<Arc<Tenants>>,
     /// How many connections, and how long a client may take to send a request's headers.
     pub connections: ConnectionLimits,
+    /// Bytes of responses the response cache may hold (0: identical requests still share renders,
+    /// none is stored).
+    pub cache_max_bytes: usize,
 }
 
 impl ApiSettings {
@@ -82,6 +87,8 @@ impl ApiSettings {
     pub const MAX_ASYNC_QUEUE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
     /// 10 MiB holds any hand-written page; larger documents should be served and rendered by URL.
     pub const MAX_BODY_BYTES: usize = 10 << 20;
+    /// 256 MiB: a thousand full-page screenshots, or a hundred thousand small JSON results.
+    pub const CACHE_MAX_BYTES: usize = 256 << 20;
 }
 
 impl Default for ApiSettings {
@@ -98,6 +105,7 @@ impl Default for ApiSettings {
             render_token: None,
             tenants: None,
             connections: ConnectionLimits::default(),
+            cache_max_bytes: Self::CACHE_MAX_BYTES,
         }
     }
 }
@@ -111,6 +119,8 @@ pub struct AppState {
     metrics: Metrics,
     /// Set while the machine (or container) is low on memory; see [`AppState::admit_by_memory`].
     memory_low: Arc<AtomicBool>,
+    /// Responses of render requests that ask for caching, and their renders in flight.
+    cache: ResponseCache,
 }
 
 impl AppState {
@@ -122,6 +132,7 @@ impl AppState {
         memory_low: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            cache: ResponseCache::new(settings.cache_max_bytes, metrics.clone()),
             settings: Arc::new(settings),
             executor,
             jobs,

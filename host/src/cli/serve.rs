@@ -58,6 +58,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGEWRIGHT_MAX_BODY_BYTES", default_value_t = ApiSettings::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
+    /// Memory for the response cache of render requests that ask for it (`"cache": {"ttl_ms"}`),
+    /// in MiB; least recently used responses go first. 0 stores nothing (identical requests in
+    /// flight together still share one render).
+    #[arg(long, env = "PAGEWRIGHT_CACHE_MAX_MIB", default_value_t = (ApiSettings::CACHE_MAX_BYTES >> 20) as u64)]
+    pub cache_max_mib: u64,
+
     /// Refuse every connection a page or a webhook makes to a loopback, private, link-local or
     /// otherwise internal address: the job's URL, redirects, subresources, frames, fetches,
     /// WebSockets, workers, inline-HTML jobs and plugin navigations alike, checked on the address
@@ -358,6 +364,8 @@ impl ServeArgs {
                 queue_timeout: Duration::from_millis(self.queue_timeout_ms),
                 async_queue_timeout: Duration::from_millis(self.job_queue_timeout_ms),
                 max_body_bytes: self.max_body_bytes,
+                cache_max_bytes: usize::try_from(self.cache_max_mib.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
                 url_policy: url_policy.clone(),
                 native_builtins: self.native_builtins,
                 admin_token: self.admin_token.clone().map(Secret::new),

@@ -22,8 +22,13 @@
 //! measure urgent jobs under a cold flood and a small tenant beside a big one, each against an idle
 //! server and against first-come-first-served.
 //!
+//! `cargo run --release -p pagewright-bench -- cache` measures the response cache: a cached
+//! screenshot's latency against a rendered one, and how many renders 100 identical concurrent
+//! requests cost.
+//!
 //! Memory is the sum of PSS (not RSS, which counts shared pages once per process) over the process tree.
 
+mod cache;
 mod farm;
 mod flood;
 mod languages;
@@ -195,6 +200,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The response cache: a cached screenshot's latency against a rendered one, and the renders
+    /// that identical concurrent requests cost.
+    Cache {
+        /// Sequential cached requests measured (a tenth as many uncached).
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+        /// Identical requests sent at once for the coalescing figure.
+        #[arg(long, default_value_t = 100)]
+        concurrent: usize,
+    },
     /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
     #[command(hide = true)]
     Serve {
@@ -286,6 +301,10 @@ fn main() -> anyhow::Result<()> {
             postgres_url,
             rounds: rounds.max(1),
         })),
+        BenchCommand::Cache {
+            requests,
+            concurrent,
+        } => runtime.block_on(cache::cache_bench(requests, concurrent)),
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
                 .with_env_filter(
