@@ -504,3 +504,76 @@ async fn html_is_served_at_its_base_url_with_its_files() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn markdown_gives_the_page_or_its_main_content() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let article = site.url("/article");
+
+    let markdown = |body: Value| {
+        let server = &server;
+        async move {
+            let response = server.post("/v1/markdown", body).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                response.headers()["content-type"],
+                "text/markdown; charset=utf-8"
+            );
+            response.text().await.expect("text")
+        }
+    };
+    let whole = markdown(json!({ "url": article })).await;
+    assert!(whole.starts_with("# Rivers of the North\n"), "{whole}");
+    for kept in [
+        "World",
+        "Accept cookies",
+        "Buy now",
+        "Copyright the Northern Gazette",
+    ] {
+        assert!(
+            whole.contains(kept),
+            "the whole page keeps {kept:?}:\n{whole}"
+        );
+    }
+    for never in ["secret hidden text", "analytics", "display: none"] {
+        assert!(!whole.contains(never), "{never:?} is not shown:\n{whole}");
+    }
+
+    let main = markdown(json!({ "url": article, "options": { "main_content": true } })).await;
+    assert!(main.starts_with("# Rivers of the North\n"), "{main}");
+    for kept in [
+        "**November**",
+        &format!("[more about the thaw]({})", site.url("/more")),
+        &format!("![A map of the rivers]({})", site.url("/pixel.png")),
+        "## What the rivers carry",
+        "Timber from the forests upstream",
+        "flow = area * velocity",
+    ] {
+        assert!(
+            main.contains(kept),
+            "the main content keeps {kept:?}:\n{main}"
+        );
+    }
+    for dropped in [
+        "World",
+        "Accept cookies",
+        "Buy now",
+        "Copyright",
+        "Share on every network",
+        "secret hidden text",
+    ] {
+        assert!(
+            !main.contains(dropped),
+            "the main content drops {dropped:?}:\n{main}"
+        );
+    }
+    let response = server
+        .post(
+            "/v1/markdown",
+            json!({ "url": article, "options": { "main": true } }),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    server.shutdown().await;
+}

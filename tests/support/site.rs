@@ -29,6 +29,8 @@ use tokio::net::TcpListener;
 /// - `/status?code=N`: a page answered with status N; `/broken-image`: a page whose image answers
 ///   500; `/throws`: a page whose script throws; `/lazy`: marks `#bottom` seen only once it is
 ///   scrolled into view; `/holds-a-connection`: keeps one request open for 3 s after load;
+/// - `/article`: a news-like page ([`ARTICLE`]) with navigation, banners, ads and a footer around
+///   its article;
 /// - `/tour`: what the `page-tour` guest drives: a form whose button marks `#out` done, a tall body.
 /// - Hostile pages: `/dialogs` (alert, confirm and prompt before it renders), `/oom` (allocates until
 ///   its renderer runs out of memory), `/beacon` (fetches `/pixel.png` every 50 ms while it is
@@ -85,6 +87,31 @@ window.open("{origin}/popup");
     )
 }
 
+/// A news-like page: navigation, a cookie banner, an article, a sidebar of ads, a footer.
+pub const ARTICLE: &str = r#"<!doctype html><html><head><title>Rivers of the North</title>
+<style>.hidden { display: none }</style></head>
+<body>
+<header><a href="/">Home</a> <nav><a href="/world">World</a> <a href="/sport">Sport</a></nav></header>
+<div class="cookie-banner">We use cookies. <button>Accept cookies</button></div>
+<main>
+<article>
+<h1>Rivers of the North</h1>
+<p>The northern rivers freeze in <strong>November</strong> and thaw in April, carrying the
+winter's silt down to the sea. Fishermen wait for the ice to break before they set out.</p>
+<p>Read <a href="/more">more about the thaw</a> or see the map below.</p>
+<img src="/pixel.png" alt="A map of the rivers">
+<h2>What the rivers carry</h2>
+<ul><li>Silt and sand</li><li>Meltwater</li><li>Timber from the forests upstream</li></ul>
+<pre><code>flow = area * velocity</code></pre>
+<p class="hidden">secret hidden text</p>
+<div class="share-buttons">Share on every network</div>
+</article>
+</main>
+<aside class="sidebar"><div class="ad">Buy now: boats half price</div></aside>
+<footer>Copyright the Northern Gazette</footer>
+<script>document.title = document.title; window.analytics = 'loaded';</script>
+</body></html>"#;
+
 const INDEX: &str = r#"<!doctype html><html><head><title>Fixture</title></head>
 <body style="background:#fff;margin:0">
 <h1 id="title">Hello pagewright</h1>
@@ -114,6 +141,7 @@ impl FixtureSite {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let app = Router::new()
+            .route("/article", get(|| async { Html(ARTICLE) }))
             .route(
                 "/status",
                 get(|Query(query): Query<StatusQuery>| async move {

@@ -1,6 +1,7 @@
-//! `POST /v1/screenshot`, `/v1/pdf`, `/v1/content`, `/v1/scrape` and `/v1/run/{plugin}`: the body
-//! becomes a job (`request.rs`), the executor runs it now, and the output goes back with the page's
-//! final URL and status and what the plugins cost as headers.
+//! `POST /v1/screenshot`, `/v1/pdf`, `/v1/content`, `/v1/markdown`, `/v1/scrape` and
+//! `/v1/run/{plugin}`: the body becomes a job (`request.rs`), the executor runs it now (or the
+//! response cache answers it, `cache.rs`), and the output goes back with the page's final URL and
+//! status and what the plugins cost as headers.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -82,6 +83,16 @@ pub async fn content(
     RenderBody(body): RenderBody,
 ) -> Result<Response, ApiError> {
     render(&state, &caller, Endpoint::Content, body).await
+}
+
+/// `POST /v1/markdown`: the page as Markdown (the built-in `markdown` plugin; `options`:
+/// `{"main_content": true}` for the main content only).
+pub async fn markdown(
+    State(state): State<AppState>,
+    caller: Caller,
+    RenderBody(body): RenderBody,
+) -> Result<Response, ApiError> {
+    render(&state, &caller, Endpoint::Plugin("markdown"), body).await
 }
 
 pub async fn scrape(

@@ -26,6 +26,9 @@
 //! screenshot's latency against a rendered one, and how many renders 100 identical concurrent
 //! requests cost.
 //!
+//! `cargo run --release -p pagewright-bench -- markdown` measures the markdown output on a long
+//! page: its size against the HTML's, its time against `/v1/content`.
+//!
 //! Memory is the sum of PSS (not RSS, which counts shared pages once per process) over the process tree.
 
 mod cache;
@@ -33,6 +36,7 @@ mod farm;
 mod flood;
 mod languages;
 mod load;
+mod markdown;
 mod memory;
 mod plugins;
 #[path = "../../support/postgres.rs"]
@@ -210,6 +214,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         concurrent: usize,
     },
+    /// The markdown output on a long page: size against the HTML, time against `/v1/content`.
+    Markdown {
+        /// Sections of the page (each a heading, two paragraphs, a list and an ad).
+        #[arg(long, default_value_t = 500)]
+        sections: usize,
+        /// Measured rounds (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
     /// Internal: run the pagewright server (the `pool` bench starts this as its child process).
     #[command(hide = true)]
     Serve {
@@ -305,6 +318,9 @@ fn main() -> anyhow::Result<()> {
             requests,
             concurrent,
         } => runtime.block_on(cache::cache_bench(requests, concurrent)),
+        BenchCommand::Markdown { sections, rounds } => {
+            runtime.block_on(markdown::markdown_bench(sections, rounds.max(1)))
+        }
         BenchCommand::Serve { args } => runtime.block_on(async move {
             tracing_subscriber::fmt()
                 .with_env_filter(
