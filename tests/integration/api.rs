@@ -371,7 +371,17 @@ async fn health_status_and_metrics() {
         .iter()
         .map(|plugin| plugin["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(plugins, ["content", "links", "pdf", "scrape", "screenshot"]);
+    assert_eq!(
+        plugins,
+        [
+            "content",
+            "links",
+            "markdown",
+            "pdf",
+            "scrape",
+            "screenshot"
+        ]
+    );
     assert_eq!(status["plugins"][0]["roles"], json!(["extractor"]));
     assert_eq!(status["plugins"][0]["source"], "builtin");
     assert_eq!(status["plugin_host"]["instances"], 0);

@@ -577,3 +577,68 @@ async fn markdown_gives_the_page_or_its_main_content() {
     assert_eq!(response.status(), 400);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn debug_returns_the_console_the_errors_and_a_har_of_the_requests() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let noisy = site.url("/noisy");
+    let response = server
+        .post(
+            "/v1/debug",
+            json!({ "url": noisy, "goto": { "wait_ms": 300 }, "options": { "bodies": true } }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let debug: Value = response.json().await.expect("JSON");
+    assert_eq!(debug["status"], 200);
+    let console = debug["console"].as_array().expect("console");
+    assert!(
+        console
+            .iter()
+            .any(|message| message["type"] == "log" && message["text"] == "hello 42"),
+        "{debug}"
+    );
+    assert!(
+        console
+            .iter()
+            .any(|message| message["type"] == "warning" && message["text"] == "careful"),
+        "{debug}"
+    );
+    assert!(
+        debug["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("late failure")),
+        "{debug}"
+    );
+    let entries = debug["har"]["log"]["entries"].as_array().expect("entries");
+    let entry = |path: &str| {
+        entries
+            .iter()
+            .find(|entry| entry["request"]["url"] == site.url(path).as_str())
+            .unwrap_or_else(|| panic!("no entry for {path}: {debug}"))
+            .clone()
+    };
+    let document = entry("/noisy");
+    assert_eq!(document["response"]["status"], 200);
+    assert_eq!(document["_resourceType"], "document");
+    assert!(
+        document["response"]["content"]["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("console.log")),
+        "{document}"
+    );
+    assert!(document["time"].as_f64().is_some_and(|time| time >= 0.0));
+    assert_eq!(entry("/pixel.png")["_resourceType"], "image");
+    assert_eq!(entry("/status?code=404")["response"]["status"], 404);
+    assert_eq!(debug["har"]["log"]["version"], "1.2");
+
+    for options in [json!({ "max_body_bytes": 0 }), json!({ "body": true })] {
+        let response = server
+            .post("/v1/debug", json!({ "url": noisy, "options": options }))
+            .await;
+        assert_eq!(response.status(), 400, "{options}");
+    }
+    server.shutdown().await;
+}

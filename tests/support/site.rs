@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 /// - `/status?code=N`: a page answered with status N; `/broken-image`: a page whose image answers
 ///   500; `/throws`: a page whose script throws; `/lazy`: marks `#bottom` seen only once it is
 ///   scrolled into view; `/holds-a-connection`: keeps one request open for 3 s after load;
+/// - `/noisy`: logs to the console, loads an image, fetches a 404 and throws from a timer;
 /// - `/article`: a news-like page ([`ARTICLE`]) with navigation, banners, ads and a footer around
 ///   its article;
 /// - `/tour`: what the `page-tour` guest drives: a form whose button marks `#out` done, a tall body.
@@ -142,6 +143,12 @@ impl FixtureSite {
         let seen = requests.clone();
         let app = Router::new()
             .route("/article", get(|| async { Html(ARTICLE) }))
+            .route(
+                "/noisy",
+                get(|| async {
+                    Html("<!doctype html><p id='noisy'>noisy</p><img src='/pixel.png'><script>console.log('hello', 42); console.warn('careful'); fetch('/status?code=404'); setTimeout(() => { throw new Error('late failure') }, 0)</script>")
+                }),
+            )
             .route(
                 "/status",
                 get(|Query(query): Query<StatusQuery>| async move {

@@ -85,6 +85,17 @@ pub async fn content(
     render(&state, &caller, Endpoint::Content, body).await
 }
 
+/// `POST /v1/debug`: what the page did while it loaded, as JSON: its console messages, the
+/// exceptions its scripts did not catch, and a HAR log of its requests (`options`: `{"bodies":
+/// true, "max_body_bytes": N}`).
+pub async fn debug(
+    State(state): State<AppState>,
+    caller: Caller,
+    RenderBody(body): RenderBody,
+) -> Result<Response, ApiError> {
+    render(&state, &caller, Endpoint::Debug, body).await
+}
+
 /// `POST /v1/markdown`: the page as Markdown (the built-in `markdown` plugin; `options`:
 /// `{"main_content": true}` for the main content only).
 pub async fn markdown(

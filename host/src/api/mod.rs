@@ -171,6 +171,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/content", post(endpoints::content))
         .route("/v1/scrape", post(endpoints::scrape))
         .route("/v1/markdown", post(endpoints::markdown))
+        .route("/v1/debug", post(endpoints::debug))
         .route("/v1/run/{plugin}", post(endpoints::run_plugin))
         .route("/v1/jobs", post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))

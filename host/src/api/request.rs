@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::tenants::Caller;
 use super::{ApiError, AppState};
 use crate::job::options::{
-    ContentOptions, FailOn, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
+    ContentOptions, DebugOptions, FailOn, GotoOptions, PageOptions, PdfOptions, ScreenshotOptions,
 };
 use crate::job::{
     Asset, Class, HtmlBase, Job, NativeOutput, Output, PluginCall, Target, UPLOAD_ORIGIN,
@@ -472,6 +472,8 @@ pub(super) enum Endpoint<'a> {
     Screenshot,
     Pdf,
     Content,
+    /// `/v1/debug`: the host's own record of what the page did.
+    Debug,
     /// `/v1/scrape` (the `scrape` plugin) and `/v1/run/{plugin}`.
     Plugin(&'a str),
 }
@@ -528,6 +530,16 @@ pub(super) async fn job_for(
                     options.validate()?;
                     builtin(state, "pdf", options, NativeOutput::Pdf)
                 },
+            )
+            .await
+        }
+        Endpoint::Debug => {
+            job(
+                state,
+                caller,
+                request::<DebugOptions>(body)?,
+                PageNeeded::Always,
+                |options| Ok(Output::Native(NativeOutput::Debug(options))),
             )
             .await
         }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::{ExecError, Executor, Rendered, millis};
 use crate::job::options::StatusRange;
 use crate::job::{HtmlBase, Job, NativeOutput, Output, PluginCall, Produced, Target};
-use crate::page::{FailRule, Navigation, Page, PageError, Served};
+use crate::page::{FailRule, Navigation, Page, PageError, Recorder, Served};
 use crate::plugin::{JobContext, PluginHost, Usage};
 use crate::sched::Priority;
 use crate::shard::Shard;
@@ -67,7 +67,7 @@ impl Executor {
         let began = Instant::now();
         let mut lease = shard.pool.lease(&job.isolation_key(), deadline).await?;
         let leased = Instant::now();
-        let (navigation, mut usage) =
+        let (navigation, mut usage, recorder) =
             match prepare(&lease.page(deadline), job, load, plugins, context).await {
                 Ok(prepared) => prepared,
                 Err(error) => {
@@ -82,7 +82,8 @@ impl Executor {
         let call = match &job.output {
             Output::Plugin(call) => call,
             Output::Native(native) => {
-                let produced = native_output(&lease.page(deadline), native, &navigation).await;
+                let produced =
+                    native_output(&lease.page(deadline), native, &navigation, recorder).await;
                 if let Err(error) = &produced
                     && error.spoils_page()
                 {
@@ -163,14 +164,15 @@ enum Load<'a> {
     Served(&'a HtmlBase, &'a str),
 }
 
-/// Page options, page scripts' init scripts, navigation.
+/// Page options, page scripts' init scripts, navigation; and the recording of what the page does,
+/// for the `debug` output.
 async fn prepare(
     page: &Page<'_>,
     job: &Job,
     load: Load<'_>,
     plugins: &PluginHost,
     context: JobContext,
-) -> Result<(Navigation, Usage), ExecError> {
+) -> Result<(Navigation, Usage, Option<Recorder>), ExecError> {
     let (target_url, served) = match load {
         Load::Url(url) => (Some(url), None),
         Load::Html(_) => (None, None),
@@ -185,6 +187,10 @@ async fn prepare(
             page.add_init_script(&source).await?;
         }
     }
+    let recorder = match &job.output {
+        Output::Native(NativeOutput::Debug(options)) => Some(page.record(options).await?),
+        _ => None,
+    };
     let mut watch = page.watch(&job.fail_on).await?;
     let navigation = match load {
         Load::Url(url) => page.goto(url, &job.goto).await?,
@@ -203,7 +209,7 @@ async fn prepare(
         page.scroll_through(scroll).await?;
     }
     watch.verdict()?;
-    Ok((navigation, usage))
+    Ok((navigation, usage, recorder))
 }
 
 /// The host's own page operation for `output`.
@@ -211,6 +217,7 @@ async fn native_output(
     page: &Page<'_>,
     output: &NativeOutput,
     navigation: &Navigation,
+    recorder: Option<Recorder>,
 ) -> Result<Produced, ExecError> {
     Ok(match output {
         NativeOutput::Screenshot(options) => Produced::Bytes {
@@ -222,6 +229,16 @@ async fn native_output(
             data: page.pdf(options).await?,
         },
         // The same JSON the content plugin returns.
+        NativeOutput::Debug(_) => match recorder {
+            Some(recorder) => {
+                Produced::Json(page.recorded(recorder, navigation).await?.to_string())
+            }
+            None => {
+                return Err(
+                    PageError::InvalidInput("the debug output was not recorded".into()).into(),
+                );
+            }
+        },
         NativeOutput::Content => Produced::Json(
             serde_json::json!({
                 "url": navigation.url,

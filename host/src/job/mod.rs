@@ -168,6 +168,7 @@ impl Job {
         }
         match &self.output {
             Output::Plugin(_) | Output::Native(NativeOutput::Content) => Ok(()),
+            Output::Native(NativeOutput::Debug(options)) => options.validate(),
             Output::Native(NativeOutput::Screenshot(options)) => options.validate(),
             Output::Native(NativeOutput::Pdf(options)) => options.validate(),
         }
@@ -257,6 +258,8 @@ pub enum NativeOutput {
     Pdf(PdfOptions),
     /// The HTML after scripts ran, as the `content` plugin returns it.
     Content,
+    /// What the page did: console messages, uncaught exceptions, a HAR log of its requests.
+    Debug(options::DebugOptions),
 }
 
 /// One version of a plugin, as a job names it. The API resolves a request's `name` to the latest

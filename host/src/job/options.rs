@@ -1200,6 +1200,45 @@ impl<'de> Deserialize<'de> for Length {
     }
 }
 
+/// The `debug` output: what the page did, as JSON with a HAR log of its requests.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugOptions {
+    /// Include response bodies (text, or base64 for binary ones), each cut at `max_body_bytes`.
+    #[serde(default)]
+    pub bodies: bool,
+    /// The most of one body kept: 64 KiB unless given, at most 1 MiB.
+    pub max_body_bytes: Option<usize>,
+}
+
+impl DebugOptions {
+    const MAX_BODY_BYTES: usize = 1 << 20;
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+            .unwrap_or(64 << 10)
+            .min(Self::MAX_BODY_BYTES)
+    }
+
+    /// The most of all bodies together: 8 MiB.
+    pub fn max_total_body_bytes(&self) -> usize {
+        8 << 20
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidOption> {
+        if self
+            .max_body_bytes
+            .is_some_and(|bytes| bytes == 0 || bytes > Self::MAX_BODY_BYTES)
+        {
+            return Err(InvalidOption(format!(
+                "max_body_bytes must be 1-{}",
+                Self::MAX_BODY_BYTES
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// HTML output.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

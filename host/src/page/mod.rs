@@ -22,6 +22,7 @@ mod dom;
 mod events;
 mod intercept;
 mod navigate;
+mod record;
 mod reset;
 mod setup;
 mod watch;
@@ -47,6 +48,7 @@ use changes::Changes;
 use events::DialogLog;
 pub use events::{CrashSignal, Dialog};
 pub use intercept::Served;
+pub use record::Recorder;
 pub use watch::FailRule;
 
 /// What went wrong in a page operation.

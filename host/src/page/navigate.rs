@@ -450,7 +450,7 @@ impl Page<'_> {
     }
 
     /// Subscribes to one kind of CDP event of this page.
-    async fn listen<T: IntoEventKind + Unpin>(
+    pub(super) async fn listen<T: IntoEventKind + Unpin>(
         &self,
         step: &'static str,
         deadline: Instant,
