@@ -60,6 +60,12 @@ async fn echoed_headers(page: &Page<'_>) -> serde_json::Value {
     serde_json::from_str(text.as_str().expect("text")).expect("JSON")
 }
 
+/// A job's set-up on `page`: `options` applied for `url`, then `url` loaded.
+async fn set_up_and_load(page: &Page<'_>, options: &PageOptions, url: &str) {
+    page.apply(options, Some(url), None).await.expect("apply");
+    page.goto(url, &GotoOptions::default()).await.expect("goto");
+}
+
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(20)
 }
@@ -161,12 +167,7 @@ async fn emulation_applies_and_resets() {
 
     let before = {
         let page = Page::new(&handle, deadline());
-        page.apply(&PageOptions::default(), Some(&echo), None)
-            .await
-            .expect("apply");
-        page.goto(&echo, &GotoOptions::default())
-            .await
-            .expect("goto");
+        set_up_and_load(&page, &PageOptions::default(), &echo).await;
         emulated(&page).await
     };
     assert_eq!(before["touch"], json!(false), "{before}");
@@ -181,12 +182,7 @@ async fn emulation_applies_and_resets() {
             "geolocation": { "latitude": 48.85, "longitude": 2.35 },
         }))
         .expect("options");
-        page.apply(&options, Some(&echo), None)
-            .await
-            .expect("apply");
-        page.goto(&echo, &GotoOptions::default())
-            .await
-            .expect("goto");
+        set_up_and_load(&page, &options, &echo).await;
         let seen = emulated(&page).await;
         assert_eq!(seen["timezone"], "Asia/Tokyo", "{seen}");
         assert_eq!(seen["language"], "de-DE", "{seen}");
@@ -214,12 +210,7 @@ async fn emulation_applies_and_resets() {
     between_jobs(&handle).await;
     {
         let page = Page::new(&handle, deadline());
-        page.apply(&PageOptions::default(), Some(&echo), None)
-            .await
-            .expect("apply");
-        page.goto(&echo, &GotoOptions::default())
-            .await
-            .expect("goto");
+        set_up_and_load(&page, &PageOptions::default(), &echo).await;
         assert_eq!(emulated(&page).await, before);
     }
     // A time zone Chromium does not know is the caller's mistake, named.
@@ -234,6 +225,60 @@ async fn emulation_applies_and_resets() {
         assert!(
             matches!(&refused, Err(PageError::InvalidInput(message)) if message.contains("page.timezone")),
             "{refused:?}"
+        );
+    }
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn scripts_credentials_and_served_documents_are_gone_after_the_reset() {
+    let site = FixtureSite::start().await;
+    let browser = TestBrowser::start().await;
+    let handle = browser.page().await;
+    let echo = site.url("/echo");
+    {
+        let page = Page::new(&handle, deadline());
+        let options: PageOptions = serde_json::from_value(json!({
+            "authenticate": { "username": "ada", "password": "lovelace" },
+            "add_scripts": [{ "content": "window.addedBefore = 'yes'", "at": "start" }],
+        }))
+        .expect("options");
+        set_up_and_load(&page, &options, &echo).await;
+        assert!(echoed_headers(&page).await["authorization"].is_string());
+        assert_eq!(
+            page.evaluate("window.addedBefore").await.expect("added"),
+            json!("yes")
+        );
+    }
+    between_jobs(&handle).await;
+    {
+        // A document served from memory at the site's own URL, in place of the site's answer.
+        let page = Page::new(&handle, deadline());
+        let base = crate::job::HtmlBase {
+            url: echo.clone(),
+            assets: Vec::new(),
+        };
+        let served = super::Served::new(&base, "<p id='served'>from memory</p>").expect("served");
+        page.apply(&PageOptions::default(), Some(&echo), Some(served))
+            .await
+            .expect("apply");
+        page.goto(&echo, &GotoOptions::default())
+            .await
+            .expect("goto");
+        assert_eq!(page.query("#served", &[]).await.expect("query").len(), 1);
+    }
+    between_jobs(&handle).await;
+    {
+        // The next job gets the site itself, without the credentials or the script.
+        let page = Page::new(&handle, deadline());
+        set_up_and_load(&page, &PageOptions::default(), &echo).await;
+        let headers = echoed_headers(&page).await;
+        assert!(headers.get("authorization").is_none(), "{headers}");
+        assert_eq!(
+            page.evaluate("window.addedBefore === undefined")
+                .await
+                .expect("not added"),
+            json!(true)
         );
     }
     browser.close().await;
@@ -266,12 +311,7 @@ async fn page_options_apply_and_reset() {
             media_features: BTreeMap::from([("prefers-color-scheme".into(), "dark".into())]),
             ..PageOptions::default()
         };
-        page.apply(&options, Some(&echo), None)
-            .await
-            .expect("apply");
-        page.goto(&echo, &GotoOptions::default())
-            .await
-            .expect("goto");
+        set_up_and_load(&page, &options, &echo).await;
         let headers = echoed_headers(&page).await;
         assert_eq!(headers["x-test"], "yes");
         assert_eq!(headers["user-agent"], "pagewright-test/1");
