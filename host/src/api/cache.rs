@@ -188,6 +188,10 @@ impl ResponseCache {
                     in_flight.insert(key, receiver.clone());
                     let cache = self.clone();
                     tokio::spawn(async move {
+                        let in_flight = InFlight {
+                            cache: cache.clone(),
+                            key,
+                        };
                         let result = match render.await {
                             Ok(response) => {
                                 let response = Arc::new(response);
@@ -202,7 +206,7 @@ impl ResponseCache {
                         };
                         // Out of the map before the answer goes out: a request arriving after it
                         // finds the stored response, or renders anew after an error.
-                        lock(&cache.inner.in_flight).remove(&key);
+                        drop(in_flight);
                         let _ = sender.send(Some(result));
                     });
                     (receiver, CacheOutcome::Miss)
@@ -271,7 +275,78 @@ impl ResponseCache {
     }
 }
 
+/// A render in flight, taken out of the map when its task ends however it ends: a key left behind
+/// by a task that panicked would make every later identical request wait on a render that is gone.
+struct InFlight {
+    cache: ResponseCache,
+    key: Key,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.cache.inner.in_flight).remove(&self.key);
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing holding these locks can panic half-way through an update.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(text: &str) -> CachedResponse {
+        CachedResponse {
+            headers: HeaderMap::new(),
+            body: Bytes::copy_from_slice(text.as_bytes()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_render_that_panics_leaves_the_key_free_for_the_next_request() {
+        let cache = ResponseCache::new(1 << 20, Metrics::new());
+        let key = [7; 32];
+        let ttl = Duration::from_secs(60);
+        let panicked = cache
+            .respond(key, ttl, async { panic!("a render that panics") })
+            .await;
+        assert_eq!(
+            panicked.map(|_| ()).map_err(|error| error.code),
+            Err("internal_error")
+        );
+        let (answer, outcome) = cache
+            .respond(key, ttl, async { Ok(response("rendered")) })
+            .await
+            .expect("the next request renders");
+        assert_eq!(
+            (answer.body.as_ref(), outcome),
+            (&b"rendered"[..], CacheOutcome::Miss)
+        );
+        let (_, outcome) = cache
+            .respond(key, ttl, async { Ok(response("not asked")) })
+            .await
+            .expect("stored");
+        assert!(matches!(outcome, CacheOutcome::Hit(_)));
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_keeps_the_most_recently_used() {
+        let cache = ResponseCache::new(800, Metrics::new());
+        let ttl = Duration::from_secs(60);
+        // Each is 100 bytes, an eighth of the budget: eight fit.
+        for key in 0..10u8 {
+            cache
+                .respond([key; 32], ttl, async { Ok(response(&"x".repeat(100))) })
+                .await
+                .expect("rendered");
+        }
+        assert!(
+            cache.lookup(&[0; 32], ttl).is_none(),
+            "the oldest went first"
+        );
+        assert!(cache.lookup(&[9; 32], ttl).is_some());
+        assert!(lock(&cache.inner.stored).bytes <= 800);
+    }
 }
