@@ -1,6 +1,8 @@
 //! Reading and driving the document: JavaScript evaluation, HTML, queries, clicks, typing, scrolling.
 
-use super::{Page, PageError, QueriedElement, ScrollTarget, json_string, selector_error};
+use super::{
+    Page, PageError, QueriedElement, ScrollTarget, exception_message, json_string, selector_error,
+};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -30,11 +32,7 @@ impl Page<'_> {
             .await?
             .result;
         if let Some(details) = returned.exception_details {
-            let message = details
-                .exception
-                .and_then(|exception| exception.description)
-                .unwrap_or(details.text);
-            return Err(PageError::Script(message));
+            return Err(PageError::Script(exception_message(&details)));
         }
         Ok(returned.result.value.unwrap_or(Value::Null))
     }

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, CreateTargetParams};
+use chromiumoxide::cdp::js_protocol::runtime::ExceptionDetails;
 use chromiumoxide::error::CdpError;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -388,6 +389,24 @@ impl<'a> Page<'a> {
             None => self.deadline,
         }
     }
+}
+
+/// What a thrown exception says: its description (the message and the stack), or Chromium's
+/// summary when it has none.
+fn exception_message(details: &ExceptionDetails) -> String {
+    details
+        .exception
+        .as_ref()
+        .and_then(|exception| exception.description.clone())
+        .unwrap_or_else(|| details.text.clone())
+}
+
+/// Now, in the milliseconds since the epoch that console and exception events carry: where a
+/// listener starts, so that what the previous job's document did before it is left out.
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64() * 1000.0)
 }
 
 /// A string as a JavaScript literal (JSON is valid JavaScript), so user input never becomes code.

@@ -4,7 +4,7 @@
 //! navigation; its record is read once the page is ready.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use chromiumoxide::cdp::browser_protocol::network::{
     EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
@@ -14,7 +14,7 @@ use chromiumoxide::cdp::js_protocol::runtime::{EventConsoleApiCalled, EventExcep
 use chromiumoxide::listeners::EventStream;
 use serde_json::{Value, json};
 
-use super::{Navigation, NowOrNever, Page, PageError};
+use super::{Navigation, NowOrNever, Page, PageError, epoch_ms, exception_message};
 use crate::job::options::DebugOptions;
 
 /// The listeners of [`Page::record`].
@@ -55,7 +55,7 @@ impl Page<'_> {
     /// Starts recording what the page does.
     pub async fn record(&self, options: &DebugOptions) -> Result<Recorder, PageError> {
         let deadline = self.deadline;
-        let since_ms = now_ms();
+        let since_ms = epoch_ms();
         Ok(Recorder {
             options: options.clone(),
             requests: self.listen("record requests", deadline).await?,
@@ -217,14 +217,7 @@ impl Page<'_> {
             }
             let details = &event.exception_details;
             errors.push(json!({
-                "message": cut(
-                    &details
-                        .exception
-                        .as_ref()
-                        .and_then(|exception| exception.description.clone())
-                        .unwrap_or_else(|| details.text.clone()),
-                    4096,
-                ),
+                "message": cut(&exception_message(details), 4096),
                 "url": details.url,
                 "line": details.line_number + 1,
                 "column": details.column_number + 1,
@@ -272,13 +265,6 @@ fn header_list(headers: &Headers) -> Vec<Value> {
             json!({ "name": name, "value": value.as_str().map_or_else(|| value.to_string(), str::to_owned) })
         })
         .collect()
-}
-
-/// Milliseconds since the epoch, now.
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |since| since.as_secs_f64() * 1000.0)
 }
 
 /// Milliseconds since the epoch as an RFC 3339 time, as HAR writes them.

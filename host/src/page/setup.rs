@@ -260,11 +260,8 @@ impl Page<'_> {
         if user_agent.is_empty() {
             return Err(PageError::InvalidInput("user_agent cannot be empty".into()));
         }
-        let params = SetUserAgentOverrideParams::new(user_agent);
-        self.handle.changes().user_agent = true;
-        self.step("set user agent", self.deadline, self.cdp().execute(params))
-            .await?;
-        Ok(())
+        self.set_user_agent_and_language(Some(user_agent), None)
+            .await
     }
 
     /// Sets cookies in the page's browser context. Cookies without `url` or `domain` go to

@@ -3,14 +3,12 @@
 //! before the navigation and is read once the page is ready; it listens only for what the policy
 //! asks, so a job without one pays nothing.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use chromiumoxide::cdp::browser_protocol::network::{EventResponseReceived, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::FrameId;
 use chromiumoxide::cdp::js_protocol::runtime::EventExceptionThrown;
 use chromiumoxide::listeners::EventStream;
 
-use super::{NowOrNever, Page, PageError};
+use super::{NowOrNever, Page, PageError, epoch_ms, exception_message};
 use crate::job::options::{FailOn, StatusRange};
 
 /// Which `fail_on` rule failed a job.
@@ -49,9 +47,7 @@ pub struct Watch {
 impl Page<'_> {
     /// Starts listening for what `fail_on` names.
     pub async fn watch(&self, fail_on: &FailOn) -> Result<Watch, PageError> {
-        let since_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
+        let since_ms = epoch_ms();
         let resources = if fail_on.resource_status.is_empty() {
             None
         } else {
@@ -113,11 +109,7 @@ impl Watch {
                     continue;
                 }
                 let details = &event.exception_details;
-                let what = details
-                    .exception
-                    .as_ref()
-                    .and_then(|exception| exception.description.clone())
-                    .unwrap_or_else(|| details.text.clone());
+                let what = exception_message(details);
                 let place = details
                     .url
                     .as_deref()
