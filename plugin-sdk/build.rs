@@ -7,7 +7,7 @@ use std::{env, fs};
 fn main() {
     let manifest_dir =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let wit = manifest_dir.join("../wit/plugin@0.1.0");
+    let wit = manifest_dir.join("../wit/plugin@0.2.0");
     let wit = fs::canonicalize(&wit)
         .unwrap_or_else(|error| panic!("finding the WIT package at {}: {error}", wit.display()));
     println!("cargo:rerun-if-changed={}", wit.display());
@@ -24,9 +24,9 @@ macro_rules! __generate_role {{
             world: $world,
             runtime_path: "::pagewright_sdk::__private::wit_bindgen::rt",
             with: {{
-                "pagewright:plugin/types@0.1.0": ::pagewright_sdk::__private::bindings::pagewright::plugin::types,
-                "pagewright:plugin/log@0.1.0": ::pagewright_sdk::__private::bindings::pagewright::plugin::log,
-                "pagewright:plugin/page@0.1.0": ::pagewright_sdk::__private::bindings::pagewright::plugin::page,
+                "pagewright:plugin/types@0.2.0": ::pagewright_sdk::__private::bindings::pagewright::plugin::types,
+                "pagewright:plugin/log@0.2.0": ::pagewright_sdk::__private::bindings::pagewright::plugin::log,
+                "pagewright:plugin/page@0.2.0": ::pagewright_sdk::__private::bindings::pagewright::plugin::page,
             }},
         }});
     }};

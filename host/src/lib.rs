@@ -21,6 +21,7 @@ pub mod job;
 pub mod jobs;
 pub mod metrics;
 mod page;
+mod pdf;
 pub mod plugin;
 mod pool;
 pub mod sched;

@@ -4,8 +4,8 @@ use serde::de::DeserializeOwned;
 
 use crate::__private::bindings::pagewright::plugin::page as wit;
 use crate::types::{
-    Cookie, Element, Error, GotoOptions, MediaType, Navigation, PdfOptions, ScreenshotOptions,
-    ScrollBy, ScrollTarget, Viewport,
+    Cookie, Element, ElementState, Error, FunctionWait, Geolocation, GotoOptions, MediaType,
+    Navigation, PdfOptions, ScreenshotOptions, ScrollBy, ScrollTarget, Viewport,
 };
 
 /// The page leased to the job, borrowed for the length of one plugin call.
@@ -45,13 +45,34 @@ impl<'a> Page<'a> {
 
     /// Waits until an element matches `selector`.
     pub fn wait_for_selector(&self, selector: &str) -> Result<(), Error> {
-        self.page.wait_for_selector(selector, false, None)
+        self.page
+            .wait_for_selector(selector, ElementState::Attached, None)
     }
 
     /// Waits until an element matching `selector` is visible, for at most `timeout_ms` (within the
     /// job's deadline).
     pub fn wait_for_visible(&self, selector: &str, timeout_ms: Option<u32>) -> Result<(), Error> {
-        self.page.wait_for_selector(selector, true, timeout_ms)
+        self.page
+            .wait_for_selector(selector, ElementState::Visible, timeout_ms)
+    }
+
+    /// Waits until no element matching `selector` is visible (a spinner gone, an overlay closed).
+    pub fn wait_for_hidden(&self, selector: &str, timeout_ms: Option<u32>) -> Result<(), Error> {
+        self.page
+            .wait_for_selector(selector, ElementState::Hidden, timeout_ms)
+    }
+
+    /// Waits until the JavaScript `expression` is truthy in the page, checking every 100 ms.
+    pub fn wait_for_function(
+        &self,
+        expression: &str,
+        timeout_ms: Option<u32>,
+    ) -> Result<(), Error> {
+        self.page.wait_for_function(&FunctionWait {
+            expression: expression.to_owned(),
+            polling_ms: None,
+            timeout_ms,
+        })
     }
 
     /// Waits `ms` milliseconds. Waiting costs no fuel; spinning does.
@@ -88,6 +109,11 @@ impl<'a> Page<'a> {
     pub fn query(&self, selector: &str, attributes: &[&str]) -> Result<Vec<Element>, Error> {
         let attributes: Vec<String> = attributes.iter().map(|&name| name.to_owned()).collect();
         self.page.query(selector, &attributes)
+    }
+
+    /// How many elements match `selector`.
+    pub fn count(&self, selector: &str) -> Result<u32, Error> {
+        self.page.count(selector)
     }
 
     /// Clicks the first element matching `selector`.
@@ -136,6 +162,31 @@ impl<'a> Page<'a> {
     /// Overrides the `User-Agent` of the page's requests.
     pub fn set_user_agent(&self, user_agent: &str) -> Result<(), Error> {
         self.page.set_user_agent(user_agent)
+    }
+
+    /// The page's clock in an IANA time zone, such as `Europe/Paris`.
+    pub fn set_timezone(&self, timezone: &str) -> Result<(), Error> {
+        self.page.set_timezone(timezone)
+    }
+
+    /// A BCP 47 locale, such as `fr-FR`, for `Intl`, `navigator.language` and `Accept-Language`.
+    /// Set it after [`Page::set_user_agent`], which resets the language.
+    pub fn set_locale(&self, locale: &str) -> Result<(), Error> {
+        self.page.set_locale(locale)
+    }
+
+    /// The position `navigator.geolocation` reports; the page's origin may ask for it.
+    pub fn set_geolocation(&self, latitude: f64, longitude: f64) -> Result<(), Error> {
+        self.page.set_geolocation(Geolocation {
+            latitude,
+            longitude,
+            accuracy: None,
+        })
+    }
+
+    /// Touch events and `pointer: coarse`, as on a phone.
+    pub fn set_touch(&self, enabled: bool) -> Result<(), Error> {
+        self.page.set_touch(enabled)
     }
 
     /// The cookies visible to the page.

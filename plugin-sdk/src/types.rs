@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 pub use crate::__private::bindings::pagewright::plugin::log::Level;
 pub use crate::__private::bindings::pagewright::plugin::page::{
-    Clip, Cookie, Element, GotoOptions, ImageFormat, Margins, MediaType, Navigation, PaperFormat,
-    PdfOptions, SameSite, ScreenshotOptions, ScrollBy, ScrollTarget, Viewport, WaitUntil,
+    Clip, Cookie, Element, ElementState, FunctionWait, Geolocation, GotoOptions, ImageFormat,
+    Margins, MediaType, Navigation, PaperFormat, PdfMetadata, PdfOptions, SameSite,
+    ScreenshotOptions, ScrollBy, ScrollTarget, SelectorWait, Viewport, WaitUntil,
 };
 pub use crate::__private::bindings::pagewright::plugin::types::{
     Binary, Error, JobInfo, OriginStats, Output, PriorityClass,
@@ -75,6 +76,10 @@ impl Default for GotoOptions {
             wait_until: WaitUntil::Load,
             timeout_ms: None,
             referrer: None,
+            wait_for_selector: None,
+            wait_for_function: None,
+            wait_ms: None,
+            best_attempt: false,
         }
     }
 }
@@ -105,6 +110,9 @@ impl Default for ScreenshotOptions {
             clip: None,
             selector: None,
             omit_background: false,
+            scale: None,
+            capture_beyond_viewport: None,
+            optimize_for_speed: false,
         }
     }
 }

@@ -642,3 +642,228 @@ async fn debug_returns_the_console_the_errors_and_a_har_of_the_requests() {
     }
     server.shutdown().await;
 }
+
+/// A PNG's width and height, from its header.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let number = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    (number(16), number(20))
+}
+
+async fn bytes_of(server: &TestServer, path: &str, body: Value) -> Vec<u8> {
+    let response = server.post(path, body.clone()).await;
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body").to_vec();
+    assert_eq!(status, 200, "{body}: {}", String::from_utf8_lossy(&bytes));
+    bytes
+}
+
+#[tokio::test]
+async fn screenshot_scale_viewport_capture_and_pdf_outline_tags_and_metadata() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let tour = site.url("/tour");
+
+    // `scale` sets image pixels per CSS pixel whatever the device scale factor.
+    let half = bytes_of(
+        &server,
+        "/v1/screenshot",
+        json!({ "url": tour, "options": { "scale": 0.5 } }),
+    )
+    .await;
+    assert_eq!(png_size(&half), (640, 360));
+    let retina_halved = bytes_of(
+        &server,
+        "/v1/screenshot",
+        json!({ "url": tour, "page": { "viewport": { "width": 400, "height": 300, "device_scale_factor": 2 } },
+                "options": { "scale": 1, "optimize_for_speed": true } }),
+    )
+    .await;
+    assert_eq!(png_size(&retina_halved), (400, 300));
+
+    // An element below the fold, captured as laid out and as scrolled into view: the same box.
+    for beyond in [true, false] {
+        let shot = bytes_of(
+            &server,
+            "/v1/screenshot",
+            json!({ "url": tour, "options": { "selector": "#bottom", "capture_beyond_viewport": beyond } }),
+        )
+        .await;
+        let (width, height) = png_size(&shot);
+        assert!(
+            width > 100 && (10..40).contains(&height),
+            "beyond {beyond}: {width}x{height}"
+        );
+    }
+
+    let pdf = bytes_of(
+        &server,
+        "/v1/pdf",
+        json!({ "url": site.url("/article"), "options": {
+            "outline": true, "omit_background": true,
+            "metadata": { "title": "Field guide", "author": "Ada", "keywords": ["birds", "rivers"],
+                          "creation_date": "2026-12-05T10:00:00Z" } } }),
+    )
+    .await;
+    let document = lopdf::Document::load_mem(&pdf).expect("a PDF");
+    let info_id = document
+        .trailer
+        .get(b"Info")
+        .and_then(lopdf::Object::as_reference)
+        .expect("document information");
+    let info = document.get_dictionary(info_id).expect("Info");
+    let text = |key: &[u8]| {
+        String::from_utf8_lossy(info.get(key).and_then(lopdf::Object::as_str).expect("set"))
+            .into_owned()
+    };
+    assert_eq!(text(b"Title"), "Field guide");
+    assert_eq!(text(b"Author"), "Ada");
+    assert_eq!(text(b"Keywords"), "birds, rivers");
+    assert_eq!(text(b"CreationDate"), "D:20261205100000Z");
+    let catalog = document.catalog().expect("catalog");
+    assert!(catalog.has(b"Outlines"), "an outline from the headings");
+    assert!(catalog.has(b"StructTreeRoot"), "the outline implies tags");
+
+    let plain = bytes_of(&server, "/v1/pdf", json!({ "url": site.url("/article") })).await;
+    let plain = lopdf::Document::load_mem(&plain).expect("a PDF");
+    assert!(!plain.catalog().expect("catalog").has(b"Outlines"));
+
+    // Values of the wrong type are refused as the request is read, values out of range as it is
+    // checked: both before any browser work, naming the field.
+    for (path, options, code, field) in [
+        (
+            "/v1/screenshot",
+            json!({ "scale": 9 }),
+            "invalid_input",
+            "scale",
+        ),
+        (
+            "/v1/screenshot",
+            json!({ "capture_beyond_viewport": "yes" }),
+            "invalid_request",
+            "capture_beyond_viewport",
+        ),
+        (
+            "/v1/pdf",
+            json!({ "metadata": { "creation_date": "tomorrow" } }),
+            "invalid_input",
+            "creation_date",
+        ),
+        (
+            "/v1/pdf",
+            json!({ "metadata": { "publisher": "me" } }),
+            "invalid_request",
+            "publisher",
+        ),
+        (
+            "/v1/pdf",
+            json!({ "tagged": 1 }),
+            "invalid_request",
+            "tagged",
+        ),
+    ] {
+        let response = server
+            .post(path, json!({ "url": tour, "options": options }))
+            .await;
+        let message = error_message(response, 400, code).await;
+        assert!(message.contains(field), "{field}: {message}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn several_pages_merge_into_one_pdf_in_order() {
+    let site = FixtureSite::start().await;
+    let server = TestServer::start(&[]).await;
+    let pdf = bytes_of(
+        &server,
+        "/v1/pdf/merge",
+        json!({
+            "pages": [
+                { "url": site.url("/article") },
+                { "html": "<h1>Inline</h1><p>one page</p>" },
+                { "url": site.url("/tall") },
+            ],
+            "options": { "paper": "a4", "metadata": { "title": "Bundle" } },
+        }),
+    )
+    .await;
+    let merged = lopdf::Document::load_mem(&pdf).expect("a PDF");
+    let mut separately = 0;
+    for body in [
+        json!({ "url": site.url("/article"), "options": { "paper": "a4" } }),
+        json!({ "html": "<h1>Inline</h1><p>one page</p>", "options": { "paper": "a4" } }),
+        json!({ "url": site.url("/tall"), "options": { "paper": "a4" } }),
+    ] {
+        let one = bytes_of(&server, "/v1/pdf", body).await;
+        separately += lopdf::Document::load_mem(&one)
+            .expect("a PDF")
+            .get_pages()
+            .len();
+    }
+    assert_eq!(
+        merged.get_pages().len(),
+        separately,
+        "every page of every document"
+    );
+    // The inline page's text sits on the page after the article's pages.
+    let article_pages = {
+        let one = bytes_of(
+            &server,
+            "/v1/pdf",
+            json!({ "url": site.url("/article"), "options": { "paper": "a4" } }),
+        )
+        .await;
+        lopdf::Document::load_mem(&one)
+            .expect("a PDF")
+            .get_pages()
+            .len()
+    };
+    let inline_page = u32::try_from(article_pages + 1).expect("few pages");
+    let text = merged.extract_text(&[inline_page]).unwrap_or_default();
+    assert!(text.contains("Inline"), "page {inline_page}: {text:?}");
+    let info_id = merged
+        .trailer
+        .get(b"Info")
+        .and_then(lopdf::Object::as_reference)
+        .expect("document information");
+    let title = merged
+        .get_dictionary(info_id)
+        .and_then(|info| info.get(b"Title"))
+        .and_then(lopdf::Object::as_str)
+        .expect("a title");
+    assert_eq!(title, b"Bundle");
+
+    // A page that fails names its place; bad lists and misplaced fields are refused up front.
+    let response = server
+        .post(
+            "/v1/pdf/merge",
+            json!({ "pages": [{ "url": site.url("/") }, { "url": "ftp://example.com/" }] }),
+        )
+        .await;
+    let message = error_message(response, 400, "url_not_allowed").await;
+    assert!(message.starts_with("pages[1]: "), "{message}");
+    for (body, code, needle) in [
+        (json!({ "pages": [] }), "invalid_input", "pages"),
+        (
+            json!({ "pages": [{ "url": site.url("/"), "goto": {} }] }),
+            "invalid_request",
+            "goto",
+        ),
+        (
+            json!({ "url": site.url("/"), "pages": [{ "url": site.url("/") }] }),
+            "invalid_request",
+            "url",
+        ),
+        (
+            json!({ "pages": [{ "url": site.url("/") }], "options": { "metadata": { "title": 5 } } }),
+            "invalid_request",
+            "metadata.title",
+        ),
+    ] {
+        let response = server.post("/v1/pdf/merge", body.clone()).await;
+        let message = error_message(response, 400, code).await;
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    server.shutdown().await;
+}

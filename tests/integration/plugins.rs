@@ -186,39 +186,91 @@ async fn builtin_plugins_serve_the_endpoints() {
 }
 
 #[tokio::test]
-async fn a_guest_drives_every_page_operation() {
+async fn a_guest_drives_every_page_operation_in_both_wit_versions() {
     let site = FixtureSite::start().await;
-    let server = TestServer::with_guests(&["page-tour"], &[]).await;
-    let response = server
-        .post(
-            "/v1/run/page-tour",
-            json!({ "url": site.url("/"), "params": { "url": site.url("/tour") } }),
-        )
-        .await;
-    assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    let tour: Value = response.json().await.expect("json");
+    // The same tour, built against 0.2.0 with the SDK and against 0.1.0 with wit-bindgen alone.
+    let server = TestServer::with_guests(&["page-tour", "page-tour-v0-1"], &[]).await;
+    let mut reports = Vec::new();
+    for guest in ["page-tour", "page-tour-v0-1"] {
+        let response = server
+            .post(
+                &format!("/v1/run/{guest}"),
+                json!({ "url": site.url("/"), "params": { "url": site.url("/tour") } }),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "{guest}: {:?}",
+            response.text().await
+        );
+        let mut tour: Value = response.json().await.expect("json");
+        let since_0_2 = tour
+            .as_object_mut()
+            .and_then(|tour| tour.remove("since_0_2"));
+        reports.push((guest, tour, since_0_2));
+    }
+    for (guest, tour, _) in &reports {
+        assert_eq!(
+            tour["navigation_before"],
+            site.url("/"),
+            "{guest}: the host's navigation is visible"
+        );
+        assert_eq!(tour["status"], 200);
+        assert_eq!(
+            tour["out"],
+            json!({ "text": "hello wasm", "attributes": [["class", "done"], ["data-missing", null]] })
+        );
+        assert_eq!(tour["scrolled"], true);
+        assert_eq!(tour["cookies"], json!(["tour"]));
+        assert_eq!(tour["print"], true);
+        assert_eq!(tour["dark"], true);
+        assert_eq!(tour["user_agent"], "page-tour/1.0");
+        assert_eq!(tour["width"], 800);
+        assert_eq!(tour["content_has_form"], true);
+        assert_eq!(tour["text_has_heading"], true);
+        assert_eq!(tour["png_magic"], true);
+        assert_eq!(tour["pdf_magic"], true);
+        assert_eq!(tour["replaced_status"], 200);
+        assert_eq!(tour["inline"], "inline");
+    }
     assert_eq!(
-        tour["navigation_before"],
-        site.url("/"),
-        "the host's navigation is visible"
+        reports[0].1, reports[1].1,
+        "0.1.0 and 0.2.0 tours see the same page"
     );
-    assert_eq!(tour["status"], 200);
+    assert!(reports[1].2.is_none());
+    let since_0_2 = reports[0]
+        .2
+        .clone()
+        .expect("the 0.2.0 tour reports its additions");
     assert_eq!(
-        tour["out"],
-        json!({ "text": "hello wasm", "attributes": [["class", "done"], ["data-missing", null]] })
+        since_0_2,
+        json!({
+            "items": 3,
+            "tags": ["h1", "li", "li", "li"],
+            "timezone": "Asia/Tokyo",
+            "language": "fr-FR",
+            "latitude": 48.85,
+            "touch_points": 5,
+            "png_width": 400,
+            "pdf_title": true,
+            "pdf_outline": true,
+        })
     );
-    assert_eq!(tour["scrolled"], true);
-    assert_eq!(tour["cookies"], json!(["tour"]));
-    assert_eq!(tour["print"], true);
-    assert_eq!(tour["dark"], true);
-    assert_eq!(tour["user_agent"], "page-tour/1.0");
-    assert_eq!(tour["width"], 800);
-    assert_eq!(tour["content_has_form"], true);
-    assert_eq!(tour["text_has_heading"], true);
-    assert_eq!(tour["png_magic"], true);
-    assert_eq!(tour["pdf_magic"], true);
-    assert_eq!(tour["replaced_status"], 200);
-    assert_eq!(tour["inline"], "inline");
+    let listed: Value = server.get("/v1/plugins").await.json().await.expect("json");
+    let wit_of = |name: &str| {
+        listed["plugins"]
+            .as_array()
+            .and_then(|plugins| plugins.iter().find(|plugin| plugin["name"] == name))
+            .map(|plugin| plugin["versions"][0]["wit"].clone())
+    };
+    assert_eq!(wit_of("page-tour-v0-1"), Some(json!("0.1.0")), "{listed}");
+    assert_eq!(wit_of("page-tour"), Some(json!("0.2.0")));
+    assert_eq!(
+        wit_of("screenshot"),
+        Some(json!("0.2.0")),
+        "the built-ins moved"
+    );
 
     // The page went back to the pool reset: the next job sees none of the tour's overrides.
     let echo: Value = server
@@ -263,7 +315,7 @@ async fn page_operations_with_bad_arguments_are_refused_not_fatal() {
             "{operation}: expected {expected}, got {outcome}"
         );
     }
-    assert_eq!(report.len(), 18, "every check ran: {report:?}");
+    assert_eq!(report.len(), 22, "every check ran: {report:?}");
     screenshot_works(&server, &site).await;
 }
 

@@ -42,6 +42,12 @@ impl ApiError {
         self
     }
 
+    /// The same error, its message preceded by where it happened (`pages[2]: ...`).
+    pub fn within(mut self, place: &str) -> Self {
+        self.message = format!("{place}: {}", self.message);
+        self
+    }
+
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }

@@ -12,6 +12,7 @@ mod cache;
 mod endpoints;
 mod error;
 mod jobs;
+mod merge;
 mod ops;
 mod plugins;
 mod request;
@@ -168,6 +169,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/screenshot", post(endpoints::screenshot))
         .route("/v1/pdf", post(endpoints::pdf))
+        .route("/v1/pdf/merge", post(merge::pdf_merge))
         .route("/v1/content", post(endpoints::content))
         .route("/v1/scrape", post(endpoints::scrape))
         .route("/v1/markdown", post(endpoints::markdown))

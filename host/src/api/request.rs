@@ -291,9 +291,24 @@ pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; send a JSON object",
         ));
     }
-    serde_json::from_slice(body).map_err(|error| {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut reader).map_err(body_error)?;
+    reader.end().map_err(|error| {
         ApiError::bad_request("invalid_request", format!("invalid request body: {error}"))
-    })
+    })?;
+    Ok(parsed)
+}
+
+/// A body that does not fit the request's type, naming the field where it went wrong (serde's own
+/// message names unknown fields, not the place of a mistyped one).
+pub(super) fn body_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> ApiError {
+    let path = error.path().to_string();
+    let message = if path == "." {
+        format!("invalid request body: {}", error.inner())
+    } else {
+        format!("invalid request body at `{path}`: {}", error.inner())
+    };
+    ApiError::bad_request("invalid_request", message)
 }
 
 /// Whether a request may leave out both `url` and `html`: an uploaded (or `--plugin`) extractor
@@ -502,9 +517,7 @@ pub(super) async fn job_for(
     fn request<O: DeserializeOwned + Default>(
         body: serde_json::Value,
     ) -> Result<RenderRequest<O>, ApiError> {
-        serde_json::from_value(body).map_err(|error| {
-            ApiError::bad_request("invalid_request", format!("invalid request body: {error}"))
-        })
+        serde_path_to_error::deserialize(body).map_err(body_error)
     }
     match endpoint {
         Endpoint::Screenshot => {

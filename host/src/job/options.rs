@@ -964,10 +964,27 @@ pub struct ScreenshotOptions {
     /// Transparent instead of white where the page has no background (`png` and `webp`).
     #[serde(default)]
     pub omit_background: bool,
+    /// Image pixels per CSS pixel, 0.1-4, whatever the viewport's `device_scale_factor` (by default
+    /// the image has the viewport's).
+    pub scale: Option<f64>,
+    /// For `clip` and `selector`: capture what lies outside the viewport as laid out (the default).
+    /// `false` scrolls a `selector` into view first and captures it as it is seen there, fixed
+    /// headers and all.
+    pub capture_beyond_viewport: Option<bool>,
+    /// Faster PNG encoding for a larger file.
+    #[serde(default)]
+    pub optimize_for_speed: bool,
 }
 
 impl ScreenshotOptions {
     pub fn validate(&self) -> Result<(), InvalidOption> {
+        if let Some(scale) = self.scale
+            && !(0.1..=4.0).contains(&scale)
+        {
+            return Err(InvalidOption(format!(
+                "scale must be between 0.1 and 4, got {scale}"
+            )));
+        }
         let targets = [self.full_page, self.clip.is_some(), self.selector.is_some()];
         if targets.iter().filter(|&&set| set).count() > 1 {
             return Err(InvalidOption(
@@ -1058,10 +1075,84 @@ pub struct PdfOptions {
     /// Use the page's CSS `@page` size over `paper`/`width`/`height`.
     #[serde(default)]
     pub prefer_css_page_size: bool,
+    /// A document outline (bookmarks) from the page's headings; implies `tagged`.
+    #[serde(default)]
+    pub outline: bool,
+    /// A tagged (accessible) PDF, with the document's structure.
+    #[serde(default)]
+    pub tagged: bool,
+    /// No white page background where the page sets none.
+    #[serde(default)]
+    pub omit_background: bool,
+    /// The document information; Chromium's title (the page's) and dates stay where not given.
+    pub metadata: Option<Box<PdfMetadata>>,
+}
+
+/// `pdf.metadata`: what PDF readers show in a document's properties.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PdfMetadata {
+    pub title: Option<String>,
+    pub author: Option<String>,
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// The application that made the original (Chromium's name by default).
+    pub creator: Option<String>,
+    /// RFC 3339, such as `"2026-12-05T10:00:00Z"`.
+    pub creation_date: Option<String>,
+    pub modification_date: Option<String>,
+}
+
+impl PdfMetadata {
+    /// Longest text field: a title or keyword list far beyond any reader's display.
+    const MAX_FIELD: usize = 4096;
+
+    pub fn validate(&self) -> Result<(), InvalidOption> {
+        let texts = [&self.title, &self.author, &self.subject, &self.creator];
+        let keywords = self.keywords.iter().map(String::len).sum::<usize>();
+        if texts
+            .iter()
+            .flat_map(|text| text.as_deref())
+            .any(|text| text.len() > Self::MAX_FIELD)
+            || keywords > Self::MAX_FIELD
+        {
+            return Err(InvalidOption(format!(
+                "metadata fields must be at most {} bytes each",
+                Self::MAX_FIELD
+            )));
+        }
+        for (field, date) in [
+            ("creation_date", &self.creation_date),
+            ("modification_date", &self.modification_date),
+        ] {
+            if let Some(date) = date {
+                pdf_date(date).map_err(|reason| {
+                    InvalidOption(format!("metadata.{field}: `{date}` {reason}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A PDF date (`D:YYYYMMDDHHmmSSZ`) from an RFC 3339 date-time in UTC.
+pub fn pdf_date(rfc3339: &str) -> Result<String, String> {
+    let time = humantime::parse_rfc3339_weak(rfc3339)
+        .map_err(|_| "is not an RFC 3339 date-time in UTC, such as 2026-12-05T10:00:00Z")?;
+    let digits: String = humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    Ok(format!("D:{digits}Z"))
 }
 
 impl PdfOptions {
     pub fn validate(&self) -> Result<(), InvalidOption> {
+        if let Some(metadata) = &self.metadata {
+            metadata.validate()?;
+        }
         if let Some(scale) = self.scale
             && !(0.1..=2.0).contains(&scale)
         {

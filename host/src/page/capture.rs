@@ -6,67 +6,37 @@ use base64::Engine;
 use chromiumoxide::cdp::browser_protocol::dom::Rgba;
 use chromiumoxide::cdp::browser_protocol::emulation::SetDefaultBackgroundColorOverrideParams;
 use chromiumoxide::cdp::browser_protocol::page::{
-    CaptureScreenshotFormat, CaptureScreenshotParams, GetLayoutMetricsParams, PrintToPdfParams,
-    Viewport as ClipRect,
+    CaptureScreenshotFormat, CaptureScreenshotParams, GetLayoutMetricsParams,
+    GetLayoutMetricsReturns, PrintToPdfParams, Viewport as ClipRect,
 };
 use chromiumoxide::error::CdpError;
 
 impl Page<'_> {
     /// Captures the viewport, the full page, a clip rectangle or one element.
     pub async fn screenshot(&self, options: &ScreenshotOptions) -> Result<Vec<u8>, PageError> {
-        let clip = if options.full_page {
-            let metrics = self
-                .step(
-                    "measure the page",
-                    self.deadline,
-                    self.cdp().execute(GetLayoutMetricsParams::default()),
-                )
-                .await?
-                .result;
-            let size = metrics.css_content_size;
-            Some(self.checked_clip(0.0, 0.0, size.width, size.height)?)
+        let beyond_viewport = options.capture_beyond_viewport.unwrap_or(true);
+        let area = if options.full_page {
+            let size = self.layout_metrics().await?.css_content_size;
+            Some((0.0, 0.0, size.width, size.height))
         } else if let Some(clip) = options.clip {
-            Some(self.checked_clip(clip.x, clip.y, clip.width, clip.height)?)
+            Some((clip.x, clip.y, clip.width, clip.height))
         } else if let Some(selector) = &options.selector {
-            let script = format!(
-                "(() => {{ const element = document.querySelector({s}); if (!element) return null; \
-                   const box = element.getBoundingClientRect(); \
-                   return [box.left + scrollX, box.top + scrollY, box.width, box.height]; }})()",
-                s = json_string(selector)
-            );
-            let value = self
-                .evaluate(&script)
-                .await
-                .map_err(|error| selector_error(error, selector))?;
-            let rect: Option<[f64; 4]> = serde_json::from_value(value).unwrap_or(None);
-            let [x, y, width, height] =
-                rect.ok_or_else(|| PageError::NotFound(selector.clone()))?;
-            if width < 1.0 || height < 1.0 {
-                return Err(PageError::InvalidInput(format!(
-                    "`{selector}` has an empty box"
-                )));
-            }
-            Some(self.checked_clip(x, y, width, height)?)
+            Some(self.element_box(selector, !beyond_viewport).await?)
+        } else if options.scale.is_some() {
+            // Only a clip carries a scale: the viewport as one.
+            let viewport = self.layout_metrics().await?.css_visual_viewport;
+            Some((
+                viewport.page_x,
+                viewport.page_y,
+                viewport.client_width,
+                viewport.client_height,
+            ))
         } else {
             None
         };
-        let transparent = options.omit_background && options.format != ImageFormat::Jpeg;
-        if transparent {
-            let params = SetDefaultBackgroundColorOverrideParams::builder()
-                .color(Rgba {
-                    r: 0,
-                    g: 0,
-                    b: 0,
-                    a: Some(0.0),
-                })
-                .build();
-            self.step(
-                "clear the background",
-                self.deadline,
-                self.cdp().execute(params),
-            )
-            .await?;
-        }
+        let clip = area
+            .map(|(x, y, width, height)| self.checked_clip(x, y, width, height, options.scale))
+            .transpose()?;
         let params = CaptureScreenshotParams {
             format: Some(match options.format {
                 ImageFormat::Png => CaptureScreenshotFormat::Png,
@@ -76,46 +46,125 @@ impl Page<'_> {
             quality: options.quality.map(i64::from),
             // Capturing beyond the viewport with a clip leaves no device-metrics override behind,
             // unlike resizing the viewport to the page (which chromiumoxide's full-page mode does).
-            capture_beyond_viewport: Some(clip.is_some()),
+            capture_beyond_viewport: Some(clip.is_some() && (beyond_viewport || options.full_page)),
             clip,
             from_surface: Some(true),
-            optimize_for_speed: None,
+            optimize_for_speed: options.optimize_for_speed.then_some(true),
         };
+        let transparent = options.omit_background && options.format != ImageFormat::Jpeg;
         let captured = self
-            .step(
-                "capture screenshot",
-                self.deadline,
-                self.cdp().execute(params),
-            )
-            .await;
-        if transparent {
-            let reset = SetDefaultBackgroundColorOverrideParams::default();
-            self.step(
-                "restore the background",
-                self.deadline,
-                self.cdp().execute(reset),
-            )
+            .with_background_cleared(transparent, async || {
+                self.step(
+                    "capture screenshot",
+                    self.deadline,
+                    self.cdp().execute(params),
+                )
+                .await
+            })
             .await?;
-        }
-        decode_base64(captured?.result.data.as_ref(), "screenshot")
+        decode_base64(captured.result.data.as_ref(), "screenshot")
     }
 
-    fn checked_clip(&self, x: f64, y: f64, width: f64, height: f64) -> Result<ClipRect, PageError> {
-        // Chromium's limit is on what it captures: device pixels, the CSS size times the page's
-        // scale (a full page at scale 4 reaches it four times sooner).
-        let scale = self
+    async fn layout_metrics(&self) -> Result<GetLayoutMetricsReturns, PageError> {
+        Ok(self
+            .step(
+                "measure the page",
+                self.deadline,
+                self.cdp().execute(GetLayoutMetricsParams::default()),
+            )
+            .await?
+            .result)
+    }
+
+    /// The box of the first element matching `selector`, in page coordinates; scrolled into view
+    /// first if asked.
+    async fn element_box(
+        &self,
+        selector: &str,
+        into_view: bool,
+    ) -> Result<(f64, f64, f64, f64), PageError> {
+        let script = format!(
+            "(() => {{ const element = document.querySelector({s}); if (!element) return null; \
+               if ({into_view}) element.scrollIntoView({{ block: 'nearest', inline: 'nearest' }}); \
+               const box = element.getBoundingClientRect(); \
+               return [box.left + scrollX, box.top + scrollY, box.width, box.height]; }})()",
+            s = json_string(selector)
+        );
+        let value = self
+            .evaluate(&script)
+            .await
+            .map_err(|error| selector_error(error, selector))?;
+        let rect: Option<[f64; 4]> = serde_json::from_value(value).unwrap_or(None);
+        let [x, y, width, height] = rect.ok_or_else(|| PageError::NotFound(selector.to_owned()))?;
+        if width < 1.0 || height < 1.0 {
+            return Err(PageError::InvalidInput(format!(
+                "`{selector}` has an empty box"
+            )));
+        }
+        Ok((x, y, width, height))
+    }
+
+    /// Runs `capture` with a transparent default background if `transparent`, and puts the white
+    /// one back after, whatever `capture` returned.
+    async fn with_background_cleared<T>(
+        &self,
+        transparent: bool,
+        capture: impl AsyncFnOnce() -> Result<T, PageError>,
+    ) -> Result<T, PageError> {
+        if !transparent {
+            return capture().await;
+        }
+        let clear = SetDefaultBackgroundColorOverrideParams::builder()
+            .color(Rgba {
+                r: 0,
+                g: 0,
+                b: 0,
+                a: Some(0.0),
+            })
+            .build();
+        self.step(
+            "clear the background",
+            self.deadline,
+            self.cdp().execute(clear),
+        )
+        .await?;
+        let captured = capture().await;
+        let restore = SetDefaultBackgroundColorOverrideParams::default();
+        self.step(
+            "restore the background",
+            self.deadline,
+            self.cdp().execute(restore),
+        )
+        .await?;
+        captured
+    }
+
+    /// A clip of the page, checked against Chromium's size limit. `scale` is image pixels per CSS
+    /// pixel; without it, the viewport's device scale factor.
+    fn checked_clip(
+        &self,
+        x: f64,
+        y: f64,
+        width: f64,
+        height: f64,
+        scale: Option<f64>,
+    ) -> Result<ClipRect, PageError> {
+        let device_scale = self
             .handle
             .changes()
             .viewport
             .map_or(1.0, |viewport| viewport.device_scale_factor);
+        // Chromium's limit is on what it captures: image pixels, the CSS size times the scale (a
+        // full page at scale 4 reaches it four times sooner).
+        let image_scale = scale.unwrap_or(device_scale);
         let max = f64::from(MAX_PIXELS);
-        if width * scale > max || height * scale > max {
+        if width * image_scale > max || height * image_scale > max {
             return Err(PageError::TooLarge(format!(
-                "the area to capture is {width:.0}x{height:.0} CSS pixels, {:.0}x{:.0} device pixels \
-                 at scale {scale}; Chromium captures at most {MAX_PIXELS} on a side: use a clip, a \
-                 smaller device_scale_factor, or a PDF for long pages",
-                (width * scale).ceil(),
-                (height * scale).ceil(),
+                "the area to capture is {width:.0}x{height:.0} CSS pixels, {:.0}x{:.0} image pixels \
+                 at scale {image_scale}; Chromium captures at most {MAX_PIXELS} on a side: use a \
+                 clip, a smaller scale, or a PDF for long pages",
+                (width * image_scale).ceil(),
+                (height * image_scale).ceil(),
             )));
         }
         Ok(ClipRect {
@@ -123,11 +172,12 @@ impl Page<'_> {
             y,
             width: width.max(1.0),
             height: height.max(1.0),
-            scale: 1.0,
+            // Chromium multiplies the clip's scale by the device scale factor.
+            scale: image_scale / device_scale,
         })
     }
 
-    /// Prints the page to PDF.
+    /// Prints the page to PDF, with the document information asked for.
     pub async fn pdf(&self, options: &PdfOptions) -> Result<Vec<u8>, PageError> {
         let (width, height) = options.paper_inches();
         let margin = |length: Option<Length>| length.map(Length::inches);
@@ -160,10 +210,16 @@ impl Page<'_> {
                     .unwrap_or_else(|| "<span></span>".into())
             }),
             prefer_css_page_size: Some(options.prefer_css_page_size),
+            // The outline is built from the structure tags.
+            generate_tagged_pdf: Some(options.tagged || options.outline),
+            generate_document_outline: Some(options.outline),
             ..PrintToPdfParams::default()
         };
         let printed = self
-            .step("print to PDF", self.deadline, self.cdp().execute(params))
+            .with_background_cleared(options.omit_background, async || {
+                self.step("print to PDF", self.deadline, self.cdp().execute(params))
+                    .await
+            })
             .await;
         let printed = match printed {
             Err(PageError::Cdp {
@@ -177,7 +233,16 @@ impl Page<'_> {
             }
             other => other?,
         };
-        decode_base64(printed.result.data.as_ref(), "PDF")
+        let pdf = decode_base64(printed.result.data.as_ref(), "PDF")?;
+        match &options.metadata {
+            Some(metadata) => {
+                crate::pdf::set_metadata(&pdf, metadata).map_err(|error| PageError::Cdp {
+                    step: "set the PDF's metadata",
+                    source: CdpError::ChromeMessage(error.to_string()),
+                })
+            }
+            None => Ok(pdf),
+        }
     }
 }
 

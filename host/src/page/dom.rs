@@ -53,6 +53,7 @@ impl Page<'_> {
     ) -> Result<Vec<QueriedElement>, PageError> {
         let script = format!(
             "Array.from(document.querySelectorAll({selector}), element => ({{ \
+                tag: element.localName, \
                 text: element.innerText ?? element.textContent ?? '', \
                 attributes: Object.fromEntries({attributes}.map(name => [name, element.getAttribute(name)])) \
              }}))",
@@ -64,6 +65,21 @@ impl Page<'_> {
             .await
             .map_err(|error| selector_error(error, selector))?;
         serde_json::from_value(value).map_err(|error| PageError::Script(error.to_string()))
+    }
+
+    /// How many elements match `selector`.
+    pub async fn count(&self, selector: &str) -> Result<u32, PageError> {
+        let script = format!(
+            "document.querySelectorAll({}).length",
+            json_string(selector)
+        );
+        let value = self
+            .evaluate(&script)
+            .await
+            .map_err(|error| selector_error(error, selector))?;
+        Ok(value
+            .as_u64()
+            .map_or(0, |count| u32::try_from(count).unwrap_or(u32::MAX)))
     }
 
     /// Clicks the centre of the first element matching `selector`, scrolling it into view first.

@@ -49,6 +49,7 @@ use changes::Changes;
 use events::DialogLog;
 pub use events::{CrashSignal, Dialog};
 pub use intercept::Served;
+pub use navigate::ElementState;
 pub use record::Recorder;
 pub use watch::FailRule;
 
@@ -124,6 +125,8 @@ impl Navigation {
 /// One element found by [`Page::query`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueriedElement {
+    /// The tag name, lower case.
+    pub tag: String,
     /// `innerText` (what a reader sees), falling back to `textContent`.
     pub text: String,
     /// The requested attributes; `null` where the element lacks one.

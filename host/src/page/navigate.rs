@@ -323,9 +323,9 @@ impl Page<'_> {
         let best_attempt = options.best_attempt;
         if let Some(wait) = &options.wait_for_selector {
             let wanted = match (wait.visible, wait.hidden) {
-                (_, true) => Wanted::Hidden,
-                (true, false) => Wanted::Visible,
-                (false, false) => Wanted::Present,
+                (_, true) => ElementState::Hidden,
+                (true, false) => ElementState::Visible,
+                (false, false) => ElementState::Attached,
             };
             let deadline = self.wait_deadline(wait.timeout_ms, best_attempt);
             let found = self
@@ -392,33 +392,28 @@ impl Page<'_> {
             .map(|_| ())
     }
 
-    /// Waits until an element matches `selector` (and is visible, if asked), watching DOM mutations in
-    /// the page rather than polling from here.
+    /// Waits until an element matching `selector` is in `state`, watching DOM mutations in the page
+    /// rather than polling from here.
     pub async fn wait_for_selector(
         &self,
         selector: &str,
-        visible: bool,
+        state: ElementState,
         timeout_ms: Option<u64>,
     ) -> Result<(), PageError> {
-        let wanted = if visible {
-            Wanted::Visible
-        } else {
-            Wanted::Present
-        };
-        self.wait_for_element(selector, wanted, self.sub_deadline(timeout_ms))
+        self.wait_for_element(selector, state, self.sub_deadline(timeout_ms))
             .await
     }
 
     async fn wait_for_element(
         &self,
         selector: &str,
-        wanted: Wanted,
+        wanted: ElementState,
         deadline: Instant,
     ) -> Result<(), PageError> {
         let (visible, hidden) = match wanted {
-            Wanted::Present => (false, false),
-            Wanted::Visible => (true, false),
-            Wanted::Hidden => (false, true),
+            ElementState::Attached => (false, false),
+            ElementState::Visible => (true, false),
+            ElementState::Hidden => (false, true),
         };
         let script = format!(
             r#"(() => {{
@@ -479,11 +474,14 @@ fn best_effort(
     }
 }
 
-/// What [`Page::wait_for_element`] waits for.
-#[derive(Debug, Clone, Copy)]
-enum Wanted {
-    Present,
+/// What [`Page::wait_for_selector`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementState {
+    /// An element matches.
+    Attached,
+    /// An element matches and has a box that is not `visibility: hidden`.
     Visible,
+    /// No matching element is visible.
     Hidden,
 }
 

@@ -151,6 +151,15 @@ impl Page<'_> {
         Ok(())
     }
 
+    /// `locale` for the page's `Intl`, `navigator.language` and `Accept-Language`, keeping the user
+    /// agent it has now, until the reset.
+    pub async fn emulate_locale(&self, locale: &str) -> Result<(), PageError> {
+        let user_agent = self.evaluate("navigator.userAgent").await?;
+        self.set_user_agent_and_language(user_agent.as_str(), Some(locale))
+            .await?;
+        self.set_locale(locale).await
+    }
+
     /// The locale of the page's `Intl` and date formatting, until the reset.
     async fn set_locale(&self, locale: &str) -> Result<(), PageError> {
         self.handle.changes().locale = true;
@@ -162,7 +171,7 @@ impl Page<'_> {
     }
 
     /// The time zone of the page's clock, until the reset.
-    async fn set_timezone(&self, timezone: &str) -> Result<(), PageError> {
+    pub async fn set_timezone(&self, timezone: &str) -> Result<(), PageError> {
         self.handle.changes().timezone = true;
         self.step(
             "set time zone",
@@ -176,7 +185,7 @@ impl Page<'_> {
 
     /// The position `navigator.geolocation` reports, and leave for `origin` (every origin for
     /// inline HTML) to ask for it, until the reset.
-    async fn set_geolocation(
+    pub async fn set_geolocation(
         &self,
         position: &Geolocation,
         origin: Option<&str>,

@@ -96,6 +96,10 @@ pub(super) fn linker(engine: &Engine) -> Result<Linker<PluginState>, PluginError
             state.wasi.random()
         })?;
         bindings::Host_::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)?;
+        bindings::v0_1::Host_::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            linker,
+            |state| state,
+        )?;
         Ok(())
     };
     link(&mut linker).map_err(|source| PluginError::Engine(source.to_string()))?;

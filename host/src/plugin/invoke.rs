@@ -300,75 +300,31 @@ async fn call_guest(
     call: Call,
 ) -> wasmtime::Result<Result<Returned, WitError>> {
     let instance = plugin.pre.instantiate_async(&mut *store).await?;
-    let missing = || wasmtime::format_err!("the role was checked before the call");
+    let exports = &plugin.exports;
     Ok(match call {
         Call::Extract(params) => {
-            let guest = plugin
-                .extractor
-                .as_ref()
-                .ok_or_else(missing)?
-                .load(&mut *store, &instance)?;
             let page = store.data_mut().table.push(PageResource)?;
-            guest
-                .call_extract(&mut *store, page, &params)
+            exports
+                .extract(store, &instance, page, &params)
                 .await?
                 .map(|output| Returned::Output(output.into()))
         }
-        Call::InitScripts(params) => {
-            let guest = plugin
-                .page_script
-                .as_ref()
-                .ok_or_else(missing)?
-                .load(&mut *store, &instance)?;
-            guest
-                .call_init_scripts(&mut *store, &params)
-                .await?
-                .map(Returned::Scripts)
-        }
+        Call::InitScripts(params) => exports
+            .init_scripts(store, &instance, &params)
+            .await?
+            .map(Returned::Scripts),
         Call::AfterLoad(params) => {
-            let guest = plugin
-                .page_script
-                .as_ref()
-                .ok_or_else(missing)?
-                .load(&mut *store, &instance)?;
             let page = store.data_mut().table.push(PageResource)?;
-            guest
-                .call_after_load(&mut *store, page, &params)
+            exports
+                .after_load(store, &instance, page, &params)
                 .await?
                 .map(|()| Returned::Done)
         }
-        Call::Score(job) => {
-            let guest = plugin
-                .scorer
-                .as_ref()
-                .ok_or_else(missing)?
-                .load(&mut *store, &instance)?;
-            Ok(Returned::Score(guest.call_score(&mut *store, &job).await?))
-        }
+        Call::Score(job) => Ok(Returned::Score(
+            exports.score(store, &instance, &job).await?,
+        )),
         Call::Verify => {
-            // One error, not a chain: the classification below quotes only an error's root cause.
-            let mismatch = |role: &'static str| {
-                move |error: wasmtime::Error| {
-                    wasmtime::format_err!(
-                        "its export `pagewright:plugin/{role}@0.1.0` does not match the WIT: {error:#}"
-                    )
-                }
-            };
-            if let Some(extractor) = &plugin.extractor {
-                extractor
-                    .load(&mut *store, &instance)
-                    .map_err(mismatch("extractor"))?;
-            }
-            if let Some(page_script) = &plugin.page_script {
-                page_script
-                    .load(&mut *store, &instance)
-                    .map_err(mismatch("page-script"))?;
-            }
-            if let Some(scorer) = &plugin.scorer {
-                scorer
-                    .load(&mut *store, &instance)
-                    .map_err(mismatch("scorer"))?;
-            }
+            exports.verify(store, &instance)?;
             Ok(Returned::Done)
         }
     })

@@ -1,6 +1,6 @@
 //! plugin: the WebAssembly plugin host. It owns the wasmtime [`Engine`](wasmtime::Engine) (component
 //! model, fuel, epoch interruption, pooling allocator), the one `Linker` with the host side of
-//! `wit/plugin@0.1.0`, the loaded plugins (each compiled once into an `InstancePre`), the plugin
+//! `wit/plugin@0.2.0` (and of `0.1.0`, for plugins built against it), the loaded plugins (each compiled once into an `InstancePre`), the plugin
 //! workers (a small runtime per shard, at a lower OS priority, so a plugin that spins cannot starve
 //! the HTTP server, the CDP handler or Chromium) and the CPU slots plugin code runs in.
 //!
@@ -17,6 +17,8 @@
 //! - `invoke.rs`: one call into a plugin, from store set-up to the classified result;
 //! - `state.rs`: what a store holds (WASI context, resource table, limits, the job's page, logs);
 //! - `page_resource.rs` and `log.rs`: the host side of the WIT interfaces (`bindings.rs`, private);
+//!   `v0_1.rs`: the same for plugins built against 0.1.0, converting and delegating; `exports.rs`:
+//!   a plugin's roles in its version, and the calls into them;
 //! - `cpu.rs`: the CPU slots, with cooperative preemption at fuel yields; `workers.rs`: the workers;
 //! - `scorer.rs`: scorer plugins as the scheduler's [`Scorer`](crate::sched::Scorer);
 //! - `uploads.rs`, `shared.rs`, `manifest.rs`, `validate.rs`: the registry of uploaded plugins,
@@ -31,6 +33,7 @@ mod cpu;
 mod data_dir;
 mod engine;
 mod error;
+mod exports;
 mod invoke;
 mod log;
 mod manifest;
@@ -41,6 +44,7 @@ mod settings;
 mod shared;
 mod state;
 mod uploads;
+mod v0_1;
 mod validate;
 mod workers;
 

@@ -18,10 +18,11 @@ use super::bindings::pagewright::plugin::page as wit;
 use super::bindings::pagewright::plugin::types::{self, Error as WitError};
 use super::state::PluginState;
 use crate::job::options::{
-    self, Clip, Cookie, GotoOptions, ImageFormat, Length, Margins, MediaType, PaperFormat,
-    PdfOptions, SameSite, ScreenshotOptions, Viewport, WaitUntil,
+    self, Clip, Cookie, Geolocation, GotoOptions, ImageFormat, Length, Margins, MediaType,
+    PageOptions, PaperFormat, PdfMetadata, PdfOptions, SameSite, ScreenshotOptions, Viewport,
+    WaitUntil,
 };
-use crate::page::{Navigation, Page, PageError, ScrollTarget};
+use crate::page::{ElementState, Navigation, Page, PageError, ScrollTarget};
 
 /// The `page` resource's host type; see the module docs.
 #[derive(Debug)]
@@ -131,12 +132,41 @@ impl wit::HostPage for PluginState {
         &mut self,
         _: Resource<PageResource>,
         selector: String,
-        visible: bool,
+        state: wit::ElementState,
         timeout_ms: Option<u32>,
     ) -> Op<()> {
+        let state = element_state(state);
         Ok(self
             .on_page(async |page| {
-                page.wait_for_selector(&selector, visible, timeout_ms.map(u64::from))
+                page.wait_for_selector(&selector, state, timeout_ms.map(u64::from))
+                    .await
+            })
+            .await)
+    }
+
+    async fn wait_for_function(
+        &mut self,
+        _: Resource<PageResource>,
+        wait: wit::FunctionWait,
+    ) -> Op<()> {
+        let wait = options::WaitForFunction {
+            expression: wait.expression,
+            polling_ms: wait.polling_ms.map(u64::from),
+            timeout_ms: wait.timeout_ms.map(u64::from),
+        };
+        let checked = GotoOptions {
+            wait_for_function: Some(wait),
+            ..GotoOptions::default()
+        };
+        if let Err(error) = checked.validate() {
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
+        }
+        let Some(wait) = checked.wait_for_function else {
+            unreachable!("set above");
+        };
+        Ok(self
+            .on_page(async |page| {
+                page.wait_for_function(&wait.expression, wait.polling_ms, wait.timeout_ms)
                     .await
             })
             .await)
@@ -195,6 +225,7 @@ impl wit::HostPage for PluginState {
             elements
                 .into_iter()
                 .map(|mut element| wit::Element {
+                    tag_name: element.tag,
                     text: element.text,
                     // In the order asked for, as the WIT promises.
                     attributes: unique
@@ -204,6 +235,10 @@ impl wit::HostPage for PluginState {
                 })
                 .collect()
         }))
+    }
+
+    async fn count(&mut self, _: Resource<PageResource>, selector: String) -> Op<u32> {
+        Ok(self.on_page(async |page| page.count(&selector).await).await)
     }
 
     async fn click(&mut self, _: Resource<PageResource>, selector: String) -> Op<()> {
@@ -275,6 +310,67 @@ impl wit::HostPage for PluginState {
             .await)
     }
 
+    async fn set_timezone(&mut self, _: Resource<PageResource>, timezone: String) -> Op<()> {
+        let checked = PageOptions {
+            timezone: Some(timezone.clone()),
+            ..PageOptions::default()
+        };
+        if let Err(error) = checked.validate() {
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
+        }
+        Ok(self
+            .on_page(async |page| page.set_timezone(&timezone).await)
+            .await)
+    }
+
+    async fn set_locale(&mut self, _: Resource<PageResource>, locale: String) -> Op<()> {
+        let checked = PageOptions {
+            locale: Some(locale.clone()),
+            ..PageOptions::default()
+        };
+        if let Err(error) = checked.validate() {
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
+        }
+        Ok(self
+            .on_page(async |page| page.emulate_locale(&locale).await)
+            .await)
+    }
+
+    async fn set_geolocation(
+        &mut self,
+        _: Resource<PageResource>,
+        position: wit::Geolocation,
+    ) -> Op<()> {
+        let position = Geolocation {
+            latitude: position.latitude,
+            longitude: position.longitude,
+            accuracy: position.accuracy,
+        };
+        let checked = PageOptions {
+            geolocation: Some(position),
+            ..PageOptions::default()
+        };
+        if let Err(error) = checked.validate() {
+            return Ok(Err(WitError::InvalidInput(error.to_string())));
+        }
+        // The page's own origin may ask for it (every origin, on inline HTML).
+        let origin = self.page.as_ref().and_then(|context| {
+            url::Url::parse(&context.navigation.url)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .map(|url| url.origin().ascii_serialization())
+        });
+        Ok(self
+            .on_page(async |page| page.set_geolocation(&position, origin.as_deref()).await)
+            .await)
+    }
+
+    async fn set_touch(&mut self, _: Resource<PageResource>, enabled: bool) -> Op<()> {
+        Ok(self
+            .on_page(async |page| page.set_touch(enabled).await)
+            .await)
+    }
+
     async fn cookies(&mut self, _: Resource<PageResource>) -> Op<Vec<wit::Cookie>> {
         let cookies = self.on_page(async |page| page.cookies().await).await;
         Ok(cookies.map(|cookies| cookies.into_iter().map(to_wit_cookie).collect()))
@@ -338,6 +434,9 @@ impl wit::HostPage for PluginState {
             }),
             selector: options.selector,
             omit_background: options.omit_background,
+            scale: options.scale,
+            capture_beyond_viewport: options.capture_beyond_viewport,
+            optimize_for_speed: options.optimize_for_speed,
         };
         if let Err(error) = options.validate() {
             return Ok(Err(WitError::InvalidInput(error.to_string())));
@@ -365,6 +464,20 @@ impl wit::HostPage for PluginState {
             header_template: options.header_template,
             footer_template: options.footer_template,
             prefer_css_page_size: options.prefer_css_page_size,
+            outline: options.outline,
+            tagged: options.tagged,
+            omit_background: options.omit_background,
+            metadata: options.metadata.map(|metadata| {
+                Box::new(PdfMetadata {
+                    title: metadata.title,
+                    author: metadata.author,
+                    subject: metadata.subject,
+                    keywords: metadata.keywords,
+                    creator: metadata.creator,
+                    creation_date: metadata.creation_date,
+                    modification_date: metadata.modification_date,
+                })
+            }),
         };
         if let Err(error) = options.validate() {
             return Ok(Err(WitError::InvalidInput(error.to_string())));
@@ -413,25 +526,52 @@ fn goto_options(options: wit::GotoOptions) -> Result<GotoOptions, WitError> {
     if options.timeout_ms == Some(0) {
         return Err(WitError::InvalidInput("timeout_ms must be positive".into()));
     }
-    Ok(GotoOptions {
+    let options = GotoOptions {
         wait_until: match options.wait_until {
             wit::WaitUntil::Load => WaitUntil::Load,
             wit::WaitUntil::DomContentLoaded => WaitUntil::DomContentLoaded,
             wit::WaitUntil::NetworkIdle => WaitUntil::NetworkIdle,
+            wit::WaitUntil::NetworkAlmostIdle => WaitUntil::NetworkAlmostIdle,
         },
         timeout_ms: options.timeout_ms.map(u64::from),
         referrer: options.referrer,
-        wait_for_selector: None,
-        wait_for_function: None,
-        wait_ms: None,
-        best_attempt: false,
-    })
+        wait_for_selector: options
+            .wait_for_selector
+            .map(|wait| options::WaitForSelector {
+                selector: wait.selector,
+                visible: wait.state == wit::ElementState::Visible,
+                hidden: wait.state == wit::ElementState::Hidden,
+                timeout_ms: wait.timeout_ms.map(u64::from),
+            }),
+        wait_for_function: options
+            .wait_for_function
+            .map(|wait| options::WaitForFunction {
+                expression: wait.expression,
+                polling_ms: wait.polling_ms.map(u64::from),
+                timeout_ms: wait.timeout_ms.map(u64::from),
+            }),
+        wait_ms: options.wait_ms.map(u64::from),
+        best_attempt: options.best_attempt,
+    };
+    options
+        .validate()
+        .map_err(|error| WitError::InvalidInput(error.to_string()))?;
+    Ok(options)
+}
+
+fn element_state(state: wit::ElementState) -> ElementState {
+    match state {
+        wit::ElementState::Attached => ElementState::Attached,
+        wit::ElementState::Visible => ElementState::Visible,
+        wit::ElementState::Hidden => ElementState::Hidden,
+    }
 }
 
 fn to_wit_navigation(navigation: &Navigation) -> wit::Navigation {
     wit::Navigation {
         url: navigation.url.clone(),
         status: navigation.status,
+        warnings: navigation.warnings.clone(),
     }
 }
 

@@ -12,7 +12,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::PluginError;
-use super::bindings::exports::pagewright::plugin::{extractor, page_script, scorer};
+use super::exports::Exports;
 use super::manifest::{Limits, LimitsView, RequestedLimits};
 use super::state::PluginState;
 use super::validate;
@@ -163,9 +163,7 @@ pub struct Plugin {
     limits: Limits,
     imports: Vec<String>,
     pub(super) pre: InstancePre<PluginState>,
-    pub(super) extractor: Option<extractor::GuestIndices>,
-    pub(super) page_script: Option<page_script::GuestIndices>,
-    pub(super) scorer: Option<scorer::GuestIndices>,
+    pub(super) exports: Exports,
 }
 
 impl fmt::Debug for Plugin {
@@ -188,6 +186,8 @@ pub struct PluginInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub roles: Vec<&'static str>,
+    /// The version of `pagewright:plugin` it was built against.
+    pub wit: &'static str,
     pub size: usize,
     pub sha256: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -221,16 +221,14 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|error| invalid(format!("its imports cannot be satisfied: {error:#}")))?;
-        let roles = validate::check_exports(engine, component, &pre).map_err(invalid)?;
+        let exports = validate::check_exports(engine, component, &pre).map_err(invalid)?;
         Ok(Self {
             metadata,
             source,
             limits,
             imports,
-            extractor: roles.extractor,
-            page_script: roles.page_script,
-            scorer: roles.scorer,
             pre,
+            exports,
         })
     }
 
@@ -243,9 +241,7 @@ impl Plugin {
             limits: self.limits,
             imports: self.imports.clone(),
             pre: self.pre.clone(),
-            extractor: self.extractor.clone(),
-            page_script: self.page_script.clone(),
-            scorer: self.scorer.clone(),
+            exports: self.exports.clone(),
         }
     }
 
@@ -285,10 +281,11 @@ impl Plugin {
 
     /// `Ok` if the plugin exports `role`, else the error that names what it is not.
     pub fn require(&self, role: Role) -> Result<(), PluginError> {
+        let roles = self.roles();
         let has = match role {
-            Role::Extractor => self.extractor.is_some(),
-            Role::PageScript => self.page_script.is_some(),
-            Role::Scorer => self.scorer.is_some(),
+            Role::Extractor => roles.extractor,
+            Role::PageScript => roles.page_script,
+            Role::Scorer => roles.scorer,
         };
         if has {
             Ok(())
@@ -301,11 +298,12 @@ impl Plugin {
     }
 
     pub fn roles(&self) -> Roles {
-        Roles {
-            extractor: self.extractor.is_some(),
-            page_script: self.page_script.is_some(),
-            scorer: self.scorer.is_some(),
-        }
+        self.exports.roles()
+    }
+
+    /// The version of `pagewright:plugin` the plugin was built against.
+    pub fn wit_version(&self) -> &'static str {
+        self.exports.version()
     }
 
     pub fn info(&self) -> PluginInfo {
@@ -316,6 +314,7 @@ impl Plugin {
             source: self.source,
             description: metadata.description.clone(),
             roles: self.roles().names(),
+            wit: self.wit_version(),
             size: metadata.size,
             sha256: metadata.sha256.clone(),
             uploaded_at: metadata.uploaded_at.clone(),

@@ -71,7 +71,8 @@ impl PluginHost {
                 name: name.to_owned(),
                 reason: format!(
                     "the manifest says it is a `{missing}`, but it does not export \
-                     pagewright:plugin/{missing}@0.1.0 (it exports: {})",
+                     pagewright:plugin/{missing}@{} (it exports: {})",
+                    checked.wit_version(),
                     checked.roles()
                 ),
             });

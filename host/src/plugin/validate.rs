@@ -5,17 +5,13 @@
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::exports::pagewright::plugin::{extractor, page_script, scorer};
+use super::exports::{Exports, PACKAGE, VERSIONS};
 use super::state::PluginState;
 
 /// `\0asm`, then the version and layer of a component (`0d 00 01 00`) or a core module (`01 00 00 00`).
 const MAGIC: &[u8; 4] = b"\0asm";
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
 const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
-
-/// The WIT package plugins implement, as export names spell it.
-pub(super) const PACKAGE: &str = "pagewright:plugin";
-pub(super) const PACKAGE_VERSION: &str = "0.1.0";
 
 /// Interfaces a plugin may import, without their `@version`: the host's own, and the WASI subset the
 /// linker provides (no filesystem, sockets or HTTP: a plugin reaches the web only through its page).
@@ -102,23 +98,21 @@ fn why_not(interface: &str) -> &'static str {
         "plugins make no HTTP requests of their own; navigate the page instead (componentize-js: \
          build with `-d http -d fetch-event`)"
     } else if interface.starts_with("pagewright:plugin/") {
-        "this server implements pagewright:plugin@0.1.0 (types, log, page)"
+        "this server implements pagewright:plugin@0.2.0 and @0.1.0 (types, log, page)"
     } else {
         "this server does not provide it"
     }
 }
 
-/// Which roles the component exports. An export in the `pagewright:plugin` package must be one of the
-/// three role interfaces of the version this server speaks, with the WIT's types; a component must
-/// export at least one.
+/// Which roles the component exports, and in which WIT version. An export in the `pagewright:plugin`
+/// package must be one of the three role interfaces of a version this server serves, with that
+/// version's types; a component must export at least one, all in the same version.
 pub(super) fn check_exports(
     engine: &Engine,
     component: &Component,
     pre: &InstancePre<PluginState>,
-) -> Result<RoleIndices, String> {
-    let extractor = extractor::GuestIndices::new(pre);
-    let page_script = page_script::GuestIndices::new(pre);
-    let scorer = scorer::GuestIndices::new(pre);
+) -> Result<Exports, String> {
+    let mut versions: Vec<&str> = Vec::new();
     for (export, _) in component.component_type().exports(engine) {
         let Some((interface, version)) = export
             .strip_prefix(PACKAGE)
@@ -128,42 +122,42 @@ pub(super) fn check_exports(
             // Other exports (a toolchain's own `init`, say) are not the host's business.
             continue;
         };
-        let error = match interface {
-            _ if version != PACKAGE_VERSION => Some(format!(
-                "this server speaks {PACKAGE}@{PACKAGE_VERSION}, not version `{version}`"
-            )),
-            "extractor" => mismatch(&extractor),
-            "page-script" => mismatch(&page_script),
-            "scorer" => mismatch(&scorer),
-            _ => Some("it is not a role (extractor, page-script, scorer)".into()),
+        let served = VERSIONS.iter().find(|served| **served == version);
+        let error = match served {
+            None => format!(
+                "this server speaks {PACKAGE}@{} , not version `{version}`",
+                VERSIONS.join(" and ")
+            ),
+            Some(_) if !["extractor", "page-script", "scorer"].contains(&interface) => {
+                "it is not a role (extractor, page-script, scorer)".into()
+            }
+            Some(served) => {
+                if !versions.contains(served) {
+                    versions.push(served);
+                }
+                continue;
+            }
         };
-        if let Some(error) = error {
-            return Err(format!(
-                "its export `{export}` does not match the WIT: {error}"
-            ));
-        }
-    }
-    let indices = RoleIndices {
-        extractor: extractor.ok(),
-        page_script: page_script.ok(),
-        scorer: scorer.ok(),
-    };
-    if indices.extractor.is_none() && indices.page_script.is_none() && indices.scorer.is_none() {
         return Err(format!(
-            "it exports none of the roles of {PACKAGE}@{PACKAGE_VERSION} (extractor, page-script, scorer)"
+            "its export `{export}` does not match the WIT: {error}"
         ));
     }
-    Ok(indices)
-}
-
-/// Why a role's interface could not be found with the WIT's types, if it could not.
-fn mismatch<T>(found: &wasmtime::Result<T>) -> Option<String> {
-    found.as_ref().err().map(|error| format!("{error:#}"))
-}
-
-/// Where each exported role's functions are, for the calls.
-pub(super) struct RoleIndices {
-    pub extractor: Option<extractor::GuestIndices>,
-    pub page_script: Option<page_script::GuestIndices>,
-    pub scorer: Option<scorer::GuestIndices>,
+    let version = match versions[..] {
+        [version] => version,
+        [] => {
+            return Err(format!(
+                "it exports none of the roles of {PACKAGE}@{} (extractor, page-script, scorer)",
+                VERSIONS.join(" or ")
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "it exports roles of {PACKAGE}@{}: build it against one version",
+                versions.join(" and @")
+            ));
+        }
+    };
+    Exports::find(pre, version).map_err(|(role, error)| {
+        format!("its export `{PACKAGE}/{role}@{version}` does not match the WIT: {error}")
+    })
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use pagewright_sdk::{
-    Clip, Cookie, Error, Extractor, GotoOptions, ImageFormat, Output, Page, PdfOptions,
-    ScreenshotOptions, Viewport,
+    Clip, Cookie, Error, Extractor, GotoOptions, ImageFormat, Output, Page, PdfMetadata,
+    PdfOptions, ScreenshotOptions, Viewport,
 };
 
 struct BadArgs;
@@ -121,6 +121,28 @@ impl Extractor for BadArgs {
                 scale: Some(50.0),
                 ..PdfOptions::default()
             })),
+        );
+        check(
+            "screenshot-scale",
+            outcome(page.screenshot(&ScreenshotOptions {
+                scale: Some(10.0),
+                ..ScreenshotOptions::default()
+            })),
+        );
+        check(
+            "pdf-metadata-date",
+            outcome(page.pdf(&PdfOptions {
+                metadata: Some(PdfMetadata {
+                    creation_date: Some("yesterday".into()),
+                    ..PdfMetadata::default()
+                }),
+                ..PdfOptions::default()
+            })),
+        );
+        check("timezone", outcome(page.set_timezone("Mars/Olympus Mons")));
+        check(
+            "wait-for-function-empty",
+            outcome(page.wait_for_function("", None)),
         );
         check(
             "evaluate-syntax-error",

@@ -3,8 +3,8 @@
 //! each entry.
 
 use pagewright_sdk::{
-    Cookie, Error, Extractor, GotoOptions, MediaType, Output, Page, PdfOptions, ScreenshotOptions,
-    Viewport, WaitUntil, log,
+    Cookie, Error, Extractor, GotoOptions, MediaType, Output, Page, PdfMetadata, PdfOptions,
+    ScreenshotOptions, Viewport, WaitUntil, log,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -36,7 +36,7 @@ impl Extractor for PageTour {
             &GotoOptions {
                 wait_until: WaitUntil::Load,
                 timeout_ms: Some(10_000),
-                referrer: None,
+                ..GotoOptions::default()
             },
         )?;
         page.wait_for_selector("#name")?;
@@ -76,7 +76,9 @@ impl Extractor for PageTour {
         let pdf = page.pdf(&PdfOptions::default())?;
         let replaced = page.set_content("<title>replaced</title><p id=p>inline</p>")?;
         let inline: String = page.evaluate("document.getElementById('p').textContent")?;
+        let since_0_2 = since_0_2(page)?;
         Output::json(&json!({
+            "since_0_2": since_0_2,
             "navigation_before": before.map(|navigation| navigation.url),
             "status": navigation.status,
             "out": out.first().map(|element| json!({
@@ -98,6 +100,60 @@ impl Extractor for PageTour {
             "navigation_after": page.navigation().map(|navigation| navigation.url),
         }))
     }
+}
+
+/// The operations `pagewright:plugin@0.2.0` added.
+fn since_0_2(page: Page<'_>) -> Result<serde_json::Value, Error> {
+    page.set_content(
+        "<h1>Report</h1><h2>Part</h2><p id=spin>loading</p><script>setTimeout(() => { \
+           document.getElementById('spin').remove(); window.ready = true; \
+           document.body.insertAdjacentHTML('beforeend', '<ul><li>a</li><li>b</li><li>c</li></ul>'); \
+         }, 100)</script>",
+    )?;
+    page.wait_for_hidden("#spin", Some(5_000))?;
+    page.wait_for_function("window.ready === true", Some(5_000))?;
+    let items = page.count("li")?;
+    let tags: Vec<String> = page
+        .query("li, h1", &[])?
+        .into_iter()
+        .map(|element| element.tag_name)
+        .collect();
+    page.set_timezone("Asia/Tokyo")?;
+    page.set_locale("fr-FR")?;
+    page.set_geolocation(48.85, 2.35)?;
+    page.set_touch(true)?;
+    let timezone: String = page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")?;
+    let language: String = page.evaluate("navigator.language")?;
+    let latitude: serde_json::Value = page.evaluate(
+        "new Promise(done => navigator.geolocation.getCurrentPosition( \
+           position => done(position.coords.latitude), error => done(error.message)))",
+    )?;
+    let touch_points: u32 = page.evaluate("navigator.maxTouchPoints")?;
+    let png = page.screenshot(&ScreenshotOptions {
+        scale: Some(0.5),
+        ..ScreenshotOptions::default()
+    })?;
+    let pdf = page.pdf(&PdfOptions {
+        outline: true,
+        metadata: Some(PdfMetadata {
+            title: Some("Tour report".into()),
+            ..PdfMetadata::default()
+        }),
+        ..PdfOptions::default()
+    })?;
+    let contains = |needle: &[u8]| pdf.windows(needle.len()).any(|window| window == needle);
+    Ok(json!({
+        "items": items,
+        "tags": tags,
+        "timezone": timezone,
+        "language": language,
+        "latitude": latitude,
+        "touch_points": touch_points,
+        // A PNG's width is the big-endian u32 at bytes 16..20.
+        "png_width": png.get(16..20).map(|width| u32::from_be_bytes([width[0], width[1], width[2], width[3]])),
+        "pdf_title": contains(b"Tour report"),
+        "pdf_outline": contains(b"/Outlines"),
+    }))
 }
 
 pagewright_sdk::plugin!(PageTour: extractor);
