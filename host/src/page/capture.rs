@@ -210,9 +210,10 @@ impl Page<'_> {
                     .unwrap_or_else(|| "<span></span>".into())
             }),
             prefer_css_page_size: Some(options.prefer_css_page_size),
-            // The outline is built from the structure tags.
-            generate_tagged_pdf: Some(options.tagged || options.outline),
-            generate_document_outline: Some(options.outline),
+            // The outline is built from the structure tags. Unasked, Chromium decides, as before
+            // these options existed.
+            generate_tagged_pdf: (options.tagged || options.outline).then_some(true),
+            generate_document_outline: options.outline.then_some(true),
             ..PrintToPdfParams::default()
         };
         let printed = self
