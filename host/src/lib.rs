@@ -77,6 +77,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// What pages and webhooks may connect to (enforced by the egress proxy).
     pub egress: Arc<EgressRules>,
+    /// The proxy pages go on through (`--proxy`), unless a job names its own.
+    pub proxy: Option<egress::Upstream>,
     /// A shard per node.
     pub topology: Topology,
     /// The scorer plugin to start with (`name` or `name@version`).
@@ -116,6 +118,7 @@ impl Settings {
             jobs: JobsSettings::default(),
             store: StoreSettings::in_memory(),
             egress: Arc::default(),
+            proxy: None,
             topology: Topology::single_node(),
             scorer: None,
             shutdown_grace: Duration::ZERO,
@@ -172,9 +175,13 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
     let store = Store::open(&settings.store).await?;
     let metrics = Metrics::new();
     // Every connection pages and webhooks make leaves through it.
-    let egress = EgressProxy::start(settings.egress.clone(), metrics.clone())
-        .await
-        .context("starting the egress proxy failed")?;
+    let egress = EgressProxy::start(
+        settings.egress.clone(),
+        metrics.clone(),
+        settings.proxy.clone(),
+    )
+    .await
+    .context("starting the egress proxy failed")?;
     let plugins = PluginHost::new(settings.plugins.clone(), metrics.clone())
         .context("starting the plugin host failed")?;
     let browser = BrowserSettings {
@@ -208,7 +215,7 @@ pub async fn start_services(settings: Settings) -> anyhow::Result<Services> {
     let executor = Executor::new(scheduler, shards.clone(), plugins.clone(), metrics.clone());
     let jobs = Jobs::start(
         JobsSettings {
-            egress_proxy: Some(egress.url()),
+            egress_proxy: Some(egress.direct_url()),
             ..settings.jobs.clone()
         },
         store.clone(),

@@ -20,6 +20,7 @@ mod options;
 mod plugins;
 #[path = "../support/postgres.rs"]
 mod postgres;
+mod proxies;
 mod registry;
 mod sched;
 mod shards;
@@ -27,4 +28,6 @@ mod shards;
 mod site;
 mod store;
 mod tenants;
+#[path = "../support/upstream_proxy.rs"]
+mod upstream_proxy;
 mod waiting;

@@ -352,6 +352,16 @@ async fn job<O>(
             ));
         }
     };
+    if let Some(proxy) = &request.page.proxy {
+        // A job's proxy is a destination like any other: the egress rules must allow it (the
+        // listener checks again when it connects).
+        let upstream = proxy.upstream()?;
+        settings
+            .url_policy
+            .check(&upstream.to_string())
+            .await
+            .map_err(|error| ApiError::from(error).within("page.proxy"))?;
+    }
     let timeout = budget(
         state,
         "timeout_ms",

@@ -204,6 +204,8 @@ pub struct BrowserSession {
     pub version: String,
     browser: chromiumoxide::Browser,
     alive: watch::Sender<bool>,
+    /// Where its contexts' requests go: the egress proxy's listeners.
+    egress: Option<EgressProxy>,
 }
 
 impl std::fmt::Debug for BrowserSession {
@@ -233,12 +235,29 @@ impl BrowserSession {
         let _ = rx.wait_for(|alive| !alive).await;
     }
 
-    /// A new browser context: its own cookies, storage and cache. Downloads are denied in it: a
-    /// file a page offers is never written (Chromium's default would save it in the profile).
-    pub async fn create_context(&self) -> Result<BrowserContextId, CdpError> {
+    /// A new browser context for the isolation key `key`: its own cookies, storage and cache, and
+    /// the key's proxy when its jobs named one (`job::proxy_route`; the browser's own otherwise).
+    /// Downloads are denied in it: a file a page offers is never written (Chromium's default would
+    /// save it in the profile).
+    pub async fn create_context(&self, key: &str) -> Result<BrowserContextId, CdpError> {
+        let mut params = CreateBrowserContextParams::default();
+        if let Some(route) = crate::job::proxy_route(key) {
+            let listener = self
+                .egress
+                .as_ref()
+                .and_then(|egress| egress.route_url(route))
+                .ok_or_else(|| {
+                    CdpError::ChromeMessage(format!(
+                        "no listener for proxy {route} on this host: a job must start it first"
+                    ))
+                })?;
+            params.proxy_server = Some(listener);
+            // As for the browser's own proxy: loopback goes through it too.
+            params.proxy_bypass_list = Some("<-loopback>".into());
+        }
         let context = self
             .browser
-            .execute(CreateBrowserContextParams::default())
+            .execute(params)
             .await?
             .result
             .browser_context_id;
@@ -320,6 +339,7 @@ impl BrowserSession {
 #[derive(Clone)]
 pub struct BrowserSupervisor {
     shared: Arc<Shared>,
+    egress: Option<EgressProxy>,
 }
 
 impl std::fmt::Debug for BrowserSupervisor {
@@ -340,6 +360,7 @@ struct Shared {
 impl BrowserSupervisor {
     /// Starts the supervisor task, which launches the first browser in the background.
     pub fn start(settings: BrowserSettings, metrics: Metrics) -> Self {
+        let egress = settings.egress.clone();
         let shared = Arc::new(Shared {
             state: watch::Sender::new(BrowserState::Starting),
             stop: watch::Sender::new(false),
@@ -348,7 +369,12 @@ impl BrowserSupervisor {
         });
         let task = tokio::spawn(supervise(settings, metrics, shared.clone()));
         *lock(&shared.task) = Some(task);
-        Self { shared }
+        Self { shared, egress }
+    }
+
+    /// The egress proxy this browser's pages go through.
+    pub fn egress(&self) -> Option<&EgressProxy> {
+        self.egress.as_ref()
     }
 
     /// The connected browser, if there is one now.
@@ -459,6 +485,7 @@ async fn supervise(settings: BrowserSettings, metrics: Metrics, shared: Arc<Shar
             version,
             browser: launched.browser,
             alive: watch::Sender::new(true),
+            egress: settings.egress.clone(),
         });
         tokio::spawn({
             let session = session.clone();

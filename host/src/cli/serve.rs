@@ -11,7 +11,7 @@ use super::{BrowserArgs, PluginArgs, PoolArgs};
 use crate::Settings;
 use crate::api::ApiSettings;
 use crate::api::{ConnectionLimits, Tenants};
-use crate::egress::{EgressRules, HostPattern};
+use crate::egress::{EgressRules, HostPattern, Upstream};
 use crate::jobs::JobsSettings;
 use crate::sched::SchedSettings;
 use crate::secret::Secret;
@@ -128,6 +128,12 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub egress_deny_networks: Vec<IpNet>,
+
+    /// An HTTP proxy every page's requests go through (`http://host:port`, credentials as
+    /// `http://user:password@host:port`; set it in the environment to keep them out of `ps`). A job's
+    /// `page.proxy` overrides it; webhooks do not use it. Default: none.
+    #[arg(long, env = "PAGEWRIGHT_PROXY", hide_env_values = true)]
+    pub proxy: Option<String>,
 
     /// On SIGINT/SIGTERM: how long in-flight jobs may take to finish before the server stops anyway,
     /// in milliseconds.
@@ -341,6 +347,16 @@ impl ServeArgs {
             allow_networks: self.egress_allow_networks.clone(),
             deny_networks: self.egress_deny_networks.clone(),
         });
+        let proxy = self
+            .proxy
+            .as_deref()
+            .map(|server| Upstream::parse(server, None, None))
+            .transpose()
+            .map_err(|reason| ConfigError::Invalid {
+                flag: "proxy",
+                rule: "an http:// proxy URL, such as http://proxy.internal:3128",
+                value: reason,
+            })?;
         let url_policy = UrlPolicy {
             rules: egress.clone(),
         };
@@ -397,6 +413,7 @@ impl ServeArgs {
             },
             store,
             egress,
+            proxy,
             topology,
             scorer: self.scorer.clone(),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),

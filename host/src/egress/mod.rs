@@ -3,7 +3,8 @@
 //! its redirects, subresources, frames, fetch and XHR, WebSockets, workers, inline-HTML jobs and
 //! plugin navigations alike; the webhook client uses it too. The proxy resolves each host once,
 //! checks every address against [`EgressRules`] (`rules.rs`), and connects to an address it checked.
-//! (Chromium's DevTools has no port to reach: it runs over a pipe, `browser/devtools.rs`.)
+//! (Chromium's DevTools has no port to reach: it runs over a pipe, `browser/devtools.rs`.) Pages
+//! may go on through another proxy (`upstream.rs`): the server's `--proxy`, or a job's own.
 //!
 //! The API checks a job's URL and webhook against the same rules before any browser work
 //! (`url_policy`), so the common refusal is an early 400; the proxy is what holds for everything
@@ -11,6 +12,8 @@
 
 mod proxy;
 mod rules;
+mod upstream;
 
 pub use proxy::{EGRESS_HEADER, EgressProxy};
 pub use rules::{EgressRules, HostPattern, Refusal, is_internal};
+pub use upstream::Upstream;

@@ -1,19 +1,26 @@
-//! [`EgressProxy`]: an HTTP proxy on a loopback port that Chromium (`--proxy-server`, loopback
+//! [`EgressProxy`]: an HTTP proxy on loopback ports that Chromium (`--proxy-server`, loopback
 //! included) and the webhook client send every request through. `CONNECT host:port` (HTTPS, and
 //! WebSockets, which Chromium always tunnels) opens a tunnel; a plain `http://` request is forwarded
 //! on a pooled connection. Both reach their server only through [`Shared::connect`]: resolve, check
 //! every address against the rules, connect to a checked one. What was checked is what is used.
+//!
+//! Each listener is a [`Route`]: straight out, or on through an [`Upstream`] proxy (the server's
+//! `--proxy` for every page, or a job's `page.proxy`, whose browser context Chromium points at that
+//! upstream's own listener). Through an upstream, the destination is checked by name (and by the
+//! addresses it has here, when the rules check addresses; the upstream resolves it itself), and a
+//! job's upstream is itself a destination the rules must allow; the server's is the operator's.
 //!
 //! A refusal is a `403`, and a site that cannot be reached a `502`, each with the reason in the body
 //! and in the `x-pagewright-egress` header (`refused; REASON` or `unreachable; REASON`), which the
 //! page code turns into a failed navigation when it is the document's answer: Chromium would render
 //! the proxy's answer as if the site had given it.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,6 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::rules::{EgressRules, Refusal, is_this_machine};
+use super::upstream::Upstream;
 use crate::metrics::Metrics;
 
 /// The header the proxy's own answers carry, so a page's navigation can tell them from the site's.
@@ -36,45 +44,140 @@ pub const EGRESS_HEADER: &str = "x-pagewright-egress";
 /// How long connecting to a checked address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most upstream proxies one server keeps a listener for: far more than any deployment's
+/// proxy pool, few enough that callers cannot make it hold ports without bound.
+const MAX_ROUTES: usize = 1024;
+
 /// The running proxy. Cheap to clone; the proxy stops when the runtime does.
 #[derive(Debug, Clone)]
 pub struct EgressProxy {
     shared: Arc<Shared>,
+    /// Where pages go by default: through the server's `--proxy`, if it has one.
+    pages: String,
+    /// Straight out, whatever `--proxy` says: for webhooks.
+    direct: String,
 }
 
 #[derive(Debug)]
 struct Shared {
     rules: Arc<EgressRules>,
-    address: SocketAddr,
     metrics: Metrics,
+    /// Every listener's port: a connection to one of them would loop.
+    ports: Mutex<Vec<u16>>,
+    /// The listener of each job upstream, by [`Upstream::id`].
+    routes: Mutex<HashMap<String, String>>,
+}
+
+/// One listener's way out.
+struct Route {
+    shared: Arc<Shared>,
+    upstream: Option<Upstream>,
+    /// The server's own `--proxy`: reached wherever it is, as the operator configured it.
+    trusted: bool,
+    client: Client<CheckedConnector, Incoming>,
 }
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 impl EgressProxy {
-    /// Listens on a free loopback port and serves until the runtime stops.
-    pub async fn start(rules: Arc<EgressRules>, metrics: Metrics) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let address = listener.local_addr()?;
+    /// Listens on free loopback ports and serves until the runtime stops: one listener straight
+    /// out and, with `default_upstream` (`--proxy`), one through it for pages.
+    pub async fn start(
+        rules: Arc<EgressRules>,
+        metrics: Metrics,
+        default_upstream: Option<Upstream>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             rules,
-            address,
             metrics,
+            ports: Mutex::new(Vec::new()),
+            routes: Mutex::new(HashMap::new()),
         });
-        let client = Client::builder(TokioExecutor::new()).build(CheckedConnector {
-            shared: shared.clone(),
-        });
-        tokio::spawn(serve(listener, shared.clone(), client));
-        Ok(Self { shared })
+        let direct = listen(&shared, None, false).await?;
+        let pages = match default_upstream {
+            Some(upstream) => listen(&shared, Some(upstream), true).await?,
+            None => direct.clone(),
+        };
+        Ok(Self {
+            shared,
+            pages,
+            direct,
+        })
     }
 
-    /// The proxy's URL, for `--proxy-server` and the webhook client.
+    /// The pages' proxy URL, for `--proxy-server`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.address)
+        self.pages.clone()
+    }
+
+    /// The URL straight out, for the webhook client.
+    pub fn direct_url(&self) -> String {
+        self.direct.clone()
+    }
+
+    /// The URL of the listener that goes on through `upstream`, started the first time it is
+    /// asked for.
+    pub async fn route_via(&self, upstream: &Upstream) -> std::io::Result<String> {
+        let id = upstream.id();
+        if let Some(url) = self.route_url(&id) {
+            return Ok(url);
+        }
+        if self.shared.lock_routes().len() >= MAX_ROUTES {
+            return Err(std::io::Error::other(format!(
+                "this server already has listeners for {MAX_ROUTES} proxies"
+            )));
+        }
+        let url = listen(&self.shared, Some(upstream.clone()), false).await?;
+        // Two jobs that started one at once keep the first; the other listener idles.
+        Ok(self.shared.lock_routes().entry(id).or_insert(url).clone())
+    }
+
+    /// The listener [`EgressProxy::route_via`] started for the upstream of this id.
+    pub fn route_url(&self, id: &str) -> Option<String> {
+        self.shared.lock_routes().get(id).cloned()
     }
 }
 
+/// Binds a listener for a route and serves it; returns its URL.
+async fn listen(
+    shared: &Arc<Shared>,
+    upstream: Option<Upstream>,
+    trusted: bool,
+) -> std::io::Result<String> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let address = listener.local_addr()?;
+    shared
+        .ports
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(address.port());
+    let client = Client::builder(TokioExecutor::new()).build(CheckedConnector {
+        shared: shared.clone(),
+    });
+    let route = Arc::new(Route {
+        shared: shared.clone(),
+        upstream,
+        trusted,
+        client,
+    });
+    tokio::spawn(serve(listener, route));
+    Ok(format!("http://{address}"))
+}
+
 impl Shared {
+    fn lock_routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_listener(&self, address: SocketAddr) -> bool {
+        is_this_machine(address.ip())
+            && self
+                .ports
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&address.port())
+    }
+
     /// A connection to `host:port` at an address the rules allow.
     async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
         let addresses = self.rules.resolve(host, port).await.map_err(|refusal| {
@@ -85,13 +188,17 @@ impl Shared {
             ConnectError::Refused(refusal)
         })?;
         // A request to the proxy itself would loop.
-        if let Some(&address) = addresses
-            .iter()
-            .find(|address| is_this_machine(address.ip()) && port == self.address.port())
-        {
+        if let Some(&address) = addresses.iter().find(|address| self.is_listener(**address)) {
             self.metrics.egress_refused.inc();
             return Err(ConnectError::Refused(Refusal::Protected { address }));
         }
+        connect_any(addresses).await
+    }
+}
+
+/// The first of `addresses` that accepts a connection.
+async fn connect_any(addresses: Vec<SocketAddr>) -> Result<TcpStream, ConnectError> {
+    {
         let mut last = None;
         for address in addresses {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
@@ -115,13 +222,144 @@ enum ConnectError {
     Refused(Refusal),
     #[error("connecting failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the proxy {proxy} {reason}")]
+    Upstream { proxy: String, reason: String },
 }
 
-async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    client: Client<CheckedConnector, Incoming>,
-) {
+impl Route {
+    /// A connection to the upstream proxy: checked like any destination when a job named it.
+    async fn connect_upstream(&self, upstream: &Upstream) -> Result<TcpStream, ConnectError> {
+        let failed = |error: ConnectError| ConnectError::Upstream {
+            proxy: upstream.to_string(),
+            reason: format!("could not be reached: {error}"),
+        };
+        if !self.trusted {
+            return self
+                .shared
+                .connect(&upstream.host, upstream.port)
+                .await
+                .map_err(|error| match error {
+                    refused @ ConnectError::Refused(
+                        Refusal::Internal { .. }
+                        | Refusal::DeniedHost { .. }
+                        | Refusal::HostNotAllowed { .. }
+                        | Refusal::DeniedNetwork { .. }
+                        | Refusal::Protected { .. },
+                    ) => refused,
+                    other => failed(other),
+                });
+        }
+        let addresses = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::lookup_host((upstream.host.as_str(), upstream.port)),
+        )
+        .await
+        .map_err(|_| failed(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))?
+        .map_err(|error| failed(error.into()))?
+        .collect();
+        connect_any(addresses).await.map_err(failed)
+    }
+
+    /// Checks a destination the upstream will connect to: by name, and by the addresses it has
+    /// here when the rules check addresses (a name that does not resolve here is the upstream's).
+    async fn check_destination(&self, host: &str, port: u16) -> Result<(), ConnectError> {
+        let rules = &self.shared.rules;
+        let checked = if rules.checks_addresses() {
+            match rules.resolve(host, port).await {
+                Ok(_) | Err(Refusal::Resolve { .. }) => Ok(()),
+                Err(refusal) => Err(refusal),
+            }
+        } else {
+            rules.check_host(host)
+        };
+        checked.map_err(|refusal| {
+            self.shared.metrics.egress_refused.inc();
+            tracing::info!(host, port, %refusal, "egress refused");
+            ConnectError::Refused(refusal)
+        })
+    }
+
+    /// A tunnel to `host:port` through the upstream's `CONNECT`.
+    async fn tunnel_through(
+        &self,
+        upstream: &Upstream,
+        host: &str,
+        port: u16,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ConnectError> {
+        self.check_destination(host, port).await?;
+        let stream = self.connect_upstream(upstream).await?;
+        let failed = |reason: String| ConnectError::Upstream {
+            proxy: upstream.to_string(),
+            reason,
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| failed(format!("failed: {error}")))?;
+        tokio::spawn(connection.with_upgrades());
+        let authority = format!("{host}:{port}");
+        let mut connect = Request::builder()
+            .method(Method::CONNECT)
+            .uri(authority.as_str())
+            .header(hyper::header::HOST, authority.as_str());
+        if let Some(authorization) = upstream.authorization() {
+            connect = connect.header(hyper::header::PROXY_AUTHORIZATION, authorization);
+        }
+        let connect = connect
+            .body(empty())
+            .map_err(|error| failed(format!("could not be asked: {error}")))?;
+        let response = sender
+            .send_request(connect)
+            .await
+            .map_err(|error| failed(format!("failed: {error}")))?;
+        if response.status() != StatusCode::OK {
+            return Err(failed(format!(
+                "answered {} to CONNECT {authority}",
+                response.status()
+            )));
+        }
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|error| failed(format!("failed: {error}")))?;
+        Ok(TokioIo::new(upgraded))
+    }
+
+    /// A plain `http://` request sent on to the upstream in absolute form, with its credentials.
+    async fn forward_through(
+        &self,
+        upstream: &Upstream,
+        mut request: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, ConnectError> {
+        let host = request.uri().host().unwrap_or_default().to_owned();
+        let port = request.uri().port_u16().unwrap_or(80);
+        self.check_destination(&host, port).await?;
+        let stream = self.connect_upstream(upstream).await?;
+        let failed = |error: hyper::Error| ConnectError::Upstream {
+            proxy: upstream.to_string(),
+            reason: format!("failed: {error}"),
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(failed)?;
+        tokio::spawn(connection);
+        if let Some(authorization) = upstream.authorization() {
+            request
+                .headers_mut()
+                .insert(hyper::header::PROXY_AUTHORIZATION, authorization);
+        }
+        let response = sender.send_request(request).await.map_err(failed)?;
+        // Chromium would ask for credentials it does not have, or show the proxy's page as the
+        // site's: the proxy's refusal is this proxy's failure to reach the site.
+        if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            return Err(ConnectError::Upstream {
+                proxy: upstream.to_string(),
+                reason: "answered 407: it refused the credentials".into(),
+            });
+        }
+        Ok(response.map(BodyExt::boxed))
+    }
+}
+
+async fn serve(listener: TcpListener, route: Arc<Route>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -133,11 +371,9 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (shared, client) = (shared.clone(), client.clone());
+        let route = route.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                handle(shared.clone(), client.clone(), request)
-            });
+            let service = hyper::service::service_fn(move |request| handle(route.clone(), request));
             let _ = hyper::server::conn::http1::Builder::new()
                 .preserve_header_case(true)
                 .serve_connection(TokioIo::new(stream), service)
@@ -148,8 +384,7 @@ async fn serve(
 }
 
 async fn handle(
-    shared: Arc<Shared>,
-    client: Client<CheckedConnector, Incoming>,
+    route: Arc<Route>,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     if request.method() == Method::CONNECT {
@@ -157,14 +392,32 @@ async fn handle(
             return Ok(answer(StatusCode::BAD_REQUEST, "CONNECT needs host:port"));
         };
         let port = authority.port_u16().unwrap_or(443);
-        let mut upstream = match shared.connect(authority.host(), port).await {
-            Ok(upstream) => upstream,
+        let far_end = match &route.upstream {
+            None => route
+                .shared
+                .connect(authority.host(), port)
+                .await
+                .map(FarEnd::Direct),
+            Some(upstream) => route
+                .tunnel_through(upstream, authority.host(), port)
+                .await
+                .map(FarEnd::Tunnel),
+        };
+        let far_end = match far_end {
+            Ok(far_end) => far_end,
             Err(error) => return Ok(refused(&error)),
         };
         tokio::spawn(async move {
             if let Ok(upgraded) = hyper::upgrade::on(&mut request).await {
                 let mut tunnel = TokioIo::new(upgraded);
-                let _ = tokio::io::copy_bidirectional(&mut tunnel, &mut upstream).await;
+                let _ = match far_end {
+                    FarEnd::Direct(mut stream) => {
+                        tokio::io::copy_bidirectional(&mut tunnel, &mut stream).await
+                    }
+                    FarEnd::Tunnel(mut stream) => {
+                        tokio::io::copy_bidirectional(&mut tunnel, &mut stream).await
+                    }
+                };
             }
         });
         return Ok(Response::new(empty()));
@@ -179,7 +432,13 @@ async fn handle(
     let headers = request.headers_mut();
     headers.remove(HeaderName::from_static("proxy-connection"));
     headers.remove(hyper::header::PROXY_AUTHORIZATION);
-    match client.request(request).await {
+    if let Some(upstream) = &route.upstream {
+        return Ok(route
+            .forward_through(upstream, request)
+            .await
+            .unwrap_or_else(|error| refused(&error)));
+    }
+    match route.client.request(request).await {
         Ok(response) => Ok(response.map(BodyExt::boxed)),
         Err(error) => {
             // The connector's own error, if that is where it failed.
@@ -199,12 +458,18 @@ async fn handle(
     }
 }
 
+/// Where a tunnel goes: a server, or a tunnel through an upstream proxy.
+enum FarEnd {
+    Direct(TcpStream),
+    Tunnel(TokioIo<hyper::upgrade::Upgraded>),
+}
+
 /// The answer to a connection that was refused or failed.
 fn refused(error: &ConnectError) -> Response<ProxyBody> {
     let (status, kind) = match error {
-        ConnectError::Refused(Refusal::Resolve { .. }) | ConnectError::Io(_) => {
-            (StatusCode::BAD_GATEWAY, "unreachable")
-        }
+        ConnectError::Refused(Refusal::Resolve { .. })
+        | ConnectError::Io(_)
+        | ConnectError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "unreachable"),
         ConnectError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
     };
     let mut response = answer(status, &error.to_string());

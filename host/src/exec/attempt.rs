@@ -7,10 +7,13 @@
 use tokio::time::Instant;
 
 use super::{ExecError, Executor, Rendered, millis};
-use crate::job::options::StatusRange;
+use chromiumoxide::error::CdpError;
+
+use crate::job::options::{ProxyOption, StatusRange};
 use crate::job::{HtmlBase, Job, NativeOutput, Output, PluginCall, Produced, Target};
 use crate::page::{FailRule, Navigation, Page, PageError, Recorder, Served};
 use crate::plugin::{JobContext, PluginHost, Usage};
+use crate::pool::PoolError;
 use crate::sched::Priority;
 use crate::shard::Shard;
 
@@ -65,6 +68,9 @@ impl Executor {
             }
         };
         let began = Instant::now();
+        if let Some(proxy) = &job.page.proxy {
+            start_proxy_route(shard, proxy).await?;
+        }
         let mut lease = shard.pool.lease(&job.isolation_key(), deadline).await?;
         let leased = Instant::now();
         let (navigation, mut usage, recorder) =
@@ -248,4 +254,22 @@ async fn native_output(
             .to_string(),
         ),
     })
+}
+
+/// Starts the egress listener that goes on through the job's proxy, before its key's context
+/// (created with that listener as its proxy) is asked for. On this host: the job may have been
+/// submitted to another.
+async fn start_proxy_route(shard: &Shard, proxy: &ProxyOption) -> Result<(), ExecError> {
+    let upstream = proxy
+        .upstream()
+        .map_err(|error| PageError::InvalidInput(error.to_string()))?;
+    let Some(egress) = shard.browser.egress() else {
+        return Ok(());
+    };
+    egress.route_via(&upstream).await.map_err(|error| {
+        PoolError::CreateContext(CdpError::ChromeMessage(format!(
+            "starting the listener for proxy {upstream} failed: {error}"
+        )))
+    })?;
+    Ok(())
 }

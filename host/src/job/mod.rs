@@ -16,10 +16,21 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use options::{FailOn, GotoOptions, InvalidOption, PageOptions, PdfOptions, ScreenshotOptions};
+use options::{
+    FailOn, GotoOptions, InvalidOption, PageOptions, PdfOptions, ProxyOption, ScreenshotOptions,
+};
 
 /// The isolation key of jobs that do not name one.
 pub const DEFAULT_ISOLATION_KEY: &str = "default";
+
+/// What ends the isolation key of a job with its own proxy, before the proxy's id.
+const PROXY_ROUTE: &str = "#via-";
+
+/// The id of the proxy (an [`Upstream::id`](crate::egress::Upstream::id)) the contexts of an
+/// isolation key go through, if the key's jobs named one.
+pub fn proxy_route(isolation_key: &str) -> Option<&str> {
+    isolation_key.rsplit_once(PROXY_ROUTE).map(|(_, id)| id)
+}
 
 /// The tenant of jobs that do not name one.
 pub const DEFAULT_TENANT: &str = "default";
@@ -88,7 +99,8 @@ impl Job {
     }
 
     /// The pages the job may run on: jobs of one key share a browser context, jobs of different
-    /// keys never share anything. A job that accepts certificates that do not verify gets its key's
+    /// keys never share anything. A job with its own proxy gets a context of that proxy's
+    /// (`#via-ID`, [`proxy_route`]). A job that accepts certificates that do not verify gets its key's
     /// insecure twin: Chromium reuses a context's open connections, and one it made while errors
     /// were ignored must never carry a job that verifies. (`#` is not allowed in a caller's key.)
     pub fn isolation_key(&self) -> Cow<'_, str> {
@@ -102,10 +114,15 @@ impl Job {
             Some(tenant) => Cow::Owned(format!("{tenant}~{key}")),
             None => Cow::Borrowed(key),
         };
-        if self.page.ignore_https_errors {
+        let key = if self.page.ignore_https_errors {
             Cow::Owned(format!("{key}#insecure"))
         } else {
             key
+        };
+        // Chromium sets a context's proxy when it creates it: another proxy is another context.
+        match self.page.proxy.as_ref().map(ProxyOption::upstream) {
+            Some(Ok(upstream)) => Cow::Owned(format!("{key}{PROXY_ROUTE}{}", upstream.id())),
+            _ => key,
         }
     }
 

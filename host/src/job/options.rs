@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::Upstream;
+
 /// An option out of its range, with a message that names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -245,6 +247,9 @@ pub struct PageOptions {
     pub headers_scope: HeadersScope,
     /// HTTP basic authentication, sent to the target's origin only.
     pub authenticate: Option<Credentials>,
+    /// An HTTP proxy the page's requests go through instead of the server's `--proxy`. Jobs with
+    /// the same key and proxy share a browser context; another proxy is another context.
+    pub proxy: Option<ProxyOption>,
     pub user_agent: Option<String>,
     /// Cookies set before navigating; without `url` or `domain` they apply to the target URL.
     #[serde(default)]
@@ -303,6 +308,7 @@ impl Default for PageOptions {
             headers: BTreeMap::new(),
             headers_scope: HeadersScope::default(),
             authenticate: None,
+            proxy: None,
             user_agent: None,
             cookies: Vec::new(),
             media: None,
@@ -466,6 +472,39 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// `page.proxy`: `{"server": "http://host:port", "username", "password"}`.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyOption {
+    pub server: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl ProxyOption {
+    pub fn upstream(&self) -> Result<Upstream, InvalidOption> {
+        Upstream::parse(
+            &self.server,
+            self.username.as_deref(),
+            self.password.as_deref(),
+        )
+        .map_err(|reason| InvalidOption(format!("page.proxy.server: {reason}")))
+    }
+}
+
+/// The password stays out of logs.
+impl std::fmt::Debug for ProxyOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyOption")
+            .field(
+                "server",
+                &self.upstream().map(|upstream| upstream.to_string()).ok(),
+            )
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A position ([`PageOptions::geolocation`]).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -602,6 +641,9 @@ impl PageOptions {
         }
         if let Some(user_agent) = &self.user_agent {
             check_user_agent(user_agent)?;
+        }
+        if let Some(proxy) = &self.proxy {
+            proxy.upstream()?;
         }
         check_media_features(&self.media_features)?;
         if let Some(timezone) = &self.timezone

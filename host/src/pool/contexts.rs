@@ -34,7 +34,7 @@ impl PoolInner {
             return Ok(id);
         }
         let created = session
-            .create_context()
+            .create_context(key)
             .await
             .map_err(PoolError::CreateContext)?;
         let mut state = self.lock();
