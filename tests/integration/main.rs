@@ -3,6 +3,7 @@
 //! the page operations' own tests are the host's (`host/src/pool/tests.rs`, `host/src/page/tests.rs`).
 
 mod api;
+mod batches;
 mod cache;
 mod cli;
 mod durable;

@@ -23,14 +23,37 @@ use super::endpoints::output_headers;
 use super::request::{Endpoint, RenderBody, job_for};
 use super::tenants::Caller;
 use super::{ApiError, ApiSettings, AppState, PathParam};
-use crate::job::Target;
+use crate::job::{Job, Target};
 use crate::jobs::{JobError, Outcome, Submission};
 
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
-    RenderBody(mut request): RenderBody,
+    RenderBody(request): RenderBody,
 ) -> Result<Response, ApiError> {
+    let (job, submission) = async_job(&state, &caller, request).await?;
+    state.admit_by_memory()?;
+    caller.take_rate()?;
+    let record = state.jobs.submit(job, submission).await?;
+    let location = format!("/v1/jobs/{}", record.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(
+            header::LOCATION,
+            HeaderValue::from_str(&location).expect("hex ids are valid header values"),
+        )],
+        Json(record.document()),
+    )
+        .into_response())
+}
+
+/// An async job's body made a job, checked as its endpoint would check it, and what its document
+/// says of how it was asked for.
+pub(super) async fn async_job(
+    state: &AppState,
+    caller: &Caller,
+    mut request: Value,
+) -> Result<(Job, Submission), ApiError> {
     let Some(fields) = request.as_object_mut() else {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -90,9 +113,7 @@ pub async fn submit(
             }
         },
     };
-    let mut job = job_for(&state, &caller, Endpoint::for_job(&plugin), request).await?;
-    state.admit_by_memory()?;
-    caller.take_rate()?;
+    let mut job = job_for(state, caller, Endpoint::for_job(&plugin), request).await?;
     job.queue_timeout = queue_timeout;
     let submission = Submission {
         plugin,
@@ -105,17 +126,7 @@ pub async fn submit(
         },
         webhook,
     };
-    let record = state.jobs.submit(job, submission).await?;
-    let location = format!("/v1/jobs/{}", record.id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(
-            header::LOCATION,
-            HeaderValue::from_str(&location).expect("hex ids are valid header values"),
-        )],
-        Json(record.document()),
-    )
-        .into_response())
+    Ok((job, submission))
 }
 
 pub async fn show(
@@ -129,7 +140,7 @@ pub async fn show(
 }
 
 /// Another tenant's job is, to this caller, a job that does not exist.
-fn owned(caller: &Caller, id: &str, tenant: &str) -> Result<(), ApiError> {
+pub(super) fn owned(caller: &Caller, id: &str, tenant: &str) -> Result<(), ApiError> {
     if caller.owns(tenant) {
         Ok(())
     } else {

@@ -8,6 +8,7 @@
 //! [`Job`]: crate::job::Job
 
 mod auth;
+mod batches;
 mod cache;
 mod endpoints;
 mod error;
@@ -176,6 +177,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/debug", post(endpoints::debug))
         .route("/v1/run/{plugin}", post(endpoints::run_plugin))
         .route("/v1/jobs", post(jobs::submit))
+        .route("/v1/batches", post(batches::submit))
+        .route(
+            "/v1/batches/{id}",
+            get(batches::show).delete(batches::cancel),
+        )
         .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/v1/jobs/{id}/result", get(jobs::result_of))
         .route("/v1/plugins", get(plugins::list))

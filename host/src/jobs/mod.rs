@@ -13,12 +13,14 @@
 //! What is known of a job is its [`Record`] (`record.rs`), read from the store; its document is
 //! `document.rs`.
 
+mod batches;
 mod document;
 mod intake;
 mod record;
 mod runner;
 mod webhook;
 
+pub use batches::{BatchRecord, BatchSubmission, MAX_BATCH_PAGES};
 pub use record::{
     JobError, JobFailure, JobResult, JobState, JobsSettings, JobsStatus, Outcome, Record,
     Submission, WebhookStatus, now_ms,
@@ -39,7 +41,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use crate::exec::{ExecError, Executor};
 use crate::job::Job;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::store::{Cancelled, Event, NewJob, Store, StoreError};
+use crate::store::{Cancelled, Event, Store, StoreError};
 use crate::tasks::supervise;
 use intake::Intake;
 use webhook::Webhooks;
@@ -202,27 +204,8 @@ impl Jobs {
         if *inner.draining.borrow() {
             return Err(JobError::ShuttingDown);
         }
-        let standing = inner.executor.scheduler().standing(&job).await;
-        let submitted_at = now_ms() - job.received_at.elapsed().as_millis() as i64;
-        let new = NewJob {
-            id: new_id(),
-            // A job is plain values: it always serializes.
-            spec: serde_json::to_string(&job).expect("a job serializes as JSON"),
-            plugin: submission.plugin.clone(),
-            tenant: submission.tenant.to_string(),
-            class: serde_json::to_value(submission.class)
-                .ok()
-                .and_then(|class| class.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            number: i64::from(submission.number),
-            url: submission.url.clone(),
-            webhook: submission.webhook.clone(),
-            band: standing.band() as i64,
-            score: standing.score,
-            cost: standing.cost,
-            submitted_at,
-            queue_deadline: submitted_at + job.queue_timeout.as_millis() as i64,
-        };
+        let new = self.new_job(&job, &submission).await;
+        let submitted_at = new.submitted_at;
         let capacity = inner.settings.queue_capacity;
         if inner.queued_estimate.load(Ordering::Relaxed) >= capacity as i64 {
             inner

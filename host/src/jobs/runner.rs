@@ -370,6 +370,7 @@ impl Jobs {
         store
             .evict_results(inner.settings.max_result_bytes as i64)
             .await?;
+        self.finish_batches().await?;
         let queued = store.queued_by_band().await?;
         inner
             .queued_estimate

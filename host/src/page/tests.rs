@@ -34,7 +34,11 @@ impl TestBrowser {
 
     /// A page in a context of its own, as the pool opens one for a new isolation key.
     async fn page(&self) -> PageHandle {
-        let context = self.session.create_context("default").await.expect("a context");
+        let context = self
+            .session
+            .create_context("default")
+            .await
+            .expect("a context");
         PageHandle::open(&self.session, &context)
             .await
             .expect("a page")

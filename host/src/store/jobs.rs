@@ -36,6 +36,8 @@ pub struct NewJob {
     /// Unix milliseconds.
     pub submitted_at: i64,
     pub queue_deadline: i64,
+    /// The batch it is a page of, and its place there.
+    pub batch: Option<(String, i64)>,
 }
 
 /// A stored job, as its document shows it.
@@ -180,8 +182,16 @@ impl Store {
 
     /// Stores queued jobs in one statement: all of them or, if it fails, none.
     pub async fn submit_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
-        const COLUMNS: usize = 14;
-        // `($1, 'queued', $2, ..., $14), ($15, 'queued', ...)`: as many statements as batch sizes,
+        Self::insert_jobs(self.pool(), jobs).await
+    }
+
+    /// The one insert of queued jobs, on the pool or in a transaction.
+    pub(super) async fn insert_jobs<'c>(
+        executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+        jobs: &[NewJob],
+    ) -> Result<(), StoreError> {
+        const COLUMNS: usize = 16;
+        // `($1, 'queued', $2, ..., $16), ($17, 'queued', ...)`: as many statements as batch sizes,
         // each prepared once per connection.
         let rows: Vec<String> = (0..jobs.len())
             .map(|row| {
@@ -193,7 +203,8 @@ impl Store {
             .collect();
         let insert = format!(
             "INSERT INTO jobs (id, state, spec, plugin, tenant, class, number, url, webhook, band, \
-             score, cost, submitted_at, queue_deadline, webhook_state) VALUES {}",
+             score, cost, submitted_at, queue_deadline, webhook_state, batch_id, batch_index) \
+             VALUES {}",
             rows.join(", ")
         );
         // Placeholders only: no input reaches the text.
@@ -213,10 +224,12 @@ impl Store {
                 .bind(job.cost)
                 .bind(job.submitted_at)
                 .bind(job.queue_deadline)
-                .bind(job.webhook.as_ref().map(|_| "pending"));
+                .bind(job.webhook.as_ref().map(|_| "pending"))
+                .bind(job.batch.as_ref().map(|(id, _)| id.as_str()))
+                .bind(job.batch.as_ref().map(|&(_, index)| index));
         }
         statement
-            .execute(self.pool())
+            .execute(executor)
             .await
             .map_err(query("store a job"))?;
         Ok(())

@@ -8,6 +8,7 @@
 //! Opening runs the migrations; a store that cannot be opened or migrated is an error that names
 //! the URL, without its password, and the step that failed.
 
+mod batches;
 mod events;
 mod jobs;
 mod outbox;
@@ -16,6 +17,7 @@ mod registry;
 #[cfg(test)]
 mod tests;
 
+pub use batches::{BatchCounts, BatchPage, BatchRow, NewBatch};
 pub use events::{Event, Listener};
 pub use jobs::{
     Cancelled, ClaimedJob, Delivery, ErrorRow, Finish, JobCounts, JobRow, NewJob, ResultMeta,

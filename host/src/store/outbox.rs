@@ -67,6 +67,9 @@ impl Store {
         let retry = retry_at.filter(|_| error.is_some());
         let record = "UPDATE jobs SET webhook_state = $1, webhook_attempts = webhook_attempts + 1, \
              webhook_error = $2 WHERE id = $3 AND webhook_state <> 'cancelled'";
+        // A delivery is a job's or a batch's: the other statement changes nothing.
+        let record_batch = "UPDATE batches SET webhook_state = $1, \
+             webhook_attempts = webhook_attempts + 1, webhook_error = $2 WHERE id = $3";
         if self.backend() == Backend::Postgres {
             // One statement (its parts are one transaction): one round trip a delivery.
             let outbox = match retry {
@@ -77,7 +80,7 @@ impl Store {
                 None => "DELETE FROM outbox WHERE job_id = $3",
             };
             let mut statement = sqlx::query(AssertSqlSafe(format!(
-                "WITH outbox_changed AS ({outbox}) {record}"
+                "WITH outbox_changed AS ({outbox}), batch_changed AS ({record_batch}) {record}"
             )))
             .bind(state)
             .bind(error)
@@ -98,13 +101,15 @@ impl Store {
             .begin()
             .await
             .map_err(query("begin recording a webhook attempt"))?;
-        sqlx::query(record)
-            .bind(state)
-            .bind(error)
-            .bind(job_id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(query("record a webhook attempt"))?;
+        for record in [record, record_batch] {
+            sqlx::query(record)
+                .bind(state)
+                .bind(error)
+                .bind(job_id)
+                .execute(&mut *transaction)
+                .await
+                .map_err(query("record a webhook attempt"))?;
+        }
         match retry {
             Some(retry) => sqlx::query(
                 "UPDATE outbox SET attempts = attempts + 1, next_at = $1, claimed_by = NULL, \

@@ -49,6 +49,7 @@ fn job(id: &str, tenant: &str, band: i64, score: f64, submitted_at: i64) -> NewJ
         cost: 100.0,
         submitted_at,
         queue_deadline: submitted_at + 60_000,
+        batch: None,
     }
 }
 
@@ -577,6 +578,93 @@ async fn plugin_versions_are_added_once_and_removed_with_their_unused_components
                 revision: 2
             })
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_finishes_once_its_jobs_are_done_and_its_delivery_is_recorded() {
+    on_both("batches", |store| async move {
+        let batch = NewBatch {
+            id: "b1".into(),
+            tenant: "acme".into(),
+            plugin: "content".into(),
+            webhook: Some("http://127.0.0.1:9/hook".into()),
+            submitted_at: 1,
+        };
+        let jobs: Vec<NewJob> = (0..3)
+            .map(|index| NewJob {
+                batch: Some(("b1".into(), index)),
+                ..job(&format!("page{index}"), "acme", 1, 0.0, 1)
+            })
+            .collect();
+        store.create_batch(&batch, &jobs).await.expect("stored");
+        let stored = store.batch("b1").await.expect("read").expect("the batch");
+        assert_eq!(
+            (stored.pages, stored.webhook_state.as_deref()),
+            (3, Some("pending"))
+        );
+        assert_eq!(store.batch_counts("b1").await.expect("counts").queued, 3);
+        assert!(store.done_batches(10).await.expect("none done").is_empty());
+
+        let running = store.cancel_batch("b1", 5).await.expect("cancelled");
+        assert!(running.is_empty());
+        assert_eq!(
+            store.done_batches(10).await.expect("done"),
+            vec!["b1".to_owned()]
+        );
+        let delivery = Delivery {
+            job_id: "b1".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            body: b"{}".to_vec(),
+            attempts: 0,
+        };
+        assert!(
+            store
+                .finish_batch("b1", 6, Some(&delivery))
+                .await
+                .expect("finished")
+        );
+        assert!(
+            !store
+                .finish_batch("b1", 7, Some(&delivery))
+                .await
+                .expect("asked"),
+            "a batch finishes once"
+        );
+        assert!(store.done_batches(10).await.expect("none left").is_empty());
+
+        let claimed = store
+            .claim_deliveries("host", 10, 6, 60_000)
+            .await
+            .expect("claimed");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].job_id, "b1");
+        store
+            .delivery_attempted("b1", None, None)
+            .await
+            .expect("recorded");
+        let delivered = store.batch("b1").await.expect("read").expect("the batch");
+        assert_eq!(delivered.webhook_state.as_deref(), Some("delivered"));
+        assert_eq!(
+            (delivered.webhook_attempts, delivered.finished_at),
+            (1, Some(6))
+        );
+
+        let pages = store.batch_pages("b1", 1, 10).await.expect("pages");
+        assert_eq!(
+            pages.iter().map(|page| page.index).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(pages.iter().all(|page| page.state == "cancelled"));
+        assert_eq!(
+            store
+                .forget_batches_finished_before(7)
+                .await
+                .expect("forgotten"),
+            1
+        );
+        assert!(store.batch("b1").await.expect("read").is_none());
     })
     .await;
 }

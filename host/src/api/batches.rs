@@ -1,0 +1,164 @@
+//! Batches: `POST /v1/batches` (202 with the batch's id and `Location`), `GET /v1/batches/{id}`
+//! (progress, and each page's job, state and result link, `?offset=&limit=` for a window) and
+//! `DELETE /v1/batches/{id}` (cancel the pages not yet finished).
+//!
+//! A batch's body is an async job's body (`POST /v1/jobs`) with `urls` in place of `url` or `html`:
+//! every page gets the same plugin and options, and is a job of its own (`/v1/jobs/{id}`, and its
+//! result at `/v1/jobs/{id}/result`). `webhook` is the batch's: it gets the batch's document once
+//! every page has finished.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::jobs::{async_job, owned};
+use super::tenants::Caller;
+use super::{ApiError, AppState, PathParam};
+use crate::jobs::{BatchSubmission, MAX_BATCH_PAGES};
+
+/// Pages a batch's document lists unless asked for another window.
+const DEFAULT_WINDOW: i64 = 1000;
+
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let mut request: Value = super::request::parse(&body)?;
+    let Some(fields) = request.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the request body must be a JSON object",
+        ));
+    };
+    for field in ["url", "html", "base_url", "assets"] {
+        if fields.contains_key(field) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("a batch takes `urls`, not `{field}`"),
+            ));
+        }
+    }
+    let urls: Vec<String> = match fields.remove("urls") {
+        Some(Value::Array(urls)) if (1..=MAX_BATCH_PAGES).contains(&urls.len()) => urls
+            .into_iter()
+            .enumerate()
+            .map(|(index, url)| match url {
+                Value::String(url) => Ok(url),
+                _ => Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("urls[{index}] is not a string"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                format!("`urls` must be a list of 1 to {MAX_BATCH_PAGES} URLs"),
+            ));
+        }
+    };
+    // The batch's webhook, checked as a job's is; the pages have none of their own.
+    let webhook = match fields.remove("webhook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) => Some(
+            state
+                .settings
+                .url_policy
+                .check(&url)
+                .await
+                .map_err(|error| ApiError::bad_request("invalid_webhook", error.to_string()))?
+                .to_string(),
+        ),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_webhook",
+                "`webhook` must be an http or https URL",
+            ));
+        }
+    };
+    let plugin = fields
+        .get("plugin")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut pages = Vec::with_capacity(urls.len());
+    for (index, url) in urls.into_iter().enumerate() {
+        let mut page = request.clone();
+        page["url"] = Value::String(url);
+        let page = async_job(&state, &caller, page)
+            .await
+            .map_err(|error| error.within(&format!("urls[{index}]")))?;
+        pages.push(page);
+    }
+    state.admit_by_memory()?;
+    caller.take_rate()?;
+    let tenant = pages
+        .first()
+        .map(|(job, _)| job.tenant.to_string())
+        .unwrap_or_default();
+    let record = state
+        .jobs
+        .submit_batch(
+            pages,
+            BatchSubmission {
+                tenant,
+                plugin,
+                webhook,
+            },
+        )
+        .await?;
+    let location = format!("/v1/batches/{}", record.row.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(
+            header::LOCATION,
+            HeaderValue::from_str(&location).expect("hex ids are valid header values"),
+        )],
+        Json(record.document()),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    #[serde(default)]
+    offset: i64,
+    limit: Option<i64>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam,
+    window: Result<Query<Window>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(window) = window
+        .map_err(|rejection| ApiError::bad_request("invalid_request", rejection.body_text()))?;
+    let limit = window.limit.unwrap_or(DEFAULT_WINDOW);
+    if window.offset < 0 || !(1..=MAX_BATCH_PAGES as i64).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("offset must be 0 or more and limit 1 to {MAX_BATCH_PAGES}"),
+        ));
+    }
+    let record = state.jobs.batch(&id, window.offset, limit).await?;
+    owned(&caller, &id, &record.row.tenant)?;
+    Ok(Json(record.document()))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam,
+) -> Result<Json<Value>, ApiError> {
+    let record = state.jobs.batch(&id, 0, 1).await?;
+    owned(&caller, &id, &record.row.tenant)?;
+    let record = state.jobs.cancel_batch(&id).await?;
+    Ok(Json(record.document()))
+}
