@@ -6,6 +6,7 @@ mod api;
 mod batches;
 mod cache;
 mod cli;
+mod crawls;
 mod durable;
 mod egress;
 #[path = "../support/eventually.rs"]

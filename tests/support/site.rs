@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Query;
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -32,6 +32,8 @@ use tokio::net::TcpListener;
 /// - `/noisy`: logs to the console, loads an image, fetches a 404 and throws from a timer;
 /// - `/article`: a news-like page ([`ARTICLE`]) with navigation, banners, ads and a footer around
 ///   its article;
+/// - `/crawl/...` (`crawl_page`), `/robots.txt` (disallows `/crawl/private`, names the sitemap) and
+///   `/sitemap.xml` (lists `/crawl/from-sitemap`): a site to crawl.
 /// - `/tour`: what the `page-tour` guest drives: a form whose button marks `#out` done, a tall body.
 /// - Hostile pages: `/dialogs` (alert, confirm and prompt before it renders), `/oom` (allocates until
 ///   its renderer runs out of memory), `/beacon` (fetches `/pixel.png` every 50 ms while it is
@@ -128,6 +130,40 @@ const TOUR: &str = r#"<!doctype html><html><head><title>Tour</title></head>
 <button id="go" onclick="const out = document.getElementById('out'); out.textContent = 'hello ' + document.getElementById('name').value; out.className = 'done'">Go</button>
 <p id="out" class="waiting"></p><div style="height:4000px"></div><p id="bottom">bottom</p></body></html>"#;
 
+/// The `Host` a request was sent to.
+fn host_of(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned()
+}
+
+/// A small site to crawl, under `/crawl/`: `start` links to `a`, `b`, `private` (which robots.txt
+/// disallows), `doc.pdf`, itself with a fragment and another origin; `a` and `b` each link one
+/// level deeper, and those to `deeper`.
+fn crawl_page(page: &str) -> String {
+    let links: &[&str] = match page {
+        "start" => &[
+            "/crawl/a",
+            "/crawl/b",
+            "/crawl/private",
+            "/crawl/doc.pdf",
+            "/crawl/start#top",
+            "http://elsewhere.invalid/crawl/start",
+        ],
+        "a" => &["/crawl/a/deep", "/crawl/start"],
+        "b" => &["/crawl/b/deep"],
+        "a/deep" | "b/deep" => &["/crawl/deeper"],
+        _ => &[],
+    };
+    let links: String = links
+        .iter()
+        .map(|href| format!("<li><a href='{href}'>{href}</a></li>"))
+        .collect();
+    format!("<!doctype html><title>crawl {page}</title><h1>Page {page}</h1><ul>{links}</ul>")
+}
+
 impl FixtureSite {
     pub async fn start() -> Self {
         Self::start_on([127, 0, 0, 1]).await
@@ -143,6 +179,32 @@ impl FixtureSite {
         let seen = requests.clone();
         let app = Router::new()
             .route("/article", get(|| async { Html(ARTICLE) }))
+            .route(
+                "/crawl/{*page}",
+                get(|Path(page): Path<String>| async move { Html(crawl_page(&page)) }),
+            )
+            .route(
+                "/robots.txt",
+                get(|headers: HeaderMap| async move {
+                    format!(
+                        "User-agent: *\nDisallow: /crawl/private\n\nSitemap: http://{}/sitemap.xml\n",
+                        host_of(&headers)
+                    )
+                }),
+            )
+            .route(
+                "/sitemap.xml",
+                get(|headers: HeaderMap| async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/xml")],
+                        format!(
+                            "<?xml version=\"1.0\"?><urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\
+                             <url><loc>http://{}/crawl/from-sitemap?a=1&amp;b=2</loc></url></urlset>",
+                            host_of(&headers)
+                        ),
+                    )
+                }),
+            )
             .route(
                 "/noisy",
                 get(|| async {

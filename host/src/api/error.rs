@@ -149,6 +149,12 @@ impl From<JobError> for ApiError {
             JobError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
+            JobError::Invalid(_) => Self::bad_request("invalid_input", message),
+            JobError::RobotsDisallowed(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "robots_disallowed",
+                message,
+            ),
             JobError::Store(error) => {
                 // The cause is logged here; the client learns which step failed, not the
                 // database's own words.

@@ -10,6 +10,7 @@
 mod auth;
 mod batches;
 mod cache;
+mod crawls;
 mod endpoints;
 mod error;
 mod jobs;
@@ -178,6 +179,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/run/{plugin}", post(endpoints::run_plugin))
         .route("/v1/jobs", post(jobs::submit))
         .route("/v1/batches", post(batches::submit))
+        .route("/v1/crawls", post(crawls::submit))
+        .route(
+            "/v1/crawls/{id}",
+            get(batches::show).delete(batches::cancel),
+        )
         .route(
             "/v1/batches/{id}",
             get(batches::show).delete(batches::cancel),

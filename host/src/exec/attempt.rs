@@ -85,6 +85,15 @@ impl Executor {
                     return Err(error);
                 }
             };
+        let links = match &job.crawl {
+            // What the page links to as it loaded; a page whose links cannot be read is still
+            // rendered, and leads nowhere.
+            Some(_) => lease.page(deadline).links().await.unwrap_or_else(|error| {
+                tracing::info!(job = job.id, %error, "a crawl page's links could not be read");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         let call = match &job.output {
             Output::Plugin(call) => call,
             Output::Native(native) => {
@@ -100,6 +109,7 @@ impl Executor {
                     produced: produced?,
                     usage: (!job.scripts.is_empty()).then_some(usage),
                     dialogs: lease.handle().take_dialogs(),
+                    links,
                 });
             }
         };
@@ -135,6 +145,7 @@ impl Executor {
                 .unwrap_or_else(|| Navigation::new(String::new(), 0)),
             produced: result?,
             usage: Some(usage),
+            links,
         })
     }
 }
@@ -156,6 +167,7 @@ impl Executor {
             produced: produced.map_err(ExecError::Plugin)?,
             usage: Some(usage),
             dialogs: Vec::new(),
+            links: Vec::new(),
         })
     }
 }

@@ -39,6 +39,8 @@ pub struct Rendered {
     pub usage: Option<Usage>,
     /// The dialogs the page opened, each answered at once.
     pub dialogs: Vec<Dialog>,
+    /// The page's links as it loaded (absolute URLs), for a crawl's page; none otherwise.
+    pub links: Vec<String>,
 }
 
 /// Why a job did not produce its output, by the layer that failed.

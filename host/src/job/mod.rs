@@ -74,6 +74,17 @@ pub struct Job {
     /// A job read back from the store sets it from its stored submission time.
     #[serde(skip, default = "Instant::now")]
     pub received_at: Instant,
+    /// A page of a crawl: the executor also collects the page's links, and the jobs layer follows
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crawl: Option<CrawlPage>,
+}
+
+/// Where a crawl's page is: its crawl (a batch) and how many links from the start it was found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrawlPage {
+    pub batch: String,
+    pub depth: u32,
 }
 
 impl Job {
@@ -95,6 +106,7 @@ impl Job {
             timeout,
             queue_timeout,
             received_at: Instant::now(),
+            crawl: None,
         }
     }
 

@@ -505,6 +505,96 @@ impl std::fmt::Debug for ProxyOption {
     }
 }
 
+/// A crawl's rules (`POST /v1/crawls`, `crawl`): which links its pages follow.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrawlOptions {
+    /// Links followed from the start page, at most (0: the start page, and the sitemap's pages).
+    #[serde(default = "CrawlOptions::default_depth")]
+    pub max_depth: u32,
+    /// Pages in all, the start page included.
+    #[serde(default = "CrawlOptions::default_pages")]
+    pub max_pages: u32,
+    /// Regular expressions; a URL must match one of them (when there are any) ...
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// ... and none of these.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Only links to the start page's origin (the default).
+    #[serde(default = "yes")]
+    pub same_origin: bool,
+    /// Also take the pages the start origin's sitemap lists (`/sitemap.xml`, and the sitemaps its
+    /// robots.txt names).
+    #[serde(default)]
+    pub sitemap: bool,
+    /// Skip what the sites' robots.txt disallow for pagewright (the default).
+    #[serde(default = "yes")]
+    pub robots: bool,
+}
+
+impl CrawlOptions {
+    pub const MAX_DEPTH: u32 = 10;
+    pub const MAX_PAGES: u32 = 10_000;
+    const MAX_PATTERNS: usize = 32;
+
+    fn default_depth() -> u32 {
+        1
+    }
+
+    fn default_pages() -> u32 {
+        100
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidOption> {
+        if self.max_depth > Self::MAX_DEPTH {
+            return Err(InvalidOption(format!(
+                "crawl.max_depth must be at most {}, got {}",
+                Self::MAX_DEPTH,
+                self.max_depth
+            )));
+        }
+        if !(1..=Self::MAX_PAGES).contains(&self.max_pages) {
+            return Err(InvalidOption(format!(
+                "crawl.max_pages must be 1 to {}, got {}",
+                Self::MAX_PAGES,
+                self.max_pages
+            )));
+        }
+        if self.include.len() + self.exclude.len() > Self::MAX_PATTERNS {
+            return Err(InvalidOption(format!(
+                "crawl.include and crawl.exclude take {} patterns at most",
+                Self::MAX_PATTERNS
+            )));
+        }
+        self.patterns().map(|_| ())
+    }
+
+    /// The include and exclude patterns, compiled.
+    pub fn patterns(&self) -> Result<(Vec<regex::Regex>, Vec<regex::Regex>), InvalidOption> {
+        let compile = |field: &str, patterns: &[String]| {
+            patterns
+                .iter()
+                .enumerate()
+                .map(|(index, pattern)| {
+                    regex::RegexBuilder::new(pattern)
+                        .size_limit(1 << 20)
+                        .build()
+                        .map_err(|error| {
+                            InvalidOption(format!(
+                                "crawl.{field}[{index}] is not a regular expression: {error}"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok((
+            compile("include", &self.include)?,
+            compile("exclude", &self.exclude)?,
+        ))
+    }
+}
+
 /// A position ([`PageOptions::geolocation`]).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -76,6 +76,7 @@ impl Jobs {
             plugin: batch.plugin,
             webhook: batch.webhook,
             submitted_at,
+            crawl: None,
         };
         inner.store.create_batch(&new_batch, &jobs).await?;
         inner.queued_estimate.fetch_add(count, Ordering::Relaxed);
@@ -225,8 +226,15 @@ impl BatchRecord {
                 shown
             })
             .collect();
+        // A crawl shows its start origin and rules.
+        let crawl = row
+            .crawl
+            .as_deref()
+            .and_then(|crawl| serde_json::from_str::<Value>(crawl).ok());
         json!({
             "id": row.id,
+            "kind": if crawl.is_some() { "crawl" } else { "batch" },
+            "crawl": crawl,
             "state": state,
             "plugin": row.plugin,
             "tenant": row.tenant,

@@ -14,6 +14,7 @@
 //! `document.rs`.
 
 mod batches;
+mod crawl;
 mod document;
 mod intake;
 mod record;
@@ -21,6 +22,7 @@ mod runner;
 mod webhook;
 
 pub use batches::{BatchRecord, BatchSubmission, MAX_BATCH_PAGES};
+pub use crawl::CrawlSubmission;
 pub use record::{
     JobError, JobFailure, JobResult, JobState, JobsSettings, JobsStatus, Outcome, Record,
     Submission, WebhookStatus, now_ms,
@@ -71,6 +73,8 @@ struct Inner {
     webhooks: Webhooks,
     /// Where submissions go into the store, together.
     intake: Intake,
+    /// Crawls' robots.txt and sitemaps.
+    site_files: crawl::SiteFiles,
     /// The jobs this host runs, by id.
     running: Mutex<HashMap<String, Run>>,
     /// Woken when a run here ends (shutdown waits on it).
@@ -134,6 +138,7 @@ impl Jobs {
             metrics.clone(),
         );
         let intake = Intake::start(store.clone());
+        let site_files = crawl::SiteFiles::new(settings.egress_proxy.as_deref());
         let jobs = Self {
             inner: Arc::new(Inner {
                 settings,
@@ -144,6 +149,7 @@ impl Jobs {
                 metrics,
                 webhooks,
                 intake,
+                site_files,
                 running: Mutex::new(HashMap::new()),
                 run_ended: Notify::new(),
                 queued: Notify::new(),

@@ -263,6 +263,13 @@ pub enum JobError {
     QueueFull { capacity: usize },
     #[error("the server is shutting down and takes no more async jobs")]
     ShuttingDown,
+    /// A request the jobs layer found wrong (a crawl's rules, say).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "{0} is disallowed for pagewright by its site's robots.txt (set crawl.robots to false to crawl it anyway)"
+    )]
+    RobotsDisallowed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -108,10 +108,13 @@ impl Jobs {
     /// Queues a claimed job in the scheduler at once (so the next look at the room counts it) and
     /// runs it in a task of its own.
     fn start_run(&self, claimed: ClaimedJob) {
-        let admitted = self.admit(&claimed);
+        let (admitted, crawl_page) = match self.admit(&claimed) {
+            Ok((admitted, crawl_page)) => (Ok(admitted), crawl_page),
+            Err(failure) => (Err(failure), None),
+        };
         let mut running = self.running();
         let (id, attempt) = (claimed.row.id.clone(), claimed.row.attempts);
-        let task = tokio::spawn(self.clone().run(claimed.row, admitted));
+        let task = tokio::spawn(self.clone().run(claimed.row, admitted, crawl_page));
         running.insert(
             id,
             Run {
@@ -122,8 +125,9 @@ impl Jobs {
     }
 
     /// The claimed job, read back and queued at its standing, with its queue clock started when it
-    /// was submitted; or why it cannot run.
-    fn admit(&self, claimed: &ClaimedJob) -> Result<Admitted, JobFailure> {
+    /// was submitted, and a copy of it if it is a crawl's page (its links are followed from it);
+    /// or why it cannot run.
+    fn admit(&self, claimed: &ClaimedJob) -> Result<(Admitted, Option<Job>), JobFailure> {
         let mut job: Job = serde_json::from_str(&claimed.spec).map_err(|error| JobFailure {
             status: 500,
             code: "invalid_job".into(),
@@ -138,17 +142,35 @@ impl Jobs {
             score: claimed.score,
             cost: claimed.cost,
         };
+        let crawl_page = job.crawl.is_some().then(|| job.clone());
         self.inner
             .executor
             .admit_at(job, standing)
+            .map(|admitted| (admitted, crawl_page))
             .map_err(self.inner.describe_failure)
     }
 
     /// Runs a claimed job (`claimed`: its row as claimed) and stores how it ended.
-    async fn run(self, claimed: JobRow, admitted: Result<Admitted, JobFailure>) {
+    async fn run(
+        self,
+        claimed: JobRow,
+        admitted: Result<Admitted, JobFailure>,
+        crawl_page: Option<Job>,
+    ) {
         let finish = match admitted {
             Ok(admitted) => match admitted.run(|| {}).await {
-                Ok(rendered) => finish_rendered(rendered),
+                Ok(rendered) => {
+                    if let Some(page) = &crawl_page
+                        && !rendered.links.is_empty()
+                        && let Err(error) = self
+                            .extend_crawl(page, &claimed.plugin, &rendered.links)
+                            .await
+                    {
+                        // The page itself succeeded; what it leads to is lost to this crawl.
+                        tracing::warn!(job = %claimed.id, %error, "following a crawl page's links failed");
+                    }
+                    finish_rendered(rendered)
+                }
                 Err(error) => Finish::Failed(error_row((self.inner.describe_failure)(error))),
             },
             Err(failure) => Finish::Failed(error_row(failure)),

@@ -7,6 +7,9 @@ use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use serde_json::Value;
 use tokio::time::Instant;
 
+/// The most links [`Page::links`] reads from one page.
+pub const MAX_LINKS: usize = 5000;
+
 impl Page<'_> {
     /// Evaluates a JavaScript expression in the page; promises are awaited; the result comes back as
     /// JSON (`null` for `undefined` and values JSON cannot hold).
@@ -64,6 +67,16 @@ impl Page<'_> {
             .evaluate(&script)
             .await
             .map_err(|error| selector_error(error, selector))?;
+        serde_json::from_value(value).map_err(|error| PageError::Script(error.to_string()))
+    }
+
+    /// The document's links, absolute, in document order, each once (at most [`MAX_LINKS`]).
+    pub async fn links(&self) -> Result<Vec<String>, PageError> {
+        let script = format!(
+            "[...new Set(Array.from(document.querySelectorAll('a[href], area[href]'), \
+               link => link.href).filter(href => /^https?:/i.test(href)))].slice(0, {MAX_LINKS})"
+        );
+        let value = self.evaluate(&script).await?;
         serde_json::from_value(value).map_err(|error| PageError::Script(error.to_string()))
     }
 

@@ -21,6 +21,8 @@ pub struct NewBatch {
     pub plugin: String,
     pub webhook: Option<String>,
     pub submitted_at: i64,
+    /// A crawl's rules, as JSON.
+    pub crawl: Option<String>,
 }
 
 /// A stored batch.
@@ -36,6 +38,8 @@ pub struct BatchRow {
     pub webhook_state: Option<String>,
     pub webhook_attempts: i64,
     pub webhook_error: Option<String>,
+    /// A crawl's rules (JSON); `None` for a batch of given URLs.
+    pub crawl: Option<String>,
 }
 
 /// One page of a batch: its job's state and what it produced.
@@ -71,8 +75,8 @@ impl Store {
             .await
             .map_err(query("begin storing a batch"))?;
         sqlx::query(
-            "INSERT INTO batches (id, tenant, plugin, pages, webhook, submitted_at, webhook_state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO batches (id, tenant, plugin, pages, webhook, submitted_at, webhook_state, \
+             crawl) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&batch.id)
         .bind(&batch.tenant)
@@ -81,11 +85,24 @@ impl Store {
         .bind(&batch.webhook)
         .bind(batch.submitted_at)
         .bind(batch.webhook.as_ref().map(|_| "pending"))
+        .bind(&batch.crawl)
         .execute(&mut *transaction)
         .await
         .map_err(query("store a batch"))?;
         for chunk in jobs.chunks(INSERT_CHUNK) {
             Self::insert_jobs(&mut *transaction, chunk).await?;
+        }
+        if batch.crawl.is_some() {
+            for url in jobs.iter().filter_map(|job| job.url.as_deref()) {
+                sqlx::query(
+                    "INSERT INTO batch_urls (batch_id, url) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(&batch.id)
+                .bind(url)
+                .execute(&mut *transaction)
+                .await
+                .map_err(query("store a crawl's URL"))?;
+            }
         }
         transaction.commit().await.map_err(query("commit a batch"))
     }
@@ -93,13 +110,78 @@ impl Store {
     pub async fn batch(&self, id: &str) -> Result<Option<BatchRow>, StoreError> {
         let row = sqlx::query(
             "SELECT id, tenant, plugin, pages, webhook, submitted_at, finished_at, webhook_state, \
-             webhook_attempts, webhook_error FROM batches WHERE id = $1",
+             webhook_attempts, webhook_error, crawl FROM batches WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
         .await
         .map_err(query("read a batch"))?;
         row.map(|row| batch_row(&row)).transpose()
+    }
+
+    /// A crawl's rules (JSON); `None` for a batch of given URLs, or one that is gone.
+    pub async fn batch_crawl(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT crawl FROM batches WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(query("read a crawl's rules"))?;
+        Ok(row.and_then(|(crawl,)| crawl))
+    }
+
+    /// Adds to a crawl the pages whose URLs it has not taken in yet, while it has fewer than
+    /// `max_pages`, in order; each gets the next place. How many were added. One transaction: a
+    /// page found by two hosts at once is added once.
+    pub async fn extend_crawl(
+        &self,
+        id: &str,
+        max_pages: i64,
+        pages: Vec<NewJob>,
+    ) -> Result<usize, StoreError> {
+        let mut transaction = self
+            .pool()
+            .begin()
+            .await
+            .map_err(query("begin extending a crawl"))?;
+        let mut added = 0;
+        for mut page in pages {
+            let Some(url) = page.url.clone() else {
+                continue;
+            };
+            let taken = sqlx::query(
+                "INSERT INTO batch_urls (batch_id, url) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(&url)
+            .execute(&mut *transaction)
+            .await
+            .map_err(query("take in a crawl's URL"))?;
+            if taken.rows_affected() == 0 {
+                continue;
+            }
+            // The count and the place in one statement, which holds the batch's row to the
+            // commit: two hosts extending one crawl take turns, and it never passes its limit.
+            let counted: Option<(i64,)> = sqlx::query_as(
+                "UPDATE batches SET pages = pages + 1 WHERE id = $1 AND pages < $2 RETURNING pages",
+            )
+            .bind(id)
+            .bind(max_pages)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(query("count a crawl's page"))?;
+            let Some((count,)) = counted else {
+                break;
+            };
+            page.batch = Some((id.to_owned(), count - 1));
+            Self::insert_jobs(&mut *transaction, std::slice::from_ref(&page)).await?;
+            added += 1;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(query("commit a crawl's new pages"))?;
+        Ok(added)
     }
 
     /// The batch's jobs by state.
@@ -246,6 +328,15 @@ impl Store {
     /// Forgets batches that finished before `cutoff` and whose webhook is not still being
     /// delivered (their jobs go by the jobs' own expiry); how many.
     pub async fn forget_batches_finished_before(&self, cutoff: i64) -> Result<u64, StoreError> {
+        sqlx::query(
+            "DELETE FROM batch_urls WHERE batch_id IN (SELECT id FROM batches \
+             WHERE finished_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job_id = batches.id))",
+        )
+        .bind(cutoff)
+        .execute(self.pool())
+        .await
+        .map_err(query("forget expired crawls' URLs"))?;
         let forgotten = sqlx::query(
             "DELETE FROM batches WHERE finished_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job_id = batches.id)",
@@ -271,5 +362,6 @@ fn batch_row(row: &AnyRow) -> Result<BatchRow, StoreError> {
         webhook_state: row.try_get("webhook_state").map_err(&read)?,
         webhook_attempts: row.try_get("webhook_attempts").map_err(&read)?,
         webhook_error: row.try_get("webhook_error").map_err(&read)?,
+        crawl: row.try_get("crawl").map_err(&read)?,
     })
 }

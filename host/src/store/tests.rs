@@ -591,6 +591,7 @@ async fn a_batch_finishes_once_its_jobs_are_done_and_its_delivery_is_recorded() 
             plugin: "content".into(),
             webhook: Some("http://127.0.0.1:9/hook".into()),
             submitted_at: 1,
+            crawl: None,
         };
         let jobs: Vec<NewJob> = (0..3)
             .map(|index| NewJob {
