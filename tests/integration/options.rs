@@ -199,6 +199,44 @@ async fn headers_and_credentials_reach_only_their_origins() {
             .all(|request| !request.headers.contains_key("authorization"))
     );
 
+    let locked = server
+        .post("/v1/content", json!({ "url": site.url("/digest") }))
+        .await;
+    // Chromium fails a challenge it has no credentials for, and the message says what to do.
+    let message = error_message(locked, 502, "navigation_failed").await;
+    assert!(message.contains("give page.authenticate"), "{message}");
+    // Digest: Chromium answers the target's challenge; wrong credentials get the 401 page, and the
+    // page's URL never shows them.
+    let digest = |password: &str| {
+        json!({ "url": site.url("/digest"),
+                "page": { "authenticate": { "username": "ann", "password": password, "scheme": "digest" } } })
+    };
+    let response = server.post("/v1/content", digest("s3cret")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-pagewright-page-status"], "200");
+    assert_eq!(
+        response.headers()["x-pagewright-page-url"],
+        site.url("/digest").as_str()
+    );
+    let answered: Value = response.json().await.expect("JSON");
+    assert!(
+        answered["html"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("digest secret"),
+        "{answered}"
+    );
+    let response = server.post("/v1/content", digest("guess")).await;
+    let message = error_message(response, 502, "navigation_failed").await;
+    assert!(
+        message.contains("ERR_INVALID_AUTH_CREDENTIALS"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("guess"),
+        "the password never shows: {message}"
+    );
+
     // Bad values are refused before any browser work, naming the field.
     for (page_options, field) in [
         (json!({ "headers_scope": "some" }), "headers_scope"),

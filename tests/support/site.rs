@@ -130,6 +130,57 @@ const TOUR: &str = r#"<!doctype html><html><head><title>Tour</title></head>
 <button id="go" onclick="const out = document.getElementById('out'); out.textContent = 'hello ' + document.getElementById('name').value; out.className = 'done'">Go</button>
 <p id="out" class="waiting"></p><div style="height:4000px"></div><p id="bottom">bottom</p></body></html>"#;
 
+/// `/digest`: a page behind HTTP digest authentication (RFC 7616 with MD5 and `qop=auth`) for
+/// `ann` / `s3cret`; the right answer to the challenge gets the page, anything else a 401 with the
+/// challenge.
+fn digest_protected(headers: &HeaderMap) -> axum::response::Response {
+    const REALM: &str = "fixture";
+    const NONCE: &str = "dcd98b7102dd2f0e8b11d0f600bfb0c093";
+    let md5 = |text: String| {
+        use md5::Digest;
+        md5::Md5::digest(text.as_bytes())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    };
+    let answered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Digest "))
+        .map(|fields| {
+            fields
+                .split(',')
+                .filter_map(|field| field.trim().split_once('='))
+                .map(|(name, value)| (name.to_owned(), value.trim_matches('"').to_owned()))
+                .collect::<std::collections::HashMap<String, String>>()
+        })
+        .is_some_and(|fields| {
+            let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+            let ha1 = md5(format!("{}:{REALM}:s3cret", field("username")));
+            let ha2 = md5(format!("GET:{}", field("uri")));
+            let expected = md5(format!(
+                "{ha1}:{}:{}:{}:{}:{ha2}",
+                field("nonce"),
+                field("nc"),
+                field("cnonce"),
+                field("qop")
+            ));
+            field("username") == "ann" && field("nonce") == NONCE && field("response") == expected
+        });
+    if answered {
+        return Html("<!doctype html><p id='secret'>digest secret</p>").into_response();
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            format!("Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{NONCE}\", algorithm=MD5"),
+        )],
+        Html("<!doctype html><p>locked</p>"),
+    )
+        .into_response()
+}
+
 /// The `Host` a request was sent to.
 fn host_of(headers: &HeaderMap) -> String {
     headers
@@ -179,6 +230,7 @@ impl FixtureSite {
         let seen = requests.clone();
         let app = Router::new()
             .route("/article", get(|| async { Html(ARTICLE) }))
+            .route("/digest", get(|headers: HeaderMap| async move { digest_protected(&headers) }))
             .route(
                 "/crawl/{*page}",
                 get(|Path(page): Path<String>| async move { Html(crawl_page(&page)) }),

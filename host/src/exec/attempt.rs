@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::{ExecError, Executor, Rendered, millis};
 use chromiumoxide::error::CdpError;
 
-use crate::job::options::{ProxyOption, StatusRange};
+use crate::job::options::{AuthScheme, Credentials, ProxyOption, StatusRange};
 use crate::job::{HtmlBase, Job, NativeOutput, Output, PluginCall, Produced, Target};
 use crate::page::{FailRule, Navigation, Page, PageError, Recorder, Served};
 use crate::plugin::{JobContext, PluginHost, Usage};
@@ -211,7 +211,28 @@ async fn prepare(
     };
     let mut watch = page.watch(&job.fail_on).await?;
     let navigation = match load {
-        Load::Url(url) => page.goto(url, &job.goto).await?,
+        Load::Url(url) => {
+            match &job.page.authenticate {
+                Some(credentials) if credentials.scheme == AuthScheme::Digest => {
+                    // Chromium answers the target's challenge with the credentials of the URL it was
+                    // asked to load, for that origin only; what it reports back carries none.
+                    let mut navigation = page
+                        .goto(&with_credentials(url, credentials)?, &job.goto)
+                        .await
+                        .map_err(|error| match error {
+                            // Its message names the URL asked for: the one without the credentials.
+                            PageError::Navigation { reason, .. } => PageError::Navigation {
+                                url: url.to_owned(),
+                                reason,
+                            },
+                            other => other,
+                        })?;
+                    navigation.url = without_credentials(&navigation.url);
+                    navigation
+                }
+                _ => page.goto(url, &job.goto).await?,
+            }
+        }
         Load::Served(base, _) => page.goto(&base.url, &job.goto).await?,
         Load::Html(html) => page.set_html(html, &job.goto).await?,
     };
@@ -284,4 +305,28 @@ async fn start_proxy_route(shard: &Shard, proxy: &ProxyOption) -> Result<(), Exe
         )))
     })?;
     Ok(())
+}
+
+/// `url` with the credentials as its user and password.
+fn with_credentials(url: &str, credentials: &Credentials) -> Result<String, PageError> {
+    let mut url =
+        url::Url::parse(url).map_err(|error| PageError::InvalidInput(error.to_string()))?;
+    url.set_username(&credentials.username)
+        .and_then(|()| url.set_password(Some(&credentials.password)))
+        .map_err(|()| {
+            PageError::InvalidInput("page.authenticate: this URL cannot carry credentials".into())
+        })?;
+    Ok(url.into())
+}
+
+/// `url` without a user or password.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.into()
+        }
+        Err(_) => url.to_owned(),
+    }
 }

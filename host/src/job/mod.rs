@@ -17,7 +17,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use options::{
-    FailOn, GotoOptions, InvalidOption, PageOptions, PdfOptions, ProxyOption, ScreenshotOptions,
+    AuthScheme, FailOn, GotoOptions, InvalidOption, PageOptions, PdfOptions, ProxyOption,
+    ScreenshotOptions,
 };
 
 /// The isolation key of jobs that do not name one.
@@ -130,6 +131,14 @@ impl Job {
             Cow::Owned(format!("{key}#insecure"))
         } else {
             key
+        };
+        // Chromium keeps the credentials it answered a challenge with in the context's auth cache:
+        // jobs that give none (or others) must not ride on them.
+        let key = match &self.page.authenticate {
+            Some(credentials) if credentials.scheme == AuthScheme::Digest => {
+                Cow::Owned(format!("{key}#auth-{}", credentials.id()))
+            }
+            _ => key,
         };
         // Chromium sets a context's proxy when it creates it: another proxy is another context.
         match self.page.proxy.as_ref().map(ProxyOption::upstream) {

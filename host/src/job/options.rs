@@ -470,6 +470,33 @@ impl<'de> Deserialize<'de> for HeadersScope {
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    #[serde(default)]
+    pub scheme: AuthScheme,
+}
+
+impl Credentials {
+    /// A short name for these credentials (a hash, not the password): what their context is keyed
+    /// by.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\n{}", self.username, self.password));
+        digest[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+/// How [`Credentials`] reach the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthScheme {
+    /// Sent with every request to the target's origin, before any challenge.
+    #[default]
+    Basic,
+    /// Given to Chromium with the navigation, which answers the target's challenge itself:
+    /// digest (or basic) authentication, for the target's origin only.
+    Digest,
 }
 
 /// `page.proxy`: `{"server": "http://host:port", "username", "password"}`.

@@ -158,7 +158,7 @@ impl Page<'_> {
                             let reason = if event.error_text == "net::ERR_ABORTED" {
                                 "net::ERR_ABORTED (the response is a download, not a page)".to_owned()
                             } else {
-                                event.error_text.clone()
+                                explained(&event.error_text)
                             };
                             return Err(PageError::Navigation { url: url.to_owned(), reason });
                         }
@@ -173,12 +173,7 @@ impl Page<'_> {
                         if let Some(reason) = result.error_text
                             && reason != "net::ERR_HTTP_RESPONSE_CODE_FAILURE"
                         {
-                            let reason = if reason == "net::ERR_TUNNEL_CONNECTION_FAILED" {
-                                format!("{reason} (the egress proxy refused the connection under the \
-                                         server's egress rules, or could not make it; its log says which)")
-                            } else {
-                                reason
-                            };
+                            let reason = explained(&reason);
                             return Err(PageError::Navigation { url: url.to_owned(), reason });
                         }
                         navigated = true;
@@ -471,6 +466,22 @@ fn best_effort(
         }
         Err(error) => Err(error),
         Ok(_) => Ok(()),
+    }
+}
+
+/// Chromium's error text for a failed navigation, with what it means here where that is not
+/// plain.
+fn explained(error_text: &str) -> String {
+    match error_text {
+        "net::ERR_TUNNEL_CONNECTION_FAILED" => format!(
+            "{error_text} (the egress proxy refused the connection under the server's egress \
+             rules, or could not make it; its log says which)"
+        ),
+        "net::ERR_INVALID_AUTH_CREDENTIALS" => format!(
+            "{error_text} (the site asks for HTTP authentication and got no credentials it \
+             accepts: give page.authenticate, with \"scheme\": \"digest\" for a digest challenge)"
+        ),
+        _ => error_text.to_owned(),
     }
 }
 

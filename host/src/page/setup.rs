@@ -6,8 +6,8 @@
 use super::intercept::{Interception, Served};
 use super::{Page, PageError};
 use crate::job::options::{
-    Cookie, Geolocation, HeadersScope, MediaType, PageOptions, ResourceType, SameSite, ScriptTime,
-    Viewport,
+    AuthScheme, Cookie, Geolocation, HeadersScope, MediaType, PageOptions, ResourceType, SameSite,
+    ScriptTime, Viewport,
 };
 use chromiumoxide::cdp::browser_protocol::browser::{
     PermissionDescriptor, PermissionSetting, SetPermissionParams,
@@ -69,7 +69,11 @@ impl Page<'_> {
             self.ignore_certificate_errors().await?;
         }
         let mut scoped = options.headers.clone();
-        if let Some(credentials) = &options.authenticate {
+        if let Some(credentials) = options
+            .authenticate
+            .as_ref()
+            .filter(|credentials| credentials.scheme == AuthScheme::Basic)
+        {
             use base64::Engine as _;
             let token = base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", credentials.username, credentials.password));
