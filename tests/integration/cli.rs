@@ -73,7 +73,7 @@ fn plugin_check_reports_a_plugin_or_why_it_is_not_one() {
     assert!(output.status.success(), "{output:?}");
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(report.contains("roles:    page-script, scorer"), "{report}");
-    assert!(report.contains("pagewright:plugin/page@0.1.0"), "{report}");
+    assert!(report.contains("pagewright:plugin/page@0.2.0"), "{report}");
 
     let garbage = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(garbage.path(), b"\0asm\x01\0\0\0 truncated").expect("write");

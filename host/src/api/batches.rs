@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::jobs::{async_job, owned};
+use super::jobs::{async_job, owned, take_webhook};
 use super::tenants::Caller;
 use super::{ApiError, AppState, PathParam};
 use crate::jobs::{BatchSubmission, MAX_BATCH_PAGES};
@@ -63,24 +63,7 @@ pub async fn submit(
         }
     };
     // The batch's webhook, checked as a job's is; the pages have none of their own.
-    let webhook = match fields.remove("webhook") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => Some(
-            state
-                .settings
-                .url_policy
-                .check(&url)
-                .await
-                .map_err(|error| ApiError::bad_request("invalid_webhook", error.to_string()))?
-                .to_string(),
-        ),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_webhook",
-                "`webhook` must be an http or https URL",
-            ));
-        }
-    };
+    let webhook = take_webhook(&state, fields).await?;
     let plugin = fields
         .get("plugin")
         .and_then(Value::as_str)

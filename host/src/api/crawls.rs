@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::jobs::async_job;
+use super::jobs::{async_job, take_webhook};
 use super::tenants::Caller;
 use super::{ApiError, AppState};
 use crate::job::Target;
@@ -53,24 +53,7 @@ pub async fn submit(
         })?,
     };
     rules.validate()?;
-    let webhook = match fields.remove("webhook") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => Some(
-            state
-                .settings
-                .url_policy
-                .check(&url)
-                .await
-                .map_err(|error| ApiError::bad_request("invalid_webhook", error.to_string()))?
-                .to_string(),
-        ),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_webhook",
-                "`webhook` must be an http or https URL",
-            ));
-        }
-    };
+    let webhook = take_webhook(&state, fields).await?;
     let plugin = fields
         .get("plugin")
         .and_then(Value::as_str)

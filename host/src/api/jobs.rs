@@ -47,6 +47,28 @@ pub async fn submit(
         .into_response())
 }
 
+/// The body's `webhook`, taken out of it and checked as a page's URL would be: where the end of a
+/// job, a batch or a crawl is posted.
+pub(super) async fn take_webhook(
+    state: &AppState,
+    fields: &mut serde_json::Map<String, Value>,
+) -> Result<Option<String>, ApiError> {
+    match fields.remove("webhook") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(url)) => state
+            .settings
+            .url_policy
+            .check(&url)
+            .await
+            .map(|url| Some(url.to_string()))
+            .map_err(|error| ApiError::bad_request("invalid_webhook", error.to_string())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_webhook",
+            "`webhook` must be an http or https URL",
+        )),
+    }
+}
+
 /// An async job's body made a job, checked as its endpoint would check it, and what its document
 /// says of how it was asked for.
 pub(super) async fn async_job(
@@ -75,24 +97,7 @@ pub(super) async fn async_job(
             ));
         }
     };
-    let webhook = match fields.remove("webhook") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => Some(
-            state
-                .settings
-                .url_policy
-                .check(&url)
-                .await
-                .map_err(|error| ApiError::bad_request("invalid_webhook", error.to_string()))?
-                .to_string(),
-        ),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_webhook",
-                "`webhook` must be an http or https URL",
-            ));
-        }
-    };
+    let webhook = take_webhook(state, fields).await?;
     // An async job waits in the store, with a budget of its own (up to a day).
     let queue_timeout = match fields.remove("queue_timeout_ms") {
         None | Some(Value::Null) => state.settings.async_queue_timeout,

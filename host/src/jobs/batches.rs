@@ -5,13 +5,10 @@
 //! pages is queued or running, and its webhook (the batch's document) is delivered from the outbox
 //! like a job's.
 
-use std::sync::atomic::Ordering;
-
 use serde_json::{Value, json};
 
 use super::{JobError, Jobs, Submission, new_id, now_ms};
 use crate::job::Job;
-use crate::metrics::ReasonLabels;
 use crate::store::{BatchCounts, BatchPage, BatchRow, Delivery, NewBatch, NewJob, StoreError};
 
 /// The most pages one batch may have.
@@ -46,21 +43,7 @@ impl Jobs {
         batch: BatchSubmission,
     ) -> Result<BatchRecord, JobError> {
         let inner = &self.inner;
-        if *inner.draining.borrow() {
-            return Err(JobError::ShuttingDown);
-        }
-        let capacity = inner.settings.queue_capacity;
-        let queued = inner.queued_estimate.load(Ordering::Relaxed);
-        if queued + pages.len() as i64 > capacity as i64 {
-            inner
-                .metrics
-                .sched_rejections
-                .get_or_create(&ReasonLabels {
-                    reason: "queue_full",
-                })
-                .inc();
-            return Err(JobError::QueueFull { capacity });
-        }
+        self.make_room(pages.len())?;
         let id = format!("b{}", new_id());
         let submitted_at = now_ms();
         let mut jobs = Vec::with_capacity(pages.len());
@@ -69,7 +52,7 @@ impl Jobs {
             new.batch = Some((id.clone(), index as i64));
             jobs.push(new);
         }
-        let count = jobs.len() as i64;
+        let count = jobs.len();
         let new_batch = NewBatch {
             id: id.clone(),
             tenant: batch.tenant,
@@ -79,9 +62,7 @@ impl Jobs {
             crawl: None,
         };
         inner.store.create_batch(&new_batch, &jobs).await?;
-        inner.queued_estimate.fetch_add(count, Ordering::Relaxed);
-        inner.queued.notify_one();
-        inner.queued_here.notify_one();
+        self.queued_more(count);
         self.batch(&id, 0, i64::from(u16::MAX)).await
     }
 

@@ -233,9 +233,7 @@ impl Jobs {
         crawl: CrawlSubmission,
     ) -> Result<BatchRecord, JobError> {
         let inner = &self.inner;
-        if *inner.draining.borrow() {
-            return Err(JobError::ShuttingDown);
-        }
+        self.make_room(1)?;
         let (mut job, submission) = start;
         let Target::Url(start_url) = &job.target else {
             return Err(JobError::Invalid("a crawl starts at a URL".into()));
@@ -283,7 +281,7 @@ impl Jobs {
         for (index, page) in pages.iter_mut().enumerate() {
             page.batch = Some((id.clone(), index as i64));
         }
-        let count = pages.len() as i64;
+        let count = pages.len();
         let batch = NewBatch {
             id: id.clone(),
             tenant: crawl.tenant,
@@ -293,11 +291,7 @@ impl Jobs {
             crawl: Some(serde_json::to_string(&stored).expect("crawl rules serialize")),
         };
         inner.store.create_batch(&batch, &pages).await?;
-        inner
-            .queued_estimate
-            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
-        inner.queued.notify_one();
-        inner.queued_here.notify_one();
+        self.queued_more(count);
         self.batch(&id, 0, 1000).await
     }
 
@@ -356,11 +350,7 @@ impl Jobs {
             .extend_crawl(&place.batch, i64::from(stored.rules.max_pages), children)
             .await?;
         if added > 0 {
-            inner
-                .queued_estimate
-                .fetch_add(added as i64, std::sync::atomic::Ordering::Relaxed);
-            inner.queued.notify_one();
-            inner.queued_here.notify_one();
+            self.queued_more(added);
         }
         Ok(added)
     }

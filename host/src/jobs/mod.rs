@@ -207,27 +207,12 @@ impl Jobs {
     /// Scores `job` and stores it, queued; its record. Any host may run it from here.
     pub async fn submit(&self, job: Job, submission: Submission) -> Result<Record, JobError> {
         let inner = &self.inner;
-        if *inner.draining.borrow() {
-            return Err(JobError::ShuttingDown);
-        }
+        self.make_room(1)?;
         let new = self.new_job(&job, &submission).await;
         let submitted_at = new.submitted_at;
-        let capacity = inner.settings.queue_capacity;
-        if inner.queued_estimate.load(Ordering::Relaxed) >= capacity as i64 {
-            inner
-                .metrics
-                .sched_rejections
-                .get_or_create(&ReasonLabels {
-                    reason: "queue_full",
-                })
-                .inc();
-            return Err(JobError::QueueFull { capacity });
-        }
         let id = new.id.clone();
         inner.intake.submit(new).await?;
-        inner.queued_estimate.fetch_add(1, Ordering::Relaxed);
-        inner.queued.notify_one();
-        inner.queued_here.notify_one();
+        self.queued_more(1);
         Ok(Record {
             webhook: submission.webhook.clone().map(|url| WebhookStatus {
                 url,
@@ -245,6 +230,37 @@ impl Jobs {
             host: None,
             outcome: None,
         })
+    }
+
+    /// Whether `count` more jobs may be queued: not while draining, nor past the queue's capacity.
+    fn make_room(&self, count: usize) -> Result<(), JobError> {
+        let inner = &self.inner;
+        if *inner.draining.borrow() {
+            return Err(JobError::ShuttingDown);
+        }
+        let capacity = inner.settings.queue_capacity;
+        if inner.queued_estimate.load(Ordering::Relaxed) + count as i64 > capacity as i64 {
+            inner
+                .metrics
+                .sched_rejections
+                .get_or_create(&ReasonLabels {
+                    reason: "queue_full",
+                })
+                .inc();
+            return Err(JobError::QueueFull { capacity });
+        }
+        Ok(())
+    }
+
+    /// Counts `count` jobs queued from here, and wakes this host's claimer and (through it) the
+    /// farm's.
+    fn queued_more(&self, count: usize) {
+        let inner = &self.inner;
+        inner
+            .queued_estimate
+            .fetch_add(count as i64, Ordering::Relaxed);
+        inner.queued.notify_one();
+        inner.queued_here.notify_one();
     }
 
     /// A job's record, with a small JSON or text result inline.

@@ -160,7 +160,7 @@ impl Page<'_> {
         let max = f64::from(MAX_PIXELS);
         if width * image_scale > max || height * image_scale > max {
             return Err(PageError::TooLarge(format!(
-                "the area to capture is {width:.0}x{height:.0} CSS pixels, {:.0}x{:.0} image pixels \
+                "the area to capture is {width:.0}x{height:.0} CSS pixels, {:.0}x{:.0} device pixels \
                  at scale {image_scale}; Chromium captures at most {MAX_PIXELS} on a side: use a \
                  clip, a smaller scale, or a PDF for long pages",
                 (width * image_scale).ceil(),
