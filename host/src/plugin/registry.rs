@@ -196,9 +196,11 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
 }
 
-/// Compiles `bytes` as a component, after checking that they are a component binary at all.
+/// Compiles `bytes` as a component, after checking that they are a component binary at all and
+/// import nothing a plugin may not.
 pub(super) fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, String> {
     validate::check_header(bytes)?;
+    validate::check_imports_before_compiling(bytes)?;
     Component::new(engine, bytes).map_err(|error| format!("it does not compile: {error:#}"))
 }
 
