@@ -126,5 +126,41 @@ async fn plugin_upload_sends_a_component_and_reports_the_servers_answer() {
         error.contains("401") && error.contains("unauthorized"),
         "{error}"
     );
+
+    // No token, or a manifest with a typo: said before anything is sent, naming the fix or file.
+    let no_token = tokio::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+        .args(["plugin", "upload"])
+        .arg(&title)
+        .args(["--name", "title", "--server", &server.base])
+        .env_remove("PAGEWRIGHT_ADMIN_TOKEN")
+        .output()
+        .await
+        .expect("pagewright runs");
+    let error = String::from_utf8_lossy(&no_token.stderr);
+    assert!(error.contains("PAGEWRIGHT_ADMIN_TOKEN"), "{error}");
+    let manifest = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(manifest.path(), r#"{"verison": "1.3.0"}"#).expect("write");
+    let typo = tokio::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+        .args(["plugin", "upload"])
+        .arg(&title)
+        .args([
+            "--name",
+            "title",
+            "--server",
+            &server.base,
+            "--token",
+            ADMIN,
+        ])
+        .arg("--manifest")
+        .arg(manifest.path())
+        .output()
+        .await
+        .expect("pagewright runs");
+    let error = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        error.contains(&manifest.path().display().to_string()) && error.contains("verison"),
+        "{error}"
+    );
+    assert!(!error.contains("header"), "{error}");
     server.shutdown().await;
 }

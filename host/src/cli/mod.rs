@@ -40,7 +40,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Render one page to a file without a server: `pagewright render URL --screenshot out.png`.
     Render(RenderArgs),
-    /// Work with plugin components without a server.
+    /// Plugin components: check one here (`check`, no server needed), or upload one to a server
+    /// (`upload`, with its admin token).
     #[command(subcommand)]
     Plugin(PluginCommand),
 }

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use crate::api::MANIFEST_HEADER;
 use crate::jobs::install_tls_provider;
+use crate::plugin::Manifest;
 
 /// `pagewright plugin ...`
 #[derive(Debug, Clone, Subcommand)]
@@ -41,9 +42,9 @@ pub struct UploadArgs {
     )]
     pub server: String,
 
-    /// The server's admin token.
+    /// The server's admin token (its `--admin-token`).
     #[arg(long, env = "PAGEWRIGHT_ADMIN_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
 
     /// A manifest file (JSON: version, description, roles, limits).
     #[arg(long)]
@@ -84,10 +85,22 @@ pub(super) async fn check(file: &Path) -> anyhow::Result<()> {
 pub(super) async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("reading {} failed", args.file.display()))?;
+    let Some(token) = &args.token else {
+        anyhow::bail!(
+            "uploads need the server's admin token: give --token or set PAGEWRIGHT_ADMIN_TOKEN \
+             (the token the server was started with, its --admin-token)"
+        );
+    };
     let mut manifest = match &args.manifest {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {} failed", path.display()))?;
+            // Checked here as the server checks it, so a typo names the file, not a header.
+            let checked: Manifest = serde_json::from_str(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            checked
+                .check()
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
             serde_json::from_str::<serde_json::Value>(&text)
                 .with_context(|| format!("{} is not JSON", path.display()))?
         }
@@ -104,7 +117,7 @@ pub(super) async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     install_tls_provider();
     let response = reqwest::Client::new()
         .put(&url)
-        .bearer_auth(&args.token)
+        .bearer_auth(token)
         .header(MANIFEST_HEADER, manifest.to_string())
         .header(reqwest::header::CONTENT_TYPE, "application/wasm")
         .timeout(std::time::Duration::from_secs(args.timeout_secs))
