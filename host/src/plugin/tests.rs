@@ -229,7 +229,7 @@ fn components_that_cannot_be_plugins_are_refused_at_load() {
 #[test]
 fn imports_are_checked_before_compiling_and_only_the_outer_components() {
     let wat = |text: &str| wat::parse_str(text).expect("valid WAT");
-    let refused = super::validate::check_imports_before_compiling(&wat(
+    let refused = validate::check_imports_before_compiling(&wat(
         r#"(component (import "wasi:filesystem/types@0.2.6" (instance (export "open" (func)))))"#,
     ))
     .expect_err("refused without compiling");
@@ -238,11 +238,11 @@ fn imports_are_checked_before_compiling_and_only_the_outer_components() {
         "{refused}"
     );
     // What a nested component imports, the outer one gives it: not the host's business.
-    super::validate::check_imports_before_compiling(&wat(
+    validate::check_imports_before_compiling(&wat(
         r#"(component (component $inner (import "wasi:filesystem/types@0.2.6" (instance))))"#,
     ))
     .expect("nested imports are the component's own");
-    super::validate::check_imports_before_compiling(&wat(
+    validate::check_imports_before_compiling(&wat(
         r#"(component (import "pagewright:plugin/log@0.2.0" (instance)))"#,
     ))
     .expect("the host's interfaces are allowed");
