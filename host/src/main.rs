@@ -11,16 +11,21 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // chromiumoxide's handler warns about every event it cannot decode (Chromium 156 sends
-            // one kind on each navigation) and errors when a browser goes away; the supervisor
-            // reports browser deaths itself. `RUST_LOG` overrides this.
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide::handler=off")),
-        )
-        .init();
     let cli = pagewright::cli::Cli::parse();
+    // chromiumoxide's handler warns about every event it cannot decode (Chromium 156 sends one kind
+    // on each navigation) and errors when a browser goes away; the supervisor reports browser
+    // deaths itself. `RUST_LOG` overrides this.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide::handler=off"));
+    // Logs go to stderr, leaving stdout to what a command prints (`render`, `plugin check`).
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        pagewright::cli::LogFormat::Text => logs.init(),
+        // One JSON object per line, for log collectors.
+        pagewright::cli::LogFormat::Json => logs.json().init(),
+    }
     match runtime.block_on(pagewright::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

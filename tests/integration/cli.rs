@@ -164,3 +164,33 @@ async fn plugin_upload_sends_a_component_and_reports_the_servers_answer() {
     assert!(!error.contains("header"), "{error}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_on_stderr() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let log = data.path().join("server.log");
+    let server = crate::harness::ServerProcess::start(
+        &[
+            "--data-dir",
+            data.path().join("data").to_str().expect("UTF-8"),
+            "--log-format",
+            "json",
+        ],
+        &log,
+    )
+    .await;
+    let lines = std::fs::read_to_string(&log).expect("the log");
+    let records: Vec<serde_json::Value> = lines
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(
+        records.iter().any(
+            |record| record["fields"]["message"] == "pagewright is listening"
+                && record["level"] == "INFO"
+        ),
+        "{lines}"
+    );
+    drop(server);
+}
