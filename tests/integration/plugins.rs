@@ -353,6 +353,14 @@ async fn an_infinite_loop_runs_out_of_fuel() {
             screenshot_works(&server, &site).await;
         }
     );
+    // The error carries what the plugin cost, as a success would: all of its budget.
+    let fuel: u64 = spun.headers()["x-pagewright-plugin-fuel"]
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("a number");
+    assert!(fuel >= 10_000_000_000, "{fuel}");
+    assert!(spun.headers().contains_key("x-pagewright-plugin-ms"));
     assert_eq!(error_code(spun, 422).await, "plugin_out_of_fuel");
     server
         .assert_metric("pagewright_plugin_calls_total{plugin=\"spin\",outcome=\"out_of_fuel\"} 1")

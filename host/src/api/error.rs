@@ -11,7 +11,7 @@ use crate::exec::ExecError;
 use crate::job::options::InvalidOption;
 use crate::jobs::{JobError, JobFailure};
 use crate::page::{FailRule, PageError};
-use crate::plugin::{GuestErrorKind, PluginError};
+use crate::plugin::{GuestErrorKind, PluginError, Usage};
 use crate::pool::PoolError;
 use crate::sched::SchedError;
 use crate::store::StoreError;
@@ -24,6 +24,8 @@ pub struct ApiError {
     pub message: String,
     /// Whole seconds for `Retry-After` on a 429 or 503; one when not said.
     retry_after: Option<u64>,
+    /// What the job's plugin calls cost before it failed, for the same headers a success has.
+    usage: Option<Usage>,
 }
 
 impl ApiError {
@@ -33,6 +35,7 @@ impl ApiError {
             code,
             message: bounded(message.into()),
             retry_after: None,
+            usage: None,
         }
     }
 
@@ -79,6 +82,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"pagewright\""),
             );
         }
+        if let Some(usage) = self.usage {
+            let headers = response.headers_mut();
+            headers.insert("x-pagewright-plugin-fuel", HeaderValue::from(usage.fuel));
+            if let Ok(ms) = HeaderValue::from_str(&format!("{:.3}", usage.wall_ms())) {
+                headers.insert("x-pagewright-plugin-ms", ms);
+            }
+        }
         // Unless said otherwise: the queue drains at the render rate, so a second frees dozens of
         // places; the browser relaunches in well under a second; a pool slot frees within a render.
         if matches!(
@@ -110,7 +120,10 @@ impl From<ExecError> for ApiError {
             ExecError::Queue(error) => error.into(),
             ExecError::Page(error) => error.into(),
             ExecError::Pool(error) => error.into(),
-            ExecError::Plugin(error) => error.into(),
+            ExecError::Plugin { error, usage } => Self {
+                usage,
+                ..error.into()
+            },
         }
     }
 }

@@ -127,7 +127,10 @@ impl Executor {
             "job phases"
         );
         usage.add(run.usage);
-        let result = run.result.map_err(ExecError::Plugin);
+        let result = run.result.map_err(|error| ExecError::Plugin {
+            error,
+            usage: Some(usage),
+        });
         let dialogs = run
             .lease
             .as_ref()
@@ -158,13 +161,16 @@ impl Executor {
         context: JobContext,
     ) -> Result<Rendered, ExecError> {
         let plugins = &self.inner.plugins;
-        let plugin = plugins.resolve(&call.plugin).map_err(ExecError::Plugin)?;
+        let plugin = plugins.resolve(&call.plugin).map_err(ExecError::from)?;
         let (produced, usage) = plugins
             .extract_without_page(&plugin, &call.params, context)
             .await;
         Ok(Rendered {
             navigation: Navigation::new(String::new(), 0),
-            produced: produced.map_err(ExecError::Plugin)?,
+            produced: produced.map_err(|error| ExecError::Plugin {
+                error,
+                usage: Some(usage),
+            })?,
             usage: Some(usage),
             dialogs: Vec::new(),
             links: Vec::new(),

@@ -52,8 +52,19 @@ pub enum ExecError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Page(#[from] PageError),
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
+    /// A plugin failed; with what its calls had cost by then, when any ran.
+    #[error("{error}")]
+    Plugin {
+        #[source]
+        error: PluginError,
+        usage: Option<Usage>,
+    },
+}
+
+impl From<PluginError> for ExecError {
+    fn from(error: PluginError) -> Self {
+        Self::Plugin { error, usage: None }
+    }
 }
 
 impl ExecError {
@@ -61,7 +72,10 @@ impl ExecError {
         matches!(
             self,
             Self::Page(PageError::BrowserGone { .. })
-                | Self::Plugin(PluginError::Page(PageError::BrowserGone { .. }))
+                | Self::Plugin {
+                    error: PluginError::Page(PageError::BrowserGone { .. }),
+                    ..
+                }
                 | Self::Pool(PoolError::CreatePage(_) | PoolError::CreateContext(_))
         )
     }
@@ -70,7 +84,11 @@ impl ExecError {
     /// rather than its input, a plugin or the server? Per-origin failure rates count these.
     fn origin_failed(&self) -> bool {
         let page = match self {
-            Self::Page(error) | Self::Plugin(PluginError::Page(error)) => error,
+            Self::Page(error)
+            | Self::Plugin {
+                error: PluginError::Page(error),
+                ..
+            } => error,
             _ => return false,
         };
         matches!(
@@ -83,7 +101,7 @@ impl ExecError {
     fn spoils_page(&self) -> bool {
         match self {
             Self::Page(error) => error.spoils_page(),
-            Self::Plugin(error) => error.spoils_page(),
+            Self::Plugin { error, .. } => error.spoils_page(),
             Self::Queue(_) | Self::Pool(_) => false,
         }
     }
