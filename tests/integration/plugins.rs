@@ -488,6 +488,7 @@ async fn a_page_that_uses_up_the_jobs_time_is_a_render_timeout_even_when_its_plu
     let (response, spinning) = tokio::join!(screenshot, spinner);
     let message = error_message(response, 408, "render_timeout").await;
     assert!(message.contains("capture"), "{message}");
+    assert!(message.starts_with("in plugin `screenshot`: "), "named: {message}");
     // The spinning job goes with its client.
     spinning.abort();
 }

@@ -353,7 +353,10 @@ impl From<PluginError> for ApiError {
                 GuestErrorKind::Crashed => status(StatusCode::BAD_GATEWAY, "page_crashed"),
                 GuestErrorKind::Failed => status(StatusCode::UNPROCESSABLE_ENTITY, "plugin_failed"),
             },
-            PluginError::Page(error) => error.into(),
+            // The page's own answer, said to have happened in the plugin.
+            PluginError::Page { plugin, error } => {
+                ApiError::from(error).within(&format!("in plugin `{plugin}`"))
+            }
             PluginError::Busy | PluginError::ServerMemory { .. } => {
                 status(StatusCode::SERVICE_UNAVAILABLE, "no_capacity")
             }

@@ -73,7 +73,10 @@ impl ExecError {
             self,
             Self::Page(PageError::BrowserGone { .. })
                 | Self::Plugin {
-                    error: PluginError::Page(PageError::BrowserGone { .. }),
+                    error: PluginError::Page {
+                        error: PageError::BrowserGone { .. },
+                        ..
+                    },
                     ..
                 }
                 | Self::Pool(PoolError::CreatePage(_) | PoolError::CreateContext(_))
@@ -86,7 +89,7 @@ impl ExecError {
         let page = match self {
             Self::Page(error)
             | Self::Plugin {
-                error: PluginError::Page(error),
+                error: PluginError::Page { error, .. },
                 ..
             } => error,
             _ => return false,

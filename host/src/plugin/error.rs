@@ -75,9 +75,14 @@ pub enum PluginError {
         kind: GuestErrorKind,
         message: String,
     },
-    /// A page operation failed and the plugin passed the error on.
-    #[error(transparent)]
-    Page(PageError),
+    /// A page operation failed and the plugin passed the error on (or the job's time ran out in
+    /// one): the page's error, said to have happened in the plugin.
+    #[error("in plugin `{plugin}`: {error}")]
+    Page {
+        plugin: String,
+        #[source]
+        error: PageError,
+    },
     #[error("no plugin instance came free within the job's deadline")]
     Busy,
     #[error("the plugin worker running this job stopped")]
@@ -90,7 +95,7 @@ impl PluginError {
     /// page failure may have left it mid-navigation or spinning.
     pub fn spoils_page(&self) -> bool {
         match self {
-            Self::Page(error) => error.spoils_page(),
+            Self::Page { error, .. } => error.spoils_page(),
             Self::Timeout { .. } | Self::WorkerLost => true,
             Self::Failed { kind, .. } => {
                 matches!(kind, GuestErrorKind::Timeout | GuestErrorKind::Crashed)

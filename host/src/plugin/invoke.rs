@@ -181,7 +181,10 @@ pub(super) async fn invoke(
         Some((_, error @ PageError::Timeout { .. }))
             if limit < limits.timeout && state.page_ran_out_of_job_time =>
         {
-            PluginError::Page(error)
+            PluginError::Page {
+                plugin: name(),
+                error,
+            }
         }
         _ => PluginError::Timeout {
             plugin: name(),
@@ -340,7 +343,10 @@ fn returned_error(
     if let Some((seen, page_error)) = last_page_error
         && seen == message(&error)
     {
-        return PluginError::Page(page_error);
+        return PluginError::Page {
+            plugin: plugin.to_owned(),
+            error: page_error,
+        };
     }
     let kind = match &error {
         WitError::InvalidInput(_) => GuestErrorKind::InvalidInput,
