@@ -42,6 +42,16 @@ impl Error {
     }
 }
 
+impl Element {
+    /// The value of the attribute `name`, if it was asked for in the query and the element has it.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(asked, _)| asked == name)
+            .and_then(|(_, value)| value.as_deref())
+    }
+}
+
 impl Output {
     /// `value` serialised as JSON.
     pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, Error> {

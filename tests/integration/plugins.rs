@@ -247,6 +247,7 @@ async fn a_guest_drives_every_page_operation_in_both_wit_versions() {
         since_0_2,
         json!({
             "items": 3,
+            "attribute_lookup": true,
             "tags": ["h1", "li", "li", "li"],
             "timezone": "Asia/Tokyo",
             "language": "fr-FR",
@@ -488,7 +489,10 @@ async fn a_page_that_uses_up_the_jobs_time_is_a_render_timeout_even_when_its_plu
     let (response, spinning) = tokio::join!(screenshot, spinner);
     let message = error_message(response, 408, "render_timeout").await;
     assert!(message.contains("capture"), "{message}");
-    assert!(message.starts_with("in plugin `screenshot`: "), "named: {message}");
+    assert!(
+        message.starts_with("in plugin `screenshot`: "),
+        "named: {message}"
+    );
     // The spinning job goes with its client.
     spinning.abort();
 }

@@ -105,7 +105,7 @@ impl Extractor for PageTour {
 /// The operations `pagewright:plugin@0.2.0` added.
 fn since_0_2(page: Page<'_>) -> Result<serde_json::Value, Error> {
     page.set_content(
-        "<h1>Report</h1><h2>Part</h2><p id=spin>loading</p><script>setTimeout(() => { \
+        "<h1 id=title class=big>Report</h1><h2>Part</h2><p id=spin>loading</p><script>setTimeout(() => { \
            document.getElementById('spin').remove(); window.ready = true; \
            document.body.insertAdjacentHTML('beforeend', '<ul><li>a</li><li>b</li><li>c</li></ul>'); \
          }, 100)</script>",
@@ -113,6 +113,12 @@ fn since_0_2(page: Page<'_>) -> Result<serde_json::Value, Error> {
     page.wait_for_hidden("#spin", Some(5_000))?;
     page.wait_for_function("window.ready === true", Some(5_000))?;
     let items = page.count("li")?;
+    let heading = page.query("h1", &["class", "id"])?;
+    let class = heading.first().map(|heading| {
+        heading.attribute("id") == Some("title")
+            && heading.attribute("class") == Some("big")
+            && heading.attribute("lang").is_none()
+    });
     let tags: Vec<String> = page
         .query("li, h1", &[])?
         .into_iter()
@@ -144,6 +150,7 @@ fn since_0_2(page: Page<'_>) -> Result<serde_json::Value, Error> {
     let contains = |needle: &[u8]| pdf.windows(needle.len()).any(|window| window == needle);
     Ok(json!({
         "items": items,
+        "attribute_lookup": class,
         "tags": tags,
         "timezone": timezone,
         "language": language,
