@@ -13,6 +13,7 @@ use anyhow::Context;
 use axum::body::Bytes;
 use pagewright::metrics::Metrics;
 use pagewright::plugin::{Manifest, PluginHost, PluginSettings};
+use pagewright::store::{Store, StoreSettings};
 
 use crate::plugins::median;
 use crate::scenarios::InProcessServer;
@@ -73,18 +74,24 @@ fn component(language: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn host(data_dir: &Path) -> anyhow::Result<PluginHost> {
+/// A plugin host on `data_dir`, with its registry in a SQLite store there, as `serve` has it:
+/// starting one on a directory that holds uploads restores them (compiled code from the directory).
+async fn host(data_dir: &Path) -> anyhow::Result<PluginHost> {
     let settings = PluginSettings {
         data_dir: Some(data_dir.to_owned()),
         ..PluginSettings::default()
     };
-    Ok(PluginHost::new(settings, Metrics::new())?)
+    let host =
+        tokio::task::spawn_blocking(move || PluginHost::new(settings, Metrics::new())).await??;
+    let store = Store::open(&StoreSettings::sqlite_in(data_dir)).await?;
+    host.share_registry(store).await?;
+    Ok(host)
 }
 
 /// Median milliseconds of an upload that compiles.
 async fn upload_and_compile(name: &str, bytes: &Bytes, rounds: usize) -> anyhow::Result<f64> {
     let data_dir = tempfile::tempdir()?;
-    let host = host(data_dir.path())?;
+    let host = host(data_dir.path()).await?;
     let mut times = Vec::new();
     for _ in 0..rounds {
         let started = Instant::now();
@@ -102,15 +109,15 @@ async fn upload_and_compile(name: &str, bytes: &Bytes, rounds: usize) -> anyhow:
 async fn restore(name: &str, bytes: &Bytes, rounds: usize) -> anyhow::Result<(f64, f64)> {
     let with_plugin = tempfile::tempdir()?;
     let empty = tempfile::tempdir()?;
-    let first = host(with_plugin.path())?;
+    let first = host(with_plugin.path()).await?;
     first
         .upload(name, Manifest::default(), bytes.clone())
         .await?;
     first.close().await;
-    host(empty.path())?.close().await;
+    host(empty.path()).await?.close().await;
     let start = |dir: PathBuf| async move {
         let started = Instant::now();
-        let host = tokio::task::spawn_blocking(move || host(&dir)).await??;
+        let host = host(&dir).await?;
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         host.close().await;
         Ok::<_, anyhow::Error>(elapsed)
