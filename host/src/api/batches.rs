@@ -10,12 +10,12 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::jobs::{async_job, owned, take_webhook};
+use super::jobs::{accepted, async_job, owned, take_webhook};
+use super::request::{fields_of, parse};
 use super::tenants::Caller;
 use super::{ApiError, AppState, PathParam};
 use crate::jobs::{BatchSubmission, MAX_BATCH_PAGES};
@@ -28,13 +28,8 @@ pub async fn submit(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let mut request: Value = super::request::parse(&body)?;
-    let Some(fields) = request.as_object_mut() else {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "the request body must be a JSON object",
-        ));
-    };
+    let mut request: Value = parse(&body)?;
+    let fields = fields_of(&mut request)?;
     for field in ["url", "html", "base_url", "assets"] {
         if fields.contains_key(field) {
             return Err(ApiError::bad_request(
@@ -95,16 +90,10 @@ pub async fn submit(
             },
         )
         .await?;
-    let location = format!("/v1/batches/{}", record.row.id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(
-            header::LOCATION,
-            HeaderValue::from_str(&location).expect("hex ids are valid header values"),
-        )],
-        Json(record.document()),
-    )
-        .into_response())
+    Ok(accepted(
+        &format!("/v1/batches/{}", record.row.id),
+        record.document(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

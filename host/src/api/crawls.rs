@@ -6,13 +6,12 @@
 //! crawl's document once no page is queued or running. Every page gets the request's plugin and
 //! options, and is a job of its own whose result is ready as soon as it finishes.
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::Value;
 
-use super::jobs::{async_job, take_webhook};
+use super::jobs::{accepted, async_job, take_webhook};
+use super::request::{fields_of, parse};
 use super::tenants::Caller;
 use super::{ApiError, AppState};
 use crate::job::Target;
@@ -24,13 +23,8 @@ pub async fn submit(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let mut request: Value = super::request::parse(&body)?;
-    let Some(fields) = request.as_object_mut() else {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "the request body must be a JSON object",
-        ));
-    };
+    let mut request: Value = parse(&body)?;
+    let fields = fields_of(&mut request)?;
     for field in ["html", "base_url", "assets", "urls"] {
         if fields.contains_key(field) {
             return Err(ApiError::bad_request(
@@ -75,14 +69,8 @@ pub async fn submit(
         rules,
     };
     let record = state.jobs.submit_crawl((job, submission), crawl).await?;
-    let location = format!("/v1/crawls/{}", record.row.id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(
-            header::LOCATION,
-            HeaderValue::from_str(&location).expect("hex ids are valid header values"),
-        )],
-        Json(record.document()),
-    )
-        .into_response())
+    Ok(accepted(
+        &format!("/v1/crawls/{}", record.row.id),
+        record.document(),
+    ))
 }

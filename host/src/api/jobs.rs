@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::endpoints::output_headers;
-use super::request::{Endpoint, RenderBody, job_for};
+use super::request::{Endpoint, RenderBody, fields_of, job_for};
 use super::tenants::Caller;
 use super::{ApiError, ApiSettings, AppState, PathParam};
 use crate::job::{Job, Target};
@@ -35,16 +35,24 @@ pub async fn submit(
     state.admit_by_memory()?;
     caller.take_rate()?;
     let record = state.jobs.submit(job, submission).await?;
-    let location = format!("/v1/jobs/{}", record.id);
-    Ok((
+    Ok(accepted(
+        &format!("/v1/jobs/{}", record.id),
+        record.document(),
+    ))
+}
+
+/// A 202 for what was stored to run later (a job, a batch, a crawl): where to follow it, and its
+/// document as it stands.
+pub(super) fn accepted(location: &str, document: Value) -> Response {
+    (
         StatusCode::ACCEPTED,
         [(
             header::LOCATION,
-            HeaderValue::from_str(&location).expect("hex ids are valid header values"),
+            HeaderValue::from_str(location).expect("hex ids are valid header values"),
         )],
-        Json(record.document()),
+        Json(document),
     )
-        .into_response())
+        .into_response()
 }
 
 /// The body's `webhook`, taken out of it and checked as a page's URL would be: where the end of a
@@ -76,12 +84,7 @@ pub(super) async fn async_job(
     caller: &Caller,
     mut request: Value,
 ) -> Result<(Job, Submission), ApiError> {
-    let Some(fields) = request.as_object_mut() else {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "the request body must be a JSON object",
-        ));
-    };
+    let fields = fields_of(&mut request)?;
     let plugin = match fields.remove("plugin") {
         Some(Value::String(plugin)) => plugin,
         Some(_) => {

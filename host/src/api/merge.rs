@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::future::try_join_all;
 use serde_json::Value;
 
-use super::request::{Endpoint, job_for, parse};
+use super::request::{Endpoint, fields_of, job_for, parse};
 use super::tenants::Caller;
 use super::{ApiError, AppState};
 use crate::job::options::PdfMetadata;
@@ -25,12 +25,7 @@ pub async fn pdf_merge(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut request: Value = parse(&body)?;
-    let Some(fields) = request.as_object_mut() else {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "the request body must be a JSON object",
-        ));
-    };
+    let fields = fields_of(&mut request)?;
     for field in ["url", "html", "base_url", "assets", "cache"] {
         if fields.contains_key(field) {
             return Err(ApiError::bad_request(

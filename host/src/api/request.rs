@@ -299,6 +299,15 @@ pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(parsed)
 }
 
+/// The fields of a request body that must be a JSON object.
+pub(super) fn fields_of(
+    request: &mut serde_json::Value,
+) -> Result<&mut serde_json::Map<String, serde_json::Value>, ApiError> {
+    request.as_object_mut().ok_or_else(|| {
+        ApiError::bad_request("invalid_request", "the request body must be a JSON object")
+    })
+}
+
 /// A body that does not fit the request's type, naming the field where it went wrong (serde's own
 /// message names unknown fields, not the place of a mistyped one).
 pub(super) fn body_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> ApiError {
