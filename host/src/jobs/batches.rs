@@ -104,28 +104,35 @@ impl Jobs {
     pub(super) async fn finish_batches(&self) -> Result<(), StoreError> {
         let store = &self.inner.store;
         for id in store.done_batches(FINISH_PER_ROUND).await? {
-            let record = match self.batch(&id, 0, i64::MAX).await {
-                Ok(record) => record,
-                Err(JobError::Store(error)) => return Err(error),
+            let Some(row) = store.batch(&id).await? else {
                 // Forgotten meanwhile.
-                Err(_) => continue,
+                continue;
             };
             let finished_at = now_ms();
-            let delivery = record.row.webhook.clone().map(|url| {
-                let mut finished = record.clone();
-                finished.row.finished_at = Some(finished_at);
-                Delivery {
-                    job_id: id.clone(),
-                    url,
-                    body: finished.document().to_string().into_bytes(),
-                    attempts: 0,
+            // Only a webhook needs the whole document, every page of it.
+            let delivery = match &row.webhook {
+                None => None,
+                Some(url) => {
+                    let mut finished = match self.batch(&id, 0, i64::MAX).await {
+                        Ok(record) => record,
+                        Err(JobError::Store(error)) => return Err(error),
+                        // Forgotten meanwhile.
+                        Err(_) => continue,
+                    };
+                    finished.row.finished_at = Some(finished_at);
+                    Some(Delivery {
+                        job_id: id.clone(),
+                        url: url.clone(),
+                        body: finished.document().to_string().into_bytes(),
+                        attempts: 0,
+                    })
                 }
-            });
+            };
             if store
                 .finish_batch(&id, finished_at, delivery.as_ref())
                 .await?
             {
-                tracing::info!(batch = %id, pages = record.row.pages, "batch finished");
+                tracing::info!(batch = %id, pages = row.pages, "batch finished");
                 if delivery.is_some() {
                     self.inner.webhooks.wake();
                 }

@@ -287,15 +287,7 @@ impl Store {
             return Ok(false);
         }
         if let Some(delivery) = delivery {
-            // The outbox is keyed by what the webhook is about: batch ids and job ids never meet.
-            sqlx::query("INSERT INTO outbox (job_id, url, body, next_at) VALUES ($1, $2, $3, $4)")
-                .bind(&delivery.job_id)
-                .bind(&delivery.url)
-                .bind(delivery.body.as_slice())
-                .bind(finished_at)
-                .execute(&mut *transaction)
-                .await
-                .map_err(query("store a batch's webhook delivery"))?;
+            Self::insert_delivery(&mut *transaction, delivery, finished_at).await?;
         }
         transaction
             .commit()

@@ -577,20 +577,31 @@ impl Store {
             .map_err(query("store a job's result"))?;
         }
         if let Some(delivery) = delivery {
-            sqlx::query("INSERT INTO outbox (job_id, url, body, next_at) VALUES ($1, $2, $3, $4)")
-                .bind(&delivery.job_id)
-                .bind(&delivery.url)
-                .bind(delivery.body.as_slice())
-                .bind(finished_at)
-                .execute(&mut *transaction)
-                .await
-                .map_err(query("store a webhook delivery"))?;
+            Self::insert_delivery(&mut *transaction, delivery, finished_at).await?;
         }
         transaction
             .commit()
             .await
             .map_err(query("commit a finished job"))?;
         Ok(true)
+    }
+
+    /// Puts a webhook delivery in the outbox, due at `next_at`: a job's, or a batch's (keyed by
+    /// what the webhook is about; batch ids and job ids never meet).
+    pub(super) async fn insert_delivery<'c>(
+        executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+        delivery: &Delivery,
+        next_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO outbox (job_id, url, body, next_at) VALUES ($1, $2, $3, $4)")
+            .bind(&delivery.job_id)
+            .bind(&delivery.url)
+            .bind(delivery.body.as_slice())
+            .bind(next_at)
+            .execute(executor)
+            .await
+            .map_err(query("store a webhook delivery"))?;
+        Ok(())
     }
 
     /// A job by id.
