@@ -344,8 +344,7 @@ async fn hostile_uploads_are_refused_and_leave_nothing_behind() {
     let message = refused("t", wat("(module)"), None, 422, "invalid_plugin").await;
     assert!(message.contains("core WebAssembly module"), "{message}");
     for (import, why) in [
-        ("wasi:filesystem/types@0.2.6", "no filesystem"),
-        ("wasi:sockets/tcp@0.2.6", "no sockets"),
+        ("wasi:http/outgoing-handler@0.2.6", "no HTTP requests"),
         ("acme:spy/exfiltrate@1.0.0", "does not provide it"),
     ] {
         let component = wat(&format!(r#"(component (import "{import}" (instance)))"#));

@@ -68,33 +68,16 @@ pub(super) fn engine(settings: &PluginSettings) -> Result<Engine, PluginError> {
     Engine::new(&config).map_err(|source| PluginError::Engine(source.to_string()))
 }
 
-/// The one linker: the host side of `pagewright:plugin` and the WASI subset plugins may use: stdout and
-/// stderr (to the log), stdin (empty), an empty environment, exit, terminals (none), clocks and
-/// random. No filesystem or
-/// sockets: a component that imports them fails to load.
+/// The one linker: the host side of `pagewright:plugin`, and all of WASI 0.2 with nothing behind it
+/// but the log. Toolchains import WASI whole (componentize-py the sockets, componentize-js with its
+/// stdio the filesystem), so a plugin's powers are set by the context, not by what it may import:
+/// stdout and stderr go to the log, stdin is empty, the environment and arguments are empty, no
+/// directory is opened (so no file can be), and TCP, UDP and name lookup are refused
+/// (`WasiCtx::builder`'s defaults). Clocks and random are real.
 pub(super) fn linker(engine: &Engine) -> Result<Linker<PluginState>, PluginError> {
     let mut linker = Linker::new(engine);
     let link = |linker: &mut Linker<PluginState>| -> wasmtime::Result<()> {
-        wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(linker)?;
-        use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-        use wasmtime_wasi::p2::bindings::{cli, random};
-        use wasmtime_wasi::random::WasiRandom;
-        // Rust's standard library imports these in every component. The environment is empty and
-        // arguments are none (the WASI context is built without any), `exit` ends the plugin call as a
-        // trap, and no stream is a terminal.
-        cli::environment::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
-        cli::exit::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
-        cli::terminal_input::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
-        cli::terminal_output::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
-        cli::terminal_stdin::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
-        cli::terminal_stdout::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
-        cli::terminal_stderr::add_to_linker::<PluginState, WasiCli>(linker, WasiCliView::cli)?;
-        random::insecure::add_to_linker::<PluginState, WasiRandom>(linker, |state| {
-            state.wasi.random()
-        })?;
-        random::insecure_seed::add_to_linker::<PluginState, WasiRandom>(linker, |state| {
-            state.wasi.random()
-        })?;
+        wasmtime_wasi::p2::add_to_linker_async(linker)?;
         bindings::Host_::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)?;
         bindings::v0_1::Host_::add_to_linker::<PluginState, HasSelf<PluginState>>(
             linker,

@@ -22,8 +22,21 @@ use super::state::PluginState;
 const LOG_BUDGET_BYTES: usize = 1 << 20;
 /// Longer lines are cut here.
 const MAX_LINE_BYTES: usize = 8 << 10;
-/// stderr lines kept for the trap message: a Rust panic is a location line and a message line.
-const STDERR_TAIL_LINES: usize = 4;
+/// stderr lines kept for the trap message: a Rust panic is a location line and a message line; a
+/// Python exception ends with its line in the traceback and the exception, then two lines of
+/// componentize-py's runtime.
+const STDERR_TAIL_LINES: usize = 6;
+
+/// What language runtimes print on their way to a trap after the plugin's own message: not worth
+/// quoting.
+fn is_runtime_noise(line: &str) -> bool {
+    line.starts_with("note: run with `RUST_BACKTRACE")
+        // SpiderMonkey (componentize-js), as it aborts.
+        || line == "Redirecting call to abort() to mozalloc_abort"
+        // componentize-py's runtime, after the traceback.
+        || line == "Python function threw an unexpected exception"
+        || (line.starts_with("thread '") && line.contains("panicked at runtime/src/"))
+}
 
 #[derive(Debug)]
 pub(super) struct LogSink {
@@ -51,7 +64,8 @@ impl LogSink {
         self.job
     }
 
-    /// The plugin's last few stderr lines, joined, without Rust's backtrace hint; `None` if it wrote none.
+    /// The plugin's last few stderr lines, joined, without what its language's runtime adds; `None`
+    /// if it wrote none.
     pub fn stderr_tail(&self) -> Option<String> {
         let tail = self
             .stderr_tail
@@ -60,7 +74,7 @@ impl LogSink {
         let lines: Vec<&str> = tail
             .iter()
             .map(String::as_str)
-            .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+            .filter(|line| !is_runtime_noise(line))
             .collect();
         (!lines.is_empty()).then(|| lines.join(" "))
     }

@@ -72,9 +72,14 @@ impl PluginState {
         page: Option<PageContext>,
         cpu: CpuTurn,
     ) -> Self {
+        // No preopened directory and no network: the builder's defaults, said out loud because
+        // the linker gives plugins WASI's filesystem and sockets interfaces.
         let wasi = WasiCtx::builder()
             .stdout(log.stdout())
             .stderr(log.stderr())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         Self {
             wasi,

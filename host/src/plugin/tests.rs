@@ -112,6 +112,33 @@ async fn a_trap_quotes_what_the_plugin_printed() {
     assert!(!message.contains("RUST_BACKTRACE"), "{message}");
 }
 
+/// WASI's filesystem and sockets are linked (toolchains import them whole), with nothing behind them.
+#[tokio::test]
+async fn a_plugin_can_import_the_filesystem_and_sockets_but_reach_neither() {
+    let host = host_with(|_| {});
+    let sandbox = guest(&host, "sandbox");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("its address").port();
+    let (result, _) = host
+        .extract_without_page(&sandbox, &format!(r#"{{"port":{port}}}"#), job())
+        .await;
+    let Ok(Produced::Json(report)) = result else {
+        panic!("expected the guest's report, got {result:?}");
+    };
+    let report: serde_json::Value = serde_json::from_str(&report).expect("JSON");
+    for attempt in ["read", "write", "list", "connect", "lookup"] {
+        assert_ne!(report[attempt], "ok", "{attempt} must fail: {report}");
+    }
+    assert_eq!(report["environment"], 0, "{report}");
+    assert_eq!(report["arguments"], 0, "{report}");
+    assert!(listener.accept().is_err(), "nothing connected");
+    assert!(
+        !std::path::Path::new("/tmp/pagewright-sandbox-guest").exists(),
+        "nothing was written"
+    );
+}
+
 #[tokio::test]
 async fn calls_wait_for_a_free_instance_within_their_deadline() {
     let host = host_with(|settings| {
@@ -200,13 +227,12 @@ fn components_that_cannot_be_plugins_are_refused_at_load() {
     assert!(refused(b"(component)").contains("not a WebAssembly binary"));
     assert!(refused(&wat("(module)")).contains("core WebAssembly module"));
     assert!(refused(&wat("(component)")).contains("exports none of the roles"));
-    let filesystem = refused(&wat(
-        r#"(component (import "wasi:filesystem/types@0.2.6" (instance (export "open" (func)))))"#,
+    let http = refused(&wat(
+        r#"(component (import "wasi:http/outgoing-handler@0.2.6" (instance (export "handle" (func)))))"#,
     ));
     assert!(
-        filesystem.contains("`wasi:filesystem/types@0.2.6`")
-            && filesystem.contains("no filesystem"),
-        "{filesystem}"
+        http.contains("`wasi:http/outgoing-handler@0.2.6`") && http.contains("no HTTP requests"),
+        "{http}"
     );
     let unknown = refused(&wat(
         r#"(component (import "acme:spy/send@1.0.0" (instance)))"#,
@@ -230,16 +256,16 @@ fn components_that_cannot_be_plugins_are_refused_at_load() {
 fn imports_are_checked_before_compiling_and_only_the_outer_components() {
     let wat = |text: &str| wat::parse_str(text).expect("valid WAT");
     let refused = validate::check_imports_before_compiling(&wat(
-        r#"(component (import "wasi:filesystem/types@0.2.6" (instance (export "open" (func)))))"#,
+        r#"(component (import "wasi:http/outgoing-handler@0.2.6" (instance (export "handle" (func)))))"#,
     ))
     .expect_err("refused without compiling");
     assert!(
-        refused.contains("`wasi:filesystem/types@0.2.6`") && refused.contains("no filesystem"),
+        refused.contains("`wasi:http/outgoing-handler@0.2.6`") && refused.contains("no HTTP"),
         "{refused}"
     );
     // What a nested component imports, the outer one gives it: not the host's business.
     validate::check_imports_before_compiling(&wat(
-        r#"(component (component $inner (import "wasi:filesystem/types@0.2.6" (instance))))"#,
+        r#"(component (component $inner (import "wasi:http/outgoing-handler@0.2.6" (instance))))"#,
     ))
     .expect("nested imports are the component's own");
     validate::check_imports_before_compiling(&wat(

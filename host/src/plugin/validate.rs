@@ -13,8 +13,10 @@ const MAGIC: &[u8; 4] = b"\0asm";
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
 const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
 
-/// Interfaces a plugin may import, without their `@version`: the host's own, and the WASI subset the
-/// linker provides (no filesystem, sockets or HTTP: a plugin reaches the web only through its page).
+/// Interfaces a plugin may import, without their `@version`: the host's own, and WASI 0.2 but HTTP.
+/// The filesystem and sockets are there because toolchains import them whole, but a plugin's context
+/// opens no directory and refuses every socket (`engine::linker`): it reaches the web only through
+/// its page.
 const ALLOWED_IMPORTS: &[&str] = &[
     "pagewright:plugin/types",
     "pagewright:plugin/log",
@@ -37,6 +39,15 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
 ];
 
 /// Refuses anything but a binary component before the compiler sees it, with a hint for the usual
@@ -113,8 +124,8 @@ fn check_import_names(imports: &[String]) -> Result<(), String> {
         if !ALLOWED_IMPORTS.contains(&interface) {
             return Err(format!(
                 "it imports `{import}`, which plugins may not use: {}. A plugin may import \
-                 pagewright:plugin/{{types,log,page}}, and of WASI only io, clocks, random and \
-                 cli's stdio, environment, exit and terminal interfaces",
+                 pagewright:plugin/{{types,log,page}}, and WASI 0.2's io, clocks, random, cli, \
+                 filesystem and sockets (with no directory and no network)",
                 why_not(interface)
             ));
         }
@@ -124,12 +135,7 @@ fn check_import_names(imports: &[String]) -> Result<(), String> {
 
 /// Why an interface is refused, and the usual way to stop importing it.
 fn why_not(interface: &str) -> &'static str {
-    if interface.starts_with("wasi:filesystem/") {
-        "plugins have no filesystem (componentize-js: build with `-d stdio`; componentize-py: build \
-         with --stub-wasi; C: avoid stdio or use the proxy adapter; see docs/plugin-authoring.md)"
-    } else if interface.starts_with("wasi:sockets/") {
-        "plugins have no sockets (componentize-py: build with --stub-wasi)"
-    } else if interface.starts_with("wasi:http/") {
+    if interface.starts_with("wasi:http/") {
         "plugins make no HTTP requests of their own; navigate the page instead (componentize-js: \
          build with `-d http -d fetch-event`)"
     } else if interface.starts_with("pagewright:plugin/") {
