@@ -12,11 +12,8 @@ fn main() -> std::process::ExitCode {
         }
     };
     let cli = pagewright::cli::Cli::parse();
-    // chromiumoxide's handler warns about every event it cannot decode (Chromium 156 sends one kind
-    // on each navigation) and errors when a browser goes away; the supervisor reports browser
-    // deaths itself. `RUST_LOG` overrides this.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide::handler=off"));
+        .unwrap_or_else(|_| EnvFilter::new(cli.default_log_filter()));
     // Logs go to stderr, leaving stdout to what a command prints (`render`, `plugin check`).
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

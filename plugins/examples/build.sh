@@ -1,5 +1,7 @@
 #!/bin/sh
 # Builds the example plugins from source: `plugins/examples/build.sh [c] [js] [python]` (default: all).
+# `build.sh tools [c] [js] [python]` only installs those toolchains, and prints the PATH entries that
+# hold them (the `plugin new` templates' test builds with them).
 # Each becomes target/examples/LANG-title.wasm, an extractor returning the page's title and first
 # heading, like the Rust one in tests/guests/title. The toolchains are installed once, into
 # target/example-tools, at the versions docs/plugin-authoring.md gives:
@@ -28,12 +30,23 @@ npm_tools() {
     fi
 }
 
-build_c() {
+c_tools() {
     if [ ! -x "$tools/cargo/bin/wit-bindgen" ]; then
         env -u CARGO_TARGET_DIR -u RUSTFLAGS cargo install --locked --quiet --root "$tools/cargo" \
             --target-dir "$tools/cargo-build" wit-bindgen-cli@0.63.0 --no-default-features --features c
     fi
     npm_tools
+}
+
+python_tools() {
+    if [ ! -x "$tools/venv/bin/componentize-py" ]; then
+        python3 -m venv "$tools/venv"
+        "$tools/venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
+    fi
+}
+
+build_c() {
+    c_tools
     gen=$tools/c-gen
     rm -rf "$gen" && mkdir -p "$gen"
     "$tools/cargo/bin/wit-bindgen" c "$wit" --world extractor-plugin --out-dir "$gen" >/dev/null
@@ -50,13 +63,24 @@ build_js() {
 }
 
 build_python() {
-    if [ ! -x "$tools/venv/bin/componentize-py" ]; then
-        python3 -m venv "$tools/venv"
-        "$tools/venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
-    fi
+    python_tools
     "$tools/venv/bin/componentize-py" -d "$wit" -w extractor-plugin componentize --stub-wasi \
         -p "$here/python" app -o "$out/python-title.wasm" >/dev/null
 }
+
+if [ "${1:-}" = tools ]; then
+    shift
+    for language in "$@"; do
+        case $language in
+            c) c_tools ;;
+            js) npm_tools ;;
+            python) python_tools ;;
+            *) echo "unknown language: $language (c, js or python)" >&2; exit 2 ;;
+        esac
+    done
+    echo "$tools/cargo/bin:$tools/npm/node_modules/.bin:$tools/venv/bin"
+    exit 0
+fi
 
 [ $# -gt 0 ] || set -- c js python
 for language in "$@"; do

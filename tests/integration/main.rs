@@ -29,6 +29,7 @@ mod shards;
 #[path = "../support/site.rs"]
 mod site;
 mod store;
+mod templates;
 mod tenants;
 #[path = "../support/upstream_proxy.rs"]
 mod upstream_proxy;

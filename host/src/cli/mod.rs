@@ -10,15 +10,18 @@
 //! - `serve.rs`: `pagewright serve` and its flags, into [`Settings`];
 //! - `parts.rs`: the flag groups `serve` and `render` share (browser, pool, plugins);
 //! - `render.rs`: `pagewright render`, one page to files through the executor;
-//! - `plugin.rs`: `pagewright plugin check` and `upload`.
+//! - `plugin.rs`: `pagewright plugin check`, `run` and `upload`;
+//! - `new.rs` and `templates/`: `pagewright plugin new`, a plugin project in one of four languages.
 
+mod new;
 mod parts;
 mod plugin;
 mod render;
 mod serve;
 
+pub use new::Language;
 pub use parts::{BrowserArgs, PluginArgs, PoolArgs};
-pub use plugin::{PluginCommand, UploadArgs};
+pub use plugin::{NewArgs, PluginCommand, RunArgs, UploadArgs};
 pub use render::RenderArgs;
 pub use serve::{ConfigError, QueueOrder, ServeArgs};
 
@@ -56,10 +59,25 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Render one page to a file without a server: `pagewright render URL --screenshot out.png`.
     Render(RenderArgs),
-    /// Plugin components: check one here (`check`, no server needed), or upload one to a server
-    /// (`upload`, with its admin token).
+    /// Plugin components: start one (`new`), check it or run it on a page here (`check`, `run`: no
+    /// server needed), or upload it to a server (`upload`, with its admin token).
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+impl Cli {
+    /// What is logged when `RUST_LOG` does not say. chromiumoxide's handler warns about every event
+    /// it cannot decode (Chromium 156 sends one kind on each navigation) and errors when a browser
+    /// goes away, which the supervisor reports itself. A one-shot command (`render`, `plugin ...`)
+    /// shows warnings and a plugin's own lines, not the services starting and stopping.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Serve(_) => "info,chromiumoxide::handler=off",
+            Command::Render(_) | Command::Plugin(_) => {
+                "warn,plugin=info,chromiumoxide::handler=off"
+            }
+        }
+    }
 }
 
 /// Runs a parsed command line: what `main` does after setting up logging.
@@ -68,7 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::run_server(args.settings()?).await,
         Command::Render(args) => render::run(args).await,
         Command::Plugin(PluginCommand::Check { file }) => plugin::check(&file).await,
+        Command::Plugin(PluginCommand::Run(args)) => plugin::run(args).await,
         Command::Plugin(PluginCommand::Upload(args)) => plugin::upload(args).await,
+        Command::Plugin(PluginCommand::New(args)) => new::create(&args),
     }
 }
 

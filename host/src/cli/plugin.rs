@@ -1,15 +1,20 @@
-//! `pagewright plugin check FILE` (an upload's checks, offline, with a report) and `pagewright plugin
-//! upload FILE --name N` (`PUT /v1/plugins/N` with the file and its manifest, then a report of what
-//! the server registered, or its error).
+//! `pagewright plugin check FILE` (an upload's checks, offline, with a report), `pagewright plugin
+//! run FILE --url URL` (an extractor on one real page, without a server, as a server would run it),
+//! and `pagewright plugin upload FILE --name N` (`PUT /v1/plugins/N` with the file and its manifest,
+//! then a report of what the server registered, or its error).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::BrowserArgs;
+pub use super::new::NewArgs;
 use crate::api::MANIFEST_HEADER;
+use crate::job::{Job, Output, PluginCall, Target};
 use crate::jobs::install_tls_provider;
-use crate::plugin::Manifest;
+use crate::plugin::{Manifest, Role};
+use crate::{Settings, start_services};
 
 /// `pagewright plugin ...`
 #[derive(Debug, Clone, Subcommand)]
@@ -20,8 +25,39 @@ pub enum PluginCommand {
         /// The component (`.wasm`).
         file: PathBuf,
     },
+    /// Run an extractor component on one page, here, with a browser of its own and no server:
+    /// prints its output, and its log lines on stderr.
+    Run(RunArgs),
     /// Upload a component to a running server as a new version of plugin NAME.
     Upload(UploadArgs),
+    /// Create a folder with a working extractor in Rust, JavaScript, Python or C, ready to build.
+    New(NewArgs),
+}
+
+/// Flags of `pagewright plugin run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The component (`.wasm`).
+    pub file: PathBuf,
+
+    /// The page to run it on (http or https).
+    #[arg(long, required_unless_present = "html", conflicts_with = "html")]
+    pub url: Option<String>,
+
+    /// An HTML document to run it on instead of a URL.
+    #[arg(long)]
+    pub html: Option<String>,
+
+    /// The plugin's params (JSON), as a request's `params`.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+
+    /// The job's time budget, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+
+    #[command(flatten)]
+    pub browser: BrowserArgs,
 }
 
 /// Flags of `pagewright plugin upload`.
@@ -79,6 +115,97 @@ pub(super) async fn check(file: &Path) -> anyhow::Result<()> {
     for import in &checked.imports {
         println!("    {import}");
     }
+    Ok(())
+}
+
+pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let file = args
+        .file
+        .canonicalize()
+        .with_context(|| format!("reading {} failed", args.file.display()))?;
+    // Named after the file, as far as a plugin name allows: the log lines and errors name it.
+    let name: String = file
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let name = if crate::plugin::check_name(&name).is_ok() {
+        name
+    } else {
+        "plugin".into()
+    };
+    let params: serde_json::Value = serde_json::from_str(&args.params)
+        .map_err(|error| anyhow::anyhow!("--params is not JSON: {error}"))?;
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    let mut settings = Settings::one_page(args.browser.settings()?, timeout);
+    let target = match (&args.url, &args.html) {
+        (Some(url), _) => Target::Url(
+            settings
+                .api
+                .url_policy
+                .check(url)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?
+                .to_string(),
+        ),
+        (None, Some(html)) => Target::Html(html.clone()),
+        (None, None) => anyhow::bail!("give --url or --html"),
+    };
+    settings.plugins.files = vec![(name.clone(), file.clone())];
+    let services = start_services(settings)
+        .await
+        .with_context(|| format!("loading {} failed", file.display()))?;
+    let result = run_once(&services, &name, target, params, timeout).await;
+    services.close().await;
+    result
+}
+
+/// The extractor as a job through the executor, as `POST /v1/run/{name}` runs it.
+async fn run_once(
+    services: &crate::Services,
+    name: &str,
+    target: Target,
+    params: serde_json::Value,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let output = Output::Plugin(PluginCall {
+        plugin: services.plugins.find(name, Role::Extractor)?,
+        params: params.to_string(),
+    });
+    let job = Job::new(target, output, timeout, timeout);
+    job.validate()?;
+    let started = std::time::Instant::now();
+    let rendered = services.executor.run(job).await.map_err(|error| {
+        // As the API would answer it: the code says which kind of failure it was.
+        let error = crate::api::ApiError::from(error);
+        anyhow::anyhow!(
+            "running `{name}` failed ({} {}): {}",
+            error.status.as_u16(),
+            error.code,
+            error.message
+        )
+    })?;
+    let usage = rendered.usage.unwrap_or_default();
+    eprintln!(
+        "`{name}` ran in {:.0} ms (plugin {:.1} ms, {} fuel), page status {}",
+        started.elapsed().as_secs_f64() * 1000.0,
+        usage.wall.as_secs_f64() * 1000.0,
+        usage.fuel,
+        rendered.navigation.status
+    );
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&rendered.produced.into_bytes())?;
+    stdout.write_all(b"\n")?;
     Ok(())
 }
 
