@@ -19,6 +19,7 @@ mod jobs;
 mod languages;
 mod layers;
 mod options;
+mod playground;
 mod plugins;
 #[path = "../support/postgres.rs"]
 mod postgres;

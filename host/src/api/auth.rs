@@ -42,18 +42,19 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 /// Middleware: decides who the request is from. With a render token or tenant tokens configured,
-/// every request outside `/health`, `/metrics` and `/v1/pressure` must carry one of them (or the
-/// admin token).
+/// every request outside `/health`, `/metrics`, `/v1/pressure` and the pages must carry one of them
+/// (or the admin token).
 pub async fn render_access(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let settings = &state.settings;
-    // What load balancers and monitoring poll.
+    // What load balancers and monitoring poll, and the pages (which hold no data: the API they call
+    // asks for tokens as always).
     let open = matches!(
         request.uri().path(),
-        "/health" | "/metrics" | "/v1/pressure"
+        "/health" | "/metrics" | "/v1/pressure" | "/playground"
     );
     let headers = request.headers();
     let token = bearer(headers);

@@ -16,6 +16,7 @@ mod error;
 mod jobs;
 mod merge;
 mod ops;
+mod pages;
 mod plugins;
 mod request;
 mod scheduler;
@@ -206,6 +207,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/status", get(ops::status))
         .route("/metrics", get(ops::metrics))
+        .route("/playground", get(pages::playground))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
