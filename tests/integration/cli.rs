@@ -194,3 +194,145 @@ async fn json_logs_are_one_object_a_line_on_stderr() {
     );
     drop(server);
 }
+
+/// `pagewright render --urls`: a list through the executor with the API's output names and
+/// options, files named after their lines, a failure retried and summed up, and a non-zero exit.
+#[tokio::test]
+async fn render_urls_renders_a_list_retries_failures_and_exits_non_zero() {
+    let site = FixtureSite::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = dir.path().join("urls.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "# the fixture site\n{}\n{}\n\nhttp://127.0.0.1:1/\n",
+            site.url("/"),
+            site.url("/article")
+        ),
+    )
+    .expect("writing the list");
+    let out = dir.path().join("shots");
+    let render = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pagewright"));
+        command
+            .args(["render", "--urls"])
+            .arg(&list)
+            .arg("--out")
+            .arg(&out)
+            .args(extra);
+        command.output()
+    };
+    let output = render(&[
+        "--request",
+        r#"{"options": {"format": "jpeg"}, "page": {"viewport": {"width": 640, "height": 480}}}"#,
+        "--concurrency",
+        "2",
+    ])
+    .await
+    .expect("pagewright runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(summary.contains("2 of 3 pages rendered"), "{summary}");
+    assert!(
+        summary.contains("line 5: http://127.0.0.1:1/ (502 navigation_failed, after 2 attempts)"),
+        "{summary}"
+    );
+    assert!(summary.contains("1 of 3 pages failed"), "{summary}");
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .expect("the out folder")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    let port = site
+        .url("/")
+        .split(':')
+        .nth(2)
+        .expect("port")
+        .trim_matches('/')
+        .to_owned();
+    assert_eq!(
+        files,
+        [
+            format!("0002-127.0.0.1-{port}.jpg"),
+            format!("0003-127.0.0.1-{port}-article.jpg")
+        ]
+    );
+    let jpeg = std::fs::read(out.join(&files[0])).expect("the screenshot");
+    assert!(jpeg.starts_with(&[0xff, 0xd8, 0xff]), "a JPEG");
+
+    // Options the API refuses are said once, before anything renders.
+    std::fs::remove_dir_all(&out).expect("clearing the out folder");
+    let output = render(&["--request", r#"{"options": {"fromat": "jpeg"}}"#])
+        .await
+        .expect("pagewright runs");
+    assert_eq!(output.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("--request") && error.contains("fromat"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_dir(&out).expect("out").count(), 0);
+
+    // From standard input, another output: all rendered, exit 0.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+        .args(["render", "--urls", "-", "--output", "markdown", "--out"])
+        .arg(&out)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pagewright runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stdin,
+        format!("{}\n", site.url("/article")).as_bytes(),
+    )
+    .await
+    .expect("writing the list");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("pagewright exits");
+    assert!(output.status.success(), "{output:?}");
+    let markdown = std::fs::read_to_string(out.join(format!("0001-127.0.0.1-{port}-article.md")))
+        .expect("the Markdown file");
+    assert!(markdown.contains("# "), "{markdown}");
+}
+
+/// `pagewright plugin run`: an extractor on one page, here, without a server.
+#[test]
+fn plugin_run_runs_an_extractor_on_a_page() {
+    let title = pagewright_test_guests::path("title");
+    let run = |params: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pagewright"))
+            .args(["plugin", "run"])
+            .arg(&title)
+            .args(["--html", "<title>T</title><h2>Sub</h2>", "--params", params])
+            .output()
+            .expect("pagewright runs")
+    };
+    let output = run(r#"{"heading": "h2"}"#);
+    assert!(output.status.success(), "{output:?}");
+    let printed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the output is JSON");
+    assert_eq!(
+        printed,
+        serde_json::json!({ "title": "T", "heading": "Sub" })
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("looking for h2") && log.contains("fuel"),
+        "{log}"
+    );
+
+    let output = run(r#"{"nope": 1}"#);
+    assert_eq!(output.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("400 invalid_input") && error.contains("nope"),
+        "{error}"
+    );
+}

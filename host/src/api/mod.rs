@@ -166,6 +166,18 @@ impl AppState {
     }
 }
 
+/// The job a request body asks of `output` (a built-in output, or an extractor plugin's name),
+/// checked as `POST /v1/jobs` checks its `plugin` and body, for an open caller: what `pagewright
+/// render --urls` runs for each line.
+pub async fn job_for_output(
+    state: &AppState,
+    output: &str,
+    body: serde_json::Value,
+) -> Result<crate::job::Job, ApiError> {
+    let endpoint = request::Endpoint::for_job(output);
+    request::job_for(state, &tenants::Caller::Open, endpoint, body).await
+}
+
 /// The router with every route, the body limit and the metrics middleware.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;

@@ -9,10 +9,12 @@
 //!
 //! - `serve.rs`: `pagewright serve` and its flags, into [`Settings`];
 //! - `parts.rs`: the flag groups `serve` and `render` share (browser, pool, plugins);
-//! - `render.rs`: `pagewright render`, one page to files through the executor;
+//! - `render.rs`: `pagewright render`, one page to files through the executor, and `batch.rs`, a
+//!   list of pages (`--urls`) with a progress bar and a summary;
 //! - `plugin.rs`: `pagewright plugin check`, `run` and `upload`;
 //! - `new.rs` and `templates/`: `pagewright plugin new`, a plugin project in one of four languages.
 
+mod batch;
 mod new;
 mod parts;
 mod plugin;
@@ -57,7 +59,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the HTTP render service.
     Serve(Box<ServeArgs>),
-    /// Render one page to a file without a server: `pagewright render URL --screenshot out.png`.
+    /// Render pages to files without a server: one (`pagewright render URL --screenshot out.png`)
+    /// or a list (`pagewright render --urls urls.txt --out shots/`).
     Render(RenderArgs),
     /// Plugin components: start one (`new`), check it or run it on a page here (`check`, `run`: no
     /// server needed), or upload it to a server (`upload`, with its admin token).

@@ -248,7 +248,7 @@ pub struct PluginArgs {
 }
 
 /// `NAME=PATH`, with a name that is safe in URLs and file names.
-fn parse_plugin_file(text: &str) -> Result<(String, PathBuf), String> {
+pub(super) fn parse_plugin_file(text: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not NAME=PATH"))?;

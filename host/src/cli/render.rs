@@ -1,6 +1,7 @@
 //! `pagewright render URL --screenshot out.png [--pdf out.pdf] [--html out.html]`: one page to files,
 //! without the HTTP server. The same services start (with a pool of one page and one render at a
 //! time), each output is a job for the executor through the built-in plugins, and they shut down.
+//! `pagewright render --urls FILE --out DIR` renders a list instead (`batch.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::BrowserArgs;
+use super::batch::{self, BatchArgs};
 use crate::job::options::{ImageFormat, PdfOptions, ScreenshotOptions, Viewport};
 use crate::job::{Job, Output, PluginCall, Produced, Target};
 use crate::plugin::Role;
@@ -16,11 +18,12 @@ use crate::{Settings, start_services};
 /// Flags of `pagewright render`.
 #[derive(Debug, Clone, Args)]
 pub struct RenderArgs {
-    /// The page to render (http or https).
-    pub url: String,
+    /// The page to render (http or https); or give --urls.
+    #[arg(required_unless_present = "urls", conflicts_with = "urls")]
+    pub url: Option<String>,
 
     /// Write a PNG screenshot of the viewport here (`.jpg`/`.jpeg` and `.webp` pick those formats).
-    #[arg(long, required_unless_present_any = ["pdf", "html"])]
+    #[arg(long, required_unless_present_any = ["pdf", "html", "urls"])]
     pub screenshot: Option<PathBuf>,
 
     /// Capture the whole scrollable page instead of the viewport.
@@ -44,6 +47,9 @@ pub struct RenderArgs {
     pub timeout_ms: u64,
 
     #[command(flatten)]
+    pub batch: BatchArgs,
+
+    #[command(flatten)]
     pub browser: BrowserArgs,
 }
 
@@ -61,10 +67,19 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
 pub(super) async fn run(args: RenderArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let settings = Settings::one_page(args.browser.settings()?, timeout);
+    let (url, list) = (args.url.as_deref(), args.batch.urls.as_deref());
+    let url = match (url, list) {
+        (_, Some(list)) => return batch::run(&args.batch, list, settings, timeout).await,
+        (Some(url), None) => url,
+        (None, None) => anyhow::bail!("give a URL or --urls FILE"),
+    };
+    if !args.batch.plugins.is_empty() || args.batch.request.is_some() {
+        anyhow::bail!("--plugin and --request go with --urls");
+    }
     let url = settings
         .api
         .url_policy
-        .check(&args.url)
+        .check(url)
         .await
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let services = start_services(settings).await?;
