@@ -18,6 +18,7 @@ mod harness;
 mod jobs;
 mod languages;
 mod layers;
+mod openapi;
 mod options;
 mod playground;
 mod plugins;

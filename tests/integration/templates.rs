@@ -206,6 +206,16 @@ async fn runs_as_written(server: &ServerProcess, name: &str) {
         "{name}: {message}"
     );
 
+    // A page operation's error passes on with the host's answer for it.
+    let response = server
+        .post(
+            &path,
+            json!({ "html": page, "params": { "selector": "h1[" } }),
+        )
+        .await;
+    let message = error_message(response, 400, "invalid_input").await;
+    assert!(message.contains("h1["), "{name}: {message}");
+
     let printed = server.log().lines().any(|line| {
         let Ok(line) = serde_json::from_str::<Value>(line) else {
             return false;

@@ -52,10 +52,11 @@ pub async fn render_access(
     let settings = &state.settings;
     // What load balancers and monitoring poll, and the pages (which hold no data: the API they call
     // asks for tokens as always).
+    let path = request.uri().path();
     let open = matches!(
-        request.uri().path(),
-        "/health" | "/metrics" | "/v1/pressure" | "/playground"
-    );
+        path,
+        "/health" | "/metrics" | "/v1/pressure" | "/playground" | "/openapi.json" | "/docs"
+    ) || path.starts_with("/docs/");
     let headers = request.headers();
     let token = bearer(headers);
     let caller = if settings

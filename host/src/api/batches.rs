@@ -23,6 +23,17 @@ use crate::jobs::{BatchSubmission, MAX_BATCH_PAGES};
 /// Pages a batch's document lists unless asked for another window.
 const DEFAULT_WINDOW: i64 = 1000;
 
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "jobs",
+    summary = "Many URLs, each an async job, followed as one",
+    request_body(content = serde_json::Value, description = "`urls` (1 to 10000) and an async job's body without `url`: every page gets the same output and options; `webhook` is the batch's"),
+    responses(
+        (status = 202, description = "The batch's document; `Location` is where to follow it", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,6 +115,17 @@ pub struct Window {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "jobs",
+    summary = "A batch's (or crawl's) state, progress, and its pages",
+    params(("id" = String, Path, description = "The id `POST` answered with"), ("offset" = Option<u64>, Query, description = "The first item shown"), ("limit" = Option<u64>, Query, description = "How many items are shown")),
+    responses(
+        (status = 200, description = "`{id, state, progress, items: [{index, url, state, job, result | error}]}`", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,6 +146,17 @@ pub async fn show(
     Ok(Json(record.document()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/batches/{id}",
+    tag = "jobs",
+    summary = "Cancel what has not finished of a batch or crawl",
+    params(("id" = String, Path, description = "The id `POST` answered with")),
+    responses(
+        (status = 200, description = "The batch's document", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,23 +1,37 @@
 //! Crawls: `POST /v1/crawls` (202 with the crawl's id and `Location`); `GET /v1/crawls/{id}` and
-//! `DELETE /v1/crawls/{id}` are a batch's (`batches.rs`), as a crawl is a batch that grows.
+//! `DELETE /v1/crawls/{id}` answer as a batch's (`batches.rs`), as a crawl is a batch that grows.
 //!
 //! A crawl's body is an async job's body (`POST /v1/jobs`) for its start page (`url`), plus `crawl`,
 //! the rules of which links to follow ([`CrawlOptions`]), and `webhook`, the crawl's: it gets the
 //! crawl's document once no page is queued or running. Every page gets the request's plugin and
 //! options, and is a job of its own whose result is ready as soon as it finishes.
 
-use axum::extract::State;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::Value;
 
+use super::batches::{self, Window};
 use super::jobs::{accepted, async_job, take_webhook};
 use super::request::{fields_of, parse};
 use super::tenants::Caller;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, PathParam};
 use crate::job::Target;
 use crate::job::options::CrawlOptions;
 use crate::jobs::CrawlSubmission;
 
+#[utoipa::path(
+    post,
+    path = "/v1/crawls",
+    tag = "jobs",
+    summary = "Crawl a site from a URL: a batch that grows as links are followed",
+    request_body(content = serde_json::Value, description = "`url` (the start), an async job's body (the output for every page), and `crawl`: see `CrawlOptions`"),
+    responses(
+        (status = 202, description = "The crawl's document (as a batch's); `Location` is where to follow it", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,4 +87,47 @@ pub async fn submit(
         &format!("/v1/crawls/{}", record.row.id),
         record.document(),
     ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/crawls/{id}",
+    tag = "jobs",
+    summary = "A crawl's state, progress, and the pages found so far (as a batch's)",
+    params(
+        ("id" = String, Path, description = "The id `POST` answered with"),
+        ("offset" = Option<u64>, Query, description = "The first item shown"),
+        ("limit" = Option<u64>, Query, description = "How many items are shown"),
+    ),
+    responses(
+        (status = 200, description = "`{id, state, progress, items: [...]}`", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
+pub async fn show(
+    state: State<AppState>,
+    caller: Caller,
+    id: PathParam,
+    window: Result<Query<Window>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    batches::show(state, caller, id, window).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/crawls/{id}",
+    tag = "jobs",
+    summary = "Stop a crawl: cancel what has not finished",
+    params(("id" = String, Path, description = "The id `POST` answered with")),
+    responses(
+        (status = 200, description = "The crawl's document", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
+pub async fn cancel(
+    state: State<AppState>,
+    caller: Caller,
+    id: PathParam,
+) -> Result<Json<Value>, ApiError> {
+    batches::cancel(state, caller, id).await
 }

@@ -61,6 +61,23 @@ fn take_cache(body: &mut serde_json::Value) -> Result<Option<Duration>, ApiError
     cache.ttl().map(Some)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/screenshot",
+    tag = "render",
+    summary = "A screenshot of the page",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    request_body = crate::api::request::RenderRequest<crate::job::options::ScreenshotOptions>,
+    responses(
+        (status = 200, description = "The image", content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp")), headers(
+            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
+            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
+            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
+            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
+        )),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn screenshot(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,6 +86,23 @@ pub async fn screenshot(
     render(&state, &caller, Endpoint::Screenshot, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/pdf",
+    tag = "render",
+    summary = "The page printed to PDF",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    request_body = crate::api::request::RenderRequest<crate::job::options::PdfOptions>,
+    responses(
+        (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>, headers(
+            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
+            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
+            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
+            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
+        )),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn pdf(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,6 +111,23 @@ pub async fn pdf(
     render(&state, &caller, Endpoint::Pdf, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/content",
+    tag = "render",
+    summary = "The page's HTML after it loaded",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    request_body = crate::api::request::RenderRequest<crate::job::options::ContentOptions>,
+    responses(
+        (status = 200, description = "`{url, status, html}`", body = serde_json::Value, headers(
+            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
+            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
+            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
+            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
+        )),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn content(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,6 +139,23 @@ pub async fn content(
 /// `POST /v1/debug`: what the page did while it loaded, as JSON: its console messages, the
 /// exceptions its scripts did not catch, and a HAR log of its requests (`options`: `{"bodies":
 /// true, "max_body_bytes": N}`).
+#[utoipa::path(
+    post,
+    path = "/v1/debug",
+    tag = "render",
+    summary = "What the page did: requests (HAR), console, errors",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    request_body = crate::api::request::RenderRequest<crate::job::options::DebugOptions>,
+    responses(
+        (status = 200, description = "The page's record, with a HAR log", body = serde_json::Value, headers(
+            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
+            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
+            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
+            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
+        )),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn debug(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,6 +166,23 @@ pub async fn debug(
 
 /// `POST /v1/markdown`: the page as Markdown (the built-in `markdown` plugin; `options`:
 /// `{"main_content": true}` for the main content only).
+#[utoipa::path(
+    post,
+    path = "/v1/markdown",
+    tag = "render",
+    summary = "The page's main content as Markdown (the `markdown` plugin)",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    request_body = crate::api::request::RenderRequest<serde_json::Value>,
+    responses(
+        (status = 200, description = "Markdown", content_type = "text/markdown", body = String, headers(
+            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
+            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
+            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
+            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
+        )),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn markdown(
     State(state): State<AppState>,
     caller: Caller,
@@ -106,6 +191,23 @@ pub async fn markdown(
     render(&state, &caller, Endpoint::Plugin("markdown"), body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/scrape",
+    tag = "render",
+    summary = "Fields scraped by CSS selector (the `scrape` plugin)",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    request_body = crate::api::request::RenderRequest<serde_json::Value>,
+    responses(
+        (status = 200, description = "The fields, as JSON", body = serde_json::Value, headers(
+            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
+            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
+            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
+            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
+        )),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn scrape(
     State(state): State<AppState>,
     caller: Caller,
@@ -115,6 +217,24 @@ pub async fn scrape(
 }
 
 /// `POST /v1/run/{plugin}`: any extractor, with `params` (or `options`) as its params.
+#[utoipa::path(
+    post,
+    path = "/v1/run/{plugin}",
+    tag = "render",
+    summary = "An extractor plugin's output on the page",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    params(("plugin" = String, Path, description = "A plugin's name, or `name@version`")),
+    request_body = crate::api::request::RenderRequest<serde_json::Value>,
+    responses(
+        (status = 200, description = "What the plugin produced: JSON, text, or bytes with its content type", body = serde_json::Value, headers(
+            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
+            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
+            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
+            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
+        )),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn run_plugin(
     State(state): State<AppState>,
     caller: Caller,

@@ -56,6 +56,260 @@ impl ApiError {
     }
 }
 
+/// Every code an error response can carry, with its status and what it means: the OpenAPI
+/// document's list (`openapi.rs`). A response with a code not listed here fails the tests (a debug
+/// assertion where errors become responses), so the list stays whole.
+pub const ERROR_CODES: &[(&str, u16, &str)] = &[
+    (
+        "invalid_input",
+        400,
+        "The request body, its options or a plugin's params are wrong; the message names the field.",
+    ),
+    (
+        "invalid_request",
+        400,
+        "The body's shape is wrong: a field that does not belong there, or one that is missing.",
+    ),
+    (
+        "invalid_webhook",
+        400,
+        "`webhook` is not an http or https URL, or is not allowed.",
+    ),
+    (
+        "invalid_name",
+        400,
+        "A plugin name is not 1-64 of a-z, 0-9, `-` and `_` (with `@version` where one may be).",
+    ),
+    (
+        "invalid_url",
+        400,
+        "The URL does not parse, has no host or is too long.",
+    ),
+    (
+        "url_not_allowed",
+        400,
+        "The URL's scheme or destination is not allowed (egress rules, private networks).",
+    ),
+    (
+        "invalid_manifest",
+        400,
+        "The plugin manifest header is not valid.",
+    ),
+    (
+        "invalid_upload",
+        400,
+        "The upload is not a component, or is empty.",
+    ),
+    (
+        "plugin_role_missing",
+        400,
+        "The plugin does not have the role the request needs (extractor, page-script, scorer).",
+    ),
+    (
+        "unauthorized",
+        401,
+        "A token is needed: the render or tenant token, or the admin token for the registry.",
+    ),
+    (
+        "uploads_disabled",
+        403,
+        "The server has no admin token, so its plugin registry is read-only.",
+    ),
+    (
+        "plugin_protected",
+        403,
+        "Built-in plugins cannot be replaced or deleted.",
+    ),
+    (
+        "tenant_not_allowed",
+        403,
+        "The token's tenant may not act for the tenant named.",
+    ),
+    (
+        "class_not_allowed",
+        403,
+        "The tenant may not use that priority class.",
+    ),
+    ("not_found", 404, "No such endpoint."),
+    (
+        "job_not_found",
+        404,
+        "No such job, batch or crawl (or it was forgotten).",
+    ),
+    (
+        "plugin_not_found",
+        404,
+        "No plugin of that name or version.",
+    ),
+    (
+        "method_not_allowed",
+        405,
+        "The endpoint does not take that method.",
+    ),
+    (
+        "render_timeout",
+        408,
+        "The job's time budget ran out (a plugin past it is named).",
+    ),
+    (
+        "plugin_timeout",
+        408,
+        "A plugin call ran past its manifest's time limit.",
+    ),
+    (
+        "version_exists",
+        409,
+        "That plugin version exists with other contents.",
+    ),
+    ("job_not_finished", 409, "The job has no result yet."),
+    (
+        "fail_on_status",
+        409,
+        "The page's status matched the request's `fail_on.status`.",
+    ),
+    (
+        "fail_on_resource_status",
+        409,
+        "A subresource's status matched `fail_on.resource_status`.",
+    ),
+    (
+        "fail_on_console_exception",
+        409,
+        "The page threw an uncaught exception and `fail_on.console_exception` is set.",
+    ),
+    ("job_cancelled", 410, "The job was cancelled."),
+    (
+        "result_evicted",
+        410,
+        "The job's result was forgotten (past its retention).",
+    ),
+    (
+        "payload_too_large",
+        413,
+        "The request body is larger than the server takes.",
+    ),
+    (
+        "plugin_too_large",
+        413,
+        "The plugin component is larger than the server takes.",
+    ),
+    (
+        "output_too_large",
+        413,
+        "The output is larger than the server's limit.",
+    ),
+    (
+        "plugin_output_too_large",
+        413,
+        "A plugin's output is larger than its limit.",
+    ),
+    (
+        "element_not_found",
+        422,
+        "An element the request or plugin needs is not on the page.",
+    ),
+    (
+        "script_error",
+        422,
+        "A script the request or plugin ran on the page threw.",
+    ),
+    (
+        "invalid_plugin",
+        422,
+        "The uploaded component cannot be a plugin; the message says why.",
+    ),
+    (
+        "invalid_limits",
+        422,
+        "The manifest asks for limits above the server's.",
+    ),
+    (
+        "plugin_failed",
+        422,
+        "The plugin returned its own error (`failed`), or threw an exception its guard caught.",
+    ),
+    (
+        "plugin_trapped",
+        422,
+        "The plugin trapped (a panic or an uncaught exception); the message quotes what it printed.",
+    ),
+    ("plugin_out_of_fuel", 422, "The plugin used all its fuel."),
+    (
+        "plugin_memory_limit",
+        422,
+        "The plugin wanted more memory than its limit.",
+    ),
+    (
+        "robots_disallowed",
+        422,
+        "robots.txt disallows the crawl's start page.",
+    ),
+    (
+        "queue_full",
+        429,
+        "The queue (or the tenant's share of it) is full; retry after `Retry-After`.",
+    ),
+    (
+        "rate_limited",
+        429,
+        "The tenant's request rate is spent; retry after `Retry-After`.",
+    ),
+    (
+        "too_many_in_flight",
+        429,
+        "The tenant has as many requests in flight as it may.",
+    ),
+    (
+        "internal_error",
+        500,
+        "A fault of the server's; it is logged.",
+    ),
+    ("storage_failed", 500, "Storing the job or plugin failed."),
+    (
+        "merge_failed",
+        500,
+        "The PDFs rendered but could not be merged.",
+    ),
+    (
+        "browser_error",
+        502,
+        "Chromium answered a page operation with an error.",
+    ),
+    (
+        "navigation_failed",
+        502,
+        "Loading the page failed: DNS, a refused connection, TLS, a download.",
+    ),
+    (
+        "page_crashed",
+        502,
+        "The page's renderer crashed; the page was replaced.",
+    ),
+    (
+        "browser_unavailable",
+        503,
+        "No browser is up (it is restarting); retry after `Retry-After`.",
+    ),
+    ("no_capacity", 503, "No page could be leased in time."),
+    (
+        "queue_timeout",
+        503,
+        "The job waited in the queue longer than its `queue_timeout_ms`.",
+    ),
+    (
+        "memory_low",
+        503,
+        "The machine is low on memory; retry shortly or elsewhere.",
+    ),
+    ("shutting_down", 503, "The server is stopping."),
+    ("store_unavailable", 503, "The job store cannot be reached."),
+    (
+        "navigation_timeout",
+        504,
+        "The page did not load within the time budget.",
+    ),
+];
+
 /// The most characters of an error message kept: what a page's script threw, or a plugin printed,
 /// may be megabytes, and it goes into responses, job records and webhooks.
 const MAX_MESSAGE_CHARS: usize = 4096;
@@ -72,6 +326,14 @@ fn bounded(message: String) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        debug_assert!(
+            ERROR_CODES
+                .iter()
+                .any(|(code, status, _)| *code == self.code && *status == self.status.as_u16()),
+            "error code `{}` with status {} is not in ERROR_CODES",
+            self.code,
+            self.status
+        );
         let body = serde_json::json!({
             "error": { "code": self.code, "message": self.message }
         });

@@ -26,6 +26,17 @@ use super::{ApiError, ApiSettings, AppState, PathParam};
 use crate::job::{Job, Target};
 use crate::jobs::{JobError, Outcome, Submission};
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    summary = "Store a render to run later; follow it at `Location`",
+    request_body(content = serde_json::Value, description = "A render request as the endpoints take it, plus `plugin` (screenshot, pdf, content, markdown, scrape, or an extractor's name), and optionally `webhook` (an http(s) URL the finished job's document is posted to, signed) and `queue_timeout_ms` (up to a day)"),
+    responses(
+        (status = 202, description = "The job's document; `Location` is where to follow it", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,6 +148,17 @@ pub(super) async fn async_job(
     Ok((job, submission))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    summary = "A job's document: its state, and its result or error",
+    params(("id" = String, Path, description = "The id `POST` answered with")),
+    responses(
+        (status = 200, description = "`{id, state, plugin, url, created_at, ..., result | error}`", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,6 +180,17 @@ pub(super) fn owned(caller: &Caller, id: &str, tenant: &str) -> Result<(), ApiEr
 
 /// The output of a succeeded job with the synchronous endpoint's headers; a failed job's error as
 /// the synchronous endpoint would have answered it.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    tag = "jobs",
+    summary = "A finished job's output, as the render endpoint would have answered",
+    params(("id" = String, Path, description = "The id `POST` answered with")),
+    responses(
+        (status = 200, description = "The output, with its content type", body = Vec<u8>),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn result_of(
     State(state): State<AppState>,
     caller: Caller,
@@ -209,6 +242,17 @@ pub async fn result_of(
 
 /// Cancels a queued or running job (it ends `cancelled`; a running job's plugin stops and its page
 /// is reset), or forgets a finished one and its result.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    summary = "Cancel a job that has not finished",
+    params(("id" = String, Path, description = "The id `POST` answered with")),
+    responses(
+        (status = 200, description = "The job's document", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -19,6 +19,17 @@ use crate::job::options::PdfMetadata;
 /// browser for minutes.
 pub const MAX_PAGES: usize = 100;
 
+#[utoipa::path(
+    post,
+    path = "/v1/pdf/merge",
+    tag = "render",
+    summary = "Several pages rendered to PDF and merged into one, in order",
+    request_body(content = serde_json::Value, description = "`pages` (1 to 100): each `{url}` or `{html, base_url?}`; the rest is a `/v1/pdf` body for every page; `options.metadata` is set on the merged document"),
+    responses(
+        (status = 200, description = "The merged PDF", content_type = "application/pdf", body = Vec<u8>),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn pdf_merge(
     State(state): State<AppState>,
     caller: Caller,

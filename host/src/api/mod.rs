@@ -15,6 +15,7 @@ mod endpoints;
 mod error;
 mod jobs;
 mod merge;
+mod openapi;
 mod ops;
 mod pages;
 mod plugins;
@@ -32,7 +33,11 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, describe_failure};
 pub use plugins::{MANIFEST_HEADER, PathParam, PluginEntry};
@@ -178,48 +183,13 @@ pub async fn job_for_output(
     request::job_for(state, &tenants::Caller::Open, endpoint, body).await
 }
 
-/// The router with every route, the body limit and the metrics middleware.
+/// The router with every route, the body limit and the metrics middleware. The API's routes are
+/// built from their handlers' OpenAPI descriptions (`routes!`), so each one is in `/openapi.json`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
-    Router::new()
-        .route("/v1/screenshot", post(endpoints::screenshot))
-        .route("/v1/pdf", post(endpoints::pdf))
-        .route("/v1/pdf/merge", post(merge::pdf_merge))
-        .route("/v1/content", post(endpoints::content))
-        .route("/v1/scrape", post(endpoints::scrape))
-        .route("/v1/markdown", post(endpoints::markdown))
-        .route("/v1/debug", post(endpoints::debug))
-        .route("/v1/run/{plugin}", post(endpoints::run_plugin))
-        .route("/v1/jobs", post(jobs::submit))
-        .route("/v1/batches", post(batches::submit))
-        .route("/v1/crawls", post(crawls::submit))
-        .route(
-            "/v1/crawls/{id}",
-            get(batches::show).delete(batches::cancel),
-        )
-        .route(
-            "/v1/batches/{id}",
-            get(batches::show).delete(batches::cancel),
-        )
-        .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
-        .route("/v1/jobs/{id}/result", get(jobs::result_of))
-        .route("/v1/plugins", get(plugins::list))
-        .route(
-            "/v1/plugins/{name}",
-            get(plugins::describe)
-                .put(plugins::upload)
-                .delete(plugins::delete),
-        )
-        .route("/health", get(ops::health))
-        .route("/v1/pressure", get(ops::pressure))
-        .route("/v1/scheduler", get(scheduler::show))
-        .route(
-            "/v1/scheduler/scorer",
-            put(scheduler::set_scorer).delete(scheduler::clear_scorer),
-        )
-        .route("/v1/status", get(ops::status))
-        .route("/metrics", get(ops::metrics))
-        .route("/playground", get(pages::playground))
+    let (api, document) = api_routes().split_for_parts();
+    api.route("/playground", get(pages::playground))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -232,6 +202,34 @@ pub fn app(state: AppState) -> Router {
             record_metrics,
         ))
         .with_state(state)
+}
+
+/// Every route of the API, with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(endpoints::screenshot))
+        .routes(routes!(endpoints::pdf))
+        .routes(routes!(merge::pdf_merge))
+        .routes(routes!(endpoints::content))
+        .routes(routes!(endpoints::scrape))
+        .routes(routes!(endpoints::markdown))
+        .routes(routes!(endpoints::debug))
+        .routes(routes!(endpoints::run_plugin))
+        .routes(routes!(jobs::submit))
+        .routes(routes!(batches::submit))
+        .routes(routes!(crawls::submit))
+        .routes(routes!(batches::show, batches::cancel))
+        .routes(routes!(crawls::show, crawls::cancel))
+        .routes(routes!(jobs::show, jobs::cancel))
+        .routes(routes!(jobs::result_of))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::describe, plugins::upload, plugins::delete))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::pressure))
+        .routes(routes!(scheduler::show))
+        .routes(routes!(scheduler::set_scorer, scheduler::clear_scorer))
+        .routes(routes!(ops::status))
+        .routes(routes!(ops::metrics))
 }
 
 async fn not_found() -> ApiError {

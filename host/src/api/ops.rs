@@ -13,6 +13,16 @@ use crate::sys::Memory;
 
 /// 200 while a browser is connected (one shard's is enough: placement sends jobs around the
 /// others while they relaunch), 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "Whether a browser is up (open to all)",
+    responses(
+        (status = 200, description = "`{status, shards, shards_up}`", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let up = state.executor.shards().up();
     if up > 0 {
@@ -31,6 +41,17 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Va
 /// For load balancers: 200 while the server takes work, 503 (route elsewhere) when its queue is
 /// 90% full, its browser is down or the machine is low on memory; the body has the figures (and
 /// the reasons) either way.
+#[utoipa::path(
+    get,
+    path = "/v1/pressure",
+    tag = "operations",
+    summary = "Whether the server takes work now, and why not (open to all)",
+    responses(
+        (status = 200, description = "Accepting: the queue, memory and browser figures", body = serde_json::Value),
+        (status = 503, description = "Not accepting, with `reasons`", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let queue = state.executor.scheduler().status();
     let shards_up = state.executor.shards().up();
@@ -72,6 +93,16 @@ pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_
 /// Isolation keys `/v1/status` lists under `prewarm`.
 const STATUS_KEYS: usize = 20;
 
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "operations",
+    summary = "The server's state: browsers, pool, queue, plugins",
+    responses(
+        (status = 200, description = "The figures", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn status(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
     let shards = state.executor.shards().status();
     let mut status = json!({
@@ -109,6 +140,16 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> Json<serde
     Json(status)
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (open to all)",
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

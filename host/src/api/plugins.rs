@@ -57,6 +57,16 @@ impl PluginEntry {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    tag = "plugins",
+    summary = "Every plugin: built-in and uploaded, with their versions",
+    responses(
+        (status = 200, description = "`{plugins: [...]}`", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
     let plugins: Vec<PluginEntry> = state
         .plugins()
@@ -68,6 +78,17 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 /// `name`: the plugin with every version; `name@version`: that version.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    summary = "One plugin, or one version of it (`name@version`)",
+    params(("name" = String, Path, description = "A plugin's name, or `name@version`")),
+    responses(
+        (status = 200, description = "The plugin and its versions, or the version", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn describe(
     State(state): State<AppState>,
     PathParam(reference): PathParam,
@@ -80,6 +101,19 @@ pub async fn describe(
     Ok(Json(entry).into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    summary = "Upload a component as a new version (admin token)",
+    params(("name" = String, Path, description = "The plugin's name"), ("x-pagewright-manifest" = Option<String>, Header, description = "The manifest, JSON: see `Manifest`")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
+    responses(
+        (status = 201, description = "The version registered", body = serde_json::Value),
+        (status = 200, description = "The same bytes were there already", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn upload(
     _: Admin,
     State(state): State<AppState>,
@@ -107,6 +141,17 @@ pub async fn upload(
     Ok(response)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    summary = "Delete a plugin, or one version (admin token)",
+    params(("name" = String, Path, description = "A plugin's name, or `name@version`")),
+    responses(
+        (status = 200, description = "What was deleted", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,

@@ -26,7 +26,7 @@ use crate::job::{
 use crate::plugin::{Role, Source};
 
 /// What every render request has: the page to load, how to load it, and the time budget.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenderRequest<O> {
     /// The page to render; exactly one of `url` and `html`.
@@ -66,7 +66,7 @@ pub struct RenderRequest<O> {
 }
 
 /// A file served beside an `html` job's document: its text `content`, or its bytes as `base64`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetRequest {
     pub path: String,
@@ -151,7 +151,7 @@ async fn html_base(
 }
 
 /// `{"class": "urgent" | "hot" | "cold", "number": -50..=50}`, both optional (hot, 0).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriorityRequest {
     pub class: Option<Class>,
@@ -160,14 +160,14 @@ pub struct PriorityRequest {
 }
 
 /// A page-script plugin and its params: `"name"` or `{"plugin": "name", "params": {...}}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ScriptRef {
     Name(String),
     WithParams(ScriptWithParams),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptWithParams {
     pub plugin: String,

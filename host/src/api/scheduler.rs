@@ -21,6 +21,16 @@ struct ScorerRequest {
     plugin: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/scheduler",
+    tag = "operations",
+    summary = "The scheduler's queue, classes and scorer",
+    responses(
+        (status = 200, description = "The figures", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn show(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "scorer": scorer_name(&state),
@@ -28,6 +38,17 @@ pub async fn show(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/scheduler/scorer",
+    tag = "operations",
+    summary = "Set the scorer plugin (admin token)",
+    request_body(content = serde_json::Value, description = "`{plugin}`: a plugin with the scorer role"),
+    responses(
+        (status = 200, description = "The scorer in use", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn set_scorer(
     _: Admin,
     State(state): State<AppState>,
@@ -43,6 +64,16 @@ pub async fn set_scorer(
     Ok(Json(json!({ "scorer": scorer_name(&state) })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/scheduler/scorer",
+    tag = "operations",
+    summary = "Go back to the built-in scores (admin token)",
+    responses(
+        (status = 200, description = "The scorer in use", body = serde_json::Value),
+        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
+    )
+)]
 pub async fn clear_scorer(
     _: Admin,
     State(state): State<AppState>,

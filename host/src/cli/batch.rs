@@ -233,7 +233,7 @@ async fn render_one(
                     .map(|()| path.clone())
                     .map_err(|error| {
                         let message = format!("writing {} failed: {error}", path.display());
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message)
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
                     });
             }
             Err(error) if attempts <= args.retries && may_pass(&error) => continue,

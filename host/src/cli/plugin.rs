@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use super::BrowserArgs;
 pub use super::new::NewArgs;
 use crate::api::MANIFEST_HEADER;
-use crate::job::{Job, Output, PluginCall, Target};
+use crate::job::{Job, Output, PluginCall, Produced, Target};
 use crate::jobs::install_tls_provider;
 use crate::plugin::{Manifest, Role};
 use crate::{Settings, start_services};
@@ -203,9 +203,13 @@ async fn run_once(
         rendered.navigation.status
     );
     use std::io::Write;
+    // JSON and text end with a line break for the terminal; bytes (an image) go out as they are.
+    let end_line = !matches!(rendered.produced, Produced::Bytes { .. });
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&rendered.produced.into_bytes())?;
-    stdout.write_all(b"\n")?;
+    if end_line {
+        stdout.write_all(b"\n")?;
+    }
     Ok(())
 }
 

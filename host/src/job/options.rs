@@ -5,10 +5,19 @@
 //! Range checks live in the `validate` methods. They run where options come from outside, once
 //! each: when the API (or `pagewright render`) builds a job, and when a plugin hands the host a WIT
 //! record. The page operations take options already checked.
+//!
+//! Each type also describes itself for the OpenAPI document (`utoipa::ToSchema`), so the document
+//! is what the parser takes.
+
+// utoipa's derive writes `Option<T>` fields' `T` qualified by this module in what it generates,
+// which the workspace's `unused_qualifications` lint then reports against the fields.
+#![allow(unused_qualifications)]
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 
 use crate::egress::Upstream;
 
@@ -18,7 +27,7 @@ use crate::egress::Upstream;
 pub struct InvalidOption(pub String);
 
 /// When a navigation counts as done.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WaitUntil {
     /// The `load` event: the document and its subresources are in.
@@ -37,7 +46,7 @@ pub enum WaitUntil {
 }
 
 /// How to navigate and what to wait for before the output is taken.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GotoOptions {
     #[serde(default)]
@@ -59,7 +68,7 @@ pub struct GotoOptions {
     pub best_attempt: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitForSelector {
     pub selector: String,
@@ -74,7 +83,7 @@ pub struct WaitForSelector {
 
 /// `goto.wait_for_function`: an expression evaluated in the page every `polling_ms` until it is
 /// truthy (a promise counts by what it resolves to).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitForFunction {
     pub expression: String,
@@ -131,7 +140,7 @@ impl GotoOptions {
 
 /// When a page that loaded is a failure all the same ([`crate::job::Job::fail_on`]). Each is off
 /// unless given.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailOn {
     /// Statuses of the target's document that fail the job (409) instead of rendering the error
@@ -201,6 +210,20 @@ impl StatusRange {
     }
 }
 
+impl utoipa::PartialSchema for StatusRange {
+    fn schema() -> RefOr<Schema> {
+        one_of(
+            "An HTTP status (100-599), a class such as \"4xx\", or a range such as \"500-504\".",
+            [
+                ObjectBuilder::new().schema_type(Type::Integer).into(),
+                string_like(&["404", "4xx", "500-504"]),
+            ],
+        )
+    }
+}
+
+impl utoipa::ToSchema for StatusRange {}
+
 impl Serialize for StatusRange {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&format!("{}-{}", self.low, self.high))
@@ -229,7 +252,7 @@ impl<'de> Deserialize<'de> for StatusRange {
 }
 
 /// How the page is set up before it navigates.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PageOptions {
     /// 1280x720 at scale 1 unless given (or set by `device`).
@@ -352,7 +375,7 @@ impl PageOptions {
 }
 
 /// A named device ([`PageOptions::device`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
     /// An iPhone 15: 393x852 at 3x, Safari's user agent.
@@ -435,6 +458,22 @@ pub enum HeadersScope {
     Origins(Vec<String>),
 }
 
+impl utoipa::PartialSchema for HeadersScope {
+    fn schema() -> RefOr<Schema> {
+        one_of(
+            "\"target\" (the job's origin), \"all\", or a list of origins (`scheme://host[:port]`).",
+            [
+                string_like(&["target", "all"]),
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .into(),
+            ],
+        )
+    }
+}
+
+impl utoipa::ToSchema for HeadersScope {}
+
 impl Serialize for HeadersScope {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -465,7 +504,7 @@ impl<'de> Deserialize<'de> for HeadersScope {
 }
 
 /// A user name and password ([`PageOptions::authenticate`]).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub username: String,
@@ -488,7 +527,7 @@ impl Credentials {
 }
 
 /// How [`Credentials`] reach the target.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthScheme {
     /// Sent with every request to the target's origin, before any challenge.
@@ -500,7 +539,7 @@ pub enum AuthScheme {
 }
 
 /// `page.proxy`: `{"server": "http://host:port", "username", "password"}`.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyOption {
     pub server: String,
@@ -533,7 +572,7 @@ impl std::fmt::Debug for ProxyOption {
 }
 
 /// A crawl's rules (`POST /v1/crawls`, `crawl`): which links its pages follow.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrawlOptions {
     /// Links followed from the start page, at most (0: the start page, and the sitemap's pages).
@@ -623,7 +662,7 @@ impl CrawlOptions {
 }
 
 /// A position ([`PageOptions::geolocation`]).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Geolocation {
     pub latitude: f64,
@@ -633,7 +672,7 @@ pub struct Geolocation {
 }
 
 /// A script added to the page ([`PageOptions::add_scripts`]): its source or its URL.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddedScript {
     pub content: Option<String>,
@@ -644,7 +683,7 @@ pub struct AddedScript {
     pub at: ScriptTime,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ScriptTime {
     Start,
@@ -653,7 +692,7 @@ pub enum ScriptTime {
 }
 
 /// A style sheet added to the page ([`PageOptions::add_styles`]): its CSS or its URL.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddedStyle {
     pub content: Option<String>,
@@ -661,7 +700,7 @@ pub struct AddedStyle {
 }
 
 /// How [`PageOptions::scroll`] goes through the page.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scroll {
     /// Pixels per step; the viewport's height when not given.
@@ -978,7 +1017,7 @@ fn shown(value: &str) -> String {
     shown
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Viewport {
     pub width: u32,
@@ -1041,7 +1080,7 @@ impl Viewport {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cookie {
     pub name: String,
@@ -1058,21 +1097,21 @@ pub struct Cookie {
     pub expires: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 pub enum SameSite {
     Strict,
     Lax,
     None,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaType {
     Screen,
     Print,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockOptions {
     /// Resource types to block, e.g. `["image", "font", "media"]`.
@@ -1089,7 +1128,7 @@ impl BlockOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceType {
     Document,
@@ -1106,7 +1145,7 @@ pub enum ResourceType {
 }
 
 /// Screenshot output.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScreenshotOptions {
     #[serde(default)]
@@ -1180,7 +1219,7 @@ impl ScreenshotOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageFormat {
     #[default]
@@ -1200,7 +1239,7 @@ impl ImageFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Clip {
     pub x: f64,
@@ -1210,7 +1249,7 @@ pub struct Clip {
 }
 
 /// PDF output.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PdfOptions {
     /// A named paper size; `width`/`height` override it. Letter when neither is given.
@@ -1248,7 +1287,7 @@ pub struct PdfOptions {
 }
 
 /// `pdf.metadata`: what PDF readers show in a document's properties.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PdfMetadata {
     pub title: Option<String>,
@@ -1354,7 +1393,7 @@ impl PdfOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PaperFormat {
     Letter,
@@ -1389,7 +1428,7 @@ impl PaperFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Margins {
     pub top: Option<Length>,
@@ -1435,6 +1474,37 @@ impl Length {
     }
 }
 
+impl utoipa::PartialSchema for Length {
+    fn schema() -> RefOr<Schema> {
+        one_of(
+            "A number of inches, or a string with a unit: in, cm, mm or px.",
+            [
+                ObjectBuilder::new().schema_type(Type::Number).into(),
+                string_like(&["1in", "2.5cm", "10mm", "96px"]),
+            ],
+        )
+    }
+}
+
+impl utoipa::ToSchema for Length {}
+
+/// The schema of a value a request may write in several forms.
+fn one_of<const N: usize>(description: &str, forms: [Schema; N]) -> RefOr<Schema> {
+    let mut schema = OneOfBuilder::new().description(Some(description));
+    for form in forms {
+        schema = schema.item(form);
+    }
+    Schema::OneOf(schema.build()).into()
+}
+
+/// A string, with examples of it.
+fn string_like(examples: &[&str]) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .examples(examples.iter().map(|example| serde_json::json!(example)))
+        .into()
+}
+
 impl<'de> Deserialize<'de> for Length {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -1451,7 +1521,7 @@ impl<'de> Deserialize<'de> for Length {
 }
 
 /// The `debug` output: what the page did, as JSON with a HAR log of its requests.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DebugOptions {
     /// Include response bodies (text, or base64 for binary ones), each cut at `max_body_bytes`.
@@ -1490,7 +1560,7 @@ impl DebugOptions {
 }
 
 /// HTML output.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContentOptions {}
 

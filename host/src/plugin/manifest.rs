@@ -9,10 +9,11 @@ use super::PluginSettings;
 
 /// The optional manifest of an upload (the `x-pagewright-manifest` header, JSON). Unknown fields are
 /// refused, so a misspelt limit is an error instead of silently the default.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// A semantic version. Default: the latest version's patch + 1, or 0.1.0 for a new name.
+    #[schema(value_type = Option<String>, example = "1.2.0")]
     pub version: Option<semver::Version>,
     pub description: Option<String>,
     /// Roles the plugin must export (`extractor`, `page-script`, `scorer`): a check that the upload is
@@ -78,7 +79,7 @@ pub fn check_version(version: &semver::Version) -> Result<(), String> {
 }
 
 /// Limits a plugin asks for, each at most the server's. Missing ones are the server's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedLimits {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,8 +2,8 @@
 // page's title and how many elements match `params.selector` (default "h1"), with the first one's text.
 //
 // WIT in JavaScript: a `result<T, error>` function returns T, or throws an `error` as `{tag, val}`
-// (`{tag: "failed", val: "why"}`); page operations throw the same shape, and a `record` is an object
-// with camelCase fields. `console.log` and `console.error` reach the server's log under the plugin's name.
+// (`{tag: "failed", val: "why"}`); a page operation that fails throws an Error whose `payload` is
+// that shape, and a `record` is an object with camelCase fields. `console.log` and `console.error` reach the server's log under the plugin's name.
 
 /** The request's params, checked: unknown fields are refused with a 400 naming them. */
 function parseParams(text) {
@@ -37,11 +37,15 @@ function extract(page, paramsJson) {
 }
 
 // ---- error guard: keep it ------------------------------------------------------------------
-// A thrown `{tag, val}` is a WIT error and passes on as it is (a page's error keeps its HTTP
-// status). Anything else thrown (a TypeError, a bug) becomes `failed` with its message and stack,
-// instead of a trap with no message.
+// A WIT error (thrown as `{tag, val}`, or a page operation's, which carries it as `payload`) passes
+// on as it is, so a page's error keeps its HTTP status. Anything else thrown (a TypeError, a bug)
+// becomes `failed` with its message and stack, instead of a trap.
 function invalidInput(message) {
   return { tag: "invalid-input", val: message };
+}
+
+function isWitError(e) {
+  return e !== null && typeof e === "object" && typeof e.tag === "string" && "val" in e;
 }
 
 function guarded(call) {
@@ -49,7 +53,7 @@ function guarded(call) {
     try {
       return call(...args);
     } catch (e) {
-      if (e !== null && typeof e === "object" && typeof e.tag === "string" && "val" in e) throw e;
+      if (isWitError(e) || isWitError(e?.payload)) throw e;
       const message = e instanceof Error ? `${e.name}: ${e.message}\n${e.stack}` : String(e);
       throw { tag: "failed", val: message.trim() };
     }
