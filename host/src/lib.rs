@@ -30,6 +30,7 @@ mod shard;
 pub mod store;
 mod sys;
 mod tasks;
+pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod topology;

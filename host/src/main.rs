@@ -2,6 +2,9 @@
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> std::process::ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
@@ -15,15 +18,38 @@ fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_filter()));
     // Logs go to stderr, leaving stdout to what a command prints (`render`, `plugin check`).
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        pagewright::cli::LogFormat::Text => logs.init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match cli.log_format {
+        pagewright::cli::LogFormat::Text => logs.boxed(),
         // One JSON object per line, for log collectors.
-        pagewright::cli::LogFormat::Json => logs.json().init(),
+        pagewright::cli::LogFormat::Json => logs.json().boxed(),
+    };
+    // Traces, when the OTEL_* variables ask for them. Made before the runtime's work starts: the
+    // exporter's thread has a blocking client of its own.
+    let telemetry = match pagewright::telemetry::Telemetry::from_env() {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(telemetry.as_ref().map(|telemetry| telemetry.layer()))
+        .init();
+    if let Some(telemetry) = &telemetry {
+        tracing::info!(
+            endpoint = telemetry.endpoint(),
+            "exporting traces over OTLP"
+        );
     }
-    match runtime.block_on(pagewright::cli::run(cli)) {
+    let outcome = runtime.block_on(pagewright::cli::run(cli));
+    drop(runtime);
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // `{:#}` prints the chain of causes on one line, without a backtrace.

@@ -33,6 +33,7 @@ mod site;
 mod store;
 mod templates;
 mod tenants;
+mod traces;
 #[path = "../support/upstream_proxy.rs"]
 mod upstream_proxy;
 mod waiting;

@@ -9,7 +9,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::jobs::{accepted, async_job, owned, take_webhook};
 use super::request::{fields_of, parse};
 use super::tenants::Caller;
-use super::{ApiError, AppState, PathParam};
+use super::{ApiError, AppState, IncomingTrace, PathParam};
 use crate::jobs::{BatchSubmission, MAX_BATCH_PAGES};
 
 /// Pages a batch's document lists unless asked for another window.
@@ -37,6 +37,7 @@ const DEFAULT_WINDOW: i64 = 1000;
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
+    Extension(trace): Extension<IncomingTrace>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let mut request: Value = parse(&body)?;
@@ -79,7 +80,7 @@ pub async fn submit(
     for (index, url) in urls.into_iter().enumerate() {
         let mut page = request.clone();
         page["url"] = Value::String(url);
-        let page = async_job(&state, &caller, page)
+        let page = async_job(&state, &caller, &trace, page)
             .await
             .map_err(|error| error.within(&format!("urls[{index}]")))?;
         pages.push(page);

@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ use super::batches::{self, Window};
 use super::jobs::{accepted, async_job, take_webhook};
 use super::request::{fields_of, parse};
 use super::tenants::Caller;
-use super::{ApiError, AppState, PathParam};
+use super::{ApiError, AppState, IncomingTrace, PathParam};
 use crate::job::Target;
 use crate::job::options::CrawlOptions;
 use crate::jobs::CrawlSubmission;
@@ -35,6 +35,7 @@ use crate::jobs::CrawlSubmission;
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
+    Extension(trace): Extension<IncomingTrace>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let mut request: Value = parse(&body)?;
@@ -67,7 +68,7 @@ pub async fn submit(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let (job, submission) = async_job(&state, &caller, request).await?;
+    let (job, submission) = async_job(&state, &caller, &trace, request).await?;
     if !matches!(job.target, Target::Url(_)) {
         return Err(ApiError::bad_request(
             "invalid_request",

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -22,9 +22,10 @@ use serde_json::{Value, json};
 use super::endpoints::output_headers;
 use super::request::{Endpoint, RenderBody, fields_of, job_for};
 use super::tenants::Caller;
-use super::{ApiError, ApiSettings, AppState, PathParam};
+use super::{ApiError, ApiSettings, AppState, IncomingTrace, PathParam};
 use crate::job::{Job, Target};
 use crate::jobs::{JobError, Outcome, Submission};
+use crate::telemetry;
 
 #[utoipa::path(
     post,
@@ -40,9 +41,10 @@ use crate::jobs::{JobError, Outcome, Submission};
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
+    Extension(trace): Extension<IncomingTrace>,
     RenderBody(request): RenderBody,
 ) -> Result<Response, ApiError> {
-    let (job, submission) = async_job(&state, &caller, request).await?;
+    let (job, submission) = async_job(&state, &caller, &trace, request).await?;
     state.admit_by_memory()?;
     caller.take_rate()?;
     let record = state.jobs.submit(job, submission).await?;
@@ -93,6 +95,7 @@ pub(super) async fn take_webhook(
 pub(super) async fn async_job(
     state: &AppState,
     caller: &Caller,
+    trace: &IncomingTrace,
     mut request: Value,
 ) -> Result<(Job, Submission), ApiError> {
     let fields = fields_of(&mut request)?;
@@ -134,6 +137,8 @@ pub(super) async fn async_job(
     };
     let mut job = job_for(state, caller, Endpoint::for_job(&plugin), request).await?;
     job.queue_timeout = queue_timeout;
+    // It runs later, maybe elsewhere: its run continues this request's trace.
+    job.traceparent = telemetry::traceparent_of(&tracing::Span::current(), trace.traceparent());
     let submission = Submission {
         plugin,
         tenant: job.tenant.clone(),

@@ -34,6 +34,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,6 +50,7 @@ use crate::jobs::Jobs;
 use crate::metrics::{EndpointLabels, Metrics, RequestLabels};
 use crate::plugin::PluginHost;
 use crate::secret::Secret;
+use crate::telemetry;
 use crate::url_policy::UrlPolicy;
 use cache::ResponseCache;
 
@@ -201,6 +203,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             record_metrics,
         ))
+        .layer(middleware::from_fn(trace_request))
         .with_state(state)
 }
 
@@ -242,6 +245,50 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this endpoint does not take that method",
     )
+}
+
+/// The W3C `traceparent` a request came with, for an async job to keep (`jobs.rs`).
+#[derive(Debug, Clone)]
+pub(super) struct IncomingTrace(Option<String>);
+
+impl IncomingTrace {
+    pub(super) fn traceparent(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+/// Runs every request in a server span named after its route (`POST /v1/screenshot`), continuing
+/// the trace of the request's `traceparent`; the jobs it runs are its children.
+async fn trace_request(mut request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |path| path.as_str().to_owned(),
+    );
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let traceparent = request
+        .headers()
+        .get(telemetry::TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    telemetry::continue_trace(&span, traceparent.as_deref());
+    request.extensions_mut().insert(IncomingTrace(traceparent));
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
 }
 
 /// Counts every request by route and status, and times it.

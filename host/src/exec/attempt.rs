@@ -5,6 +5,7 @@
 //! job must not see (a timeout, a crash, a CDP failure, a plugin that timed out) is discarded.
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{ExecError, Executor, Rendered, millis};
 use chromiumoxide::error::CdpError;
@@ -71,10 +72,17 @@ impl Executor {
         if let Some(proxy) = &job.page.proxy {
             start_proxy_route(shard, proxy).await?;
         }
-        let mut lease = shard.pool.lease(&job.isolation_key(), deadline).await?;
+        let mut lease = shard
+            .pool
+            .lease(&job.isolation_key(), deadline)
+            .instrument(tracing::info_span!("lease", shard = shard.index))
+            .await?;
         let leased = Instant::now();
         let (navigation, mut usage, recorder) =
-            match prepare(&lease.page(deadline), job, load, plugins, context).await {
+            match prepare(&lease.page(deadline), job, load, plugins, context)
+                .instrument(tracing::info_span!("navigate"))
+                .await
+            {
                 Ok(prepared) => prepared,
                 Err(error) => {
                     if error.spoils_page() {
@@ -97,8 +105,9 @@ impl Executor {
         let call = match &job.output {
             Output::Plugin(call) => call,
             Output::Native(native) => {
-                let produced =
-                    native_output(&lease.page(deadline), native, &navigation, recorder).await;
+                let produced = native_output(&lease.page(deadline), native, &navigation, recorder)
+                    .instrument(tracing::info_span!("capture"))
+                    .await;
                 if let Err(error) = &produced
                     && error.spoils_page()
                 {

@@ -20,6 +20,7 @@ mod attempt;
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::job::{Job, Produced};
 use crate::metrics::Metrics;
@@ -196,14 +197,36 @@ impl Admitted {
 
     /// Waits for a run slot, calls `started` when it has one, places the job on a shard and renders
     /// it with its run budget starting now, then feeds the outcome to the scheduler's statistics.
+    /// All of it in the job's span: a child of the caller's (the request's, or an async job's run),
+    /// with children for the wait in the queue and each step of the render.
     pub async fn run(self, started: impl FnOnce()) -> Result<Rendered, ExecError> {
+        let span = tracing::info_span!(
+            "job",
+            job.id = self.job.id,
+            job.output = %self.job.output.name(),
+            otel.status_code = tracing::field::Empty,
+        );
+        // Boxed: a job waiting in the queue holds a pointer, not the render's whole state.
+        let rendered = Box::pin(self.run_in_span(started))
+            .instrument(span.clone())
+            .await;
+        if rendered.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        rendered
+    }
+
+    async fn run_in_span(self, started: impl FnOnce()) -> Result<Rendered, ExecError> {
         let Self {
             executor,
             job,
             queued,
         } = self;
         let inner = &executor.inner;
-        let slot = queued.slot().await?;
+        let slot = queued
+            .slot()
+            .instrument(tracing::info_span!("queue wait"))
+            .await?;
         started();
         let began = Instant::now();
         let deadline = began + job.timeout;

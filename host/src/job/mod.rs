@@ -79,6 +79,11 @@ pub struct Job {
     /// them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crawl: Option<CrawlPage>,
+    /// The W3C `traceparent` of the request that stored the job, so its run (later, maybe on
+    /// another host) continues the caller's trace; none for a job run at once, which runs inside
+    /// the request's span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Where a crawl's page is: its crawl (a batch) and how many links from the start it was found.
@@ -108,6 +113,7 @@ impl Job {
             queue_timeout,
             received_at: Instant::now(),
             crawl: None,
+            traceparent: None,
         }
     }
 
@@ -287,6 +293,20 @@ pub enum Output {
     Plugin(PluginCall),
     /// One of the host's own page operations (`--native-builtins`, and the benchmarks' baseline).
     Native(NativeOutput),
+}
+
+impl Output {
+    /// What it is called in logs and traces: the plugin (`screenshot@0.1.0`), or the native
+    /// operation.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Plugin(call) => call.plugin.to_string(),
+            Self::Native(NativeOutput::Screenshot(_)) => "native screenshot".into(),
+            Self::Native(NativeOutput::Pdf(_)) => "native pdf".into(),
+            Self::Native(NativeOutput::Content) => "native content".into(),
+            Self::Native(NativeOutput::Debug(_)) => "native debug".into(),
+        }
+    }
 }
 
 /// The outputs the host produces without a plugin.

@@ -125,6 +125,7 @@ impl Jobs {
                         url: url.clone(),
                         body: finished.document().to_string().into_bytes(),
                         attempts: 0,
+                        traceparent: None,
                     })
                 }
             };

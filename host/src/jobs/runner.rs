@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::record::{JobFailure, JobState, Outcome, Record};
 use super::{JobResult, Jobs, Run, TELL_FARM_EVERY, now_ms};
@@ -19,6 +20,7 @@ use crate::sched::{BAND_NAMES, Standing};
 use crate::store::{
     ClaimedJob, Delivery, ErrorRow, Event, Finish, JobRow, Listener, ResultMeta, StoreError,
 };
+use crate::telemetry;
 
 /// Jobs claimed at most in one claim.
 const CLAIM_BATCH: usize = 64;
@@ -150,12 +152,32 @@ impl Jobs {
             .map_err(self.inner.describe_failure)
     }
 
-    /// Runs a claimed job (`claimed`: its row as claimed) and stores how it ended.
+    /// Runs a claimed job (`claimed`: its row as claimed) and stores how it ended, in a span that
+    /// continues the trace of the request that stored it; its webhook carries that span's context.
     async fn run(
         self,
         claimed: JobRow,
         admitted: Result<Admitted, JobFailure>,
         crawl_page: Option<Job>,
+    ) {
+        let stored = admitted
+            .as_ref()
+            .ok()
+            .and_then(|admitted| admitted.job().traceparent.clone());
+        let span = tracing::info_span!("async job", job.id = %claimed.id);
+        telemetry::continue_trace(&span, stored.as_deref());
+        let traceparent = telemetry::traceparent_of(&span, stored.as_deref());
+        self.run_in_span(claimed, admitted, crawl_page, traceparent)
+            .instrument(span)
+            .await;
+    }
+
+    async fn run_in_span(
+        self,
+        claimed: JobRow,
+        admitted: Result<Admitted, JobFailure>,
+        crawl_page: Option<Job>,
+        traceparent: Option<String>,
     ) {
         let finish = match admitted {
             Ok(admitted) => match admitted.run(|| {}).await {
@@ -175,7 +197,8 @@ impl Jobs {
             },
             Err(failure) => Finish::Failed(error_row(failure)),
         };
-        self.finish(&claimed.id, Some(&claimed), finish).await;
+        self.finish(&claimed.id, Some(&claimed), finish, traceparent.as_deref())
+            .await;
         let ended = self.running().remove(&claimed.id);
         if ended.is_some() {
             self.inner.run_ended.notify_waiters();
@@ -188,13 +211,21 @@ impl Jobs {
     /// is stored, unless the lease was lost (then the renewal stops the run and the job runs
     /// again elsewhere). A job that never left the queue (`None`) is tried once; the upkeep that
     /// ends it comes back a second later.
-    pub(super) async fn finish(&self, id: &str, claimed: Option<&JobRow>, finish: Finish) {
+    pub(super) async fn finish(
+        &self,
+        id: &str,
+        claimed: Option<&JobRow>,
+        finish: Finish,
+        traceparent: Option<&str>,
+    ) {
         let inner = &self.inner;
         let mut retry = STORE_RETRY;
         loop {
             let finished_at = now_ms();
             let stored = async {
-                let delivery = self.delivery(id, claimed, finished_at, &finish).await?;
+                let delivery = self
+                    .delivery(id, claimed, finished_at, &finish, traceparent)
+                    .await?;
                 let run = claimed.map(|claimed| (&*inner.host, claimed.attempts));
                 inner
                     .store
@@ -239,6 +270,7 @@ impl Jobs {
         claimed: Option<&JobRow>,
         finished_at: i64,
         finish: &Finish,
+        traceparent: Option<&str>,
     ) -> Result<Option<Delivery>, StoreError> {
         let row = match claimed {
             Some(claimed) if claimed.webhook.is_none() => return Ok(None),
@@ -271,6 +303,7 @@ impl Jobs {
             url,
             body: record.document().to_string().into_bytes(),
             attempts: 0,
+            traceparent: traceparent.map(str::to_owned),
         }))
     }
 
@@ -383,7 +416,7 @@ impl Jobs {
                 code: "queue_timeout".into(),
                 message: "the job waited in the queue longer than its queue_timeout_ms without a free render slot".into(),
             };
-            self.finish(&id, None, Finish::Failed(error_row(failure)))
+            self.finish(&id, None, Finish::Failed(error_row(failure)), None)
                 .await;
         }
         store

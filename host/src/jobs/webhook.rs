@@ -151,6 +151,9 @@ impl Webhooks {
             .header("webhook-timestamp", &timestamp)
             .header("x-pagewright-job", &delivery.job_id)
             .body(delivery.body.clone());
+        if let Some(traceparent) = &delivery.traceparent {
+            request = request.header(crate::telemetry::TRACEPARENT, traceparent);
+        }
         if let Some(secret) = &self.secret {
             let (written, key) = &**secret;
             request = request

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 use wasmtime::{Store, Trap};
 
 use super::bindings::pagewright::plugin::types::{self, Error as WitError};
@@ -39,6 +40,17 @@ pub(super) enum Call {
 }
 
 impl Call {
+    /// The WIT function called, for the call's span.
+    fn function(&self) -> &'static str {
+        match self {
+            Self::Extract(_) => "extract",
+            Self::InitScripts(_) => "init-scripts",
+            Self::AfterLoad(_) => "after-load",
+            Self::Score(_) => "score",
+            Self::Verify => "verify",
+        }
+    }
+
     fn role(&self) -> Option<Role> {
         match self {
             Self::Extract(_) => Some(Role::Extractor),
@@ -81,7 +93,37 @@ pub(super) struct Invoked {
     pub usage: Usage,
 }
 
+/// One call of `plugin`, in a span of its own (`plugin NAME`, with the function, the fuel used, and
+/// an error status if it failed).
 pub(super) async fn invoke(
+    inner: &HostInner,
+    plugin: &Arc<Plugin>,
+    call: Call,
+    page: Option<PageContext>,
+    job: JobContext,
+) -> Invoked {
+    let span = tracing::info_span!(
+        "plugin",
+        otel.name = %format_args!("plugin {}", plugin.name()),
+        plugin.name = %plugin.name(),
+        plugin.function = call.function(),
+        plugin.fuel = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let invoked = invoke_in_span(inner, plugin, call, page, job)
+        .instrument(span.clone())
+        .await;
+    span.record(
+        "plugin.fuel",
+        i64::try_from(invoked.usage.fuel).unwrap_or(i64::MAX),
+    );
+    if invoked.result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    invoked
+}
+
+async fn invoke_in_span(
     inner: &HostInner,
     plugin: &Arc<Plugin>,
     call: Call,

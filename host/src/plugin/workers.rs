@@ -9,6 +9,7 @@
 use std::future::Future;
 
 use tokio::runtime::Runtime;
+use tracing::Instrument;
 
 use super::PluginError;
 use super::cpu::CpuSlots;
@@ -70,6 +71,8 @@ impl Workers {
         &self,
         task: impl Future<Output = T> + Send + 'static,
     ) -> impl Future<Output = Option<T>> + Send + 'static {
+        // In the caller's span, so the call's own span is the job's child.
+        let task = task.instrument(tracing::Span::current());
         let handle = self
             .runtime
             .as_ref()

@@ -116,6 +116,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Deliveries made so far.
     pub attempts: i64,
+    /// The W3C `traceparent` to send with it, if the job had a trace.
+    pub traceparent: Option<String>,
 }
 
 /// Jobs by state, and the bytes of the results kept.
@@ -593,11 +595,14 @@ impl Store {
         delivery: &Delivery,
         next_at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO outbox (job_id, url, body, next_at) VALUES ($1, $2, $3, $4)")
-            .bind(&delivery.job_id)
-            .bind(&delivery.url)
-            .bind(delivery.body.as_slice())
-            .bind(next_at)
+        sqlx::query(
+            "INSERT INTO outbox (job_id, url, body, next_at, traceparent) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&delivery.job_id)
+        .bind(&delivery.url)
+        .bind(delivery.body.as_slice())
+        .bind(next_at)
+        .bind(delivery.traceparent.as_deref())
             .execute(executor)
             .await
             .map_err(query("store a webhook delivery"))?;

@@ -27,7 +27,7 @@ impl Store {
                  ORDER BY next_at LIMIT $4 {lock}) \
              UPDATE outbox SET claimed_by = $1, claimed_until = $2 \
              FROM due WHERE outbox.job_id = due.job_id \
-             RETURNING outbox.job_id, outbox.url, outbox.body, outbox.attempts"
+             RETURNING outbox.job_id, outbox.url, outbox.body, outbox.attempts, outbox.traceparent"
         );
         // Composed of constants only: no input reaches the text.
         let rows = sqlx::query(AssertSqlSafe(claim))
@@ -46,6 +46,7 @@ impl Store {
                     url: row.try_get("url").map_err(&read)?,
                     body: row.try_get("body").map_err(&read)?,
                     attempts: row.try_get("attempts").map_err(&read)?,
+                    traceparent: row.try_get("traceparent").map_err(&read)?,
                 })
             })
             .collect()

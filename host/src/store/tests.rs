@@ -157,6 +157,7 @@ async fn a_finish_stores_the_result_and_webhook_once_and_only_for_the_lease_hold
             url: "http://127.0.0.1:9/hook".into(),
             body: b"{}".to_vec(),
             attempts: 0,
+            traceparent: None,
         };
         // Another host's run, or this host's earlier attempt, finishes nothing.
         assert!(
@@ -619,6 +620,7 @@ async fn a_batch_finishes_once_its_jobs_are_done_and_its_delivery_is_recorded() 
             url: "http://127.0.0.1:9/hook".into(),
             body: b"{}".to_vec(),
             attempts: 0,
+            traceparent: None,
         };
         assert!(
             store
