@@ -101,9 +101,15 @@ pub(super) async fn check(file: &Path) -> anyhow::Result<()> {
     let name = file
         .file_stem()
         .map_or_else(|| "plugin".into(), |stem| stem.to_string_lossy());
+    let compiling = slow_step(
+        format!("compiling {} ({})", file.display(), megabytes(bytes.len())),
+        bytes.len(),
+    );
     let checked = crate::plugin::check_component(&name, &bytes)
         .await
-        .with_context(|| format!("checking {} failed", file.display()))?;
+        .with_context(|| format!("checking {} failed", file.display()));
+    compiling.finish_and_clear();
+    let checked = checked?;
     println!("{}: a pagewright plugin", file.display());
     println!("  roles:    {}", checked.roles);
     println!("  size:     {} bytes", checked.size);
@@ -161,9 +167,20 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --url or --html"),
     };
     settings.plugins.files = vec![(name.clone(), file.clone())];
+    let size = std::fs::metadata(&file).map_or(0, |metadata| metadata.len() as usize);
+    let starting = slow_step(
+        format!(
+            "compiling {} ({}) and starting a browser",
+            file.display(),
+            megabytes(size)
+        ),
+        size,
+    );
     let services = start_services(settings)
         .await
-        .with_context(|| format!("loading {} failed", file.display()))?;
+        .with_context(|| format!("loading {} failed", file.display()));
+    starting.finish_and_clear();
+    let services = services?;
     let result = run_once(&services, &name, target, params, timeout).await;
     services.close().await;
     result
@@ -213,6 +230,29 @@ async fn run_once(
     Ok(())
 }
 
+/// A spinner with the time so far on stderr, while a step that can take a while runs: compiling a
+/// JavaScript or Python component (12-19 MB) takes 10-30 s. Not on a terminal, a large component's
+/// step is said once instead.
+fn slow_step(message: String, bytes: usize) -> indicatif::ProgressBar {
+    let spinner = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    if spinner.is_hidden() {
+        if bytes > 1_000_000 {
+            eprintln!("{message}: a component this large takes 10-30 s");
+        }
+    } else {
+        spinner.set_message(message);
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+    spinner
+}
+
+fn megabytes(bytes: usize) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
 pub(super) async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("reading {} failed", args.file.display()))?;
@@ -246,6 +286,14 @@ pub(super) async fn upload(args: UploadArgs) -> anyhow::Result<()> {
         args.name
     );
     install_tls_provider();
+    let waiting = slow_step(
+        format!(
+            "uploading {} ({}); the server checks and compiles it before it answers",
+            args.file.display(),
+            megabytes(bytes.len())
+        ),
+        bytes.len(),
+    );
     let response = reqwest::Client::new()
         .put(&url)
         .bearer_auth(token)
@@ -255,7 +303,9 @@ pub(super) async fn upload(args: UploadArgs) -> anyhow::Result<()> {
         .body(bytes)
         .send()
         .await
-        .with_context(|| format!("uploading to {url} failed"))?;
+        .with_context(|| format!("uploading to {url} failed"));
+    waiting.finish_and_clear();
+    let response = response?;
     let status = response.status();
     let body: serde_json::Value = response
         .json()
