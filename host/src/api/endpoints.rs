@@ -69,12 +69,7 @@ fn take_cache(body: &mut serde_json::Value) -> Result<Option<Duration>, ApiError
     description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
     request_body = crate::api::request::RenderRequest<crate::job::options::ScreenshotOptions>,
     responses(
-        (status = 200, description = "The image", content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp")), headers(
-            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
-            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
-            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
-            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
-        )),
+        (status = 200, description = "The image", content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"))),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
@@ -94,12 +89,7 @@ pub async fn screenshot(
     description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
     request_body = crate::api::request::RenderRequest<crate::job::options::PdfOptions>,
     responses(
-        (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>, headers(
-            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
-            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
-            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
-            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
-        )),
+        (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
@@ -119,12 +109,7 @@ pub async fn pdf(
     description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
     request_body = crate::api::request::RenderRequest<crate::job::options::ContentOptions>,
     responses(
-        (status = 200, description = "`{url, status, html}`", body = serde_json::Value, headers(
-            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
-            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
-            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
-            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
-        )),
+        (status = 200, description = "`{url, status, html}`", body = serde_json::Value),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
@@ -147,12 +132,7 @@ pub async fn content(
     description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
     request_body = crate::api::request::RenderRequest<crate::job::options::DebugOptions>,
     responses(
-        (status = 200, description = "The page's record, with a HAR log", body = serde_json::Value, headers(
-            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
-            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
-            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
-            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
-        )),
+        (status = 200, description = "The page's record, with a HAR log", body = serde_json::Value),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
@@ -174,12 +154,7 @@ pub async fn debug(
     description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
-        (status = 200, description = "Markdown", content_type = "text/markdown", body = String, headers(
-            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
-            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
-            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
-            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
-        )),
+        (status = 200, description = "Markdown", content_type = "text/markdown", body = String),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
@@ -199,12 +174,7 @@ pub async fn markdown(
     description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
-        (status = 200, description = "The fields, as JSON", body = serde_json::Value, headers(
-            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
-            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
-            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
-            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
-        )),
+        (status = 200, description = "The fields, as JSON", body = serde_json::Value),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
@@ -226,12 +196,7 @@ pub async fn scrape(
     params(("plugin" = String, Path, description = "A plugin's name, or `name@version`")),
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
-        (status = 200, description = "What the plugin produced: JSON, text, or bytes with its content type", body = serde_json::Value, headers(
-            ("x-pagewright-page-status" = u16, description = "The page's HTTP status"),
-            ("x-pagewright-page-url" = String, description = "Where the page ended up"),
-            ("x-pagewright-plugin-fuel" = u64, description = "Fuel the job's plugin calls used (also on errors)"),
-            ("x-pagewright-plugin-ms" = String, description = "Milliseconds the job's plugin calls took (also on errors)"),
-        )),
+        (status = 200, description = "What the plugin produced: JSON, text, or bytes with its content type", body = serde_json::Value),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]

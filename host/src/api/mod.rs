@@ -189,7 +189,7 @@ pub async fn job_for_output(
 /// built from their handlers' OpenAPI descriptions (`routes!`), so each one is in `/openapi.json`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.max_body_bytes;
-    let (api, document) = api_routes().split_for_parts();
+    let (api, document) = api_routes();
     api.route("/playground", get(pages::playground))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .fallback(not_found)
@@ -207,8 +207,15 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every route of the API, and the OpenAPI document describing them.
+fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut document) = documented_routes().split_for_parts();
+    openapi::add_render_headers(&mut document);
+    (routes, document)
+}
+
 /// Every route of the API, with its OpenAPI description.
-fn api_routes() -> OpenApiRouter<AppState> {
+fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(endpoints::screenshot))
         .routes(routes!(endpoints::pdf))

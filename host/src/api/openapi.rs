@@ -4,8 +4,9 @@
 //! `mod.rs`), so a route cannot be served without being documented, and the request schemas are
 //! the parser's own types (`ToSchema` on `job::options` and `request.rs`).
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ObjectBuilder, OpenApi as Document, Type};
+use utoipa::openapi::{ObjectBuilder, OpenApi as Document, RefOr, Type};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ERROR_CODES;
@@ -60,6 +61,58 @@ fn error_code() -> ObjectBuilder {
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the headers a render's answer has to each `render` operation's 200 (a merge's PDF is many
+/// pages': it has none of them), once the routes' paths are in the document.
+pub(super) fn add_render_headers(document: &mut Document) {
+    let header = |schema: Type, description: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(schema))
+            .description(Some(description))
+            .build()
+    };
+    let headers = [
+        (
+            "x-pagewright-page-status",
+            header(Type::Integer, "The page's HTTP status"),
+        ),
+        (
+            "x-pagewright-page-url",
+            header(Type::String, "Where the page ended up"),
+        ),
+        (
+            "x-pagewright-plugin-fuel",
+            header(
+                Type::Integer,
+                "Fuel the job's plugin calls used (also on errors)",
+            ),
+        ),
+        (
+            "x-pagewright-plugin-ms",
+            header(
+                Type::String,
+                "Milliseconds the job's plugin calls took (also on errors)",
+            ),
+        ),
+    ];
+    for (path, item) in document.paths.paths.iter_mut() {
+        let Some(operation) = item.post.as_mut().filter(|_| path != "/v1/pdf/merge") else {
+            continue;
+        };
+        let is_render = operation
+            .tags
+            .as_ref()
+            .is_some_and(|tags| tags.iter().any(|tag| tag == "render"));
+        let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") else {
+            continue;
+        };
+        if is_render {
+            for (name, header) in &headers {
+                ok.headers.insert((*name).to_owned(), header.clone());
+            }
+        }
+    }
+}
 
 /// The bearer tokens: a tenant's, the render token or the admin token, as the server has them.
 struct Tokens;
@@ -128,7 +181,7 @@ mod tests {
     ];
 
     fn document() -> Value {
-        let (_, document) = super::super::api_routes().split_for_parts();
+        let (_, document) = super::super::api_routes();
         serde_json::to_value(&document).expect("the document serializes")
     }
 
@@ -150,6 +203,11 @@ mod tests {
                 );
             }
         }
+        let ok = &document["paths"]["/v1/screenshot"]["post"]["responses"]["200"];
+        assert!(
+            ok["headers"]["x-pagewright-plugin-fuel"].is_object(),
+            "{ok}"
+        );
         documented.sort();
         let mut expected: Vec<(String, String)> = ROUTES
             .iter()
