@@ -1,8 +1,10 @@
 //! The `pagewright` binary: parse the command line, set up logging, hand over to the library.
 
 use clap::Parser;
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -33,10 +35,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Each layer filters for itself: `RUST_LOG` says what is logged, not what is traced, and the
+    // traces are pagewright's own spans and events.
+    let traced = Targets::new().with_target("pagewright", Level::INFO);
     tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(telemetry.as_ref().map(|telemetry| telemetry.layer()))
+        .with(logs.with_filter(filter))
+        .with(
+            telemetry
+                .as_ref()
+                .map(|telemetry| telemetry.layer().with_filter(traced)),
+        )
         .init();
     if let Some(telemetry) = &telemetry {
         tracing::info!(

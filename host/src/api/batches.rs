@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::jobs::{accepted, async_job, owned, take_webhook};
-use super::request::{fields_of, parse};
+use super::request::{RequestBody, fields_of, parse};
 use super::tenants::Caller;
 use super::{ApiError, AppState, IncomingTrace, PathParam};
 use crate::jobs::{BatchSubmission, MAX_BATCH_PAGES};
@@ -38,7 +38,7 @@ pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     Extension(trace): Extension<IncomingTrace>,
-    body: axum::body::Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
     let mut request: Value = parse(&body)?;
     let fields = fields_of(&mut request)?;

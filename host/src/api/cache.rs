@@ -187,7 +187,8 @@ impl ResponseCache {
                     let (sender, receiver) = watch::channel(None);
                     in_flight.insert(key, receiver.clone());
                     let cache = self.clone();
-                    tokio::spawn(async move {
+                    // In the request's span: the render is its job, in its trace.
+                    tokio::spawn(tracing::Instrument::in_current_span(async move {
                         let in_flight = InFlight {
                             cache: cache.clone(),
                             key,
@@ -208,7 +209,7 @@ impl ResponseCache {
                         // finds the stored response, or renders anew after an error.
                         drop(in_flight);
                         let _ = sender.send(Some(result));
-                    });
+                    }));
                     (receiver, CacheOutcome::Miss)
                 }
             }

@@ -66,7 +66,7 @@ fn take_cache(body: &mut serde_json::Value) -> Result<Option<Duration>, ApiError
     path = "/v1/screenshot",
     tag = "render",
     summary = "A screenshot of the page",
-    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache: {ttl_ms}` answers identical requests from one render; `params` is another name for `options`.",
     request_body = crate::api::request::RenderRequest<crate::job::options::ScreenshotOptions>,
     responses(
         (status = 200, description = "The image", content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"))),
@@ -86,7 +86,7 @@ pub async fn screenshot(
     path = "/v1/pdf",
     tag = "render",
     summary = "The page printed to PDF",
-    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache: {ttl_ms}` answers identical requests from one render; `params` is another name for `options`.",
     request_body = crate::api::request::RenderRequest<crate::job::options::PdfOptions>,
     responses(
         (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>),
@@ -106,7 +106,7 @@ pub async fn pdf(
     path = "/v1/content",
     tag = "render",
     summary = "The page's HTML after it loaded",
-    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache: {ttl_ms}` answers identical requests from one render; `params` is another name for `options`.",
     request_body = crate::api::request::RenderRequest<crate::job::options::ContentOptions>,
     responses(
         (status = 200, description = "`{url, status, html}`", body = serde_json::Value),
@@ -129,7 +129,7 @@ pub async fn content(
     path = "/v1/debug",
     tag = "render",
     summary = "What the page did: requests (HAR), console, errors",
-    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache: {ttl_ms}` answers identical requests from one render; `params` is another name for `options`.",
     request_body = crate::api::request::RenderRequest<crate::job::options::DebugOptions>,
     responses(
         (status = 200, description = "The page's record, with a HAR log", body = serde_json::Value),
@@ -151,7 +151,7 @@ pub async fn debug(
     path = "/v1/markdown",
     tag = "render",
     summary = "The page's main content as Markdown (the `markdown` plugin)",
-    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache: {ttl_ms}` answers identical requests from one render; `params` is another name for `options`.",
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
         (status = 200, description = "Markdown", content_type = "text/markdown", body = String),
@@ -171,7 +171,7 @@ pub async fn markdown(
     path = "/v1/scrape",
     tag = "render",
     summary = "Fields scraped by CSS selector (the `scrape` plugin)",
-    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache: {ttl_ms}` answers identical requests from one render; `params` is another name for `options`.",
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
         (status = 200, description = "The fields, as JSON", body = serde_json::Value),
@@ -192,11 +192,11 @@ pub async fn scrape(
     path = "/v1/run/{plugin}",
     tag = "render",
     summary = "An extractor plugin's output on the page",
-    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache` (seconds) answers identical requests from one render.",
+    description = "The body is JSON (or multipart: a `request` part with the JSON and the HTML's files); exactly one of `url` and `html`. `cache: {ttl_ms}` answers identical requests from one render; `params` is another name for `options`.",
     params(("plugin" = String, Path, description = "A plugin's name, or `name@version`")),
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
-        (status = 200, description = "What the plugin produced: JSON, text, or bytes with its content type", body = serde_json::Value),
+        (status = 200, description = "What the plugin produced: JSON, text, or bytes with its content type", content((serde_json::Value = "application/json"), (String = "text/plain"), (Vec<u8> = "application/octet-stream"))),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]

@@ -264,6 +264,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         500,
         "A fault of the server's; it is logged.",
     ),
+    (
+        "invalid_job",
+        500,
+        "A stored job could not be read back (a job's document, result or webhook).",
+    ),
     ("storage_failed", 500, "Storing the job or plugin failed."),
     (
         "merge_failed",
@@ -302,6 +307,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "The machine is low on memory; retry shortly or elsewhere.",
     ),
     ("shutting_down", 503, "The server is stopping."),
+    (
+        "too_many_connections",
+        503,
+        "The server has as many connections open as it takes (--max-connections).",
+    ),
     ("store_unavailable", 503, "The job store cannot be reached."),
     (
         "navigation_timeout",

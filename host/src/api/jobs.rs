@@ -192,7 +192,7 @@ pub(super) fn owned(caller: &Caller, id: &str, tenant: &str) -> Result<(), ApiEr
     summary = "A finished job's output, as the render endpoint would have answered",
     params(("id" = String, Path, description = "The id `POST` answered with")),
     responses(
-        (status = 200, description = "The output, with its content type", body = Vec<u8>),
+        (status = 200, description = "The output, with its content type", content((serde_json::Value = "application/json"), (String = "text/plain"), (Vec<u8> = "application/octet-stream"))),
         (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]

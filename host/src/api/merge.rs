@@ -3,14 +3,13 @@
 //! leased and reset like any other, and they render side by side); the merge and the document
 //! information (`options.metadata`) come after.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::try_join_all;
 use serde_json::Value;
 
-use super::request::{Endpoint, fields_of, job_for, parse};
+use super::request::{Endpoint, RequestBody, fields_of, job_for, parse};
 use super::tenants::Caller;
 use super::{ApiError, AppState};
 use crate::job::options::PdfMetadata;
@@ -33,7 +32,7 @@ pub const MAX_PAGES: usize = 100;
 pub async fn pdf_merge(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<Response, ApiError> {
     let mut request: Value = parse(&body)?;
     let fields = fields_of(&mut request)?;

@@ -267,10 +267,11 @@ impl IncomingTrace {
 /// Runs every request in a server span named after its route (`POST /v1/screenshot`), continuing
 /// the trace of the request's `traceparent`; the jobs it runs are its children.
 async fn trace_request(mut request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_owned(),
-        |path| path.as_str().to_owned(),
-    );
+    // Named by the route, never by the raw path: a caller must not choose the names.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let span = tracing::info_span!(
         "request",
         otel.name = %format_args!("{} {route}", request.method()),

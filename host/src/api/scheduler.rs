@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Admin;
+use super::request::RequestBody;
 use super::{ApiError, AppState};
 use crate::plugin::ScorerPlugin;
 
@@ -52,7 +53,7 @@ pub async fn show(State(state): State<AppState>) -> Json<Value> {
 pub async fn set_scorer(
     _: Admin,
     State(state): State<AppState>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let request: ScorerRequest = super::request::parse(&body)?;
     let scorer = ScorerPlugin::new(state.plugins(), &request.plugin)?;
