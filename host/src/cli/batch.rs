@@ -22,7 +22,11 @@ use crate::{Services, Settings, start_services};
 pub struct BatchArgs {
     /// Render every URL in this file, one per line (`-`: standard input); blank lines and lines
     /// starting with `#` are skipped.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["screenshot", "pdf", "html", "full_page", "viewport"]
+    )]
     pub urls: Option<PathBuf>,
 
     /// With --urls: the folder each page's file is written to (created if missing), named after
@@ -54,6 +58,9 @@ pub struct BatchArgs {
     #[arg(long = "plugin", value_name = "NAME=PATH", value_parser = super::parts::parse_plugin_file)]
     pub plugins: Vec<(String, PathBuf)>,
 }
+
+/// The pause before a retry, times the attempts made.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// One line's outcome.
 struct Done {
@@ -129,10 +136,11 @@ async fn render_all(
 ) -> anyhow::Result<()> {
     let state = services.app_state();
     // A bad --output or --request fails every page the same way: say so once, before any renders.
-    let (_, first) = &urls[0];
-    if let Err(error) = job_for_output(&state, &args.output, body(first, extra)).await
+    // Checked on an empty document, so a bad URL in the list is only that line's failure.
+    let mut probe = extra.clone();
+    probe["html"] = serde_json::Value::String("<p></p>".into());
+    if let Err(error) = job_for_output(&state, &args.output, probe).await
         && error.status.is_client_error()
-        && error.code != "url_not_allowed"
     {
         anyhow::bail!(
             "--output {} with that --request: {}",
@@ -147,7 +155,9 @@ async fn render_all(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let width = total.to_string().len().max(4);
+    // Wide enough for the last line's number, so the names sort as the list does.
+    let last_line = urls.last().map_or(0, |(line, _)| *line);
+    let width = last_line.to_string().len().max(4);
     let mut done: Vec<Done> = futures::stream::iter(urls)
         .map(|(line, url)| {
             let state = &state;
@@ -155,10 +165,13 @@ async fn render_all(
             async move {
                 let done = render_one(services, state, args, extra, line, url, width).await;
                 if let Err(error) = &done.result {
-                    progress.println(format!(
-                        "line {}: {}: {}",
-                        done.line, done.url, error.message
-                    ));
+                    let line = format!("line {}: {}: {}", done.line, done.url, error.message);
+                    // Without a terminal there is no bar to print above: a log gets the line.
+                    if progress.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        progress.println(line);
+                    }
                 }
                 progress.inc(1);
                 done
@@ -236,7 +249,10 @@ async fn render_one(
                         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
                     });
             }
-            Err(error) if attempts <= args.retries && may_pass(&error) => continue,
+            Err(error) if attempts <= args.retries && may_pass(&error) => {
+                // A moment for a busy server or a flaky site, longer each time.
+                tokio::time::sleep(RETRY_PAUSE * attempts).await;
+            }
             Err(error) => break Err(error),
         }
     };

@@ -93,6 +93,12 @@ pub struct NewArgs {
 pub(super) fn create(args: &NewArgs) -> anyhow::Result<()> {
     crate::plugin::check_name(&args.name)
         .map_err(|reason| anyhow::anyhow!("`{}` cannot be a plugin's name: {reason}", args.name))?;
+    if crate::plugin::is_builtin(&args.name) {
+        anyhow::bail!(
+            "`{}` is a built-in plugin's name: a server would refuse an upload of it; choose another",
+            args.name
+        );
+    }
     let folder = args.dir.join(&args.name);
     if folder.exists() {
         anyhow::bail!(
@@ -162,4 +168,32 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
             .with_context(|| format!("making {} executable failed", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_a_server_would_refuse_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let new = |name: &str| NewArgs {
+            name: name.into(),
+            lang: Language::Js,
+            dir: dir.path().to_owned(),
+            sdk: None,
+        };
+        let error = create(&new("markdown"))
+            .expect_err("a built-in's name")
+            .to_string();
+        assert!(error.contains("built-in"), "{error}");
+        let error = create(&new("Bad Name"))
+            .expect_err("not a plugin name")
+            .to_string();
+        assert!(error.contains("cannot be a plugin's name"), "{error}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+        create(&new("fine")).expect("a good name");
+        let error = create(&new("fine")).expect_err("exists").to_string();
+        assert!(error.contains("exists already"), "{error}");
+    }
 }

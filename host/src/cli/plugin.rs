@@ -144,10 +144,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
         .take(64)
         .collect();
-    let name = if crate::plugin::check_name(&name).is_ok() {
-        name
-    } else {
-        "plugin".into()
+    let name = match crate::plugin::check_name(&name) {
+        // The built-ins are loaded too: a file named like one runs under a name of its own.
+        Ok(()) if crate::plugin::is_builtin(&name) => format!("{name}-local"),
+        Ok(()) => name,
+        Err(_) => "plugin".into(),
     };
     let params: serde_json::Value = serde_json::from_str(&args.params)
         .map_err(|error| anyhow::anyhow!("--params is not JSON: {error}"))?;

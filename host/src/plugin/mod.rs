@@ -66,7 +66,7 @@ pub use check::{Checked, check_component};
 pub use cpu::CpuStatus;
 pub use error::{GuestErrorKind, PluginError};
 pub use manifest::{Limits, LimitsView, MAX_DESCRIPTION_BYTES, Manifest, RequestedLimits};
-pub use registry::{Metadata, Plugin, PluginInfo, Role, Roles, Source, sha256_hex};
+pub use registry::{Metadata, Plugin, PluginInfo, Role, Roles, Source, is_builtin, sha256_hex};
 pub use scorer::ScorerPlugin;
 pub use settings::PluginSettings;
 pub use shared::{FOLLOW_POLL, ScorerSetting};
@@ -262,7 +262,7 @@ impl PluginHost {
             host.load_source(name, builtin_version.clone(), bytes, Source::Builtin)?;
         }
         for (name, path) in &host.inner.settings.files {
-            if registry::is_builtin(name) {
+            if is_builtin(name) {
                 return Err(PluginError::Invalid {
                     name: name.clone(),
                     reason: "a built-in plugin has that name".into(),

@@ -327,7 +327,7 @@ impl Plugin {
 }
 
 /// Is `name` a built-in plugin's?
-pub(super) fn is_builtin(name: &str) -> bool {
+pub fn is_builtin(name: &str) -> bool {
     BUILTINS.iter().any(|(builtin, _)| *builtin == name)
 }
 
