@@ -31,7 +31,6 @@ const DEFAULT_WINDOW: i64 = 1000;
     request_body(content = serde_json::Value, description = "`urls` (1 to 10000) and an async job's body without `url`: every page gets the same output and options; `webhook` is the batch's"),
     responses(
         (status = 202, description = "The batch's document; `Location` is where to follow it", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn submit(
@@ -124,7 +123,6 @@ pub struct Window {
     params(("id" = String, Path, description = "The id `POST` answered with"), ("offset" = Option<u64>, Query, description = "The first item shown"), ("limit" = Option<u64>, Query, description = "How many items are shown")),
     responses(
         (status = 200, description = "`{id, state, progress, items: [{index, url, state, job, result | error}]}`", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn show(
@@ -155,7 +153,6 @@ pub async fn show(
     params(("id" = String, Path, description = "The id `POST` answered with")),
     responses(
         (status = 200, description = "The batch's document", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn cancel(

@@ -29,7 +29,6 @@ use crate::jobs::CrawlSubmission;
     request_body(content = serde_json::Value, description = "`url` (the start), an async job's body (the output for every page), and `crawl`: see `CrawlOptions`"),
     responses(
         (status = 202, description = "The crawl's document (as a batch's); `Location` is where to follow it", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn submit(
@@ -102,7 +101,6 @@ pub async fn submit(
     ),
     responses(
         (status = 200, description = "`{id, state, progress, items: [...]}`", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn show(
@@ -122,7 +120,6 @@ pub async fn show(
     params(("id" = String, Path, description = "The id `POST` answered with")),
     responses(
         (status = 200, description = "The crawl's document", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn cancel(

@@ -70,7 +70,6 @@ fn take_cache(body: &mut serde_json::Value) -> Result<Option<Duration>, ApiError
     request_body = crate::api::request::RenderRequest<crate::job::options::ScreenshotOptions>,
     responses(
         (status = 200, description = "The image", content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"))),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn screenshot(
@@ -90,7 +89,6 @@ pub async fn screenshot(
     request_body = crate::api::request::RenderRequest<crate::job::options::PdfOptions>,
     responses(
         (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn pdf(
@@ -110,7 +108,6 @@ pub async fn pdf(
     request_body = crate::api::request::RenderRequest<crate::job::options::ContentOptions>,
     responses(
         (status = 200, description = "`{url, status, html}`", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn content(
@@ -133,7 +130,6 @@ pub async fn content(
     request_body = crate::api::request::RenderRequest<crate::job::options::DebugOptions>,
     responses(
         (status = 200, description = "The page's record, with a HAR log", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn debug(
@@ -155,7 +151,6 @@ pub async fn debug(
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
         (status = 200, description = "Markdown", content_type = "text/markdown", body = String),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn markdown(
@@ -175,7 +170,6 @@ pub async fn markdown(
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
         (status = 200, description = "The fields, as JSON", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn scrape(
@@ -197,7 +191,6 @@ pub async fn scrape(
     request_body = crate::api::request::RenderRequest<serde_json::Value>,
     responses(
         (status = 200, description = "What the plugin produced: JSON, text, or bytes with its content type", content((serde_json::Value = "application/json"), (String = "text/plain"), (Vec<u8> = "application/octet-stream"))),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn run_plugin(

@@ -35,7 +35,6 @@ use crate::telemetry;
     request_body(content = serde_json::Value, description = "A render request as the endpoints take it, plus `plugin` (screenshot, pdf, content, markdown, scrape, or an extractor's name), and optionally `webhook` (an http(s) URL the finished job's document is posted to, signed) and `queue_timeout_ms` (up to a day)"),
     responses(
         (status = 202, description = "The job's document; `Location` is where to follow it", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn submit(
@@ -161,7 +160,6 @@ pub(super) async fn async_job(
     params(("id" = String, Path, description = "The id `POST` answered with")),
     responses(
         (status = 200, description = "`{id, state, plugin, url, created_at, ..., result | error}`", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn show(
@@ -193,7 +191,6 @@ pub(super) fn owned(caller: &Caller, id: &str, tenant: &str) -> Result<(), ApiEr
     params(("id" = String, Path, description = "The id `POST` answered with")),
     responses(
         (status = 200, description = "The output, with its content type", content((serde_json::Value = "application/json"), (String = "text/plain"), (Vec<u8> = "application/octet-stream"))),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn result_of(
@@ -255,7 +252,6 @@ pub async fn result_of(
     params(("id" = String, Path, description = "The id `POST` answered with")),
     responses(
         (status = 200, description = "The job's document", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn cancel(

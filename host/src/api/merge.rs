@@ -26,7 +26,6 @@ pub const MAX_PAGES: usize = 100;
     request_body(content = serde_json::Value, description = "`pages` (1 to 100): each `{url}` or `{html, base_url?}`; the rest is a `/v1/pdf` body for every page; `options.metadata` is set on the merged document"),
     responses(
         (status = 200, description = "The merged PDF", content_type = "application/pdf", body = Vec<u8>),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn pdf_merge(

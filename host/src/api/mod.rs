@@ -210,7 +210,7 @@ pub fn app(state: AppState) -> Router {
 /// Every route of the API, and the OpenAPI document describing them.
 fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut document) = documented_routes().split_for_parts();
-    openapi::add_render_headers(&mut document);
+    openapi::add_shared_responses(&mut document);
     (routes, document)
 }
 
@@ -254,6 +254,15 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The route a request matched (`/v1/jobs/{id}`), or `unmatched`: what metrics and spans are named
+/// by, never the raw path, which the caller chooses.
+fn route_of(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned())
+}
+
 /// The W3C `traceparent` a request came with, for an async job to keep (`jobs.rs`).
 #[derive(Debug, Clone)]
 pub(super) struct IncomingTrace(Option<String>);
@@ -267,11 +276,7 @@ impl IncomingTrace {
 /// Runs every request in a server span named after its route (`POST /v1/screenshot`), continuing
 /// the trace of the request's `traceparent`; the jobs it runs are its children.
 async fn trace_request(mut request: Request, next: Next) -> Response {
-    // Named by the route, never by the raw path: a caller must not choose the names.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = route_of(&request);
     let span = tracing::info_span!(
         "request",
         otel.name = %format_args!("{} {route}", request.method()),
@@ -301,10 +306,7 @@ async fn trace_request(mut request: Request, next: Next) -> Response {
 
 /// Counts every request by route and status, and times it.
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let endpoint = route_of(&request);
     let started = Instant::now();
     let response = next.run(request).await;
     state

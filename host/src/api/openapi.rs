@@ -2,11 +2,15 @@
 //! (Swagger UI, built into the binary). The document is generated from the code: each handler's
 //! `#[utoipa::path]` sits on the handler, the router is built from those handlers (`routes!` in
 //! `mod.rs`), so a route cannot be served without being documented, and the request schemas are
-//! the parser's own types (`ToSchema` on `job::options` and `request.rs`).
+//! the parser's own types (`ToSchema` on `job::options` and `request.rs`). What every operation
+//! shares (the error body, the render headers) is added once the routes' paths are in the document
+//! ([`add_shared_responses`]), not repeated on each handler.
 
+use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ObjectBuilder, OpenApi as Document, RefOr, Type};
+use utoipa::openapi::{ObjectBuilder, OpenApi as Document, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ERROR_CODES;
@@ -62,9 +66,46 @@ fn error_code() -> ObjectBuilder {
 )]
 pub struct ApiDoc;
 
-/// Adds the headers a render's answer has to each `render` operation's 200 (a merge's PDF is many
-/// pages': it has none of them), once the routes' paths are in the document.
-pub(super) fn add_render_headers(document: &mut Document) {
+/// Adds what operations share, once the routes' paths are in the document: every operation's error
+/// answer (any status but its successes: the one error body), and the headers a render's answer
+/// has on each `render` operation's 200.
+pub(super) fn add_shared_responses(document: &mut Document) {
+    add_error_responses(document);
+    add_render_headers(document);
+}
+
+fn add_error_responses(document: &mut Document) {
+    let errors = ResponseBuilder::new()
+        .description("An error: `{\"error\": {\"code\", \"message\"}}`")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .insert("default".into(), RefOr::T(errors.clone()));
+        }
+    }
+}
+
+/// A merge's PDF is many pages': it has none of the render headers.
+fn add_render_headers(document: &mut Document) {
     let header = |schema: Type, description: &str| {
         HeaderBuilder::new()
             .schema(ObjectBuilder::new().schema_type(schema))

@@ -20,7 +20,6 @@ use crate::sys::Memory;
     summary = "Whether a browser is up (open to all)",
     responses(
         (status = 200, description = "`{status, shards, shards_up}`", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -49,7 +48,6 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Va
     responses(
         (status = 200, description = "Accepting: the queue, memory and browser figures", body = serde_json::Value),
         (status = 503, description = "Not accepting, with `reasons`", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn pressure(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
@@ -100,7 +98,6 @@ const STATUS_KEYS: usize = 20;
     summary = "The server's state: browsers, pool, queue, plugins",
     responses(
         (status = 200, description = "The figures", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn status(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
@@ -147,7 +144,6 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> Json<serde
     summary = "Prometheus metrics (open to all)",
     responses(
         (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -64,7 +64,6 @@ impl PluginEntry {
     summary = "Every plugin: built-in and uploaded, with their versions",
     responses(
         (status = 200, description = "`{plugins: [...]}`", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -86,7 +85,6 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
     params(("name" = String, Path, description = "A plugin's name, or `name@version`")),
     responses(
         (status = 200, description = "The plugin and its versions, or the version", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn describe(
@@ -111,7 +109,6 @@ pub async fn describe(
     responses(
         (status = 201, description = "The version registered", body = serde_json::Value),
         (status = 200, description = "The same bytes were there already", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn upload(
@@ -149,7 +146,6 @@ pub async fn upload(
     params(("name" = String, Path, description = "A plugin's name, or `name@version`")),
     responses(
         (status = 200, description = "What was deleted", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn delete(

@@ -29,7 +29,6 @@ struct ScorerRequest {
     summary = "The scheduler's queue, classes and scorer",
     responses(
         (status = 200, description = "The figures", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn show(State(state): State<AppState>) -> Json<Value> {
@@ -47,7 +46,6 @@ pub async fn show(State(state): State<AppState>) -> Json<Value> {
     request_body(content = serde_json::Value, description = "`{plugin}`: a plugin with the scorer role"),
     responses(
         (status = 200, description = "The scorer in use", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn set_scorer(
@@ -72,7 +70,6 @@ pub async fn set_scorer(
     summary = "Go back to the built-in scores (admin token)",
     responses(
         (status = 200, description = "The scorer in use", body = serde_json::Value),
-        (status = "default", description = "An error: `{\"error\": {\"code\", \"message\"}}`", body = crate::api::openapi::ErrorBody),
     )
 )]
 pub async fn clear_scorer(
