@@ -361,3 +361,23 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
     let height = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
     (width, height)
 }
+
+/// Runs a component's build script (an example's `plugins/examples/build.sh LANG`, a template's
+/// `build.sh`), which prints the component's path last, and reads the component; `what` names the
+/// build in a failure.
+pub fn built_component(build: &mut std::process::Command, what: &str) -> Vec<u8> {
+    let output = build
+        .output()
+        .unwrap_or_else(|error| panic!("running the build of {what}: {error}"));
+    assert!(
+        output.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let path = stdout
+        .lines()
+        .last()
+        .expect("the build prints the component's path");
+    std::fs::read(path).unwrap_or_else(|error| panic!("reading {path}: {error}"))
+}

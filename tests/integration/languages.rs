@@ -6,28 +6,17 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::harness::{FixtureSite, TestServer, error_message};
+use crate::harness::{FixtureSite, TestServer, built_component, error_message};
 
 const ADMIN: &str = "languages-admin-token-0123456789";
 
 /// Builds one language's example; the component's bytes.
 fn build(language: &str) -> Vec<u8> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/build.sh");
-    let output = std::process::Command::new(&script)
-        .arg(language)
-        .output()
-        .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
-    assert!(
-        output.status.success(),
-        "building the {language} example failed (tests/setup.sh installs the toolchains):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let path = stdout
-        .lines()
-        .last()
-        .expect("build.sh prints the component's path");
-    std::fs::read(path).unwrap_or_else(|error| panic!("reading {path}: {error}"))
+    built_component(
+        std::process::Command::new(&script).arg(language),
+        &format!("the {language} example (tests/setup.sh installs the toolchains)"),
+    )
 }
 
 /// Uploads `bytes` as `name` and checks the title extractor's behaviour on real pages: the output,

@@ -10,7 +10,7 @@ use std::process::Command;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::harness::{ServerProcess, error_message};
+use crate::harness::{ServerProcess, built_component, error_message};
 
 const ADMIN: &str = "templates-admin-token-0123456789";
 
@@ -86,31 +86,15 @@ impl Project {
             build.env_remove(inherited);
         }
         build.env("CARGO_TARGET_DIR", workspace.join("target/templates"));
-        let output = build.output().expect("build.sh runs");
-        assert!(
-            output.status.success(),
-            "building the {} template failed:\n{}",
-            self.language,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let path = stdout
-            .lines()
-            .last()
-            .expect("build.sh prints the component's path");
-        std::fs::read(path).unwrap_or_else(|error| panic!("reading {path}: {error}"))
+        built_component(&mut build, &format!("the {} template", self.language))
     }
 }
 
 /// PATH with the toolchains for `language` in front (installed once under target/).
 fn tool_path(language: &str) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/build.sh");
-    let tools = match language {
-        "js" => vec!["js"],
-        "python" => vec!["python"],
-        "c" => vec!["c"],
-        _ => vec![],
-    };
+    // Rust's toolchain is the one the tests run with.
+    let tools: &[&str] = if language == "rust" { &[] } else { &[language] };
     let output = Command::new(&script)
         .arg("tools")
         .args(tools)
